@@ -1,0 +1,216 @@
+/*
+ * clpsa: Pyramid Sparse Attention with OpenCL kernels compiled at run time.
+ *
+ * Conventions
+ * - Opaque handles with create/destroy pairs; destroy(NULL) is a no-op.
+ * - Every fallible call returns clpsa_status; results come through the last pointer argument.
+ * - Option structs are filled with defaults by their *_init function; a zero field means
+ *   "default", so the structs can grow without breaking callers that use the init functions.
+ * - clpsa_context_last_error() holds the detail of the last failure on that context: the
+ *   value, the rule it broke, the raw OpenCL error and the build log where there is one.
+ * - The library never prints to stdout; log lines go to a callback (default: stderr, level
+ *   from CLPSA_LOG = error|warn|info|debug|trace, default warn).
+ *
+ * ABI policy: until version 1.0 the ABI may change between minor versions; the numeric
+ * values of clpsa_status, clpsa_dtype and the other enums are pinned and never reused.
+ */
+#ifndef CLPSA_CLPSA_H
+#define CLPSA_CLPSA_H
+
+#ifndef CL_TARGET_OPENCL_VERSION
+#define CL_TARGET_OPENCL_VERSION 120
+#endif
+#include <CL/cl.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CLPSA_VERSION_MAJOR 0
+#define CLPSA_VERSION_MINOR 1
+#define CLPSA_VERSION_PATCH 0
+#define CLPSA_VERSION_NUMBER                                                                   \
+    (CLPSA_VERSION_MAJOR * 10000 + CLPSA_VERSION_MINOR * 100 + CLPSA_VERSION_PATCH)
+
+/* "MAJOR.MINOR.PATCH" of the library actually linked. */
+const char *clpsa_version(void);
+int clpsa_version_number(void);
+
+/* ---- Status codes: defined once, here. X(name, value, sentence) ---- */
+#define CLPSA_STATUS_LIST(X)                                                                   \
+    X(CLPSA_OK, 0, "success")                                                                  \
+    X(CLPSA_ERROR_NULL_ARGUMENT, 1, "a required handle, pointer or buffer is NULL")            \
+    X(CLPSA_ERROR_INVALID_VALUE, 2, "an option has a value outside its allowed range")         \
+    X(CLPSA_ERROR_INVALID_SHAPE, 3, "a tensor size is zero, negative or inconsistent")         \
+    X(CLPSA_ERROR_INVALID_STRIDES, 4,                                                          \
+      "tensor strides overlap, are negative or make the head dimension non-contiguous")        \
+    X(CLPSA_ERROR_UNSUPPORTED, 5, "the combination of options is not supported")               \
+    X(CLPSA_ERROR_BUFFER_TOO_SMALL, 6, "a buffer is smaller than the shape it must hold")      \
+    X(CLPSA_ERROR_WRONG_CONTEXT, 7, "a buffer or queue belongs to another OpenCL context")     \
+    X(CLPSA_ERROR_BUILD_FAILED, 8, "an OpenCL kernel failed to build")                         \
+    X(CLPSA_ERROR_OUT_OF_MEMORY, 9, "the device or host ran out of memory")                    \
+    X(CLPSA_ERROR_DEVICE_NOT_FOUND, 10, "no OpenCL device matches the request")                \
+    X(CLPSA_ERROR_OPENCL, 11, "an OpenCL call failed")                                         \
+    X(CLPSA_ERROR_IO, 12, "a file could not be read or written")                               \
+    X(CLPSA_ERROR_INVALID_FILE, 13, "a file is malformed or does not match what was expected")
+
+typedef enum clpsa_status {
+#define CLPSA_X_ENUM(name, value, sentence) name = value,
+    CLPSA_STATUS_LIST(CLPSA_X_ENUM)
+#undef CLPSA_X_ENUM
+} clpsa_status;
+
+/* "CLPSA_ERROR_INVALID_SHAPE"; "CLPSA_UNKNOWN_STATUS" for values not in the list. */
+const char *clpsa_status_name(clpsa_status status);
+/* The status's sentence, e.g. "a tensor size is zero, negative or inconsistent". */
+const char *clpsa_status_string(clpsa_status status);
+
+/* ---- Storage types ---- */
+typedef enum clpsa_dtype {
+    CLPSA_DTYPE_DEFAULT = 0, /* fp32 for inputs; the input type for the output */
+    CLPSA_DTYPE_FP32 = 1,
+    CLPSA_DTYPE_FP16 = 2, /* IEEE binary16, stored as 16-bit words */
+    CLPSA_DTYPE_BF16 = 3, /* bfloat16, stored as 16-bit words */
+} clpsa_dtype;
+
+/* Bytes per element (4 or 2); 0 for an unknown type. */
+size_t clpsa_dtype_size(clpsa_dtype dtype);
+/* "fp32", "fp16", "bf16"; NULL for an unknown type. */
+const char *clpsa_dtype_name(clpsa_dtype dtype);
+/* Host conversions with round-to-nearest-even, the same rounding the kernels use. */
+clpsa_status clpsa_convert_from_float(clpsa_dtype dtype, const float *src, void *dst,
+                                      size_t count);
+clpsa_status clpsa_convert_to_float(clpsa_dtype dtype, const void *src, float *dst,
+                                    size_t count);
+
+/* ---- Logging ---- */
+typedef enum clpsa_log_level {
+    CLPSA_LOG_OFF = 0,
+    CLPSA_LOG_ERROR = 1,
+    CLPSA_LOG_WARN = 2,
+    CLPSA_LOG_INFO = 3,
+    CLPSA_LOG_DEBUG = 4,
+    CLPSA_LOG_TRACE = 5,
+} clpsa_log_level;
+
+typedef void (*clpsa_log_fn)(void *user, clpsa_log_level level, const char *message);
+
+/* ---- Context ---- */
+typedef struct clpsa_context clpsa_context;
+
+typedef struct clpsa_context_desc {
+    /* Either all three NULL (clpsa picks a device, creates its own context and an in-order
+     * queue with profiling), or cl_context and device set: clpsa wraps them without taking
+     * ownership. queue is optional when wrapping; plans run on the queue given to run. */
+    cl_context cl_context;
+    cl_device_id device;
+    cl_command_queue queue;
+    /* Device choice when clpsa picks: index (as listed by `clpsa devices`) or a substring of
+     * the platform or device name. NULL: $CLPSA_DEVICE, else the first GPU, else the first
+     * device. */
+    const char *device_spec;
+    clpsa_log_fn log;               /* NULL: stderr */
+    void *log_user;                 /* passed to log */
+    clpsa_log_level log_level;      /* 0 (OFF is not reachable here): $CLPSA_LOG, else WARN */
+    const char *cache_dir;          /* NULL: $CLPSA_CACHE_DIR, $XDG_CACHE_HOME/clpsa, ~/.cache/clpsa */
+    int disable_disk_cache;         /* non-zero: keep compiled programs in memory only */
+} clpsa_context_desc;
+
+void clpsa_context_desc_init(clpsa_context_desc *desc);
+clpsa_status clpsa_context_create(const clpsa_context_desc *desc, clpsa_context **out);
+void clpsa_context_destroy(clpsa_context *ctx);
+
+/* Detail of the last failure on this context ("" if none). Valid until the next call. */
+const char *clpsa_context_last_error(const clpsa_context *ctx);
+cl_context clpsa_context_cl_context(const clpsa_context *ctx);
+cl_device_id clpsa_context_device(const clpsa_context *ctx);
+/* The queue given at creation or created by clpsa (NULL when wrapping without a queue). */
+cl_command_queue clpsa_context_queue(const clpsa_context *ctx);
+/* Human-readable "platform / device (driver)" of the context's device. */
+const char *clpsa_context_device_name(const clpsa_context *ctx);
+/* Why this device was chosen: "wrapped by caller", "CLPSA_DEVICE=...", "first GPU", ... */
+const char *clpsa_context_device_reason(const clpsa_context *ctx);
+
+/* Allocates a device buffer of `bytes`, checked against the device's limits first, so an
+ * impossible request returns CLPSA_ERROR_OUT_OF_MEMORY with the sizes in last_error. */
+clpsa_status clpsa_context_alloc(clpsa_context *ctx, size_t bytes, cl_mem *out);
+
+/* Counters of the program cache (for tests and diagnostics). */
+typedef struct clpsa_cache_stats {
+    uint64_t memory_hits;  /* program found in the in-memory cache */
+    uint64_t disk_hits;    /* binary loaded from the on-disk cache */
+    uint64_t disk_rejects; /* on-disk file ignored: corrupt, truncated, stale or mismatched */
+    uint64_t builds;       /* programs compiled from source */
+} clpsa_cache_stats;
+void clpsa_context_cache_stats(const clpsa_context *ctx, clpsa_cache_stats *out);
+/* The directory used for the on-disk program cache ("" when disabled). */
+const char *clpsa_context_cache_dir(const clpsa_context *ctx);
+
+/* ---- Plans ---- */
+/* Element strides of a 4-D tensor [batch, head, seq, dim]. dim must be 1. All zero means
+ * contiguous [B, H, N, D]. */
+typedef struct clpsa_strides {
+    int64_t batch, head, seq, dim;
+} clpsa_strides;
+
+/* Contiguous [B, H, N, D] and [B, N, H, D] strides for a tensor of H heads, N tokens, D. */
+clpsa_strides clpsa_strides_bhnd(int64_t heads, int64_t seq, int64_t dim);
+clpsa_strides clpsa_strides_bnhd(int64_t heads, int64_t seq, int64_t dim);
+
+typedef enum clpsa_method {
+    CLPSA_METHOD_DENSE = 1, /* exact attention (flash-style tiled online softmax) */
+} clpsa_method;
+
+typedef struct clpsa_plan_desc {
+    clpsa_method method;          /* 0: dense */
+    int batch;                    /* B >= 1 */
+    int heads_q;                  /* Hq >= 1, a multiple of heads_kv */
+    int heads_kv;                 /* Hkv >= 1; 0: heads_q */
+    int seq_q;                    /* Nq >= 1 */
+    int seq_k;                    /* Nk >= 1; 0: seq_q */
+    int head_dim;                 /* D: 32, 64, 96, 128 or 256 (also any multiple of 8 up to 256) */
+    clpsa_dtype dtype;            /* storage of Q, K, V; 0: fp32 */
+    clpsa_dtype out_dtype;        /* storage of the output; 0: dtype */
+    clpsa_strides q_strides;      /* element strides; all 0: contiguous [B,H,N,D] */
+    clpsa_strides k_strides;
+    clpsa_strides v_strides;
+    clpsa_strides out_strides;
+    float scale;                  /* 0: 1/sqrt(D) */
+    int causal;                   /* non-zero: bottom-right aligned causal mask */
+} clpsa_plan_desc;
+
+typedef struct clpsa_plan clpsa_plan;
+
+void clpsa_plan_desc_init(clpsa_plan_desc *desc);
+/* Validates the description, compiles (or loads from the caches) the kernels. */
+clpsa_status clpsa_plan_create(clpsa_context *ctx, const clpsa_plan_desc *desc,
+                               clpsa_plan **out);
+void clpsa_plan_destroy(clpsa_plan *plan);
+/* The description with every default resolved. */
+clpsa_status clpsa_plan_get_desc(const clpsa_plan *plan, clpsa_plan_desc *out);
+
+/* Enqueues the attention on `queue` (NULL: the context's queue) after the wait list, and
+ * returns the event of its last command in *event when event is not NULL (the caller then
+ * releases it). Never blocks, never allocates device memory. Buffers are checked against the
+ * plan (context, size) before anything is enqueued; on failure nothing is enqueued and the
+ * output is not touched. */
+clpsa_status clpsa_plan_run(clpsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k,
+                            cl_mem v, cl_mem out, cl_uint num_events,
+                            const cl_event *wait_list, cl_event *event);
+
+/* Minimum buffer sizes in bytes for the plan's tensors. */
+typedef struct clpsa_buffer_sizes {
+    size_t q, k, v, out;
+} clpsa_buffer_sizes;
+clpsa_status clpsa_plan_buffer_sizes(const clpsa_plan *plan, clpsa_buffer_sizes *out);
+
+/* Floating-point operations of one run, counting only the work done (4·B·Hq·Nq·Nk·D for
+ * dense without a mask; the visible pairs only when causal). */
+double clpsa_plan_flops(const clpsa_plan *plan);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CLPSA_CLPSA_H */

@@ -1,0 +1,126 @@
+/* Declarations shared by the library's source files; never installed. */
+#ifndef CLPSA_INTERNAL_H
+#define CLPSA_INTERNAL_H
+
+#include <clpsa/clpsa.h>
+
+#include <stdarg.h>
+#include <stdbool.h>
+
+#define CLPSA__ERROR_CAPACITY 16384
+#define CLPSA__NAME_CAPACITY 256
+
+/* Facts about a device, queried once when the context is created. */
+typedef struct clpsa__device_info {
+    char platform_name[CLPSA__NAME_CAPACITY];
+    char platform_version[CLPSA__NAME_CAPACITY];
+    char device_name[CLPSA__NAME_CAPACITY];
+    char device_vendor[CLPSA__NAME_CAPACITY];
+    char driver_version[CLPSA__NAME_CAPACITY];
+    char device_version[CLPSA__NAME_CAPACITY];
+    cl_uint vendor_id;
+    cl_device_type type;
+    cl_uint compute_units;
+    size_t max_work_group_size;
+    cl_ulong local_mem_size;
+    cl_ulong global_mem_size;
+    cl_ulong max_mem_alloc_size;
+    cl_uint mem_base_addr_align_bits;
+    bool has_fp16;
+    bool has_fp64;
+    int nv_compute_major; /* 0 unless cl_nv_device_attribute_query answers */
+    int nv_compute_minor;
+} clpsa__device_info;
+
+clpsa_status clpsa__device_info_query(cl_device_id device, clpsa__device_info *out,
+                                      cl_int *cl_error);
+
+/* A cached compiled program; the cache owns it. */
+typedef struct clpsa__program_entry {
+    char *key;
+    cl_program program;
+} clpsa__program_entry;
+
+struct clpsa_context {
+    cl_context cl_ctx;
+    cl_device_id device;
+    cl_command_queue queue;
+    bool owns_cl_objects;
+    clpsa__device_info info;
+    char device_label[3 * CLPSA__NAME_CAPACITY + 16];
+    char device_reason[CLPSA__NAME_CAPACITY];
+
+    clpsa_log_fn log;
+    void *log_user;
+    clpsa_log_level log_level;
+
+    char cache_dir[4096]; /* "" when the disk cache is off */
+    clpsa__program_entry *programs;
+    size_t program_count, program_capacity;
+    clpsa_cache_stats cache_stats;
+
+    char last_error[CLPSA__ERROR_CAPACITY];
+};
+
+/* Records the failure detail in ctx->last_error (and logs it), returns status. */
+clpsa_status clpsa__fail(clpsa_context *ctx, clpsa_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Same with the raw OpenCL error code and its name appended. */
+clpsa_status clpsa__fail_cl(clpsa_context *ctx, cl_int cl_error, const char *what);
+/* Maps an OpenCL error to the closest clpsa status (out-of-memory codes map to OOM). */
+clpsa_status clpsa__status_from_cl(cl_int cl_error);
+const char *clpsa__cl_error_name(cl_int cl_error);
+void clpsa__clear_error(clpsa_context *ctx);
+
+void clpsa__log(const clpsa_context *ctx, clpsa_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+clpsa_log_level clpsa__log_level_from_env(void);
+void clpsa__log_to_stderr(void *user, clpsa_log_level level, const char *message);
+
+/* 64-bit FNV-1a, for cache keys and file names (not for security). */
+uint64_t clpsa__hash64(const void *data, size_t size, uint64_t seed);
+#define CLPSA__HASH_SEED 0xcbf29ce484222325ull
+
+/* Device selection by spec (index or name substring) or default policy. */
+clpsa_status clpsa__select_device(clpsa_context *ctx, const char *spec, cl_platform_id *platform,
+                                  cl_device_id *device);
+
+/* Kernel sources: embedded at build time, or read from $CLPSA_KERNEL_DIR. */
+typedef struct clpsa__kernel_source {
+    const char *name;
+    const char *text;
+    size_t size;
+} clpsa__kernel_source;
+
+/* Returns the text of cl/<name> (malloc'ed, NUL-terminated) in *text. */
+clpsa_status clpsa__kernel_source_load(clpsa_context *ctx, const char *name, char **text,
+                                       size_t *size);
+
+/* Builds (or fetches from the memory/disk caches) the program for a kernel file and options.
+ * The returned program is owned by the context. */
+clpsa_status clpsa__program_get(clpsa_context *ctx, const char *file, const char *options,
+                                cl_program *out);
+void clpsa__program_cache_release(clpsa_context *ctx);
+
+/* On-disk binary cache. A miss, a corrupt or a stale file returns false (with a log line for
+ * the last two); a failed store is logged and otherwise ignored. */
+bool clpsa__disk_cache_load(clpsa_context *ctx, const char *key, unsigned char **binary,
+                            size_t *size);
+void clpsa__disk_cache_store(clpsa_context *ctx, const char *key, const unsigned char *binary,
+                             size_t size);
+void clpsa__disk_cache_resolve_dir(const char *requested, char *out, size_t capacity);
+
+/* Tensor description checks shared by plan creation and run. */
+typedef struct clpsa__tensor {
+    const char *name; /* "q", "k", "v", "out" */
+    int64_t batch, heads, seq, dim;
+    clpsa_strides strides;
+    clpsa_dtype dtype;
+} clpsa__tensor;
+
+clpsa_status clpsa__tensor_check_strides(clpsa_context *ctx, const clpsa__tensor *t);
+/* Bytes spanned from element 0 to the last element, inclusive. */
+size_t clpsa__tensor_bytes(const clpsa__tensor *t);
+clpsa_status clpsa__check_buffer(clpsa_context *ctx, const clpsa__tensor *t, cl_mem buffer);
+
+#endif /* CLPSA_INTERNAL_H */

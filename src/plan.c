@@ -1,0 +1,354 @@
+/* Plans: a validated problem description with its kernels compiled, run many times. */
+#include "internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CLPSA__MAX_HEAD_DIM 256
+
+struct clpsa_plan {
+    clpsa_context *ctx;
+    clpsa_plan_desc desc; /* every default resolved */
+    clpsa__tensor q, k, v, out;
+    cl_kernel dense;
+    int block_m, block_n;
+};
+
+void clpsa_plan_desc_init(clpsa_plan_desc *desc) {
+    if (desc)
+        memset(desc, 0, sizeof *desc);
+}
+
+static bool strides_unset(const clpsa_strides *s) {
+    return s->batch == 0 && s->head == 0 && s->seq == 0 && s->dim == 0;
+}
+
+static bool dtype_valid(clpsa_dtype dtype) {
+    return dtype == CLPSA_DTYPE_FP32 || dtype == CLPSA_DTYPE_FP16 || dtype == CLPSA_DTYPE_BF16;
+}
+
+static clpsa_status check_positive(clpsa_context *ctx, const char *name, int value) {
+    if (value <= 0)
+        return clpsa__fail(ctx, CLPSA_ERROR_INVALID_SHAPE, "%s = %d: it must be at least 1",
+                           name, value);
+    return CLPSA_OK;
+}
+
+/* Fills in defaults and checks every rule that does not need a buffer. */
+static clpsa_status resolve_desc(clpsa_context *ctx, const clpsa_plan_desc *in,
+                                 clpsa_plan_desc *d) {
+    *d = *in;
+    if (d->method == 0)
+        d->method = CLPSA_METHOD_DENSE;
+    if (d->method != CLPSA_METHOD_DENSE)
+        return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
+                           "method = %d: it must be CLPSA_METHOD_DENSE (%d)", (int)d->method,
+                           (int)CLPSA_METHOD_DENSE);
+    if (d->heads_kv == 0)
+        d->heads_kv = d->heads_q;
+    if (d->seq_k == 0)
+        d->seq_k = d->seq_q;
+    clpsa_status status = CLPSA_OK;
+    const struct {
+        const char *name;
+        int value;
+    } sizes[] = {{"batch", d->batch},   {"heads_q", d->heads_q},   {"heads_kv", d->heads_kv},
+                 {"seq_q", d->seq_q},   {"seq_k", d->seq_k},       {"head_dim", d->head_dim}};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0] && status == CLPSA_OK; ++i)
+        status = check_positive(ctx, sizes[i].name, sizes[i].value);
+    if (status != CLPSA_OK)
+        return status;
+    if (d->heads_q % d->heads_kv != 0)
+        return clpsa__fail(ctx, CLPSA_ERROR_INVALID_SHAPE,
+                           "heads_q = %d is not a multiple of heads_kv = %d (grouped-query "
+                           "attention shares each kv head among heads_q / heads_kv query heads)",
+                           d->heads_q, d->heads_kv);
+    if (d->head_dim % 8 != 0 || d->head_dim > CLPSA__MAX_HEAD_DIM)
+        return clpsa__fail(ctx, CLPSA_ERROR_UNSUPPORTED,
+                           "head_dim = %d is not supported: it must be a multiple of 8 from 8 "
+                           "to %d (e.g. 32, 64, 96, 128, 256)",
+                           d->head_dim, CLPSA__MAX_HEAD_DIM);
+    if ((long long)d->batch * d->heads_q > 65535)
+        return clpsa__fail(ctx, CLPSA_ERROR_UNSUPPORTED,
+                           "batch * heads_q = %lld exceeds 65535, the work-group count some "
+                           "devices allow in the second dimension",
+                           (long long)d->batch * d->heads_q);
+    if (d->dtype == CLPSA_DTYPE_DEFAULT)
+        d->dtype = CLPSA_DTYPE_FP32;
+    if (!dtype_valid(d->dtype))
+        return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
+                           "dtype = %d: it must be CLPSA_DTYPE_FP32, _FP16 or _BF16",
+                           (int)d->dtype);
+    if (d->out_dtype == CLPSA_DTYPE_DEFAULT)
+        d->out_dtype = d->dtype;
+    if (!dtype_valid(d->out_dtype))
+        return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
+                           "out_dtype = %d: it must be CLPSA_DTYPE_FP32, _FP16 or _BF16",
+                           (int)d->out_dtype);
+    if (!isfinite(d->scale))
+        return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
+                           "scale = %g: it must be finite (0 selects 1/sqrt(head_dim))",
+                           (double)d->scale);
+    if (d->scale == 0.0f)
+        d->scale = 1.0f / sqrtf((float)d->head_dim);
+    if (strides_unset(&d->q_strides))
+        d->q_strides = clpsa_strides_bhnd(d->heads_q, d->seq_q, d->head_dim);
+    if (strides_unset(&d->k_strides))
+        d->k_strides = clpsa_strides_bhnd(d->heads_kv, d->seq_k, d->head_dim);
+    if (strides_unset(&d->v_strides))
+        d->v_strides = clpsa_strides_bhnd(d->heads_kv, d->seq_k, d->head_dim);
+    if (strides_unset(&d->out_strides))
+        d->out_strides = clpsa_strides_bhnd(d->heads_q, d->seq_q, d->head_dim);
+    return CLPSA_OK;
+}
+
+static clpsa__tensor make_tensor(const char *name, const clpsa_plan_desc *d, int heads, int seq,
+                                 clpsa_strides strides, clpsa_dtype dtype) {
+    const clpsa__tensor t = {name, d->batch, heads, seq, d->head_dim, strides, dtype};
+    return t;
+}
+
+/* Default tile sizes until per-device tuning exists: small work-groups on CPUs (PoCL runs a
+ * work-group as a loop per core, so fewer, larger tiles of keys amortise its barriers), and
+ * 64 rows on GPUs. */
+static void choose_dense_tiles(const clpsa__device_info *info, int head_dim, int *block_m,
+                               int *block_n) {
+    const bool cpu = (info->type & CL_DEVICE_TYPE_CPU) != 0;
+    *block_m = cpu ? 32 : 64;
+    *block_n = cpu ? 32 : (head_dim > 128 ? 8 : 16);
+    while ((size_t)*block_m > info->max_work_group_size && *block_m > 1)
+        *block_m /= 2;
+    while ((cl_ulong)(2 * *block_n * head_dim * 4) > info->local_mem_size / 2 && *block_n > 1)
+        *block_n /= 2;
+}
+
+static clpsa_status build_dense(clpsa_plan *plan) {
+    clpsa_context *ctx = plan->ctx;
+    choose_dense_tiles(&ctx->info, plan->desc.head_dim, &plan->block_m, &plan->block_n);
+    for (;;) {
+        char options[512];
+        snprintf(options, sizeof options,
+                 "-cl-std=CL1.2 -DHEAD_DIM=%d -DIN_TYPE=%d -DOUT_TYPE=%d -DBLOCK_M=%d "
+                 "-DBLOCK_N=%d",
+                 plan->desc.head_dim, (int)plan->desc.dtype, (int)plan->desc.out_dtype,
+                 plan->block_m, plan->block_n);
+        cl_program program = NULL;
+        clpsa_status status = clpsa__program_get(ctx, "dense.cl", options, &program);
+        if (status != CLPSA_OK)
+            return status;
+        cl_int err = CL_SUCCESS;
+        cl_kernel kernel = clCreateKernel(program, "dense_attention", &err);
+        if (err != CL_SUCCESS)
+            return clpsa__fail_cl(ctx, err, "clCreateKernel(dense_attention)");
+        size_t limit = 0;
+        err = clGetKernelWorkGroupInfo(kernel, ctx->device, CL_KERNEL_WORK_GROUP_SIZE,
+                                       sizeof limit, &limit, NULL);
+        if (err != CL_SUCCESS) {
+            clReleaseKernel(kernel);
+            return clpsa__fail_cl(ctx, err, "clGetKernelWorkGroupInfo");
+        }
+        if ((size_t)plan->block_m <= limit) {
+            plan->dense = kernel;
+            clpsa__log(ctx, CLPSA_LOG_INFO, "dense kernel: D=%d BLOCK_M=%d BLOCK_N=%d",
+                       plan->desc.head_dim, plan->block_m, plan->block_n);
+            return CLPSA_OK;
+        }
+        clReleaseKernel(kernel);
+        if (plan->block_m == 1)
+            return clpsa__fail(ctx, CLPSA_ERROR_UNSUPPORTED,
+                               "the dense kernel cannot run with even one work-item per group "
+                               "on this device");
+        clpsa__log(ctx, CLPSA_LOG_INFO,
+                   "dense kernel allows %zu work-items per group, fewer than BLOCK_M=%d: "
+                   "halving",
+                   limit, plan->block_m);
+        plan->block_m /= 2;
+    }
+}
+
+clpsa_status clpsa_plan_create(clpsa_context *ctx, const clpsa_plan_desc *desc,
+                               clpsa_plan **out) {
+    if (out)
+        *out = NULL;
+    if (!ctx || !desc || !out)
+        return clpsa__fail(ctx, CLPSA_ERROR_NULL_ARGUMENT,
+                           "clpsa_plan_create: ctx (%p), desc (%p) and out (%p) must not be "
+                           "NULL",
+                           (void *)ctx, (const void *)desc, (void *)out);
+    clpsa__clear_error(ctx);
+    clpsa_plan_desc d;
+    clpsa_status status = resolve_desc(ctx, desc, &d);
+    if (status != CLPSA_OK)
+        return status;
+    clpsa__tensor tensors[4] = {
+        make_tensor("q", &d, d.heads_q, d.seq_q, d.q_strides, d.dtype),
+        make_tensor("k", &d, d.heads_kv, d.seq_k, d.k_strides, d.dtype),
+        make_tensor("v", &d, d.heads_kv, d.seq_k, d.v_strides, d.dtype),
+        make_tensor("out", &d, d.heads_q, d.seq_q, d.out_strides, d.out_dtype),
+    };
+    for (int i = 0; i < 4 && status == CLPSA_OK; ++i)
+        status = clpsa__tensor_check_strides(ctx, &tensors[i]);
+    if (status != CLPSA_OK)
+        return status;
+
+    clpsa_plan *plan = calloc(1, sizeof *plan);
+    if (!plan)
+        return clpsa__fail(ctx, CLPSA_ERROR_OUT_OF_MEMORY, "clpsa_plan_create: out of memory");
+    plan->ctx = ctx;
+    plan->desc = d;
+    plan->q = tensors[0];
+    plan->k = tensors[1];
+    plan->v = tensors[2];
+    plan->out = tensors[3];
+    status = build_dense(plan);
+    if (status != CLPSA_OK) {
+        clpsa_plan_destroy(plan);
+        return status;
+    }
+    *out = plan;
+    return CLPSA_OK;
+}
+
+void clpsa_plan_destroy(clpsa_plan *plan) {
+    if (!plan)
+        return;
+    if (plan->dense)
+        clReleaseKernel(plan->dense);
+    free(plan);
+}
+
+clpsa_status clpsa_plan_get_desc(const clpsa_plan *plan, clpsa_plan_desc *out) {
+    if (!plan || !out)
+        return CLPSA_ERROR_NULL_ARGUMENT;
+    *out = plan->desc;
+    return CLPSA_OK;
+}
+
+clpsa_status clpsa_plan_buffer_sizes(const clpsa_plan *plan, clpsa_buffer_sizes *out) {
+    if (!plan || !out)
+        return CLPSA_ERROR_NULL_ARGUMENT;
+    out->q = clpsa__tensor_bytes(&plan->q);
+    out->k = clpsa__tensor_bytes(&plan->k);
+    out->v = clpsa__tensor_bytes(&plan->v);
+    out->out = clpsa__tensor_bytes(&plan->out);
+    return CLPSA_OK;
+}
+
+double clpsa_plan_flops(const clpsa_plan *plan) {
+    if (!plan)
+        return 0.0;
+    const clpsa_plan_desc *d = &plan->desc;
+    double pairs = 0.0;
+    if (d->causal) {
+        const long long shift = (long long)d->seq_k - d->seq_q;
+        for (long long t = 0; t < d->seq_q; ++t) {
+            long long visible = t + shift + 1;
+            visible = visible < 0 ? 0 : (visible > d->seq_k ? d->seq_k : visible);
+            pairs += (double)visible;
+        }
+    } else {
+        pairs = (double)d->seq_q * (double)d->seq_k;
+    }
+    return 4.0 * d->batch * d->heads_q * pairs * d->head_dim;
+}
+
+static clpsa_status check_queue(clpsa_context *ctx, cl_command_queue queue) {
+    cl_context owner = NULL;
+    const cl_int err =
+        clGetCommandQueueInfo(queue, CL_QUEUE_CONTEXT, sizeof owner, &owner, NULL);
+    if (err != CL_SUCCESS)
+        return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
+                           "queue %p is not a valid command queue: OpenCL error %d (%s)",
+                           (void *)queue, (int)err, clpsa__cl_error_name(err));
+    if (owner != ctx->cl_ctx)
+        return clpsa__fail(ctx, CLPSA_ERROR_WRONG_CONTEXT,
+                           "queue %p belongs to cl_context %p, but the plan's context is %p",
+                           (void *)queue, (void *)owner, (void *)ctx->cl_ctx);
+    return CLPSA_OK;
+}
+
+static clpsa_status check_run_args(clpsa_plan *plan, cl_command_queue queue, cl_mem q,
+                                   cl_mem k, cl_mem v, cl_mem out, cl_uint num_events,
+                                   const cl_event *wait_list) {
+    clpsa_context *ctx = plan->ctx;
+    if (!queue)
+        return clpsa__fail(ctx, CLPSA_ERROR_NULL_ARGUMENT,
+                           "queue is NULL and the context has no queue of its own");
+    if (num_events > 0 && !wait_list)
+        return clpsa__fail(ctx, CLPSA_ERROR_NULL_ARGUMENT,
+                           "num_events = %u but wait_list is NULL", num_events);
+    if (num_events == 0 && wait_list)
+        return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
+                           "wait_list is set but num_events = 0 (OpenCL requires both or "
+                           "neither)");
+    clpsa_status status = check_queue(ctx, queue);
+    const struct {
+        const clpsa__tensor *tensor;
+        cl_mem buffer;
+    } buffers[4] = {{&plan->q, q}, {&plan->k, k}, {&plan->v, v}, {&plan->out, out}};
+    for (int i = 0; i < 4 && status == CLPSA_OK; ++i)
+        status = clpsa__check_buffer(ctx, buffers[i].tensor, buffers[i].buffer);
+    if (status != CLPSA_OK)
+        return status;
+    for (int i = 0; i < 3; ++i)
+        if (buffers[i].buffer == out)
+            return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
+                               "buffer out is the same cl_mem as input %s: the output must "
+                               "not alias an input",
+                               buffers[i].tensor->name);
+    return CLPSA_OK;
+}
+
+clpsa_status clpsa_plan_run(clpsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k,
+                            cl_mem v, cl_mem out, cl_uint num_events,
+                            const cl_event *wait_list, cl_event *event) {
+    if (event)
+        *event = NULL;
+    if (!plan)
+        return CLPSA_ERROR_NULL_ARGUMENT;
+    clpsa_context *ctx = plan->ctx;
+    clpsa__clear_error(ctx);
+    if (!queue)
+        queue = ctx->queue;
+    clpsa_status status = check_run_args(plan, queue, q, k, v, out, num_events, wait_list);
+    if (status != CLPSA_OK)
+        return status;
+
+    const clpsa_plan_desc *d = &plan->desc;
+    const cl_int group = d->heads_q / d->heads_kv;
+    const cl_int causal = d->causal ? 1 : 0;
+    const cl_long strides[12] = {
+        d->q_strides.batch,   d->q_strides.head,   d->q_strides.seq,
+        d->k_strides.batch,   d->k_strides.head,   d->k_strides.seq,
+        d->v_strides.batch,   d->v_strides.head,   d->v_strides.seq,
+        d->out_strides.batch, d->out_strides.head, d->out_strides.seq,
+    };
+    cl_kernel kernel = plan->dense;
+    cl_int err = CL_SUCCESS;
+    cl_uint arg = 0;
+    err |= clSetKernelArg(kernel, arg++, sizeof q, &q);
+    err |= clSetKernelArg(kernel, arg++, sizeof k, &k);
+    err |= clSetKernelArg(kernel, arg++, sizeof v, &v);
+    err |= clSetKernelArg(kernel, arg++, sizeof out, &out);
+    err |= clSetKernelArg(kernel, arg++, sizeof(cl_int), &d->heads_q);
+    err |= clSetKernelArg(kernel, arg++, sizeof group, &group);
+    err |= clSetKernelArg(kernel, arg++, sizeof(cl_int), &d->seq_q);
+    err |= clSetKernelArg(kernel, arg++, sizeof(cl_int), &d->seq_k);
+    err |= clSetKernelArg(kernel, arg++, sizeof(cl_float), &d->scale);
+    err |= clSetKernelArg(kernel, arg++, sizeof causal, &causal);
+    for (int i = 0; i < 12; ++i)
+        err |= clSetKernelArg(kernel, arg++, sizeof(cl_long), &strides[i]);
+    if (err != CL_SUCCESS)
+        return clpsa__fail(ctx, CLPSA_ERROR_OPENCL, "clSetKernelArg failed for dense_attention");
+
+    const size_t row_groups = ((size_t)d->seq_q + plan->block_m - 1) / plan->block_m;
+    const size_t global[2] = {row_groups * plan->block_m, (size_t)d->batch * d->heads_q};
+    const size_t local[2] = {(size_t)plan->block_m, 1};
+    err = clEnqueueNDRangeKernel(queue, kernel, 2, NULL, global, local, num_events, wait_list,
+                                 event);
+    if (err != CL_SUCCESS)
+        return clpsa__fail_cl(ctx, err, "clEnqueueNDRangeKernel(dense_attention)");
+    return CLPSA_OK;
+}

@@ -1,0 +1,188 @@
+/* Compiled programs, cached in memory per context and as binaries on disk. The key names
+ * everything a binary depends on: platform, device, driver, the kernel text and the options. */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char *make_key(const clpsa_context *ctx, const char *file, const char *source,
+                      size_t source_size, const char *options) {
+    const uint64_t source_hash = clpsa__hash64(source, source_size, CLPSA__HASH_SEED);
+    const char *fmt = "platform=%s|platform_version=%s|device=%s|driver=%s|device_version=%s|"
+                      "file=%s|source=%016llx|options=%s";
+    const int length = snprintf(NULL, 0, fmt, ctx->info.platform_name,
+                                ctx->info.platform_version, ctx->info.device_name,
+                                ctx->info.driver_version, ctx->info.device_version, file,
+                                (unsigned long long)source_hash, options);
+    char *key = malloc((size_t)length + 1);
+    if (key)
+        snprintf(key, (size_t)length + 1, fmt, ctx->info.platform_name,
+                 ctx->info.platform_version, ctx->info.device_name, ctx->info.driver_version,
+                 ctx->info.device_version, file, (unsigned long long)source_hash, options);
+    return key;
+}
+
+static cl_program find_in_memory(const clpsa_context *ctx, const char *key) {
+    for (size_t i = 0; i < ctx->program_count; ++i)
+        if (strcmp(ctx->programs[i].key, key) == 0)
+            return ctx->programs[i].program;
+    return NULL;
+}
+
+/* Takes ownership of key and program. */
+static clpsa_status remember(clpsa_context *ctx, char *key, cl_program program) {
+    if (ctx->program_count == ctx->program_capacity) {
+        const size_t capacity = ctx->program_capacity ? 2 * ctx->program_capacity : 8;
+        clpsa__program_entry *grown = realloc(ctx->programs, capacity * sizeof *grown);
+        if (!grown) {
+            free(key);
+            clReleaseProgram(program);
+            return clpsa__fail(ctx, CLPSA_ERROR_OUT_OF_MEMORY, "program cache: out of memory");
+        }
+        ctx->programs = grown;
+        ctx->program_capacity = capacity;
+    }
+    ctx->programs[ctx->program_count].key = key;
+    ctx->programs[ctx->program_count].program = program;
+    ctx->program_count++;
+    return CLPSA_OK;
+}
+
+void clpsa__program_cache_release(clpsa_context *ctx) {
+    for (size_t i = 0; i < ctx->program_count; ++i) {
+        clReleaseProgram(ctx->programs[i].program);
+        free(ctx->programs[i].key);
+    }
+    free(ctx->programs);
+    ctx->programs = NULL;
+    ctx->program_count = ctx->program_capacity = 0;
+}
+
+static char *build_log(const clpsa_context *ctx, cl_program program) {
+    size_t size = 0;
+    if (clGetProgramBuildInfo(program, ctx->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &size) !=
+            CL_SUCCESS ||
+        size == 0)
+        return NULL;
+    char *log = malloc(size + 1);
+    if (!log)
+        return NULL;
+    if (clGetProgramBuildInfo(program, ctx->device, CL_PROGRAM_BUILD_LOG, size, log, NULL) !=
+        CL_SUCCESS) {
+        free(log);
+        return NULL;
+    }
+    log[size] = '\0';
+    return log;
+}
+
+static cl_program load_binary(clpsa_context *ctx, const char *key, const char *options) {
+    unsigned char *binary = NULL;
+    size_t size = 0;
+    if (!clpsa__disk_cache_load(ctx, key, &binary, &size))
+        return NULL;
+    cl_int binary_status = CL_SUCCESS, err = CL_SUCCESS;
+    const unsigned char *binaries[1] = {binary};
+    cl_program program = clCreateProgramWithBinary(ctx->cl_ctx, 1, &ctx->device, &size,
+                                                   binaries, &binary_status, &err);
+    free(binary);
+    if (err == CL_SUCCESS && binary_status == CL_SUCCESS)
+        err = clBuildProgram(program, 1, &ctx->device, options, NULL, NULL);
+    if (err != CL_SUCCESS || binary_status != CL_SUCCESS) {
+        clpsa__log(ctx, CLPSA_LOG_WARN,
+                   "program cache: the driver refused a cached binary (%s); rebuilding from "
+                   "source",
+                   clpsa__cl_error_name(err != CL_SUCCESS ? err : binary_status));
+        ctx->cache_stats.disk_rejects++;
+        if (program)
+            clReleaseProgram(program);
+        return NULL;
+    }
+    ctx->cache_stats.disk_hits++;
+    return program;
+}
+
+static void store_binary(clpsa_context *ctx, const char *key, cl_program program) {
+    if (!ctx->cache_dir[0])
+        return;
+    size_t size = 0;
+    if (clGetProgramInfo(program, CL_PROGRAM_BINARY_SIZES, sizeof size, &size, NULL) !=
+            CL_SUCCESS ||
+        size == 0)
+        return;
+    unsigned char *binary = malloc(size);
+    if (!binary)
+        return;
+    unsigned char *binaries[1] = {binary};
+    if (clGetProgramInfo(program, CL_PROGRAM_BINARIES, sizeof binaries, binaries, NULL) ==
+        CL_SUCCESS)
+        clpsa__disk_cache_store(ctx, key, binary, size);
+    free(binary);
+}
+
+static clpsa_status build_from_source(clpsa_context *ctx, const char *file, const char *source,
+                                      size_t source_size, const char *options,
+                                      cl_program *out) {
+    cl_int err = CL_SUCCESS;
+    const char *sources[1] = {source};
+    cl_program program = clCreateProgramWithSource(ctx->cl_ctx, 1, sources, &source_size, &err);
+    if (err != CL_SUCCESS)
+        return clpsa__fail_cl(ctx, err, "clCreateProgramWithSource");
+    clpsa__log(ctx, CLPSA_LOG_INFO, "compiling %s with \"%s\"", file, options);
+    err = clBuildProgram(program, 1, &ctx->device, options, NULL, NULL);
+    ctx->cache_stats.builds++;
+    if (err != CL_SUCCESS) {
+        char *log = build_log(ctx, program);
+        clReleaseProgram(program);
+        const clpsa_status status =
+            clpsa__fail(ctx, CLPSA_ERROR_BUILD_FAILED,
+                        "building %s with options \"%s\" failed with OpenCL error %d (%s); "
+                        "build log:\n%s",
+                        file, options, (int)err, clpsa__cl_error_name(err),
+                        log ? log : "(no log)");
+        clpsa__log(ctx, CLPSA_LOG_ERROR, "%s", ctx->last_error);
+        free(log);
+        return status;
+    }
+    *out = program;
+    return CLPSA_OK;
+}
+
+clpsa_status clpsa__program_get(clpsa_context *ctx, const char *file, const char *options,
+                                cl_program *out) {
+    *out = NULL;
+    char *source = NULL;
+    size_t source_size = 0;
+    clpsa_status status = clpsa__kernel_source_load(ctx, file, &source, &source_size);
+    if (status != CLPSA_OK)
+        return status;
+    char *key = make_key(ctx, file, source, source_size, options);
+    if (!key) {
+        free(source);
+        return clpsa__fail(ctx, CLPSA_ERROR_OUT_OF_MEMORY, "program cache: out of memory");
+    }
+    cl_program program = find_in_memory(ctx, key);
+    if (program) {
+        ctx->cache_stats.memory_hits++;
+        free(source);
+        free(key);
+        *out = program;
+        return CLPSA_OK;
+    }
+    program = load_binary(ctx, key, options);
+    if (!program) {
+        status = build_from_source(ctx, file, source, source_size, options, &program);
+        if (status == CLPSA_OK)
+            store_binary(ctx, key, program);
+    }
+    free(source);
+    if (status != CLPSA_OK) {
+        free(key);
+        return status;
+    }
+    status = remember(ctx, key, program);
+    if (status == CLPSA_OK)
+        *out = program;
+    return status;
+}

@@ -1,0 +1,324 @@
+/* The program caches: in memory per context, binaries on disk shared between contexts, and
+ * every kind of damaged file ignored with a log line, never trusted. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <clpsa/clpsa.h>
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct captured_log {
+    int warnings;
+    char last_warning[1024];
+} captured_log;
+
+static void capture(void *user, clpsa_log_level level, const char *message) {
+    captured_log *log = user;
+    if (level <= CLPSA_LOG_WARN) {
+        log->warnings++;
+        snprintf(log->last_warning, sizeof log->last_warning, "%s", message);
+    }
+}
+
+static char cache_dir[64];
+
+static int setup(void **state) {
+    (void)state;
+    snprintf(cache_dir, sizeof cache_dir, "/tmp/clpsa-cache-test-XXXXXX");
+    return mkdtemp(cache_dir) ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    DIR *dir = opendir(cache_dir);
+    if (dir) {
+        for (struct dirent *e = readdir(dir); e; e = readdir(dir)) {
+            if (e->d_name[0] == '.')
+                continue;
+            char path[512];
+            snprintf(path, sizeof path, "%s/%s", cache_dir, e->d_name);
+            remove(path);
+        }
+        closedir(dir);
+    }
+    rmdir(cache_dir);
+    return 0;
+}
+
+static clpsa_context *make_context(captured_log *log, const char *dir) {
+    clpsa_context_desc desc;
+    clpsa_context_desc_init(&desc);
+    desc.cache_dir = dir;
+    desc.log = capture;
+    desc.log_user = log;
+    desc.log_level = CLPSA_LOG_WARN;
+    clpsa_context *ctx = NULL;
+    assert_int_equal(clpsa_context_create(&desc, &ctx), CLPSA_OK);
+    return ctx;
+}
+
+static clpsa_plan_desc tiny_desc(void) {
+    clpsa_plan_desc d;
+    clpsa_plan_desc_init(&d);
+    d.batch = 1;
+    d.heads_q = 1;
+    d.seq_q = 40;
+    d.head_dim = 64;
+    return d;
+}
+
+/* Runs the plan on fixed inputs and returns the output (caller frees). */
+static float *run_tiny(clpsa_context *ctx) {
+    clpsa_plan_desc d = tiny_desc();
+    clpsa_plan *plan = NULL;
+    assert_int_equal(clpsa_plan_create(ctx, &d, &plan), CLPSA_OK);
+    const size_t n = 40 * 64;
+    float *host = malloc(n * sizeof *host);
+    for (size_t i = 0; i < n; ++i)
+        host[i] = (float)((i * 7919u) % 113u) / 113.0f - 0.5f;
+    cl_mem buffers[4];
+    for (int i = 0; i < 4; ++i)
+        assert_int_equal(clpsa_context_alloc(ctx, n * sizeof *host, &buffers[i]), CLPSA_OK);
+    cl_command_queue queue = clpsa_context_queue(ctx);
+    for (int i = 0; i < 3; ++i)
+        assert_int_equal(clEnqueueWriteBuffer(queue, buffers[i], CL_TRUE, 0, n * sizeof *host,
+                                              host, 0, NULL, NULL),
+                         CL_SUCCESS);
+    assert_int_equal(clpsa_plan_run(plan, NULL, buffers[0], buffers[1], buffers[2], buffers[3],
+                                    0, NULL, NULL),
+                     CLPSA_OK);
+    assert_int_equal(clEnqueueReadBuffer(queue, buffers[3], CL_TRUE, 0, n * sizeof *host, host,
+                                         0, NULL, NULL),
+                     CL_SUCCESS);
+    for (int i = 0; i < 4; ++i)
+        clReleaseMemObject(buffers[i]);
+    clpsa_plan_destroy(plan);
+    return host;
+}
+
+/* The single program file in the cache directory. */
+static void find_cache_file(char *path, size_t capacity) {
+    DIR *dir = opendir(cache_dir);
+    assert_non_null(dir);
+    int found = 0;
+    for (struct dirent *e = readdir(dir); e; e = readdir(dir)) {
+        if (strncmp(e->d_name, "program-", 8) != 0 || strstr(e->d_name, ".tmp"))
+            continue;
+        snprintf(path, capacity, "%s/%s", cache_dir, e->d_name);
+        found++;
+    }
+    closedir(dir);
+    assert_int_equal(found, 1);
+}
+
+static clpsa_cache_stats stats_of(const clpsa_context *ctx) {
+    clpsa_cache_stats s;
+    clpsa_context_cache_stats(ctx, &s);
+    return s;
+}
+
+static void test_memory_then_disk_hits(void **state) {
+    (void)state;
+    captured_log log = {0, ""};
+    clpsa_context *first = make_context(&log, cache_dir);
+    assert_string_equal(clpsa_context_cache_dir(first), cache_dir);
+    float *built = run_tiny(first);
+    assert_int_equal(stats_of(first).builds, 1);
+    float *again = run_tiny(first);
+    assert_int_equal(stats_of(first).builds, 1);
+    assert_int_equal(stats_of(first).memory_hits, 1);
+    clpsa_context_destroy(first);
+
+    clpsa_context *second = make_context(&log, cache_dir);
+    float *loaded = run_tiny(second);
+    const clpsa_cache_stats s = stats_of(second);
+    assert_int_equal(s.builds, 0);
+    assert_int_equal(s.disk_hits, 1);
+    assert_int_equal(s.disk_rejects, 0);
+    clpsa_context_destroy(second);
+    /* The same binary gives bit-identical results. */
+    assert_memory_equal(built, again, 40 * 64 * sizeof(float));
+    assert_memory_equal(built, loaded, 40 * 64 * sizeof(float));
+    assert_int_equal(log.warnings, 0);
+    free(built);
+    free(again);
+    free(loaded);
+}
+
+typedef enum damage { FLIP_BINARY_BYTE, TRUNCATE, BAD_MAGIC, BAD_VERSION, EMPTY } damage;
+
+static void damage_file(const char *path, damage kind) {
+    FILE *file = fopen(path, "r+b");
+    assert_non_null(file);
+    fseek(file, 0, SEEK_END);
+    const long size = ftell(file);
+    unsigned char byte = 0;
+    switch (kind) {
+    case FLIP_BINARY_BYTE:
+        fseek(file, size - 10, SEEK_SET);
+        assert_int_equal(fread(&byte, 1, 1, file), 1);
+        byte ^= 0x5a;
+        fseek(file, size - 10, SEEK_SET);
+        fwrite(&byte, 1, 1, file);
+        break;
+    case TRUNCATE:
+        assert_int_equal(ftruncate(fileno(file), size / 2), 0);
+        break;
+    case BAD_MAGIC:
+        fseek(file, 0, SEEK_SET);
+        fwrite("XXXX", 1, 4, file);
+        break;
+    case BAD_VERSION:
+        fseek(file, 8, SEEK_SET);
+        byte = 0x7f;
+        fwrite(&byte, 1, 1, file);
+        break;
+    case EMPTY:
+        assert_int_equal(ftruncate(fileno(file), 0), 0);
+        break;
+    }
+    fclose(file);
+}
+
+static void check_damage_is_ignored(damage kind, const char *why) {
+    captured_log log = {0, ""};
+    clpsa_context *writer = make_context(&log, cache_dir);
+    float *reference = run_tiny(writer);
+    clpsa_context_destroy(writer);
+
+    char path[512];
+    find_cache_file(path, sizeof path);
+    damage_file(path, kind);
+
+    clpsa_context *reader = make_context(&log, cache_dir);
+    float *result = run_tiny(reader);
+    const clpsa_cache_stats s = stats_of(reader);
+    clpsa_context_destroy(reader);
+    assert_int_equal(s.disk_rejects, 1);
+    assert_int_equal(s.disk_hits, 0);
+    assert_int_equal(s.builds, 1);
+    assert_int_equal(log.warnings, 1);
+    if (!strstr(log.last_warning, "ignoring") || !strstr(log.last_warning, why))
+        fail_msg("log line \"%s\" should say it ignores the file because: %s",
+                 log.last_warning, why);
+    assert_memory_equal(reference, result, 40 * 64 * sizeof(float));
+
+    /* The rebuilt program replaced the damaged file: the next context loads it. */
+    clpsa_context *healed = make_context(&log, cache_dir);
+    free(run_tiny(healed));
+    assert_int_equal(stats_of(healed).disk_hits, 1);
+    clpsa_context_destroy(healed);
+    free(reference);
+    free(result);
+}
+
+static void test_corrupt_binary_is_ignored(void **state) {
+    (void)state;
+    check_damage_is_ignored(FLIP_BINARY_BYTE, "checksum");
+}
+
+static void test_truncated_file_is_ignored(void **state) {
+    (void)state;
+    check_damage_is_ignored(TRUNCATE, "truncated");
+}
+
+static void test_bad_magic_is_ignored(void **state) {
+    (void)state;
+    check_damage_is_ignored(BAD_MAGIC, "magic");
+}
+
+static void test_other_format_version_is_ignored(void **state) {
+    (void)state;
+    check_damage_is_ignored(BAD_VERSION, "format version");
+}
+
+static void test_empty_file_is_ignored(void **state) {
+    (void)state;
+    check_damage_is_ignored(EMPTY, "truncated");
+}
+
+static void test_cache_dir_resolution(void **state) {
+    (void)state;
+    captured_log log = {0, ""};
+    clpsa_context *ctx = NULL;
+    const char *saved = getenv("CLPSA_CACHE_DIR");
+    char *saved_copy = saved ? strdup(saved) : NULL;
+
+    setenv("CLPSA_CACHE_DIR", "/tmp/clpsa-env-dir", 1);
+    ctx = make_context(&log, NULL);
+    assert_string_equal(clpsa_context_cache_dir(ctx), "/tmp/clpsa-env-dir");
+    clpsa_context_destroy(ctx);
+
+    unsetenv("CLPSA_CACHE_DIR");
+    setenv("XDG_CACHE_HOME", "/tmp/xdg-home", 1);
+    ctx = make_context(&log, NULL);
+    assert_string_equal(clpsa_context_cache_dir(ctx), "/tmp/xdg-home/clpsa");
+    clpsa_context_destroy(ctx);
+
+    unsetenv("XDG_CACHE_HOME");
+    setenv("HOME", "/tmp/some-home", 1);
+    ctx = make_context(&log, NULL);
+    assert_string_equal(clpsa_context_cache_dir(ctx), "/tmp/some-home/.cache/clpsa");
+    clpsa_context_destroy(ctx);
+
+    if (saved_copy)
+        setenv("CLPSA_CACHE_DIR", saved_copy, 1);
+    free(saved_copy);
+}
+
+static void test_disk_cache_can_be_disabled(void **state) {
+    (void)state;
+    captured_log log = {0, ""};
+    clpsa_context_desc desc;
+    clpsa_context_desc_init(&desc);
+    desc.cache_dir = cache_dir;
+    desc.disable_disk_cache = 1;
+    desc.log = capture;
+    desc.log_user = &log;
+    clpsa_context *ctx = NULL;
+    assert_int_equal(clpsa_context_create(&desc, &ctx), CLPSA_OK);
+    assert_string_equal(clpsa_context_cache_dir(ctx), "");
+    free(run_tiny(ctx));
+    assert_int_equal(stats_of(ctx).builds, 1);
+    clpsa_context_destroy(ctx);
+    DIR *dir = opendir(cache_dir);
+    int files = 0;
+    for (struct dirent *e = readdir(dir); e; e = readdir(dir))
+        files += e->d_name[0] != '.';
+    closedir(dir);
+    assert_int_equal(files, 0);
+}
+
+/* A cache directory that cannot be created costs a warning, never the plan. */
+static void test_unwritable_cache_dir_only_warns(void **state) {
+    (void)state;
+    captured_log log = {0, ""};
+    clpsa_context *ctx = make_context(&log, "/proc/clpsa-cannot-exist/cache");
+    free(run_tiny(ctx));
+    assert_int_equal(stats_of(ctx).builds, 1);
+    assert_true(log.warnings >= 1);
+    assert_non_null(strstr(log.last_warning, "cannot"));
+    clpsa_context_destroy(ctx);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_memory_then_disk_hits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_binary_is_ignored, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_truncated_file_is_ignored, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_magic_is_ignored, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_other_format_version_is_ignored, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_empty_file_is_ignored, setup, teardown),
+        cmocka_unit_test(test_cache_dir_resolution),
+        cmocka_unit_test_setup_teardown(test_disk_cache_can_be_disabled, setup, teardown),
+        cmocka_unit_test(test_unwritable_cache_dir_only_warns),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -96,10 +96,10 @@ typedef struct clpsa__kernel_source {
 clpsa_status clpsa__kernel_source_load(clpsa_context *ctx, const char *name, char **text,
                                        size_t *size);
 
-/* Builds (or fetches from the memory/disk caches) the program for a kernel file and options.
- * The returned program is owned by the context. */
-clpsa_status clpsa__program_get(clpsa_context *ctx, const char *file, const char *options,
-                                cl_program *out);
+/* Builds (or fetches from the memory/disk caches) the program made of the kernel files, joined
+ * in order, with the options. The returned program is owned by the context. */
+clpsa_status clpsa__program_get(clpsa_context *ctx, const char *const *files, size_t count,
+                                const char *options, cl_program *out);
 void clpsa__program_cache_release(clpsa_context *ctx);
 
 /* On-disk binary cache. A miss, a corrupt or a stale file returns false (with a log line for

@@ -1,5 +1,5 @@
 /* Plans: a validated problem description with its kernels compiled, run many times. */
-#include "internal.h"
+#include "plan_internal.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -7,14 +7,6 @@
 #include <string.h>
 
 #define CLPSA__MAX_HEAD_DIM 256
-
-struct clpsa_plan {
-    clpsa_context *ctx;
-    clpsa_plan_desc desc; /* every default resolved */
-    clpsa__tensor q, k, v, out;
-    cl_kernel dense;
-    int block_m, block_n;
-};
 
 void clpsa_plan_desc_init(clpsa_plan_desc *desc) {
     if (desc)
@@ -41,11 +33,14 @@ static clpsa_status resolve_desc(clpsa_context *ctx, const clpsa_plan_desc *in,
                                  clpsa_plan_desc *d) {
     *d = *in;
     if (d->method == 0)
-        d->method = CLPSA_METHOD_DENSE;
-    if (d->method != CLPSA_METHOD_DENSE)
+        d->method = CLPSA_METHOD_PSA;
+    if (d->method != CLPSA_METHOD_PSA && d->method != CLPSA_METHOD_DENSE &&
+        d->method != CLPSA_METHOD_BINARY)
         return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
-                           "method = %d: it must be CLPSA_METHOD_DENSE (%d)", (int)d->method,
-                           (int)CLPSA_METHOD_DENSE);
+                           "method = %d: it must be CLPSA_METHOD_PSA (%d), _DENSE (%d) or "
+                           "_BINARY (%d)",
+                           (int)d->method, (int)CLPSA_METHOD_PSA, (int)CLPSA_METHOD_DENSE,
+                           (int)CLPSA_METHOD_BINARY);
     if (d->heads_kv == 0)
         d->heads_kv = d->heads_q;
     if (d->seq_k == 0)
@@ -114,28 +109,29 @@ static clpsa__tensor make_tensor(const char *name, const clpsa_plan_desc *d, int
  * work-group as a loop per core, so fewer, larger tiles of keys amortise its barriers), and
  * 64 rows on GPUs. */
 static void choose_dense_tiles(const clpsa__device_info *info, int head_dim, int *block_m,
-                               int *block_n) {
+                               int *tile_n) {
     const bool cpu = (info->type & CL_DEVICE_TYPE_CPU) != 0;
     *block_m = cpu ? 32 : 64;
-    *block_n = cpu ? 32 : (head_dim > 128 ? 8 : 16);
+    *tile_n = cpu ? 32 : (head_dim > 128 ? 8 : 16);
     while ((size_t)*block_m > info->max_work_group_size && *block_m > 1)
         *block_m /= 2;
-    while ((cl_ulong)(2 * *block_n * head_dim * 4) > info->local_mem_size / 2 && *block_n > 1)
-        *block_n /= 2;
+    while ((cl_ulong)(2 * *tile_n * head_dim * 4) > info->local_mem_size / 2 && *tile_n > 1)
+        *tile_n /= 2;
 }
 
 static clpsa_status build_dense(clpsa_plan *plan) {
     clpsa_context *ctx = plan->ctx;
-    choose_dense_tiles(&ctx->info, plan->desc.head_dim, &plan->block_m, &plan->block_n);
+    choose_dense_tiles(&ctx->info, plan->desc.head_dim, &plan->dense_block_m, &plan->dense_tile_n);
     for (;;) {
         char options[512];
         snprintf(options, sizeof options,
                  "-cl-std=CL1.2 -DHEAD_DIM=%d -DIN_TYPE=%d -DOUT_TYPE=%d -DBLOCK_M=%d "
-                 "-DBLOCK_N=%d",
+                 "-DTILE_N=%d",
                  plan->desc.head_dim, (int)plan->desc.dtype, (int)plan->desc.out_dtype,
-                 plan->block_m, plan->block_n);
+                 plan->dense_block_m, plan->dense_tile_n);
         cl_program program = NULL;
-        clpsa_status status = clpsa__program_get(ctx, "dense.cl", options, &program);
+        static const char *const files[] = {"common.cl", "dense.cl"};
+        clpsa_status status = clpsa__program_get(ctx, files, 2, options, &program);
         if (status != CLPSA_OK)
             return status;
         cl_int err = CL_SUCCESS;
@@ -149,22 +145,22 @@ static clpsa_status build_dense(clpsa_plan *plan) {
             clReleaseKernel(kernel);
             return clpsa__fail_cl(ctx, err, "clGetKernelWorkGroupInfo");
         }
-        if ((size_t)plan->block_m <= limit) {
+        if ((size_t)plan->dense_block_m <= limit) {
             plan->dense = kernel;
-            clpsa__log(ctx, CLPSA_LOG_INFO, "dense kernel: D=%d BLOCK_M=%d BLOCK_N=%d",
-                       plan->desc.head_dim, plan->block_m, plan->block_n);
+            clpsa__log(ctx, CLPSA_LOG_INFO, "dense kernel: D=%d BLOCK_M=%d TILE_N=%d",
+                       plan->desc.head_dim, plan->dense_block_m, plan->dense_tile_n);
             return CLPSA_OK;
         }
         clReleaseKernel(kernel);
-        if (plan->block_m == 1)
+        if (plan->dense_block_m == 1)
             return clpsa__fail(ctx, CLPSA_ERROR_UNSUPPORTED,
                                "the dense kernel cannot run with even one work-item per group "
                                "on this device");
         clpsa__log(ctx, CLPSA_LOG_INFO,
                    "dense kernel allows %zu work-items per group, fewer than BLOCK_M=%d: "
                    "halving",
-                   limit, plan->block_m);
-        plan->block_m /= 2;
+                   limit, plan->dense_block_m);
+        plan->dense_block_m /= 2;
     }
 }
 
@@ -179,7 +175,11 @@ clpsa_status clpsa_plan_create(clpsa_context *ctx, const clpsa_plan_desc *desc,
                            (void *)ctx, (const void *)desc, (void *)out);
     clpsa__clear_error(ctx);
     clpsa_plan_desc d;
+    clpsa__psa_options psa;
+    memset(&psa, 0, sizeof psa);
     clpsa_status status = resolve_desc(ctx, desc, &d);
+    if (status == CLPSA_OK && d.method != CLPSA_METHOD_DENSE)
+        status = clpsa__psa_resolve(ctx, desc, &d, &psa);
     if (status != CLPSA_OK)
         return status;
     clpsa__tensor tensors[4] = {
@@ -202,7 +202,8 @@ clpsa_status clpsa_plan_create(clpsa_context *ctx, const clpsa_plan_desc *desc,
     plan->k = tensors[1];
     plan->v = tensors[2];
     plan->out = tensors[3];
-    status = build_dense(plan);
+    plan->psa = psa;
+    status = d.method == CLPSA_METHOD_DENSE ? build_dense(plan) : clpsa__plan_build_psa(plan);
     if (status != CLPSA_OK) {
         clpsa_plan_destroy(plan);
         return status;
@@ -216,6 +217,7 @@ void clpsa_plan_destroy(clpsa_plan *plan) {
         return;
     if (plan->dense)
         clReleaseKernel(plan->dense);
+    clpsa__plan_release_psa(plan);
     free(plan);
 }
 
@@ -316,6 +318,8 @@ clpsa_status clpsa_plan_run(clpsa_plan *plan, cl_command_queue queue, cl_mem q, 
     if (status != CLPSA_OK)
         return status;
 
+    if (plan->desc.method != CLPSA_METHOD_DENSE)
+        return clpsa__plan_run_psa(plan, queue, q, k, v, out, num_events, wait_list, event);
     const clpsa_plan_desc *d = &plan->desc;
     const cl_int group = d->heads_q / d->heads_kv;
     const cl_int causal = d->causal ? 1 : 0;
@@ -343,12 +347,27 @@ clpsa_status clpsa_plan_run(clpsa_plan *plan, cl_command_queue queue, cl_mem q, 
     if (err != CL_SUCCESS)
         return clpsa__fail(ctx, CLPSA_ERROR_OPENCL, "clSetKernelArg failed for dense_attention");
 
-    const size_t row_groups = ((size_t)d->seq_q + plan->block_m - 1) / plan->block_m;
-    const size_t global[2] = {row_groups * plan->block_m, (size_t)d->batch * d->heads_q};
-    const size_t local[2] = {(size_t)plan->block_m, 1};
+    const size_t row_groups = ((size_t)d->seq_q + plan->dense_block_m - 1) / plan->dense_block_m;
+    const size_t global[2] = {row_groups * plan->dense_block_m, (size_t)d->batch * d->heads_q};
+    const size_t local[2] = {(size_t)plan->dense_block_m, 1};
     err = clEnqueueNDRangeKernel(queue, kernel, 2, NULL, global, local, num_events, wait_list,
                                  event);
     if (err != CL_SUCCESS)
         return clpsa__fail_cl(ctx, err, "clEnqueueNDRangeKernel(dense_attention)");
     return CLPSA_OK;
+}
+
+cl_int clpsa__set_args(cl_kernel kernel, int count, ...) {
+    va_list args;
+    va_start(args, count);
+    cl_int first_error = CL_SUCCESS;
+    for (int i = 0; i < count; ++i) {
+        const size_t size = va_arg(args, size_t);
+        const void *value = va_arg(args, const void *);
+        const cl_int err = clSetKernelArg(kernel, (cl_uint)i, size, value);
+        if (err != CL_SUCCESS && first_error == CL_SUCCESS)
+            first_error = err;
+    }
+    va_end(args);
+    return first_error;
 }

@@ -149,12 +149,48 @@ static clpsa_status build_from_source(clpsa_context *ctx, const char *file, cons
     return CLPSA_OK;
 }
 
-clpsa_status clpsa__program_get(clpsa_context *ctx, const char *file, const char *options,
-                                cl_program *out) {
+/* Loads and joins the files in order (common.cl first) into one source text. */
+static clpsa_status load_sources(clpsa_context *ctx, const char *const *files, size_t count,
+                                 char **text, size_t *size, char *names, size_t names_cap) {
+    *text = NULL;
+    *size = 0;
+    names[0] = '\0';
+    for (size_t i = 0; i < count; ++i) {
+        char *part = NULL;
+        size_t part_size = 0;
+        clpsa_status status = clpsa__kernel_source_load(ctx, files[i], &part, &part_size);
+        if (status != CLPSA_OK) {
+            free(*text);
+            *text = NULL;
+            return status;
+        }
+        char *joined = realloc(*text, *size + part_size + 2);
+        if (!joined) {
+            free(part);
+            free(*text);
+            *text = NULL;
+            return clpsa__fail(ctx, CLPSA_ERROR_OUT_OF_MEMORY, "joining kernel sources");
+        }
+        memcpy(joined + *size, part, part_size);
+        joined[*size + part_size] = '\n';
+        joined[*size + part_size + 1] = '\0';
+        *text = joined;
+        *size += part_size + 1;
+        free(part);
+        const size_t used = strlen(names);
+        snprintf(names + used, names_cap - used, "%s%s", i ? "+" : "", files[i]);
+    }
+    return CLPSA_OK;
+}
+
+clpsa_status clpsa__program_get(clpsa_context *ctx, const char *const *files, size_t count,
+                                const char *options, cl_program *out) {
     *out = NULL;
     char *source = NULL;
     size_t source_size = 0;
-    clpsa_status status = clpsa__kernel_source_load(ctx, file, &source, &source_size);
+    char file[512];
+    clpsa_status status =
+        load_sources(ctx, files, count, &source, &source_size, file, sizeof file);
     if (status != CLPSA_OK)
         return status;
     char *key = make_key(ctx, file, source, source_size, options);

@@ -396,18 +396,24 @@ static void test_build_failure_reports_log(void **state) {
     (void)state;
     char dir[] = "/tmp/clpsa-broken-kernels-XXXXXX";
     assert_non_null(mkdtemp(dir));
-    char path[256];
+    char common[256], path[256];
+    snprintf(common, sizeof common, "%s/common.cl", dir);
     snprintf(path, sizeof path, "%s/dense.cl", dir);
-    FILE *file = fopen(path, "w");
+    FILE *file = fopen(common, "w");
+    assert_non_null(file);
+    fclose(file);
+    file = fopen(path, "w");
     assert_non_null(file);
     fputs("__kernel void dense_attention(__global float *x) { this_is_not_c; }\n", file);
     fclose(file);
     setenv("CLPSA_KERNEL_DIR", dir, 1);
     clpsa_plan_desc d = small_desc();
+    d.method = CLPSA_METHOD_DENSE;
     clpsa_plan *plan = NULL;
     const clpsa_status status = clpsa_plan_create(ctx, &d, &plan);
     unsetenv("CLPSA_KERNEL_DIR");
     remove(path);
+    remove(common);
     rmdir(dir);
     expect_error(status, CLPSA_ERROR_BUILD_FAILED, "build log");
     expect_error(status, CLPSA_ERROR_BUILD_FAILED, "this_is_not_c");
@@ -417,7 +423,7 @@ static void test_build_failure_reports_log(void **state) {
     setenv("CLPSA_KERNEL_DIR", "/nonexistent-clpsa-dir", 1);
     const clpsa_status missing = clpsa_plan_create(ctx, &d, &plan);
     unsetenv("CLPSA_KERNEL_DIR");
-    expect_error(missing, CLPSA_ERROR_IO, "/nonexistent-clpsa-dir/dense.cl");
+    expect_error(missing, CLPSA_ERROR_IO, "/nonexistent-clpsa-dir/common.cl");
 }
 
 typedef struct captured_log {

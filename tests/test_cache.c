@@ -67,6 +67,7 @@ static clpsa_context *make_context(captured_log *log, const char *dir) {
 static clpsa_plan_desc tiny_desc(void) {
     clpsa_plan_desc d;
     clpsa_plan_desc_init(&d);
+    d.method = CLPSA_METHOD_DENSE; /* one program, so the counts below are exact */
     d.batch = 1;
     d.heads_q = 1;
     d.seq_q = 40;

@@ -160,17 +160,36 @@ clpsa_strides clpsa_strides_bhnd(int64_t heads, int64_t seq, int64_t dim);
 clpsa_strides clpsa_strides_bnhd(int64_t heads, int64_t seq, int64_t dim);
 
 typedef enum clpsa_method {
-    CLPSA_METHOD_DENSE = 1, /* exact attention (flash-style tiled online softmax) */
+    CLPSA_METHOD_PSA = 1,    /* Pyramid Sparse Attention (SPEC.md): the default */
+    CLPSA_METHOD_DENSE = 2,  /* exact attention (flash-style tiled online softmax) */
+    CLPSA_METHOD_BINARY = 3, /* block-sparse baseline: top ceil(binary_density * nk) blocks of
+                                each row by S at level 1, the rest skipped */
 } clpsa_method;
 
+/* Level assignment modes (SPEC.md section 6). */
+typedef enum clpsa_mode {
+    CLPSA_MODE_THRESHOLD = 1, /* the default; matches the public release */
+    CLPSA_MODE_QUANTILE = 2,
+    CLPSA_MODE_ENERGY = 3,
+} clpsa_mode;
+
+/* Block importance estimates (SPEC.md section 5). */
+typedef enum clpsa_estimator {
+    CLPSA_ESTIMATOR_SAMPLED = 1,      /* generation path: sampled rows and keys (default) */
+    CLPSA_ESTIMATOR_ANTIDIAGONAL = 2, /* understanding path: strided antidiagonal sums */
+} clpsa_estimator;
+
+/* Sentinel for options whose 0 means "default" but that may also be switched off. */
+#define CLPSA_OFF (-1)
+
 typedef struct clpsa_plan_desc {
-    clpsa_method method;          /* 0: dense */
+    clpsa_method method;          /* 0: PSA */
     int batch;                    /* B >= 1 */
     int heads_q;                  /* Hq >= 1, a multiple of heads_kv */
     int heads_kv;                 /* Hkv >= 1; 0: heads_q */
     int seq_q;                    /* Nq >= 1 */
     int seq_k;                    /* Nk >= 1; 0: seq_q */
-    int head_dim;                 /* D: 32, 64, 96, 128 or 256 (also any multiple of 8 up to 256) */
+    int head_dim;                 /* D: a multiple of 8 from 8 to 256 (32, 64, 96, 128, 256...) */
     clpsa_dtype dtype;            /* storage of Q, K, V; 0: fp32 */
     clpsa_dtype out_dtype;        /* storage of the output; 0: dtype */
     clpsa_strides q_strides;      /* element strides; all 0: contiguous [B,H,N,D] */
@@ -179,6 +198,27 @@ typedef struct clpsa_plan_desc {
     clpsa_strides out_strides;
     float scale;                  /* 0: 1/sqrt(D) */
     int causal;                   /* non-zero: bottom-right aligned causal mask */
+
+    /* ---- PSA options (ignored by CLPSA_METHOD_DENSE). A preset is applied first; every
+     * field set explicitly (non-zero) then overrides it. ---- */
+    const char *preset;           /* NULL or a name of SPEC.md section 7, e.g. "wan21-1.3b" */
+    int block_q;                  /* bm, 16..256; 0: 128 (or the preset's) */
+    int block_k;                  /* bn, 16..256 and a multiple of 8; 0: 64 (or the preset's) */
+    float thresholds[4];          /* tau1, tau2, tau4, tau8, non-decreasing in [0, 1];
+                                     all 0: 0.5/0.6/0.7/0.8 (or the preset's) */
+    clpsa_mode mode;              /* 0: threshold (or the preset's) */
+    int align_tile;               /* 0: 32; CLPSA_OFF: no alignment */
+    float min_full;               /* fraction of blocks kept at level 1 at least (threshold
+                                     mode); 0: 0.06; CLPSA_OFF: none */
+    int text_tokens;              /* tokens at the end of the key sequence forced to level 1 */
+    int similarity_cap;           /* non-zero: cap levels by block self-similarity */
+    float similarity_thresholds[3]; /* t2, t4, t8; all 0: 0.7/0.65/0.6 (or the preset's) */
+    clpsa_estimator estimator;    /* 0: sampled (antidiagonal for the understanding preset) */
+    int sample_q;                 /* sampled rows per query block; 0: bm/4; = bm: exact */
+    int sample_k;                 /* sampled keys per key block; 0: bn/4; = bn: exact */
+    int antidiagonal_stride;      /* 0: 8; bm and bn must be multiples of it */
+    uint64_t seed;                /* offsets of the sampled estimate (SPEC.md section 5) */
+    float binary_density;         /* CLPSA_METHOD_BINARY: fraction of blocks kept, (0, 1] */
 } clpsa_plan_desc;
 
 typedef struct clpsa_plan clpsa_plan;
@@ -209,6 +249,43 @@ clpsa_status clpsa_plan_buffer_sizes(const clpsa_plan *plan, clpsa_buffer_sizes 
 /* Floating-point operations of one run, counting only the work done (4·B·Hq·Nq·Nk·D for
  * dense without a mask; the visible pairs only when causal). */
 double clpsa_plan_flops(const clpsa_plan *plan);
+
+/* ---- PSA: supplied inputs and read-back (not for CLPSA_METHOD_DENSE) ----
+ * Level maps M are int8 [B, Hq, nq, nk] with values in {0, 1, 2, 4, 8}; scores S are float
+ * [B, Hq, nq, nk], finite, non-negative, each row with a positive sum; nq = ceil(Nq / bm),
+ * nk = ceil(Nk / bn). */
+typedef struct clpsa_block_grid {
+    int block_q, block_k; /* bm, bn */
+    int blocks_q, blocks_k; /* nq, nk */
+    size_t count;         /* B * Hq * nq * nk */
+} clpsa_block_grid;
+clpsa_status clpsa_plan_block_grid(const clpsa_plan *plan, clpsa_block_grid *out);
+
+/* Later runs use these scores (skipping the estimate) or this level map (skipping estimate and
+ * assignment). The host array is checked and copied (blocking) before the call returns;
+ * a rejected array leaves the plan as it was. NULL returns to estimating. */
+clpsa_status clpsa_plan_set_scores(clpsa_plan *plan, const float *scores);
+clpsa_status clpsa_plan_set_levels(clpsa_plan *plan, const int8_t *levels);
+
+/* Read back, blocking, what the last run used. */
+clpsa_status clpsa_plan_read_levels(clpsa_plan *plan, int8_t *levels);
+clpsa_status clpsa_plan_read_scores(clpsa_plan *plan, float *scores);
+
+typedef struct clpsa_level_stats {
+    double density;        /* mean over rows of sum_j (1/f_j) / nk (SPEC.md section 8) */
+    uint64_t histogram[5]; /* blocks at level 0, 1, 2, 4, 8 */
+} clpsa_level_stats;
+clpsa_status clpsa_plan_read_stats(clpsa_plan *plan, clpsa_level_stats *out);
+/* The same statistics of a level map on the host. */
+clpsa_status clpsa_level_stats_compute(const int8_t *levels, size_t rows, int blocks_k,
+                                       clpsa_level_stats *out);
+
+/* Per-stage device time (ms) of the last run, from profiling events when the queue has
+ * profiling enabled; zeros otherwise. Blocks until the last run finished. */
+typedef struct clpsa_stage_times {
+    double pool_ms, estimate_ms, assign_ms, attend_ms, total_ms;
+} clpsa_stage_times;
+clpsa_status clpsa_plan_read_stage_times(clpsa_plan *plan, clpsa_stage_times *out);
 
 #ifdef __cplusplus
 }

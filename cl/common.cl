@@ -1,0 +1,103 @@
+/* Shared by every clpsa kernel file: the host builds each program from this file followed by
+ * the kernel file, so storage conversions and the online-softmax tile step exist once.
+ *
+ * Compile-time parameters (set by the host; the defaults let the file compile on its own):
+ *   HEAD_DIM   D, the head dimension
+ *   IN_TYPE    storage of Q, K, V and the K/V pyramid: 1 fp32, 2 fp16, 3 bf16
+ *   OUT_TYPE   storage of the output, same codes
+ *   TILE_N     keys (or pooled tokens) staged in local memory per tile
+ */
+#ifndef HEAD_DIM
+#define HEAD_DIM 64 /* head dimension D */
+#endif
+#ifndef IN_TYPE
+#define IN_TYPE 1 /* storage of Q, K, V */
+#endif
+#ifndef OUT_TYPE
+#define OUT_TYPE 1 /* storage of the output */
+#endif
+#ifndef TILE_N
+#define TILE_N 32 /* keys per local-memory tile */
+#endif
+
+/* fp16 goes through vload_half/vstore_half (core OpenCL, no cl_khr_fp16 needed); bf16 is the
+ * high half of an fp32 word. */
+#if IN_TYPE == 1
+typedef float in_t;
+#define LOAD_IN(p, i) ((p)[i])
+#define STORE_IN(p, i, x) ((p)[i] = (x))
+#elif IN_TYPE == 2
+typedef half in_t;
+#define LOAD_IN(p, i) vload_half((i), (p))
+#define STORE_IN(p, i, x) vstore_half_rte((x), (i), (p))
+#elif IN_TYPE == 3
+typedef ushort in_t;
+#define LOAD_IN(p, i) as_float((uint)(p)[i] << 16)
+#define STORE_IN(p, i, x) ((p)[i] = float_to_bf16(x))
+#else
+#error "IN_TYPE must be 1 (fp32), 2 (fp16) or 3 (bf16)"
+#endif
+
+#if OUT_TYPE == 1
+typedef float out_t;
+#define STORE_OUT(p, i, x) ((p)[i] = (x))
+#elif OUT_TYPE == 2
+typedef half out_t;
+#define STORE_OUT(p, i, x) vstore_half_rte((x), (i), (p))
+#elif OUT_TYPE == 3
+typedef ushort out_t;
+#define STORE_OUT(p, i, x) ((p)[i] = float_to_bf16(x))
+#else
+#error "OUT_TYPE must be 1 (fp32), 2 (fp16) or 3 (bf16)"
+#endif
+
+#define LOG2E 1.4426950408889634f
+
+/* Round to nearest even, NaN kept quiet: the same rule as the host's clpsa_convert_from_float. */
+inline ushort float_to_bf16(float x) {
+    uint u = as_uint(x);
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        return (ushort)((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (ushort)(u >> 16);
+}
+
+/* One online-softmax step of one query row over a staged tile. Logits are in base 2:
+ * x = q_scaled . k + bias, with q pre-multiplied by scale * log2(e) and bias = log2(cnt), so
+ * exp2(x) equals exp(scale q.k) * cnt. valid[j] == 0 masks key j. A tile with no valid key
+ * leaves the state unchanged (so a row that sees nothing keeps l = 0 and writes zeros). */
+inline void online_softmax_tile(const float *q_reg, float *acc, float *m, float *l,
+                                __local const float (*k_tile)[HEAD_DIM],
+                                __local const float (*v_tile)[HEAD_DIM],
+                                __local const float *bias, const uchar *valid) {
+    float s[TILE_N];
+    float tile_max = -INFINITY;
+    for (int j = 0; j < TILE_N; ++j) {
+        float dot = bias[j];
+        for (int d = 0; d < HEAD_DIM; ++d)
+            dot = fma(q_reg[d], k_tile[j][d], dot);
+        s[j] = valid[j] ? dot : -INFINITY;
+        tile_max = fmax(tile_max, s[j]);
+    }
+    if (tile_max == -INFINITY)
+        return;
+    const float m_new = fmax(*m, tile_max);
+    const float correction = exp2(*m - m_new); /* m = -inf before the first tile: 0 */
+    *l *= correction;
+    for (int d = 0; d < HEAD_DIM; ++d)
+        acc[d] *= correction;
+    for (int j = 0; j < TILE_N; ++j) {
+        const float p = exp2(s[j] - m_new); /* masked keys: exp2(-inf) = 0 */
+        *l += p;
+        for (int d = 0; d < HEAD_DIM; ++d)
+            acc[d] = fma(p, v_tile[j][d], acc[d]);
+    }
+    *m = m_new;
+}
+
+/* Writes acc / l, or zeros for a row that saw nothing (never NaN). */
+inline void store_row(__global out_t *o_row, const float *acc, float l) {
+    const float inv_l = l > 0.0f ? 1.0f / l : 0.0f;
+    for (int d = 0; d < HEAD_DIM; ++d)
+        STORE_OUT(o_row, d, acc[d] * inv_l);
+}

@@ -1,0 +1,206 @@
+/* Block importance S (SPEC.md section 5). Built after common.cl.
+ * Tunables:
+ *   EST_WG   work-items per work-group (sampled rows or stride rows are spread over them)
+ * Parameters: BLOCK_Q, BLOCK_K (bm, bn); SAMPLE_Q, SAMPLE_K (s_q, s_k) for the sampled path;
+ * STRIDE for the antidiagonal path.
+ *
+ * Both kernels run one work-group per (query block i, head bh of this launch) and use a
+ * global scratch of rows x nk floats per work-group (rows = SAMPLE_Q or BLOCK_Q / STRIDE):
+ * the per-row block maxima (sampled) or per-row block sums (antidiagonal). That is the
+ * reduced matrix, never the nq*s_q x nk*s_k sampled scores. */
+#ifndef EST_WG
+#define EST_WG 32 /* work-items per work-group */
+#endif
+#ifndef BLOCK_Q
+#define BLOCK_Q 128 /* bm */
+#endif
+#ifndef BLOCK_K
+#define BLOCK_K 64 /* bn */
+#endif
+#ifndef SAMPLE_Q
+#define SAMPLE_Q (BLOCK_Q / 4) /* sampled rows per query block */
+#endif
+#ifndef SAMPLE_K
+#define SAMPLE_K (BLOCK_K / 4) /* sampled keys per key block */
+#endif
+#ifndef STRIDE
+#define STRIDE 8 /* antidiagonal stride */
+#endif
+
+/* Sum over the work-group; every work-item gets the total. */
+inline float group_sum(float x, __local float *scratch) {
+    const int lid = get_local_id(0);
+    scratch[lid] = x;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int half_size = EST_WG / 2; half_size > 0; half_size /= 2) {
+        if (lid < half_size)
+            scratch[lid] += scratch[lid + half_size];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    const float total = scratch[0];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return total;
+}
+
+/* S[i][j] = P[i][j] / sum_j P[i][j], P[i][j] = max_r exp2(m2[r][j] - rowmax2[r]): base-2
+ * logits, so exp2 of differences equals exp of the natural ones. */
+__kernel __attribute__((reqd_work_group_size(EST_WG, 1, 1))) void
+estimate_sampled(__global const in_t *q, __global const in_t *k, __global const int *row_offsets,
+                 __global const int *key_offsets, __global float *scratch,
+                 __global float *scores, const int bh_first, const int heads_q,
+                 const int group, const int seq_q, const int seq_k, const int blocks_q,
+                 const int blocks_k, const float scale, const long q_sb, const long q_sh,
+                 const long q_sn, const long k_sb, const long k_sh, const long k_sn) {
+    __local float row_max[SAMPLE_Q];
+    __local float reduce[EST_WG];
+    const int lid = get_local_id(0);
+    const int i = get_group_id(0);
+    const int bh_local = get_group_id(1);
+    const int bh = bh_first + bh_local;
+    const int b = bh / heads_q;
+    const int h = bh - b * heads_q;
+    const int kvh = h / group;
+    __global const in_t *q_head = q + b * q_sb + h * q_sh;
+    __global const in_t *k_head = k + b * k_sb + kvh * k_sh;
+    __global const int *rows = row_offsets + (long)bh * SAMPLE_Q;
+    __global const int *cols = key_offsets + (long)bh * SAMPLE_K;
+    __global float *m2 = scratch + ((long)bh_local * blocks_q + i) * SAMPLE_Q * blocks_k;
+    const float q_scale = scale * LOG2E;
+
+    for (int r = lid; r < SAMPLE_Q; r += EST_WG) {
+        const int t = min(i * BLOCK_Q + rows[r], seq_q - 1); /* replicate padding */
+        float q_reg[HEAD_DIM];
+        for (int d = 0; d < HEAD_DIM; ++d)
+            q_reg[d] = LOAD_IN(q_head, (long)t * q_sn + d) * q_scale;
+        float best = -INFINITY;
+        for (int j = 0; j < blocks_k; ++j) {
+            float block_max = -INFINITY;
+            for (int c = 0; c < SAMPLE_K; ++c) {
+                const int key = min(j * BLOCK_K + cols[c], seq_k - 1);
+                __global const in_t *k_row = k_head + (long)key * k_sn;
+                float dot = 0.0f;
+                for (int d = 0; d < HEAD_DIM; ++d)
+                    dot = fma(q_reg[d], LOAD_IN(k_row, d), dot);
+                block_max = fmax(block_max, dot);
+            }
+            m2[(long)r * blocks_k + j] = block_max;
+            best = fmax(best, block_max);
+        }
+        row_max[r] = best;
+    }
+    barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
+
+    __global float *s_row = scores + ((long)bh * blocks_q + i) * blocks_k;
+    float partial = 0.0f;
+    for (int j = lid; j < blocks_k; j += EST_WG) {
+        float p = 0.0f;
+        for (int r = 0; r < SAMPLE_Q; ++r)
+            p = fmax(p, exp2(m2[(long)r * blocks_k + j] - row_max[r]));
+        s_row[j] = p;
+        partial += p;
+    }
+    const float total = group_sum(partial, reduce);
+    for (int j = lid; j < blocks_k; j += EST_WG)
+        s_row[j] /= total;
+}
+
+/* Understanding path: z[a][b] = scale/STRIDE * sum_u dot(Q[a*S + S-1-u], K[b*S + u]),
+ * w[a][.] = softmax over visible b, S[i][j] = sum over a in block i and b in block j of w,
+ * rows normalised. Work-items own stride rows a; two passes over b (max and sum, then w). */
+__kernel __attribute__((reqd_work_group_size(EST_WG, 1, 1))) void
+estimate_antidiagonal(__global const in_t *q, __global const in_t *k, __global float *scratch,
+                      __global float *scores, const int bh_first, const int heads_q,
+                      const int group, const int seq_q, const int seq_k, const int blocks_q,
+                      const int blocks_k, const float scale, const int causal, const long q_sb,
+                      const long q_sh, const long q_sn, const long k_sb, const long k_sh,
+                      const long k_sn) {
+#define ROWS (BLOCK_Q / STRIDE)
+#define COLS_PER_BLOCK (BLOCK_K / STRIDE)
+    __local float reduce[EST_WG];
+    const int lid = get_local_id(0);
+    const int i = get_group_id(0);
+    const int bh_local = get_group_id(1);
+    const int bh = bh_first + bh_local;
+    const int b = bh / heads_q;
+    const int h = bh - b * heads_q;
+    const int kvh = h / group;
+    __global const in_t *q_head = q + b * q_sb + h * q_sh;
+    __global const in_t *k_head = k + b * k_sb + kvh * k_sh;
+    __global float *w_sum = scratch + ((long)bh_local * blocks_q + i) * ROWS * blocks_k;
+    const int stride_cols = (seq_k + STRIDE - 1) / STRIDE;
+    const float z_scale = scale * LOG2E / (float)STRIDE;
+    const int shift = seq_k - seq_q;
+
+    for (int r = lid; r < ROWS; r += EST_WG) {
+        const int a = i * ROWS + r;
+        __global float *w_row = w_sum + (long)r * blocks_k;
+        if (a * STRIDE >= seq_q) { /* stride row past the end: contributes nothing */
+            for (int j = 0; j < blocks_k; ++j)
+                w_row[j] = 0.0f;
+            continue;
+        }
+        /* Rows of the antidiagonal, pre-scaled: q_rows[u] = Q[a*S + S-1-u]. */
+        float q_rows[STRIDE][HEAD_DIM];
+        for (int u = 0; u < STRIDE; ++u) {
+            const int t = min(a * STRIDE + STRIDE - 1 - u, seq_q - 1);
+            for (int d = 0; d < HEAD_DIM; ++d)
+                q_rows[u][d] = LOAD_IN(q_head, (long)t * q_sn + d) * z_scale;
+        }
+        const int last_col = causal ? min(stride_cols - 1, (a * STRIDE + shift) / STRIDE)
+                                    : stride_cols - 1;
+        const bool any = !causal || a * STRIDE + shift >= 0;
+        float z_max = -INFINITY, z_total = 0.0f;
+        for (int pass = 0; pass < 2; ++pass) {
+            int j_current = 0;
+            float block_total = 0.0f;
+            for (int c = 0; any && c <= last_col; ++c) {
+                float z = 0.0f;
+                for (int u = 0; u < STRIDE; ++u) {
+                    const int key = min(c * STRIDE + u, seq_k - 1);
+                    __global const in_t *k_row = k_head + (long)key * k_sn;
+                    for (int d = 0; d < HEAD_DIM; ++d)
+                        z = fma(q_rows[u][d], LOAD_IN(k_row, d), z);
+                }
+                if (pass == 0) {
+                    const float m_new = fmax(z_max, z);
+                    z_total = z_total * exp2(z_max - m_new) + exp2(z - m_new);
+                    z_max = m_new;
+                } else {
+                    const int j = c / COLS_PER_BLOCK;
+                    if (j != j_current) {
+                        w_row[j_current] = block_total;
+                        for (int skipped = j_current + 1; skipped < j; ++skipped)
+                            w_row[skipped] = 0.0f;
+                        j_current = j;
+                        block_total = 0.0f;
+                    }
+                    block_total += exp2(z - z_max) / z_total;
+                }
+            }
+            if (pass == 1) {
+                if (any && last_col >= 0) {
+                    w_row[j_current] = block_total;
+                    j_current++;
+                }
+                for (int j = any && last_col >= 0 ? j_current : 0; j < blocks_k; ++j)
+                    w_row[j] = 0.0f;
+            }
+        }
+    }
+    barrier(CLK_GLOBAL_MEM_FENCE);
+
+    __global float *s_row = scores + ((long)bh * blocks_q + i) * blocks_k;
+    float partial = 0.0f;
+    for (int j = lid; j < blocks_k; j += EST_WG) {
+        float total = 0.0f;
+        for (int r = 0; r < ROWS; ++r)
+            total += w_sum[(long)r * blocks_k + j];
+        s_row[j] = total;
+        partial += total;
+    }
+    const float row_total = group_sum(partial, reduce);
+    for (int j = lid; j < blocks_k; j += EST_WG)
+        s_row[j] = row_total > 0.0f ? s_row[j] / row_total : 0.0f;
+#undef ROWS
+#undef COLS_PER_BLOCK
+}

@@ -1,0 +1,78 @@
+/* The plan object, shared by the files that create, run and read back plans. */
+#ifndef CLPSA_PLAN_INTERNAL_H
+#define CLPSA_PLAN_INTERNAL_H
+
+#include "internal.h"
+
+/* PSA options with every default and preset resolved, in the form the kernels take. */
+typedef struct clpsa__psa_options {
+    int block_q, block_k;
+    float thresholds[4];
+    clpsa_mode mode;
+    int align_tile;       /* 0: no alignment */
+    int min_full_blocks;  /* min(nk, floor(min_full * nk) + 1); 0 when off */
+    int quantile_ends[4]; /* min(nk, floor(nk * tau_f)) */
+    int text_blocks;      /* ceil(text_tokens / bn) */
+    int similarity_cap;
+    float similarity_thresholds[3];
+    clpsa_estimator estimator;
+    int sample_q, sample_k, stride;
+    uint64_t seed;
+    int binary_keep; /* ceil(binary_density * nk) */
+} clpsa__psa_options;
+
+typedef enum clpsa__level_source {
+    CLPSA__ESTIMATE = 0, /* pool, estimate, assign, attend */
+    CLPSA__SUPPLIED_SCORES = 1,
+    CLPSA__SUPPLIED_LEVELS = 2,
+} clpsa__level_source;
+
+enum { CLPSA__STAGE_POOL, CLPSA__STAGE_ESTIMATE, CLPSA__STAGE_ASSIGN, CLPSA__STAGE_ATTEND,
+       CLPSA__STAGES };
+
+struct clpsa_plan {
+    clpsa_context *ctx;
+    clpsa_plan_desc desc; /* every default resolved */
+    clpsa__tensor q, k, v, out;
+
+    /* dense */
+    cl_kernel dense;
+    int dense_block_m, dense_tile_n;
+
+    /* PSA */
+    clpsa__psa_options psa;
+    int blocks_q, blocks_k, np2, np4, np8;
+    size_t rows; /* B * Hq * nq */
+    cl_kernel pool, similarity, estimate, assign, work_list, attend;
+    int estimate_wg, estimate_rows, estimate_heads_per_launch;
+    int assign_wg, sort_n;
+    int attend_rows, attend_tile_n;
+    cl_mem k_pyramid, v_pyramid, similarity_stats, row_offsets, key_offsets, estimate_scratch;
+    cl_mem scores, levels, counts, list;
+    clpsa__level_source source;
+
+    /* The last run, for read-back and stage times. */
+    cl_command_queue last_queue;
+    cl_event stage_first[CLPSA__STAGES], stage_last[CLPSA__STAGES];
+};
+
+clpsa_status clpsa__psa_resolve(clpsa_context *ctx, const clpsa_plan_desc *desc,
+                                clpsa_plan_desc *resolved, clpsa__psa_options *out);
+/* Completes the options that depend on nk (call after the block grid is known). */
+void clpsa__psa_finish(const clpsa_plan_desc *desc, int blocks_k, clpsa__psa_options *psa);
+
+/* The sampled estimate's offsets (SPEC.md section 5): s of n, for stream start x0. */
+void clpsa__draw_offsets(uint64_t x0, int n, int s, int *out);
+
+clpsa_status clpsa__plan_build_psa(clpsa_plan *plan);
+clpsa_status clpsa__plan_run_psa(clpsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k,
+                                 cl_mem v, cl_mem out, cl_uint num_events,
+                                 const cl_event *wait_list, cl_event *event);
+void clpsa__plan_release_psa(clpsa_plan *plan);
+void clpsa__plan_forget_events(clpsa_plan *plan);
+
+/* Sets kernel arguments in order; returns the first OpenCL error. */
+cl_int clpsa__set_args(cl_kernel kernel, int count, ...);
+#define CLPSA__ARG(x) sizeof(x), (const void *)&(x)
+
+#endif

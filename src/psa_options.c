@@ -1,0 +1,200 @@
+/* PSA options: presets (SPEC.md section 7), defaults, explicit overrides, and their rules. */
+#include "plan_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+typedef struct preset {
+    const char *name;
+    float thresholds[4];
+    clpsa_mode mode;
+    int block_q, block_k;
+    int similarity_cap;
+    float similarity_thresholds[3];
+    int causal;
+    clpsa_estimator estimator;
+} preset;
+
+static const preset presets[] = {
+    {"wan21-14b", {0.4f, 0.5f, 0.6f, 0.8f}, CLPSA_MODE_THRESHOLD, 128, 128, 0, {0}, 0,
+     CLPSA_ESTIMATOR_SAMPLED},
+    {"wan21-1.3b", {0.5f, 0.6f, 0.7f, 0.8f}, CLPSA_MODE_THRESHOLD, 128, 128, 1,
+     {0.7f, 0.65f, 0.6f}, 0, CLPSA_ESTIMATOR_SAMPLED},
+    {"wan22-5b", {0.6f, 0.7f, 0.7f, 0.8f}, CLPSA_MODE_THRESHOLD, 128, 32, 0, {0}, 0,
+     CLPSA_ESTIMATOR_SAMPLED},
+    {"cogvideox", {0.1f, 0.15f, 0.15f, 0.35f}, CLPSA_MODE_QUANTILE, 128, 128, 0, {0}, 0,
+     CLPSA_ESTIMATOR_SAMPLED},
+    {"understanding", {0.7f, 0.8f, 0.9f, 0.9f}, CLPSA_MODE_ENERGY, 128, 128, 1,
+     {0.75f, 0.7f, 0.7f}, 1, CLPSA_ESTIMATOR_ANTIDIAGONAL},
+};
+
+/* Defaults without a preset: bm/bn of SPEC.md section 2, the wan21-1.3b thresholds. */
+static const preset defaults = {NULL, {0.5f, 0.6f, 0.7f, 0.8f}, CLPSA_MODE_THRESHOLD, 128, 64,
+                                0, {0.7f, 0.65f, 0.6f}, 0, CLPSA_ESTIMATOR_SAMPLED};
+
+static bool any_nonzero(const float *values, int count) {
+    for (int i = 0; i < count; ++i)
+        if (values[i] != 0.0f)
+            return true;
+    return false;
+}
+
+static clpsa_status find_preset(clpsa_context *ctx, const char *name, const preset **out) {
+    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; ++i)
+        if (strcmp(presets[i].name, name) == 0) {
+            *out = &presets[i];
+            return CLPSA_OK;
+        }
+    char known[256] = "";
+    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; ++i) {
+        const size_t used = strlen(known);
+        snprintf(known + used, sizeof known - used, "%s%s", i ? ", " : "", presets[i].name);
+    }
+    return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE, "preset = \"%s\" is not known (known: %s)",
+                       name, known);
+}
+
+static clpsa_status check_range(clpsa_context *ctx, const char *name, int value, int low,
+                                int high) {
+    if (value < low || value > high)
+        return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE, "%s = %d: it must be in [%d, %d]",
+                           name, value, low, high);
+    return CLPSA_OK;
+}
+
+static clpsa_status check_thresholds(clpsa_context *ctx, const float *t) {
+    static const char *names[4] = {"tau1", "tau2", "tau4", "tau8"};
+    for (int i = 0; i < 4; ++i) {
+        if (!(t[i] >= 0.0f && t[i] <= 1.0f))
+            return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
+                               "thresholds[%d] (%s) = %g: thresholds must be in [0, 1]", i,
+                               names[i], (double)t[i]);
+        if (i > 0 && t[i] < t[i - 1])
+            return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
+                               "thresholds[%d] (%s) = %g is below thresholds[%d] (%s) = %g: "
+                               "thresholds must be non-decreasing",
+                               i, names[i], (double)t[i], i - 1, names[i - 1],
+                               (double)t[i - 1]);
+    }
+    return CLPSA_OK;
+}
+
+clpsa_status clpsa__psa_resolve(clpsa_context *ctx, const clpsa_plan_desc *desc,
+                                clpsa_plan_desc *resolved, clpsa__psa_options *out) {
+    memset(out, 0, sizeof *out);
+    const preset *base = &defaults;
+    if (desc->preset) {
+        clpsa_status status = find_preset(ctx, desc->preset, &base);
+        if (status != CLPSA_OK)
+            return status;
+        if (base->causal)
+            resolved->causal = 1;
+    }
+    out->block_q = desc->block_q ? desc->block_q : base->block_q;
+    out->block_k = desc->block_k ? desc->block_k : base->block_k;
+    memcpy(out->thresholds, any_nonzero(desc->thresholds, 4) ? desc->thresholds : base->thresholds,
+           sizeof out->thresholds);
+    out->mode = desc->mode ? desc->mode : base->mode;
+    out->similarity_cap = desc->similarity_cap == CLPSA_OFF ? 0
+                          : desc->similarity_cap          ? 1
+                                                          : base->similarity_cap;
+    memcpy(out->similarity_thresholds,
+           any_nonzero(desc->similarity_thresholds, 3) ? desc->similarity_thresholds
+           : base->similarity_cap                      ? base->similarity_thresholds
+                                                       : defaults.similarity_thresholds,
+           sizeof out->similarity_thresholds);
+    out->estimator = desc->estimator ? desc->estimator : base->estimator;
+    out->align_tile = desc->align_tile == CLPSA_OFF ? 0 : desc->align_tile ? desc->align_tile : 32;
+    out->seed = desc->seed;
+
+    clpsa_status status = check_range(ctx, "block_q", out->block_q, 16, 256);
+    if (status == CLPSA_OK)
+        status = check_range(ctx, "block_k", out->block_k, 16, 256);
+    if (status != CLPSA_OK)
+        return status;
+    if (out->block_k % 8 != 0)
+        return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
+                           "block_k = %d: it must be a multiple of 8 (level-8 pooling)",
+                           out->block_k);
+    if (check_thresholds(ctx, out->thresholds) != CLPSA_OK)
+        return CLPSA_ERROR_INVALID_VALUE;
+    if (out->mode < CLPSA_MODE_THRESHOLD || out->mode > CLPSA_MODE_ENERGY)
+        return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
+                           "mode = %d: it must be CLPSA_MODE_THRESHOLD, _QUANTILE or _ENERGY",
+                           (int)out->mode);
+    if (desc->align_tile < CLPSA_OFF || out->align_tile > 4096)
+        return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
+                           "align_tile = %d: it must be in [1, 4096], 0 (default 32) or "
+                           "CLPSA_OFF",
+                           desc->align_tile);
+    if (desc->min_full != (float)CLPSA_OFF && !(desc->min_full >= 0.0f && desc->min_full <= 1.0f))
+        return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
+                           "min_full = %g: it must be in [0, 1] (0: default 0.06) or CLPSA_OFF",
+                           (double)desc->min_full);
+    if (desc->text_tokens < 0 || desc->text_tokens > resolved->seq_k)
+        return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
+                           "text_tokens = %d: it must be in [0, seq_k = %d]", desc->text_tokens,
+                           resolved->seq_k);
+    for (int i = 0; i < 3; ++i)
+        if (!(out->similarity_thresholds[i] >= -1.0f && out->similarity_thresholds[i] <= 1.0f))
+            return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
+                               "similarity_thresholds[%d] = %g: cosine thresholds must be in "
+                               "[-1, 1]",
+                               i, (double)out->similarity_thresholds[i]);
+    if (out->estimator != CLPSA_ESTIMATOR_SAMPLED && out->estimator != CLPSA_ESTIMATOR_ANTIDIAGONAL)
+        return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
+                           "estimator = %d: it must be CLPSA_ESTIMATOR_SAMPLED or "
+                           "_ANTIDIAGONAL",
+                           (int)out->estimator);
+    out->sample_q = desc->sample_q ? desc->sample_q : (out->block_q / 4 > 0 ? out->block_q / 4 : 1);
+    out->sample_k = desc->sample_k ? desc->sample_k : (out->block_k / 4 > 0 ? out->block_k / 4 : 1);
+    status = check_range(ctx, "sample_q", out->sample_q, 1, out->block_q);
+    if (status == CLPSA_OK)
+        status = check_range(ctx, "sample_k", out->sample_k, 1, out->block_k);
+    if (status != CLPSA_OK)
+        return status;
+    out->stride = desc->antidiagonal_stride ? desc->antidiagonal_stride : 8;
+    if (out->stride < 1 || out->block_q % out->stride != 0 || out->block_k % out->stride != 0)
+        return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
+                           "antidiagonal_stride = %d: it must be at least 1 and divide block_q "
+                           "= %d and block_k = %d",
+                           out->stride, out->block_q, out->block_k);
+    if (resolved->method == CLPSA_METHOD_BINARY &&
+        !(desc->binary_density > 0.0f && desc->binary_density <= 1.0f))
+        return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
+                           "binary_density = %g: CLPSA_METHOD_BINARY needs a density in (0, 1]",
+                           (double)desc->binary_density);
+    /* Record the resolved values in the plan's description. */
+    resolved->block_q = out->block_q;
+    resolved->block_k = out->block_k;
+    memcpy(resolved->thresholds, out->thresholds, sizeof out->thresholds);
+    resolved->mode = out->mode;
+    resolved->align_tile = out->align_tile ? out->align_tile : CLPSA_OFF;
+    resolved->min_full = desc->min_full == 0.0f ? 0.06f : desc->min_full;
+    resolved->similarity_cap = out->similarity_cap;
+    memcpy(resolved->similarity_thresholds, out->similarity_thresholds,
+           sizeof out->similarity_thresholds);
+    resolved->estimator = out->estimator;
+    resolved->sample_q = out->sample_q;
+    resolved->sample_k = out->sample_k;
+    resolved->antidiagonal_stride = out->stride;
+    return CLPSA_OK;
+}
+
+void clpsa__psa_finish(const clpsa_plan_desc *desc, int blocks_k, clpsa__psa_options *psa) {
+    const double nk = blocks_k;
+    if (desc->min_full == (float)CLPSA_OFF) {
+        psa->min_full_blocks = 0;
+    } else {
+        const int floor_blocks = (int)floor((double)desc->min_full * nk) + 1;
+        psa->min_full_blocks = floor_blocks < blocks_k ? floor_blocks : blocks_k;
+    }
+    for (int l = 0; l < 4; ++l) {
+        const int end = (int)floor(nk * (double)psa->thresholds[l]);
+        psa->quantile_ends[l] = end < blocks_k ? end : blocks_k;
+    }
+    psa->text_blocks = (desc->text_tokens + psa->block_k - 1) / psa->block_k;
+    const int keep = (int)ceil((double)desc->binary_density * nk);
+    psa->binary_keep = keep < blocks_k ? keep : blocks_k;
+}

@@ -90,6 +90,7 @@ int main(int argc, char **argv) {
 
     clpsa_plan_desc d;
     clpsa_plan_desc_init(&d);
+    d.method = CLPSA_METHOD_DENSE;
     d.batch = o.batch;
     d.heads_q = o.heads;
     d.seq_q = o.seq;

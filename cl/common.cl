@@ -25,14 +25,17 @@
 #if IN_TYPE == 1
 typedef float in_t;
 #define LOAD_IN(p, i) ((p)[i])
+#define LOAD_IN4(p, i) vload4(0, (p) + (i))
 #define STORE_IN(p, i, x) ((p)[i] = (x))
 #elif IN_TYPE == 2
 typedef half in_t;
 #define LOAD_IN(p, i) vload_half((i), (p))
+#define LOAD_IN4(p, i) vload_half4(0, (p) + (i))
 #define STORE_IN(p, i, x) vstore_half_rte((x), (i), (p))
 #elif IN_TYPE == 3
 typedef ushort in_t;
 #define LOAD_IN(p, i) as_float((uint)(p)[i] << 16)
+#define LOAD_IN4(p, i) as_float4(convert_uint4(vload4(0, (p) + (i))) << 16)
 #define STORE_IN(p, i, x) ((p)[i] = float_to_bf16(x))
 #else
 #error "IN_TYPE must be 1 (fp32), 2 (fp16) or 3 (bf16)"
@@ -62,6 +65,22 @@ inline ushort float_to_bf16(float x) {
     return (ushort)(u >> 16);
 }
 
+/* dot(a, b) over HEAD_DIM (a multiple of 8) with float4 arithmetic: explicit vectors keep
+ * CPUs (PoCL) on SIMD instructions and give GPUs 16-byte local-memory loads. */
+inline float dot_private_local(const float *a, __local const float *b) {
+    float4 sum = (float4)(0.0f);
+    for (int d = 0; d < HEAD_DIM; d += 4)
+        sum = fma(vload4(0, a + d), vload4(0, b + d), sum);
+    return (sum.x + sum.y) + (sum.z + sum.w);
+}
+
+inline float dot_private_global(const float *a, __global const in_t *b) {
+    float4 sum = (float4)(0.0f);
+    for (int d = 0; d < HEAD_DIM; d += 4)
+        sum = fma(vload4(0, a + d), LOAD_IN4(b, d), sum);
+    return (sum.x + sum.y) + (sum.z + sum.w);
+}
+
 /* One online-softmax step of one query row over a staged tile. Logits are in base 2:
  * x = q_scaled . k + bias, with q pre-multiplied by scale * log2(e) and bias = log2(cnt), so
  * exp2(x) equals exp(scale q.k) * cnt. valid[j] == 0 masks key j. A tile with no valid key
@@ -73,9 +92,7 @@ inline void online_softmax_tile(const float *q_reg, float *acc, float *m, float 
     float s[TILE_N];
     float tile_max = -INFINITY;
     for (int j = 0; j < TILE_N; ++j) {
-        float dot = bias[j];
-        for (int d = 0; d < HEAD_DIM; ++d)
-            dot = fma(q_reg[d], k_tile[j][d], dot);
+        const float dot = bias[j] + dot_private_local(q_reg, k_tile[j]);
         s[j] = valid[j] ? dot : -INFINITY;
         tile_max = fmax(tile_max, s[j]);
     }
@@ -89,8 +106,8 @@ inline void online_softmax_tile(const float *q_reg, float *acc, float *m, float 
     for (int j = 0; j < TILE_N; ++j) {
         const float p = exp2(s[j] - m_new); /* masked keys: exp2(-inf) = 0 */
         *l += p;
-        for (int d = 0; d < HEAD_DIM; ++d)
-            acc[d] = fma(p, v_tile[j][d], acc[d]);
+        for (int d = 0; d < HEAD_DIM; d += 4)
+            vstore4(fma((float4)(p), vload4(0, &v_tile[j][d]), vload4(0, acc + d)), 0, acc + d);
     }
     *m = m_new;
 }

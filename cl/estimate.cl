@@ -77,11 +77,8 @@ estimate_sampled(__global const in_t *q, __global const in_t *k, __global const 
             float block_max = -INFINITY;
             for (int c = 0; c < SAMPLE_K; ++c) {
                 const int key = min(j * BLOCK_K + cols[c], seq_k - 1);
-                __global const in_t *k_row = k_head + (long)key * k_sn;
-                float dot = 0.0f;
-                for (int d = 0; d < HEAD_DIM; ++d)
-                    dot = fma(q_reg[d], LOAD_IN(k_row, d), dot);
-                block_max = fmax(block_max, dot);
+                block_max =
+                    fmax(block_max, dot_private_global(q_reg, k_head + (long)key * k_sn));
             }
             m2[(long)r * blocks_k + j] = block_max;
             best = fmax(best, block_max);
@@ -157,9 +154,7 @@ estimate_antidiagonal(__global const in_t *q, __global const in_t *k, __global f
                 float z = 0.0f;
                 for (int u = 0; u < STRIDE; ++u) {
                     const int key = min(c * STRIDE + u, seq_k - 1);
-                    __global const in_t *k_row = k_head + (long)key * k_sn;
-                    for (int d = 0; d < HEAD_DIM; ++d)
-                        z = fma(q_rows[u][d], LOAD_IN(k_row, d), z);
+                    z += dot_private_global(q_rows[u], k_head + (long)key * k_sn);
                 }
                 if (pass == 0) {
                     const float m_new = fmax(z_max, z);

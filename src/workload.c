@@ -1,0 +1,134 @@
+/* The embedded video-like workload (clpsa_workload.h). */
+#include <clpsa/clpsa_workload.h>
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PI 3.14159265358979323846
+
+typedef struct rng {
+    uint64_t state;
+} rng;
+
+static uint64_t next_u64(rng *r) {
+    r->state += 0x9E3779B97F4A7C15ull;
+    uint64_t z = r->state;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static double uniform01(rng *r) {
+    return ((next_u64(r) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+}
+
+static double normal(rng *r) {
+    return sqrt(-2.0 * log(uniform01(r))) * cos(2.0 * PI * uniform01(r));
+}
+
+void clpsa_video_workload_desc_init(clpsa_video_workload_desc *desc) {
+    if (!desc)
+        return;
+    memset(desc, 0, sizeof *desc);
+    desc->frames = 8;
+    desc->height = 16;
+    desc->width = 16;
+    desc->heads_q = 2;
+    desc->heads_kv = 2;
+    desc->head_dim = 64;
+}
+
+/* Random Fourier features: phi(p) . phi(p') = mean_i cos(w_i . (p - p')), a smooth kernel that
+ * is 1 at p = p' and decays over the correlation lengths. */
+typedef struct features {
+    int count;
+    double *w;     /* count x 3 frequencies (time, row, column) */
+    double *phase; /* count */
+} features;
+
+static void draw_features(rng *r, int count, double lt, double ls, features *f) {
+    f->count = count;
+    for (int i = 0; i < count; ++i) {
+        f->w[3 * i + 0] = normal(r) / lt;
+        f->w[3 * i + 1] = normal(r) / ls;
+        f->w[3 * i + 2] = normal(r) / ls;
+        f->phase[i] = 2.0 * PI * uniform01(r);
+    }
+}
+
+static double feature(const features *f, int i, int t, int y, int x) {
+    return cos(f->w[3 * i] * t + f->w[3 * i + 1] * y + f->w[3 * i + 2] * x + f->phase[i]);
+}
+
+clpsa_status clpsa_video_workload_generate(const clpsa_video_workload_desc *desc, float *q,
+                                           float *k, float *v) {
+    if (!desc || !q || !k || !v)
+        return CLPSA_ERROR_NULL_ARGUMENT;
+    const int T = desc->frames, H = desc->height, W = desc->width, D = desc->head_dim;
+    if (T < 1 || H < 1 || W < 1 || desc->heads_q < 1 || desc->heads_kv < 1 || D < 2 ||
+        D % 2 != 0 || desc->heads_q % desc->heads_kv != 0)
+        return CLPSA_ERROR_INVALID_SHAPE;
+    const double lt = desc->length_time > 0 ? desc->length_time : 2.0;
+    const double ls = desc->length_space > 0 ? desc->length_space : 3.0;
+    const double sharpness = desc->sharpness > 0 ? desc->sharpness : 4.0;
+    const double content = desc->content > 0 ? desc->content : 1.0;
+    const double noise = desc->noise > 0 ? desc->noise : 0.3;
+    const size_t N = (size_t)T * H * W;
+    const int group = desc->heads_q / desc->heads_kv;
+
+    rng r = {desc->seed * 0x2545F4914F6CDD1Dull + 17};
+    features pos = {0, malloc(sizeof(double) * 3 * D), malloc(sizeof(double) * D)};
+    features field = {0, malloc(sizeof(double) * 3 * D), malloc(sizeof(double) * D)};
+    double *mix = malloc(sizeof(double) * (size_t)D * D);
+    if (!pos.w || !pos.phase || !field.w || !field.phase || !mix) {
+        free(pos.w), free(pos.phase), free(field.w), free(field.phase), free(mix);
+        return CLPSA_ERROR_OUT_OF_MEMORY;
+    }
+    /* q.k = scale * sum_d q_d k_d with scale = 1/sqrt(D): positional parts sized so the
+     * positional logit of a token with itself is `sharpness` * sqrt(D) * scale = sharpness. */
+    const double pos_amp = sqrt(sharpness * 2.0 / sqrt((double)D));
+    const double content_amp = sqrt(content / sqrt((double)D));
+    for (int hk = 0; hk < desc->heads_kv; ++hk) {
+        draw_features(&r, D, lt, ls, &pos);
+        draw_features(&r, D, lt * 2.0, ls * 2.0, &field);
+        for (size_t x = 0; x < (size_t)D * D; ++x)
+            mix[x] = normal(&r) / sqrt((double)D);
+        for (size_t n = 0; n < N; ++n) {
+            const int t = (int)(n / ((size_t)H * W));
+            const int y = (int)(n / W % H);
+            const int xx = (int)(n % W);
+            float *k_row = k + ((size_t)hk * N + n) * D;
+            float *v_row = v + ((size_t)hk * N + n) * D;
+            for (int d = 0; d < D; ++d) {
+                const double content_k = content_amp * feature(&field, d, t, y, xx);
+                k_row[d] = (float)(pos_amp * feature(&pos, d, t, y, xx) + content_k +
+                                   noise * normal(&r));
+                double value = 0.0;
+                for (int e = 0; e < 8; ++e)
+                    value += mix[(size_t)d * D + e] * feature(&field, e, t, y, xx);
+                v_row[d] = (float)(value + noise * normal(&r));
+            }
+        }
+        for (int g = 0; g < group; ++g) {
+            const int hq = hk * group + g;
+            /* Each query head weighs the content differently (a random sign per feature), so
+             * heads disagree about which far tokens matter. */
+            double sign[256];
+            for (int d = 0; d < D && d < 256; ++d)
+                sign[d] = uniform01(&r) < 0.5 ? -1.0 : 1.0;
+            for (size_t n = 0; n < N; ++n) {
+                const int t = (int)(n / ((size_t)H * W));
+                const int y = (int)(n / W % H);
+                const int xx = (int)(n % W);
+                float *q_row = q + ((size_t)hq * N + n) * D;
+                for (int d = 0; d < D; ++d)
+                    q_row[d] = (float)(pos_amp * feature(&pos, d, t, y, xx) +
+                                       content_amp * sign[d % 256] * feature(&field, d, t, y, xx) +
+                                       noise * normal(&r));
+            }
+        }
+    }
+    free(pos.w), free(pos.phase), free(field.w), free(field.phase), free(mix);
+    return CLPSA_OK;
+}

@@ -20,7 +20,7 @@
 
 __kernel __attribute__((reqd_work_group_size(ATT_M, 1, 1))) void
 psa_attend(__global const in_t *q, __global const in_t *k, __global const in_t *v,
-           __global const in_t *k_pyr, __global const in_t *v_pyr,
+           __global const in_t *k_pyr, __global const in_t *v_pyr, __global const int *perm,
            __global const int *counts, __global const int *list, __global out_t *out,
            const int heads_q, const int group, const int seq_q, const int seq_k,
            const int blocks_q, const int blocks_k, const int np2, const int np4, const int np8,
@@ -45,7 +45,8 @@ psa_attend(__global const in_t *q, __global const in_t *k, __global const in_t *
     const int t = i * BLOCK_Q + r;
     const bool row_valid = r < BLOCK_Q && t < seq_q;
 
-    __global const in_t *q_row = q + b * q_sb + h * q_sh + (long)(row_valid ? t : 0) * q_sn;
+    const int t_row = row_valid ? TOKEN(perm, t) : 0; /* where row t lives in q and out */
+    __global const in_t *q_row = q + b * q_sb + h * q_sh + (long)t_row * q_sn;
     const float q_scale = scale * LOG2E;
     float q_reg[HEAD_DIM];
     float acc[HEAD_DIM];
@@ -94,8 +95,11 @@ psa_attend(__global const in_t *q, __global const in_t *k, __global const in_t *
                 const int j = idx / HEAD_DIM;
                 const int d = idx - j * HEAD_DIM;
                 const int p = token_of[j];
-                k_tile[j][d] = p >= 0 ? LOAD_IN(k_base, (long)p * k_step + d) : 0.0f;
-                v_tile[j][d] = p >= 0 ? LOAD_IN(v_base, (long)p * v_step + d) : 0.0f;
+                /* Level 1 reads the caller's K, V through the ordering; the pyramid is
+                 * already in sequence order. */
+                const int row_at = p >= 0 && level == 0 ? TOKEN(perm, p) : p;
+                k_tile[j][d] = p >= 0 ? LOAD_IN(k_base, (long)row_at * k_step + d) : 0.0f;
+                v_tile[j][d] = p >= 0 ? LOAD_IN(v_base, (long)row_at * v_step + d) : 0.0f;
             }
             barrier(CLK_LOCAL_MEM_FENCE);
             uchar valid[TILE_N];
@@ -109,5 +113,5 @@ psa_attend(__global const in_t *q, __global const in_t *k, __global const in_t *
         listed += count;
     }
     if (row_valid)
-        store_row(out + b * o_sb + h * o_sh + (long)t * o_sn, acc, l);
+        store_row(out + b * o_sb + h * o_sh + (long)t_row * o_sn, acc, l);
 }

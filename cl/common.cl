@@ -56,6 +56,18 @@ typedef ushort out_t;
 
 #define LOG2E 1.4426950408889634f
 
+/* Token orderings (clpsa_ordering): kernels index the reordered sequence by position; with
+ * PERMUTED set, position t lives at row perm[t] of the caller's tensors (gather on load,
+ * scatter on store), so no reordered copy of Q, K, V or the output is ever made. */
+#ifndef PERMUTED
+#define PERMUTED 0 /* 1: tokens are gathered through perm */
+#endif
+#if PERMUTED
+#define TOKEN(perm, t) ((perm)[t])
+#else
+#define TOKEN(perm, t) (t)
+#endif
+
 /* Round to nearest even, NaN kept quiet: the same rule as the host's clpsa_convert_from_float. */
 inline ushort float_to_bf16(float x) {
     uint u = as_uint(x);

@@ -45,7 +45,8 @@ inline float group_sum(float x, __local float *scratch) {
 /* S[i][j] = P[i][j] / sum_j P[i][j], P[i][j] = max_r exp2(m2[r][j] - rowmax2[r]): base-2
  * logits, so exp2 of differences equals exp of the natural ones. */
 __kernel __attribute__((reqd_work_group_size(EST_WG, 1, 1))) void
-estimate_sampled(__global const in_t *q, __global const in_t *k, __global const int *row_offsets,
+estimate_sampled(__global const in_t *q, __global const in_t *k, __global const int *perm,
+                 __global const int *row_offsets,
                  __global const int *key_offsets, __global float *scratch,
                  __global float *scores, const int bh_first, const int heads_q,
                  const int group, const int seq_q, const int seq_k, const int blocks_q,
@@ -68,7 +69,7 @@ estimate_sampled(__global const in_t *q, __global const in_t *k, __global const 
     const float q_scale = scale * LOG2E;
 
     for (int r = lid; r < SAMPLE_Q; r += EST_WG) {
-        const int t = min(i * BLOCK_Q + rows[r], seq_q - 1); /* replicate padding */
+        const int t = TOKEN(perm, min(i * BLOCK_Q + rows[r], seq_q - 1)); /* replicate pad */
         float q_reg[HEAD_DIM];
         for (int d = 0; d < HEAD_DIM; ++d)
             q_reg[d] = LOAD_IN(q_head, (long)t * q_sn + d) * q_scale;
@@ -76,7 +77,7 @@ estimate_sampled(__global const in_t *q, __global const in_t *k, __global const 
         for (int j = 0; j < blocks_k; ++j) {
             float block_max = -INFINITY;
             for (int c = 0; c < SAMPLE_K; ++c) {
-                const int key = min(j * BLOCK_K + cols[c], seq_k - 1);
+                const int key = TOKEN(perm, min(j * BLOCK_K + cols[c], seq_k - 1));
                 block_max =
                     fmax(block_max, dot_private_global(q_reg, k_head + (long)key * k_sn));
             }
@@ -105,7 +106,8 @@ estimate_sampled(__global const in_t *q, __global const in_t *k, __global const 
  * w[a][.] = softmax over visible b, S[i][j] = sum over a in block i and b in block j of w,
  * rows normalised. Work-items own stride rows a; two passes over b (max and sum, then w). */
 __kernel __attribute__((reqd_work_group_size(EST_WG, 1, 1))) void
-estimate_antidiagonal(__global const in_t *q, __global const in_t *k, __global float *scratch,
+estimate_antidiagonal(__global const in_t *q, __global const in_t *k, __global const int *perm,
+                      __global float *scratch,
                       __global float *scores, const int bh_first, const int heads_q,
                       const int group, const int seq_q, const int seq_k, const int blocks_q,
                       const int blocks_k, const float scale, const int causal, const long q_sb,
@@ -139,7 +141,7 @@ estimate_antidiagonal(__global const in_t *q, __global const in_t *k, __global f
         /* Rows of the antidiagonal, pre-scaled: q_rows[u] = Q[a*S + S-1-u]. */
         float q_rows[STRIDE][HEAD_DIM];
         for (int u = 0; u < STRIDE; ++u) {
-            const int t = min(a * STRIDE + STRIDE - 1 - u, seq_q - 1);
+            const int t = TOKEN(perm, min(a * STRIDE + STRIDE - 1 - u, seq_q - 1));
             for (int d = 0; d < HEAD_DIM; ++d)
                 q_rows[u][d] = LOAD_IN(q_head, (long)t * q_sn + d) * z_scale;
         }
@@ -153,7 +155,7 @@ estimate_antidiagonal(__global const in_t *q, __global const in_t *k, __global f
             for (int c = 0; any && c <= last_col; ++c) {
                 float z = 0.0f;
                 for (int u = 0; u < STRIDE; ++u) {
-                    const int key = min(c * STRIDE + u, seq_k - 1);
+                    const int key = TOKEN(perm, min(c * STRIDE + u, seq_k - 1));
                     z += dot_private_global(q_rows[u], k_head + (long)key * k_sn);
                 }
                 if (pass == 0) {

@@ -8,7 +8,7 @@
  * their means at levels 2, 4 and 8, each over the tokens that exist (count-aware at the end).
  * Sums are fp32; each mean is rounded to the storage type once. */
 __kernel void pool_pyramid(__global const in_t *k, __global const in_t *v, __global in_t *k_pyr,
-                           __global in_t *v_pyr, const int heads_kv, const int seq_k,
+                           __global in_t *v_pyr, __global const int *perm, const int heads_kv, const int seq_k,
                            const int np2, const int np4, const int np8, const long k_sb,
                            const long k_sh, const long k_sn, const long v_sb, const long v_sh,
                            const long v_sn) {
@@ -25,7 +25,7 @@ __kernel void pool_pyramid(__global const in_t *k, __global const in_t *v, __glo
     const int present = min(8, seq_k - first);
     float ks[8], vs[8];
     for (int i = 0; i < 8; ++i) {
-        const int token = first + min(i, present - 1);
+        const int token = TOKEN(perm, first + min(i, present - 1));
         ks[i] = i < present ? LOAD_IN(k_head, (long)token * k_sn) : 0.0f;
         vs[i] = i < present ? LOAD_IN(v_head, (long)token * v_sn) : 0.0f;
     }
@@ -84,7 +84,8 @@ inline float cosine(__global const in_t *a, __global const in_t *b) {
 /* One work-item per (key block j, bh): sim[(bh * nk + j) * 3 + {0,1,2}] = mean cosine
  * similarity of (first, last) token pairs of each complete group of 2, 4, 8 tokens of the
  * block; -inf when the block has no complete group of that size. */
-__kernel void block_similarity(__global const in_t *k, __global float *sim, const int heads_kv,
+__kernel void block_similarity(__global const in_t *k, __global const int *perm,
+                               __global float *sim, const int heads_kv,
                                const int seq_k, const int block_k, const int blocks_k,
                                const long k_sb, const long k_sh, const long k_sn) {
     const int j = get_global_id(0);
@@ -101,7 +102,8 @@ __kernel void block_similarity(__global const in_t *k, __global float *sim, cons
         float total = 0.0f;
         int groups = 0;
         for (int first = start; first + f - 1 < end; first += f) {
-            total += cosine(k_head + (long)first * k_sn, k_head + (long)(first + f - 1) * k_sn);
+            total += cosine(k_head + (long)TOKEN(perm, first) * k_sn,
+                            k_head + (long)TOKEN(perm, first + f - 1) * k_sn);
             groups++;
         }
         sim[((long)bh * blocks_k + j) * 3 + level] = groups ? total / (float)groups : -INFINITY;

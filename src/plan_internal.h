@@ -19,6 +19,10 @@ typedef struct clpsa__psa_options {
     int sample_q, sample_k, stride;
     uint64_t seed;
     int binary_keep; /* ceil(binary_density * nk) */
+    int grid[3];     /* frames, height, width; all 0 without a grid */
+    clpsa_ordering ordering;
+    int tile[3];
+    int permuted; /* a non-raster ordering: kernels gather through perm */
 } clpsa__psa_options;
 
 typedef enum clpsa__level_source {
@@ -49,6 +53,7 @@ struct clpsa_plan {
     int attend_rows, attend_tile_n;
     cl_mem k_pyramid, v_pyramid, similarity_stats, row_offsets, key_offsets, estimate_scratch;
     cl_mem scores, levels, counts, list;
+    cl_mem perm; /* position -> row of the caller's tensors; NULL when not permuted */
     clpsa__level_source source;
 
     /* The last run, for read-back and stage times. */

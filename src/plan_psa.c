@@ -96,6 +96,24 @@ static clpsa_status create_buffers(clpsa_plan *plan) {
     if (status != CLPSA_OK)
         return status;
 
+    if (plan->psa.permuted) {
+        const size_t tokens = (size_t)plan->desc.seq_k;
+        int32_t *perm = malloc(tokens * sizeof *perm);
+        if (!perm)
+            return clpsa__fail(plan->ctx, CLPSA_ERROR_OUT_OF_MEMORY, "token permutation");
+        const clpsa__psa_options *o = &plan->psa;
+        status = clpsa_ordering_permutation(o->ordering, o->grid[0], o->grid[1], o->grid[2],
+                                            o->tile, plan->desc.text_tokens, perm);
+        cl_int err = CL_SUCCESS;
+        if (status == CLPSA_OK)
+            plan->perm = clCreateBuffer(plan->ctx->cl_ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
+                                        tokens * sizeof *perm, perm, &err);
+        free(perm);
+        if (status != CLPSA_OK)
+            return clpsa__fail(plan->ctx, status, "computing the token ordering failed");
+        if (err != CL_SUCCESS)
+            return clpsa__fail_cl(plan->ctx, err, "clCreateBuffer(permutation)");
+    }
     if (plan->psa.estimator == CLPSA_ESTIMATOR_SAMPLED) {
         const int sq = plan->psa.sample_q, sk = plan->psa.sample_k;
         int *rows = malloc(bh * sq * sizeof *rows);
@@ -151,8 +169,9 @@ clpsa_status clpsa__plan_build_psa(clpsa_plan *plan) {
                                                                     : psa->block_q / psa->stride;
 
     char options[512];
-    snprintf(options, sizeof options, "-cl-std=CL1.2 -DHEAD_DIM=%d -DIN_TYPE=%d", d->head_dim,
-             (int)d->dtype);
+    const int permuted = psa->permuted;
+    snprintf(options, sizeof options, "-cl-std=CL1.2 -DHEAD_DIM=%d -DIN_TYPE=%d -DPERMUTED=%d",
+             d->head_dim, (int)d->dtype, permuted);
     clpsa_status status = create_kernel(plan, "pool.cl", options, "pool_pyramid", &plan->pool);
     if (status == CLPSA_OK)
         status = create_kernel(plan, "pool.cl", options, "block_similarity", &plan->similarity);
@@ -162,15 +181,15 @@ clpsa_status clpsa__plan_build_psa(clpsa_plan *plan) {
     if (psa->estimator == CLPSA_ESTIMATOR_SAMPLED)
         snprintf(options, sizeof options,
                  "-cl-std=CL1.2 -DHEAD_DIM=%d -DIN_TYPE=%d -DBLOCK_Q=%d -DBLOCK_K=%d "
-                 "-DSAMPLE_Q=%d -DSAMPLE_K=%d -DEST_WG=%d",
+                 "-DSAMPLE_Q=%d -DSAMPLE_K=%d -DEST_WG=%d -DPERMUTED=%d",
                  d->head_dim, (int)d->dtype, psa->block_q, psa->block_k, psa->sample_q,
-                 psa->sample_k, plan->estimate_wg);
+                 psa->sample_k, plan->estimate_wg, permuted);
     else
         snprintf(options, sizeof options,
                  "-cl-std=CL1.2 -DHEAD_DIM=%d -DIN_TYPE=%d -DBLOCK_Q=%d -DBLOCK_K=%d "
-                 "-DSTRIDE=%d -DEST_WG=%d",
+                 "-DSTRIDE=%d -DEST_WG=%d -DPERMUTED=%d",
                  d->head_dim, (int)d->dtype, psa->block_q, psa->block_k, psa->stride,
-                 plan->estimate_wg);
+                 plan->estimate_wg, permuted);
     status = create_kernel(plan, "estimate.cl", options,
                            psa->estimator == CLPSA_ESTIMATOR_SAMPLED ? "estimate_sampled"
                                                                      : "estimate_antidiagonal",
@@ -188,9 +207,9 @@ clpsa_status clpsa__plan_build_psa(clpsa_plan *plan) {
 
     snprintf(options, sizeof options,
              "-cl-std=CL1.2 -DHEAD_DIM=%d -DIN_TYPE=%d -DOUT_TYPE=%d -DBLOCK_Q=%d -DBLOCK_K=%d "
-             "-DATT_M=%d -DTILE_N=%d",
+             "-DATT_M=%d -DTILE_N=%d -DPERMUTED=%d",
              d->head_dim, (int)d->dtype, (int)d->out_dtype, psa->block_q, psa->block_k,
-             plan->attend_rows, plan->attend_tile_n);
+             plan->attend_rows, plan->attend_tile_n, permuted);
     status = create_kernel(plan, "attend.cl", options, "psa_attend", &plan->attend);
     if (status != CLPSA_OK)
         return status;
@@ -219,7 +238,7 @@ void clpsa__plan_release_psa(clpsa_plan *plan) {
     for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; ++i)
         if (kernels[i])
             clReleaseKernel(kernels[i]);
-    cl_mem buffers[] = {plan->k_pyramid,   plan->v_pyramid, plan->similarity_stats,
+    cl_mem buffers[] = {plan->perm, plan->k_pyramid,   plan->v_pyramid, plan->similarity_stats,
                         plan->row_offsets, plan->key_offsets, plan->estimate_scratch,
                         plan->scores,      plan->levels,    plan->counts,
                         plan->list};
@@ -293,8 +312,9 @@ clpsa_status clpsa__plan_run_psa(clpsa_plan *plan, cl_command_queue queue, cl_me
     clpsa_status status = CLPSA_OK;
 
     /* pool: levels 2, 4, 8 */
-    err = clpsa__set_args(plan->pool, 15, CLPSA__ARG(k), CLPSA__ARG(v),
+    err = clpsa__set_args(plan->pool, 16, CLPSA__ARG(k), CLPSA__ARG(v),
                           CLPSA__ARG(plan->k_pyramid), CLPSA__ARG(plan->v_pyramid),
+                          CLPSA__ARG(plan->perm),
                           CLPSA__ARG(heads_kv), CLPSA__ARG(seq_k), CLPSA__ARG(np2),
                           CLPSA__ARG(np4), CLPSA__ARG(np8), CLPSA__ARG(ks[0]),
                           CLPSA__ARG(ks[1]), CLPSA__ARG(ks[2]), CLPSA__ARG(vs[0]),
@@ -311,7 +331,7 @@ clpsa_status clpsa__plan_run_psa(clpsa_plan *plan, cl_command_queue queue, cl_me
     const bool assigning = plan->source != CLPSA__SUPPLIED_LEVELS;
     const bool cap = psa->similarity_cap && d->method == CLPSA_METHOD_PSA;
     if (status == CLPSA_OK && assigning && cap) {
-        err = clpsa__set_args(plan->similarity, 9, CLPSA__ARG(k),
+        err = clpsa__set_args(plan->similarity, 10, CLPSA__ARG(k), CLPSA__ARG(plan->perm),
                               CLPSA__ARG(plan->similarity_stats), CLPSA__ARG(heads_kv),
                               CLPSA__ARG(seq_k), CLPSA__ARG(bk), CLPSA__ARG(nk),
                               CLPSA__ARG(ks[0]), CLPSA__ARG(ks[1]), CLPSA__ARG(ks[2]));
@@ -332,7 +352,8 @@ clpsa_status clpsa__plan_run_psa(clpsa_plan *plan, cl_command_queue queue, cl_me
                               : plan->estimate_heads_per_launch;
         if (psa->estimator == CLPSA_ESTIMATOR_SAMPLED)
             err = clpsa__set_args(
-                plan->estimate, 20, CLPSA__ARG(q), CLPSA__ARG(k), CLPSA__ARG(plan->row_offsets),
+                plan->estimate, 21, CLPSA__ARG(q), CLPSA__ARG(k), CLPSA__ARG(plan->perm),
+                CLPSA__ARG(plan->row_offsets),
                 CLPSA__ARG(plan->key_offsets), CLPSA__ARG(plan->estimate_scratch),
                 CLPSA__ARG(plan->scores), CLPSA__ARG(bh_first), CLPSA__ARG(heads_q),
                 CLPSA__ARG(group), CLPSA__ARG(seq_q), CLPSA__ARG(seq_k), CLPSA__ARG(nq),
@@ -340,7 +361,7 @@ clpsa_status clpsa__plan_run_psa(clpsa_plan *plan, cl_command_queue queue, cl_me
                 CLPSA__ARG(qs[2]), CLPSA__ARG(ks[0]), CLPSA__ARG(ks[1]), CLPSA__ARG(ks[2]));
         else
             err = clpsa__set_args(
-                plan->estimate, 19, CLPSA__ARG(q), CLPSA__ARG(k),
+                plan->estimate, 20, CLPSA__ARG(q), CLPSA__ARG(k), CLPSA__ARG(plan->perm),
                 CLPSA__ARG(plan->estimate_scratch), CLPSA__ARG(plan->scores),
                 CLPSA__ARG(bh_first), CLPSA__ARG(heads_q), CLPSA__ARG(group), CLPSA__ARG(seq_q),
                 CLPSA__ARG(seq_k), CLPSA__ARG(nq), CLPSA__ARG(nk), CLPSA__ARG(scale),
@@ -395,8 +416,9 @@ clpsa_status clpsa__plan_run_psa(clpsa_plan *plan, cl_command_queue queue, cl_me
     /* attend */
     if (status == CLPSA_OK) {
         err = clpsa__set_args(
-            plan->attend, 31, CLPSA__ARG(q), CLPSA__ARG(k), CLPSA__ARG(v),
-            CLPSA__ARG(plan->k_pyramid), CLPSA__ARG(plan->v_pyramid), CLPSA__ARG(plan->counts),
+            plan->attend, 32, CLPSA__ARG(q), CLPSA__ARG(k), CLPSA__ARG(v),
+            CLPSA__ARG(plan->k_pyramid), CLPSA__ARG(plan->v_pyramid), CLPSA__ARG(plan->perm),
+            CLPSA__ARG(plan->counts),
             CLPSA__ARG(plan->list), CLPSA__ARG(out), CLPSA__ARG(heads_q), CLPSA__ARG(group),
             CLPSA__ARG(seq_q), CLPSA__ARG(seq_k), CLPSA__ARG(nq), CLPSA__ARG(nk),
             CLPSA__ARG(np2), CLPSA__ARG(np4), CLPSA__ARG(np8), CLPSA__ARG(scale),

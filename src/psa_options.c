@@ -80,6 +80,54 @@ static clpsa_status check_thresholds(clpsa_context *ctx, const float *t) {
     return CLPSA_OK;
 }
 
+static clpsa_status resolve_ordering(clpsa_context *ctx, const clpsa_plan_desc *desc,
+                                     clpsa_plan_desc *resolved, clpsa__psa_options *out) {
+    const bool has_grid = desc->grid[0] || desc->grid[1] || desc->grid[2];
+    out->ordering = desc->ordering ? desc->ordering : CLPSA_ORDER_RASTER;
+    if (out->ordering < CLPSA_ORDER_RASTER || out->ordering > CLPSA_ORDER_TILES)
+        return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
+                           "ordering = %d: it must be CLPSA_ORDER_RASTER, _HILBERT or _TILES",
+                           (int)out->ordering);
+    if (!has_grid) {
+        if (out->ordering != CLPSA_ORDER_RASTER)
+            return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
+                               "ordering = %d needs a grid: set grid = {frames, height, width}",
+                               (int)out->ordering);
+        return CLPSA_OK;
+    }
+    static const char *axes[3] = {"frames", "height", "width"};
+    long long tokens = 1;
+    for (int a = 0; a < 3; ++a) {
+        if (desc->grid[a] < 1)
+            return clpsa__fail(ctx, CLPSA_ERROR_INVALID_SHAPE,
+                               "grid[%d] (%s) = %d: every grid size must be at least 1", a,
+                               axes[a], desc->grid[a]);
+        tokens *= desc->grid[a];
+        out->grid[a] = desc->grid[a];
+    }
+    tokens += desc->text_tokens;
+    if (tokens != resolved->seq_q || tokens != resolved->seq_k)
+        return clpsa__fail(ctx, CLPSA_ERROR_INVALID_SHAPE,
+                           "grid %d x %d x %d plus text_tokens = %d makes %lld tokens, but "
+                           "seq_q = %d and seq_k = %d: both must equal it",
+                           desc->grid[0], desc->grid[1], desc->grid[2], desc->text_tokens, tokens,
+                           resolved->seq_q, resolved->seq_k);
+    const bool tiles_unset = !desc->tile[0] && !desc->tile[1] && !desc->tile[2];
+    for (int a = 0; a < 3; ++a) {
+        out->tile[a] = tiles_unset ? (a == 0 ? 2 : 4) : desc->tile[a];
+        if (out->ordering == CLPSA_ORDER_TILES && out->tile[a] < 1)
+            return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
+                               "tile[%d] = %d: tile sizes must be at least 1", a, out->tile[a]);
+    }
+    out->permuted = out->ordering != CLPSA_ORDER_RASTER;
+    if (out->permuted && resolved->causal)
+        return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
+                           "ordering = %d with causal: a causal mask is defined in the tokens' "
+                           "own order, which a reordering would break; use CLPSA_ORDER_RASTER",
+                           (int)out->ordering);
+    return CLPSA_OK;
+}
+
 clpsa_status clpsa__psa_resolve(clpsa_context *ctx, const clpsa_plan_desc *desc,
                                 clpsa_plan_desc *resolved, clpsa__psa_options *out) {
     memset(out, 0, sizeof *out);
@@ -165,6 +213,9 @@ clpsa_status clpsa__psa_resolve(clpsa_context *ctx, const clpsa_plan_desc *desc,
         return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
                            "binary_density = %g: CLPSA_METHOD_BINARY needs a density in (0, 1]",
                            (double)desc->binary_density);
+    status = resolve_ordering(ctx, desc, resolved, out);
+    if (status != CLPSA_OK)
+        return status;
     /* Record the resolved values in the plan's description. */
     resolved->block_q = out->block_q;
     resolved->block_k = out->block_k;
@@ -179,6 +230,8 @@ clpsa_status clpsa__psa_resolve(clpsa_context *ctx, const clpsa_plan_desc *desc,
     resolved->sample_q = out->sample_q;
     resolved->sample_k = out->sample_k;
     resolved->antidiagonal_stride = out->stride;
+    resolved->ordering = out->ordering;
+    memcpy(resolved->tile, out->tile, sizeof out->tile);
     return CLPSA_OK;
 }
 

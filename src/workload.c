@@ -69,11 +69,11 @@ clpsa_status clpsa_video_workload_generate(const clpsa_video_workload_desc *desc
     if (T < 1 || H < 1 || W < 1 || desc->heads_q < 1 || desc->heads_kv < 1 || D < 2 ||
         D % 2 != 0 || desc->heads_q % desc->heads_kv != 0)
         return CLPSA_ERROR_INVALID_SHAPE;
-    const double lt = desc->length_time > 0 ? desc->length_time : 2.0;
-    const double ls = desc->length_space > 0 ? desc->length_space : 3.0;
-    const double sharpness = desc->sharpness > 0 ? desc->sharpness : 4.0;
+    const double lt = desc->length_time > 0 ? desc->length_time : 4.0;
+    const double ls = desc->length_space > 0 ? desc->length_space : 8.0;
+    const double sharpness = desc->sharpness > 0 ? desc->sharpness : 24.0;
     const double content = desc->content > 0 ? desc->content : 1.0;
-    const double noise = desc->noise > 0 ? desc->noise : 0.3;
+    const double noise = desc->noise > 0 ? desc->noise : 0.1;
     const size_t N = (size_t)T * H * W;
     const int group = desc->heads_q / desc->heads_kv;
 

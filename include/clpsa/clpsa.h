@@ -182,6 +182,22 @@ typedef enum clpsa_estimator {
 /* Sentinel for options whose 0 means "default" but that may also be switched off. */
 #define CLPSA_OFF (-1)
 
+/* Token orderings of a video grid (frames x height x width, tokens given in raster order:
+ * frame, row, column), applied inside the kernels so PSA's blocks hold space-time
+ * neighbours. Text tokens, if any, follow the video tokens and stay at the end. */
+typedef enum clpsa_ordering {
+    CLPSA_ORDER_RASTER = 1,  /* identity */
+    CLPSA_ORDER_HILBERT = 2, /* generalised 3-D Hilbert curve, any T x H x W */
+    CLPSA_ORDER_TILES = 3,   /* tt x th x tw cubes in raster order of cubes, raster inside */
+} clpsa_ordering;
+
+/* perm[i] = the token (raster index) at position i of the reordered sequence, for
+ * frames * height * width video tokens followed by text_tokens text tokens (which map to
+ * themselves). tile is {tt, th, tw} for CLPSA_ORDER_TILES (ignored otherwise; may be NULL). */
+clpsa_status clpsa_ordering_permutation(clpsa_ordering ordering, int frames, int height,
+                                        int width, const int *tile, int text_tokens,
+                                        int32_t *perm);
+
 typedef struct clpsa_plan_desc {
     clpsa_method method;          /* 0: PSA */
     int batch;                    /* B >= 1 */
@@ -219,6 +235,12 @@ typedef struct clpsa_plan_desc {
     int antidiagonal_stride;      /* 0: 8; bm and bn must be multiples of it */
     uint64_t seed;                /* offsets of the sampled estimate (SPEC.md section 5) */
     float binary_density;         /* CLPSA_METHOD_BINARY: fraction of blocks kept, (0, 1] */
+
+    /* ---- Video token ordering (PSA and BINARY; dense attention does not depend on it) ----
+     * With a grid, seq_q = seq_k = frames * height * width + text_tokens. */
+    int grid[3];                  /* frames, height, width; all 0: no grid */
+    clpsa_ordering ordering;      /* 0: raster */
+    int tile[3];                  /* tt, th, tw for CLPSA_ORDER_TILES; all 0: 2, 4, 4 */
 } clpsa_plan_desc;
 
 typedef struct clpsa_plan clpsa_plan;

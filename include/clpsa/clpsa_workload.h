@@ -4,7 +4,8 @@
  *
  * Each token's queries and keys carry random Fourier features of its space-time position
  * (frequencies drawn with correlation lengths length_time / length_space), so q.k is large for
- * nearby tokens and decays with distance: attention is local. Per-head content features and
+ * nearby tokens and decays with distance: attention is local, and neighbouring keys are
+ * similar, as in the latents of video models (which is what makes pooling them work). Per-head content features and
  * noise keep it from being trivially so: some far tokens matter too, and no two heads agree.
  * Values are a smooth space-time field plus noise. The same desc and seed give the same
  * tensors on every machine.
@@ -22,11 +23,11 @@ typedef struct clpsa_video_workload_desc {
     int frames, height, width; /* the latent grid; tokens N = frames * height * width */
     int heads_q, heads_kv;     /* heads_q a multiple of heads_kv */
     int head_dim;              /* D, even */
-    float length_time;         /* correlation length along frames, in tokens (0: 2) */
-    float length_space;        /* correlation length along rows and columns (0: 3) */
-    float sharpness;           /* weight of the positional part of q.k (0: 4) */
+    float length_time;         /* correlation length along frames, in tokens (0: 4) */
+    float length_space;        /* correlation length along rows and columns (0: 8) */
+    float sharpness;           /* positional logit of a token with itself (0: 24) */
     float content;             /* weight of the per-head content part (0: 1) */
-    float noise;               /* standard deviation of the noise (0: 0.3) */
+    float noise;               /* standard deviation of the noise (0: 0.1) */
     uint64_t seed;
 } clpsa_video_workload_desc;
 

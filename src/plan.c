@@ -147,6 +147,10 @@ static clpsa_status build_dense(clpsa_plan *plan) {
         }
         if ((size_t)plan->dense_block_m <= limit) {
             plan->dense = kernel;
+            snprintf(plan->parameter_source, sizeof plan->parameter_source,
+                     "built-in defaults for %s devices: dense BLOCK_M=%d TILE_N=%d",
+                     (ctx->info.type & CL_DEVICE_TYPE_CPU) ? "CPU" : "GPU", plan->dense_block_m,
+                     plan->dense_tile_n);
             clpsa__log(ctx, CLPSA_LOG_INFO, "dense kernel: D=%d BLOCK_M=%d TILE_N=%d",
                        plan->desc.head_dim, plan->dense_block_m, plan->dense_tile_n);
             return CLPSA_OK;
@@ -236,6 +240,10 @@ clpsa_status clpsa_plan_buffer_sizes(const clpsa_plan *plan, clpsa_buffer_sizes 
     out->v = clpsa__tensor_bytes(&plan->v);
     out->out = clpsa__tensor_bytes(&plan->out);
     return CLPSA_OK;
+}
+
+const char *clpsa_plan_parameter_source(const clpsa_plan *plan) {
+    return plan ? plan->parameter_source : "";
 }
 
 double clpsa_plan_flops(const clpsa_plan *plan) {

@@ -56,6 +56,8 @@ struct clpsa_plan {
     cl_mem perm; /* position -> row of the caller's tensors; NULL when not permuted */
     clpsa__level_source source;
 
+    char parameter_source[256];
+
     /* The last run, for read-back and stage times. */
     cl_command_queue last_queue;
     cl_event stage_first[CLPSA__STAGES], stage_last[CLPSA__STAGES];

@@ -213,6 +213,11 @@ clpsa_status clpsa__plan_build_psa(clpsa_plan *plan) {
     status = create_kernel(plan, "attend.cl", options, "psa_attend", &plan->attend);
     if (status != CLPSA_OK)
         return status;
+    snprintf(plan->parameter_source, sizeof plan->parameter_source,
+             "built-in defaults for %s devices: attend ATT_M=%d TILE_N=%d, estimate EST_WG=%d, "
+             "assign ASSIGN_WG=%d",
+             (ctx->info.type & CL_DEVICE_TYPE_CPU) ? "CPU" : "GPU", plan->attend_rows,
+             plan->attend_tile_n, plan->estimate_wg, plan->assign_wg);
     clpsa__log(ctx, CLPSA_LOG_INFO,
                "PSA plan: bm=%d bn=%d nq=%d nk=%d mode=%d estimator=%d attend ATT_M=%d "
                "TILE_N=%d",

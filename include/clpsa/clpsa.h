@@ -31,7 +31,7 @@ extern "C" {
 #define CLPSA_VERSION_MAJOR 0
 #define CLPSA_VERSION_MINOR 1
 #define CLPSA_VERSION_PATCH 0
-#define CLPSA_VERSION_NUMBER                                                                   \
+#define CLPSA_VERSION_NUMBER                                                                       \
     (CLPSA_VERSION_MAJOR * 10000 + CLPSA_VERSION_MINOR * 100 + CLPSA_VERSION_PATCH)
 
 /* "MAJOR.MINOR.PATCH" of the library actually linked. */
@@ -39,21 +39,21 @@ const char *clpsa_version(void);
 int clpsa_version_number(void);
 
 /* ---- Status codes: defined once, here. X(name, value, sentence) ---- */
-#define CLPSA_STATUS_LIST(X)                                                                   \
-    X(CLPSA_OK, 0, "success")                                                                  \
-    X(CLPSA_ERROR_NULL_ARGUMENT, 1, "a required handle, pointer or buffer is NULL")            \
-    X(CLPSA_ERROR_INVALID_VALUE, 2, "an option has a value outside its allowed range")         \
-    X(CLPSA_ERROR_INVALID_SHAPE, 3, "a tensor size is zero, negative or inconsistent")         \
-    X(CLPSA_ERROR_INVALID_STRIDES, 4,                                                          \
-      "tensor strides overlap, are negative or make the head dimension non-contiguous")        \
-    X(CLPSA_ERROR_UNSUPPORTED, 5, "the combination of options is not supported")               \
-    X(CLPSA_ERROR_BUFFER_TOO_SMALL, 6, "a buffer is smaller than the shape it must hold")      \
-    X(CLPSA_ERROR_WRONG_CONTEXT, 7, "a buffer or queue belongs to another OpenCL context")     \
-    X(CLPSA_ERROR_BUILD_FAILED, 8, "an OpenCL kernel failed to build")                         \
-    X(CLPSA_ERROR_OUT_OF_MEMORY, 9, "the device or host ran out of memory")                    \
-    X(CLPSA_ERROR_DEVICE_NOT_FOUND, 10, "no OpenCL device matches the request")                \
-    X(CLPSA_ERROR_OPENCL, 11, "an OpenCL call failed")                                         \
-    X(CLPSA_ERROR_IO, 12, "a file could not be read or written")                               \
+#define CLPSA_STATUS_LIST(X)                                                                       \
+    X(CLPSA_OK, 0, "success")                                                                      \
+    X(CLPSA_ERROR_NULL_ARGUMENT, 1, "a required handle, pointer or buffer is NULL")                \
+    X(CLPSA_ERROR_INVALID_VALUE, 2, "an option has a value outside its allowed range")             \
+    X(CLPSA_ERROR_INVALID_SHAPE, 3, "a tensor size is zero, negative or inconsistent")             \
+    X(CLPSA_ERROR_INVALID_STRIDES, 4,                                                              \
+      "tensor strides overlap, are negative or make the head dimension non-contiguous")            \
+    X(CLPSA_ERROR_UNSUPPORTED, 5, "the combination of options is not supported")                   \
+    X(CLPSA_ERROR_BUFFER_TOO_SMALL, 6, "a buffer is smaller than the shape it must hold")          \
+    X(CLPSA_ERROR_WRONG_CONTEXT, 7, "a buffer or queue belongs to another OpenCL context")         \
+    X(CLPSA_ERROR_BUILD_FAILED, 8, "an OpenCL kernel failed to build")                             \
+    X(CLPSA_ERROR_OUT_OF_MEMORY, 9, "the device or host ran out of memory")                        \
+    X(CLPSA_ERROR_DEVICE_NOT_FOUND, 10, "no OpenCL device matches the request")                    \
+    X(CLPSA_ERROR_OPENCL, 11, "an OpenCL call failed")                                             \
+    X(CLPSA_ERROR_IO, 12, "a file could not be read or written")                                   \
     X(CLPSA_ERROR_INVALID_FILE, 13, "a file is malformed or does not match what was expected")
 
 typedef enum clpsa_status {
@@ -80,10 +80,8 @@ size_t clpsa_dtype_size(clpsa_dtype dtype);
 /* "fp32", "fp16", "bf16"; NULL for an unknown type. */
 const char *clpsa_dtype_name(clpsa_dtype dtype);
 /* Host conversions with round-to-nearest-even, the same rounding the kernels use. */
-clpsa_status clpsa_convert_from_float(clpsa_dtype dtype, const float *src, void *dst,
-                                      size_t count);
-clpsa_status clpsa_convert_to_float(clpsa_dtype dtype, const void *src, float *dst,
-                                    size_t count);
+clpsa_status clpsa_convert_from_float(clpsa_dtype dtype, const float *src, void *dst, size_t count);
+clpsa_status clpsa_convert_to_float(clpsa_dtype dtype, const void *src, float *dst, size_t count);
 
 /* ---- Logging ---- */
 typedef enum clpsa_log_level {
@@ -111,11 +109,11 @@ typedef struct clpsa_context_desc {
      * the platform or device name. NULL: $CLPSA_DEVICE, else the first GPU, else the first
      * device. */
     const char *device_spec;
-    clpsa_log_fn log;               /* NULL: stderr */
-    void *log_user;                 /* passed to log */
-    clpsa_log_level log_level;      /* 0 (OFF is not reachable here): $CLPSA_LOG, else WARN */
-    const char *cache_dir;          /* NULL: $CLPSA_CACHE_DIR, $XDG_CACHE_HOME/clpsa, ~/.cache/clpsa */
-    int disable_disk_cache;         /* non-zero: keep compiled programs in memory only */
+    clpsa_log_fn log;          /* NULL: stderr */
+    void *log_user;            /* passed to log */
+    clpsa_log_level log_level; /* 0 (OFF is not reachable here): $CLPSA_LOG, else WARN */
+    const char *cache_dir;     /* NULL: $CLPSA_CACHE_DIR, $XDG_CACHE_HOME/clpsa, ~/.cache/clpsa */
+    int disable_disk_cache;    /* non-zero: keep compiled programs in memory only */
 } clpsa_context_desc;
 
 void clpsa_context_desc_init(clpsa_context_desc *desc);
@@ -194,61 +192,59 @@ typedef enum clpsa_ordering {
 /* perm[i] = the token (raster index) at position i of the reordered sequence, for
  * frames * height * width video tokens followed by text_tokens text tokens (which map to
  * themselves). tile is {tt, th, tw} for CLPSA_ORDER_TILES (ignored otherwise; may be NULL). */
-clpsa_status clpsa_ordering_permutation(clpsa_ordering ordering, int frames, int height,
-                                        int width, const int *tile, int text_tokens,
-                                        int32_t *perm);
+clpsa_status clpsa_ordering_permutation(clpsa_ordering ordering, int frames, int height, int width,
+                                        const int *tile, int text_tokens, int32_t *perm);
 
 typedef struct clpsa_plan_desc {
-    clpsa_method method;          /* 0: PSA */
-    int batch;                    /* B >= 1 */
-    int heads_q;                  /* Hq >= 1, a multiple of heads_kv */
-    int heads_kv;                 /* Hkv >= 1; 0: heads_q */
-    int seq_q;                    /* Nq >= 1 */
-    int seq_k;                    /* Nk >= 1; 0: seq_q */
-    int head_dim;                 /* D: a multiple of 8 from 8 to 256 (32, 64, 96, 128, 256...) */
-    clpsa_dtype dtype;            /* storage of Q, K, V; 0: fp32 */
-    clpsa_dtype out_dtype;        /* storage of the output; 0: dtype */
-    clpsa_strides q_strides;      /* element strides; all 0: contiguous [B,H,N,D] */
+    clpsa_method method;     /* 0: PSA */
+    int batch;               /* B >= 1 */
+    int heads_q;             /* Hq >= 1, a multiple of heads_kv */
+    int heads_kv;            /* Hkv >= 1; 0: heads_q */
+    int seq_q;               /* Nq >= 1 */
+    int seq_k;               /* Nk >= 1; 0: seq_q */
+    int head_dim;            /* D: a multiple of 8 from 8 to 256 (32, 64, 96, 128, 256...) */
+    clpsa_dtype dtype;       /* storage of Q, K, V; 0: fp32 */
+    clpsa_dtype out_dtype;   /* storage of the output; 0: dtype */
+    clpsa_strides q_strides; /* element strides; all 0: contiguous [B,H,N,D] */
     clpsa_strides k_strides;
     clpsa_strides v_strides;
     clpsa_strides out_strides;
-    float scale;                  /* 0: 1/sqrt(D) */
-    int causal;                   /* non-zero: bottom-right aligned causal mask */
+    float scale; /* 0: 1/sqrt(D) */
+    int causal;  /* non-zero: bottom-right aligned causal mask */
 
     /* ---- PSA options (ignored by CLPSA_METHOD_DENSE). A preset is applied first; every
      * field set explicitly (non-zero) then overrides it. ---- */
-    const char *preset;           /* NULL or a name of SPEC.md section 7, e.g. "wan21-1.3b" */
-    int block_q;                  /* bm, 16..256; 0: 128 (or the preset's) */
-    int block_k;                  /* bn, 16..256 and a multiple of 8; 0: 64 (or the preset's) */
-    float thresholds[4];          /* tau1, tau2, tau4, tau8, non-decreasing in [0, 1];
-                                     all 0: 0.5/0.6/0.7/0.8 (or the preset's) */
-    clpsa_mode mode;              /* 0: threshold (or the preset's) */
-    int align_tile;               /* 0: 32; CLPSA_OFF: no alignment */
-    float min_full;               /* fraction of blocks kept at level 1 at least (threshold
-                                     mode); 0: 0.06; CLPSA_OFF: none */
-    int text_tokens;              /* tokens at the end of the key sequence forced to level 1 */
-    int similarity_cap;           /* non-zero: cap levels by block self-similarity */
+    const char *preset;             /* NULL or a name of SPEC.md section 7, e.g. "wan21-1.3b" */
+    int block_q;                    /* bm, 16..256; 0: 128 (or the preset's) */
+    int block_k;                    /* bn, 16..256 and a multiple of 8; 0: 64 (or the preset's) */
+    float thresholds[4];            /* tau1, tau2, tau4, tau8, non-decreasing in [0, 1];
+                                       all 0: 0.5/0.6/0.7/0.8 (or the preset's) */
+    clpsa_mode mode;                /* 0: threshold (or the preset's) */
+    int align_tile;                 /* 0: 32; CLPSA_OFF: no alignment */
+    float min_full;                 /* fraction of blocks kept at level 1 at least (threshold
+                                       mode); 0: 0.06; CLPSA_OFF: none */
+    int text_tokens;                /* tokens at the end of the key sequence forced to level 1 */
+    int similarity_cap;             /* non-zero: cap levels by block self-similarity */
     float similarity_thresholds[3]; /* t2, t4, t8; all 0: 0.7/0.65/0.6 (or the preset's) */
-    clpsa_estimator estimator;    /* 0: sampled (antidiagonal for the understanding preset) */
-    int sample_q;                 /* sampled rows per query block; 0: bm/4; = bm: exact */
-    int sample_k;                 /* sampled keys per key block; 0: bn/4; = bn: exact */
-    int antidiagonal_stride;      /* 0: 8; bm and bn must be multiples of it */
-    uint64_t seed;                /* offsets of the sampled estimate (SPEC.md section 5) */
-    float binary_density;         /* CLPSA_METHOD_BINARY: fraction of blocks kept, (0, 1] */
+    clpsa_estimator estimator;      /* 0: sampled (antidiagonal for the understanding preset) */
+    int sample_q;                   /* sampled rows per query block; 0: bm/4; = bm: exact */
+    int sample_k;                   /* sampled keys per key block; 0: bn/4; = bn: exact */
+    int antidiagonal_stride;        /* 0: 8; bm and bn must be multiples of it */
+    uint64_t seed;                  /* offsets of the sampled estimate (SPEC.md section 5) */
+    float binary_density;           /* CLPSA_METHOD_BINARY: fraction of blocks kept, (0, 1] */
 
     /* ---- Video token ordering (PSA and BINARY; dense attention does not depend on it) ----
      * With a grid, seq_q = seq_k = frames * height * width + text_tokens. */
-    int grid[3];                  /* frames, height, width; all 0: no grid */
-    clpsa_ordering ordering;      /* 0: raster */
-    int tile[3];                  /* tt, th, tw for CLPSA_ORDER_TILES; all 0: 2, 4, 4 */
+    int grid[3];             /* frames, height, width; all 0: no grid */
+    clpsa_ordering ordering; /* 0: raster */
+    int tile[3];             /* tt, th, tw for CLPSA_ORDER_TILES; all 0: 2, 4, 4 */
 } clpsa_plan_desc;
 
 typedef struct clpsa_plan clpsa_plan;
 
 void clpsa_plan_desc_init(clpsa_plan_desc *desc);
 /* Validates the description, compiles (or loads from the caches) the kernels. */
-clpsa_status clpsa_plan_create(clpsa_context *ctx, const clpsa_plan_desc *desc,
-                               clpsa_plan **out);
+clpsa_status clpsa_plan_create(clpsa_context *ctx, const clpsa_plan_desc *desc, clpsa_plan **out);
 void clpsa_plan_destroy(clpsa_plan *plan);
 /* The description with every default resolved. */
 clpsa_status clpsa_plan_get_desc(const clpsa_plan *plan, clpsa_plan_desc *out);
@@ -258,15 +254,19 @@ clpsa_status clpsa_plan_get_desc(const clpsa_plan *plan, clpsa_plan_desc *out);
  * releases it). Never blocks, never allocates device memory. Buffers are checked against the
  * plan (context, size) before anything is enqueued; on failure nothing is enqueued and the
  * output is not touched. */
-clpsa_status clpsa_plan_run(clpsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k,
-                            cl_mem v, cl_mem out, cl_uint num_events,
-                            const cl_event *wait_list, cl_event *event);
+clpsa_status clpsa_plan_run(clpsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k, cl_mem v,
+                            cl_mem out, cl_uint num_events, const cl_event *wait_list,
+                            cl_event *event);
 
 /* Minimum buffer sizes in bytes for the plan's tensors. */
 typedef struct clpsa_buffer_sizes {
     size_t q, k, v, out;
 } clpsa_buffer_sizes;
 clpsa_status clpsa_plan_buffer_sizes(const clpsa_plan *plan, clpsa_buffer_sizes *out);
+
+/* Where the plan's kernel parameters (tile sizes, work-group sizes) came from, and what they
+ * are, e.g. "built-in defaults for CPU devices: attend ATT_M=32 TILE_N=32 ...". */
+const char *clpsa_plan_parameter_source(const clpsa_plan *plan);
 
 /* Floating-point operations of one run, counting only the work done (4·B·Hq·Nq·Nk·D for
  * dense without a mask; the visible pairs only when causal). */
@@ -277,9 +277,9 @@ double clpsa_plan_flops(const clpsa_plan *plan);
  * [B, Hq, nq, nk], finite, non-negative, each row with a positive sum; nq = ceil(Nq / bm),
  * nk = ceil(Nk / bn). */
 typedef struct clpsa_block_grid {
-    int block_q, block_k; /* bm, bn */
+    int block_q, block_k;   /* bm, bn */
     int blocks_q, blocks_k; /* nq, nk */
-    size_t count;         /* B * Hq * nq * nk */
+    size_t count;           /* B * Hq * nq * nk */
 } clpsa_block_grid;
 clpsa_status clpsa_plan_block_grid(const clpsa_plan *plan, clpsa_block_grid *out);
 

@@ -36,9 +36,8 @@ size_t clpsa_npy_type_size(clpsa_npy_type type);
 clpsa_status clpsa_npy_read(const char *path, clpsa_npy_array *out, char *message,
                             size_t message_size);
 /* Writes `path` atomically (temporary file + rename). */
-clpsa_status clpsa_npy_write(const char *path, clpsa_npy_type type, int ndim,
-                             const int64_t *shape, const void *data, char *message,
-                             size_t message_size);
+clpsa_status clpsa_npy_write(const char *path, clpsa_npy_type type, int ndim, const int64_t *shape,
+                             const void *data, char *message, size_t message_size);
 void clpsa_npy_free(clpsa_npy_array *array);
 
 #ifdef __cplusplus

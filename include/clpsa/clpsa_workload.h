@@ -5,10 +5,10 @@
  * Each token's queries and keys carry random Fourier features of its space-time position
  * (frequencies drawn with correlation lengths length_time / length_space), so q.k is large for
  * nearby tokens and decays with distance: attention is local, and neighbouring keys are
- * similar, as in the latents of video models (which is what makes pooling them work). Per-head content features and
- * noise keep it from being trivially so: some far tokens matter too, and no two heads agree.
- * Values are a smooth space-time field plus noise. The same desc and seed give the same
- * tensors on every machine.
+ * similar, as in the latents of video models (which is what makes pooling them work). Per-head
+ * content features and noise keep it from being trivially so: some far tokens matter too, and no
+ * two heads agree. Values are a smooth space-time field plus noise. The same desc and seed give the
+ * same tensors on every machine.
  */
 #ifndef CLPSA_CLPSA_WORKLOAD_H
 #define CLPSA_CLPSA_WORKLOAD_H

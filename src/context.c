@@ -117,6 +117,7 @@ clpsa_status clpsa_context_create(const clpsa_context_desc *desc, clpsa_context 
              ctx->info.platform_name, ctx->info.device_name, ctx->info.driver_version);
     if (!desc->disable_disk_cache)
         clpsa__disk_cache_resolve_dir(desc->cache_dir, ctx->cache_dir, sizeof ctx->cache_dir);
+    clpsa__params_init(ctx);
     clpsa__log(ctx, CLPSA_LOG_INFO, "device: %s; chosen because: %s; program cache: %s",
                ctx->device_label, ctx->device_reason,
                ctx->cache_dir[0] ? ctx->cache_dir : "memory only");

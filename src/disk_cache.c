@@ -104,7 +104,7 @@ bool clpsa__disk_cache_load(clpsa_context *ctx, const char *key, unsigned char *
     return true;
 }
 
-static bool make_dirs(const char *dir) {
+bool clpsa__make_dirs(const char *dir) {
     char partial[4096];
     const size_t length = strlen(dir);
     if (length == 0 || length >= sizeof partial)
@@ -126,7 +126,7 @@ void clpsa__disk_cache_store(clpsa_context *ctx, const char *key, const unsigned
                              size_t size) {
     if (!ctx->cache_dir[0])
         return;
-    if (!make_dirs(ctx->cache_dir)) {
+    if (!clpsa__make_dirs(ctx->cache_dir)) {
         clpsa__log(ctx, CLPSA_LOG_WARN, "program cache: cannot create %s: %s", ctx->cache_dir,
                    strerror(errno));
         return;

@@ -4,6 +4,8 @@
 
 #include <clpsa/clpsa.h>
 
+#include "params.h"
+
 #include <stdarg.h>
 #include <stdbool.h>
 
@@ -55,6 +57,10 @@ struct clpsa_context {
     clpsa_log_level log_level;
 
     char cache_dir[4096]; /* "" when the disk cache is off */
+    char device_vendor_key[64], device_arch[128];
+    char device_key[3 * CLPSA__NAME_CAPACITY];
+    clpsa__param_set params; /* generic < table < tuned cache, looked up once */
+    int overrides[CLPSA__PARAM_COUNT]; /* 0: none */
     clpsa__program_entry *programs;
     size_t program_count, program_capacity;
     clpsa_cache_stats cache_stats;
@@ -109,6 +115,19 @@ bool clpsa__disk_cache_load(clpsa_context *ctx, const char *key, unsigned char *
 void clpsa__disk_cache_store(clpsa_context *ctx, const char *key, const unsigned char *binary,
                              size_t size);
 void clpsa__disk_cache_resolve_dir(const char *requested, char *out, size_t capacity);
+/* mkdir -p; false (errno set) on failure. */
+bool clpsa__make_dirs(const char *dir);
+
+/* Kernel parameters of the context's device (param_lookup.c, param_cache.c). */
+void clpsa__params_init(clpsa_context *ctx);
+/* The effective value of a parameter for the next plan: override, else the looked-up one. */
+int clpsa__param_value(const clpsa_context *ctx, clpsa__param_id id,
+                       clpsa__param_source *source);
+void clpsa__params_cache_path(const clpsa_context *ctx, char *out, size_t size);
+/* Reads the tuned cache of the device into values (0 = absent); false when absent or ignored
+ * (a damaged or stale file is logged). */
+bool clpsa__params_cache_load(clpsa_context *ctx, int *values);
+clpsa_status clpsa__params_cache_store(clpsa_context *ctx, const int *values);
 
 /* Tensor description checks shared by plan creation and run. */
 typedef struct clpsa__tensor {

@@ -105,23 +105,19 @@ static clpsa__tensor make_tensor(const char *name, const clpsa_plan_desc *d, int
     return t;
 }
 
-/* Default tile sizes until per-device tuning exists: small work-groups on CPUs (PoCL runs a
- * work-group as a loop per core, so fewer, larger tiles of keys amortise its barriers), and
- * 64 rows on GPUs. */
-static void choose_dense_tiles(const clpsa__device_info *info, int head_dim, int *block_m,
-                               int *tile_n) {
-    const bool cpu = (info->type & CL_DEVICE_TYPE_CPU) != 0;
-    *block_m = cpu ? 32 : 64;
-    *tile_n = cpu ? 32 : (head_dim > 128 ? 8 : 16);
-    while ((size_t)*block_m > info->max_work_group_size && *block_m > 1)
-        *block_m /= 2;
-    while ((cl_ulong)(2 * *tile_n * head_dim * 4) > info->local_mem_size / 2 && *tile_n > 1)
-        *tile_n /= 2;
-}
-
+/* Builds the dense kernel with the plan's parameters. A compiled kernel that allows fewer
+ * work-items than BLOCK_M (register pressure) gets half the rows, unless BLOCK_M was an
+ * explicit override, which is then an error. */
 static clpsa_status build_dense(clpsa_plan *plan) {
     clpsa_context *ctx = plan->ctx;
-    choose_dense_tiles(&ctx->info, plan->desc.head_dim, &plan->dense_block_m, &plan->dense_tile_n);
+    bool block_overridden = false;
+    plan->parameter_source[0] = '\0';
+    clpsa_status status = clpsa__plan_param(plan, CLPSA__P_DENSE_BLOCK_M, &plan->dense_block_m,
+                                            &block_overridden);
+    if (status == CLPSA_OK)
+        status = clpsa__plan_param(plan, CLPSA__P_DENSE_TILE_N, &plan->dense_tile_n, NULL);
+    if (status != CLPSA_OK)
+        return status;
     for (;;) {
         char options[512];
         snprintf(options, sizeof options,
@@ -131,39 +127,26 @@ static clpsa_status build_dense(clpsa_plan *plan) {
                  plan->dense_block_m, plan->dense_tile_n);
         cl_program program = NULL;
         static const char *const files[] = {"common.cl", "dense.cl"};
-        clpsa_status status = clpsa__program_get(ctx, files, 2, options, &program);
+        status = clpsa__program_get(ctx, files, 2, options, &program);
         if (status != CLPSA_OK)
             return status;
         cl_int err = CL_SUCCESS;
         cl_kernel kernel = clCreateKernel(program, "dense_attention", &err);
         if (err != CL_SUCCESS)
             return clpsa__fail_cl(ctx, err, "clCreateKernel(dense_attention)");
-        size_t limit = 0;
-        err = clGetKernelWorkGroupInfo(kernel, ctx->device, CL_KERNEL_WORK_GROUP_SIZE,
-                                       sizeof limit, &limit, NULL);
-        if (err != CL_SUCCESS) {
-            clReleaseKernel(kernel);
-            return clpsa__fail_cl(ctx, err, "clGetKernelWorkGroupInfo");
-        }
-        if ((size_t)plan->dense_block_m <= limit) {
+        status = clpsa__plan_check_kernel_group(plan, kernel, CLPSA__P_DENSE_BLOCK_M,
+                                                plan->dense_block_m);
+        if (status == CLPSA_OK) {
             plan->dense = kernel;
-            snprintf(plan->parameter_source, sizeof plan->parameter_source,
-                     "built-in defaults for %s devices: dense BLOCK_M=%d TILE_N=%d",
-                     (ctx->info.type & CL_DEVICE_TYPE_CPU) ? "CPU" : "GPU", plan->dense_block_m,
-                     plan->dense_tile_n);
-            clpsa__log(ctx, CLPSA_LOG_INFO, "dense kernel: D=%d BLOCK_M=%d TILE_N=%d",
-                       plan->desc.head_dim, plan->dense_block_m, plan->dense_tile_n);
+            clpsa__log(ctx, CLPSA_LOG_INFO, "dense kernel: D=%d; %s", plan->desc.head_dim,
+                       plan->parameter_source);
             return CLPSA_OK;
         }
         clReleaseKernel(kernel);
-        if (plan->dense_block_m == 1)
-            return clpsa__fail(ctx, CLPSA_ERROR_UNSUPPORTED,
-                               "the dense kernel cannot run with even one work-item per group "
-                               "on this device");
-        clpsa__log(ctx, CLPSA_LOG_INFO,
-                   "dense kernel allows %zu work-items per group, fewer than BLOCK_M=%d: "
-                   "halving",
-                   limit, plan->dense_block_m);
+        if (block_overridden || plan->dense_block_m <= 16)
+            return status;
+        clpsa__log(ctx, CLPSA_LOG_INFO, "%s: halving BLOCK_M", ctx->last_error);
+        clpsa__clear_error(ctx);
         plan->dense_block_m /= 2;
     }
 }

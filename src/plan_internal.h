@@ -78,6 +78,13 @@ clpsa_status clpsa__plan_run_psa(clpsa_plan *plan, cl_command_queue queue, cl_me
 void clpsa__plan_release_psa(clpsa_plan *plan);
 void clpsa__plan_forget_events(clpsa_plan *plan);
 
+/* The value of a kernel parameter for this plan (plan_params.c), recorded in
+ * parameter_source. */
+clpsa_status clpsa__plan_param(clpsa_plan *plan, clpsa__param_id id, int *value,
+                               bool *overridden);
+clpsa_status clpsa__plan_check_kernel_group(clpsa_plan *plan, cl_kernel kernel,
+                                            clpsa__param_id id, int work_items);
+
 /* Sets kernel arguments in order; returns the first OpenCL error. */
 cl_int clpsa__set_args(cl_kernel kernel, int count, ...);
 #define CLPSA__ARG(x) sizeof(x), (const void *)&(x)

@@ -32,27 +32,21 @@ static clpsa_status create_kernel(clpsa_plan *plan, const char *file, const char
     return CLPSA_OK;
 }
 
-/* Device tile sizes until per-device tuning exists. CPUs (PoCL): work-groups of 32 rows and
- * 32-key tiles; GPUs: 64 rows, 16-key tiles (the per-row state stays in registers longer). */
-static void choose_tiles(clpsa_plan *plan) {
-    const clpsa__device_info *info = &plan->ctx->info;
-    const bool cpu = (info->type & CL_DEVICE_TYPE_CPU) != 0;
-    const int d = plan->desc.head_dim;
-    plan->attend_rows = cpu ? 32 : 64;
+/* The PSA kernels' parameters for this plan (context lookup, checked against the device). */
+static clpsa_status choose_parameters(clpsa_plan *plan) {
+    plan->parameter_source[0] = '\0';
+    clpsa_status status =
+        clpsa__plan_param(plan, CLPSA__P_ATTEND_ROWS, &plan->attend_rows, NULL);
+    if (status == CLPSA_OK)
+        status = clpsa__plan_param(plan, CLPSA__P_ATTEND_TILE_N, &plan->attend_tile_n, NULL);
+    if (status == CLPSA_OK)
+        status = clpsa__plan_param(plan, CLPSA__P_ESTIMATE_WG, &plan->estimate_wg, NULL);
+    if (status == CLPSA_OK)
+        status = clpsa__plan_param(plan, CLPSA__P_ASSIGN_WG, &plan->assign_wg, NULL);
+    /* Rows past the query block would idle: a work-group never spans two blocks. */
     if (plan->attend_rows > plan->psa.block_q)
         plan->attend_rows = plan->psa.block_q;
-    while ((size_t)plan->attend_rows > info->max_work_group_size)
-        plan->attend_rows /= 2;
-    plan->attend_tile_n = cpu ? 32 : (d > 128 ? 8 : 16);
-    while ((cl_ulong)(2 * plan->attend_tile_n * d * 4) > info->local_mem_size / 2 &&
-           plan->attend_tile_n > 1)
-        plan->attend_tile_n /= 2;
-    plan->estimate_wg = 32;
-    while ((size_t)plan->estimate_wg > info->max_work_group_size)
-        plan->estimate_wg /= 2;
-    plan->assign_wg = 64;
-    while ((size_t)plan->assign_wg > info->max_work_group_size)
-        plan->assign_wg /= 2;
+    return status;
 }
 
 static clpsa_status alloc(clpsa_plan *plan, size_t bytes, cl_mem *out) {
@@ -155,7 +149,9 @@ clpsa_status clpsa__plan_build_psa(clpsa_plan *plan) {
     plan->np8 = (d->seq_k + 7) / 8;
     plan->rows = (size_t)d->batch * d->heads_q * plan->blocks_q;
     clpsa__psa_finish(d, plan->blocks_k, psa);
-    choose_tiles(plan);
+    clpsa_status status = choose_parameters(plan);
+    if (status != CLPSA_OK)
+        return status;
     plan->sort_n = next_power_of_two(plan->blocks_k);
     /* value, index, two level bytes per padded entry */
     if ((cl_ulong)plan->sort_n * 10 > ctx->info.local_mem_size)
@@ -172,7 +168,7 @@ clpsa_status clpsa__plan_build_psa(clpsa_plan *plan) {
     const int permuted = psa->permuted;
     snprintf(options, sizeof options, "-cl-std=CL1.2 -DHEAD_DIM=%d -DIN_TYPE=%d -DPERMUTED=%d",
              d->head_dim, (int)d->dtype, permuted);
-    clpsa_status status = create_kernel(plan, "pool.cl", options, "pool_pyramid", &plan->pool);
+    status = create_kernel(plan, "pool.cl", options, "pool_pyramid", &plan->pool);
     if (status == CLPSA_OK)
         status = create_kernel(plan, "pool.cl", options, "block_similarity", &plan->similarity);
     if (status != CLPSA_OK)
@@ -211,18 +207,21 @@ clpsa_status clpsa__plan_build_psa(clpsa_plan *plan) {
              d->head_dim, (int)d->dtype, (int)d->out_dtype, psa->block_q, psa->block_k,
              plan->attend_rows, plan->attend_tile_n, permuted);
     status = create_kernel(plan, "attend.cl", options, "psa_attend", &plan->attend);
+    if (status == CLPSA_OK)
+        status = clpsa__plan_check_kernel_group(plan, plan->attend, CLPSA__P_ATTEND_ROWS,
+                                                plan->attend_rows);
+    if (status == CLPSA_OK)
+        status = clpsa__plan_check_kernel_group(plan, plan->estimate, CLPSA__P_ESTIMATE_WG,
+                                                plan->estimate_wg);
+    if (status == CLPSA_OK)
+        status = clpsa__plan_check_kernel_group(plan, plan->assign, CLPSA__P_ASSIGN_WG,
+                                                plan->assign_wg);
     if (status != CLPSA_OK)
         return status;
-    snprintf(plan->parameter_source, sizeof plan->parameter_source,
-             "built-in defaults for %s devices: attend ATT_M=%d TILE_N=%d, estimate EST_WG=%d, "
-             "assign ASSIGN_WG=%d",
-             (ctx->info.type & CL_DEVICE_TYPE_CPU) ? "CPU" : "GPU", plan->attend_rows,
-             plan->attend_tile_n, plan->estimate_wg, plan->assign_wg);
     clpsa__log(ctx, CLPSA_LOG_INFO,
-               "PSA plan: bm=%d bn=%d nq=%d nk=%d mode=%d estimator=%d attend ATT_M=%d "
-               "TILE_N=%d",
-               psa->block_q, psa->block_k, plan->blocks_q, plan->blocks_k, (int)psa->mode,
-               (int)psa->estimator, plan->attend_rows, plan->attend_tile_n);
+               "PSA plan: bm=%d bn=%d nq=%d nk=%d mode=%d estimator=%d; %s", psa->block_q,
+               psa->block_k, plan->blocks_q, plan->blocks_k, (int)psa->mode,
+               (int)psa->estimator, plan->parameter_source);
     return create_buffers(plan);
 }
 

@@ -1,0 +1,123 @@
+/* The tunables of each kernel family, their allowed values and defaults. The kernels declare
+ * the same names as #ifndef macros; the host only ever passes values from these lists. */
+#include "params.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const clpsa__param_def clpsa__param_defs[CLPSA__PARAM_COUNT] = {
+    /* rows per work-group of the dense kernel (= its work-group size) */
+    [CLPSA__P_DENSE_BLOCK_M] = {"dense", "BLOCK_M", {16, 32, 64, 128}, 4, 32, 64},
+    /* keys staged in local memory per tile */
+    [CLPSA__P_DENSE_TILE_N] = {"dense", "TILE_N", {8, 16, 32, 64}, 4, 32, 16},
+    [CLPSA__P_ATTEND_ROWS] = {"attend", "ATT_M", {16, 32, 64, 128}, 4, 32, 64},
+    [CLPSA__P_ATTEND_TILE_N] = {"attend", "TILE_N", {8, 16, 32, 64}, 4, 32, 16},
+    /* work-items sharing one query block's sampled rows */
+    [CLPSA__P_ESTIMATE_WG] = {"estimate", "EST_WG", {16, 32, 64, 128}, 4, 32, 32},
+    /* work-items sorting one row of scores */
+    [CLPSA__P_ASSIGN_WG] = {"assign", "ASSIGN_WG", {32, 64, 128, 256}, 4, 64, 64},
+};
+
+const char *clpsa__param_source_name(clpsa__param_source source) {
+    switch (source) {
+    case CLPSA__SOURCE_OVERRIDE:
+        return "user override";
+    case CLPSA__SOURCE_TUNED_CACHE:
+        return "tuned cache";
+    case CLPSA__SOURCE_TABLE_DEVICE:
+        return "built-in table (this device)";
+    case CLPSA__SOURCE_TABLE_ARCH:
+        return "built-in table (architecture)";
+    case CLPSA__SOURCE_TABLE_VENDOR:
+        return "built-in table (vendor)";
+    case CLPSA__SOURCE_GENERIC:
+        break;
+    }
+    return "generic default";
+}
+
+bool clpsa__param_allowed(clpsa__param_id id, int value) {
+    const clpsa__param_def *def = &clpsa__param_defs[id];
+    for (int i = 0; i < def->choice_count; ++i)
+        if (def->choices[i] == value)
+            return true;
+    return false;
+}
+
+clpsa__param_id clpsa__param_find(const char *family, size_t family_length, const char *name,
+                                  size_t name_length) {
+    for (int id = 0; id < CLPSA__PARAM_COUNT; ++id) {
+        const clpsa__param_def *def = &clpsa__param_defs[id];
+        if (strlen(def->family) == family_length &&
+            strncmp(def->family, family, family_length) == 0 &&
+            strlen(def->name) == name_length && strncmp(def->name, name, name_length) == 0)
+            return (clpsa__param_id)id;
+    }
+    return CLPSA__PARAM_COUNT;
+}
+
+static void allowed_list(clpsa__param_id id, char *out, size_t size) {
+    const clpsa__param_def *def = &clpsa__param_defs[id];
+    out[0] = '\0';
+    for (int i = 0; i < def->choice_count; ++i) {
+        const size_t used = strlen(out);
+        snprintf(out + used, size - used, "%s%d", i ? ", " : "", def->choices[i]);
+    }
+}
+
+bool clpsa__params_parse(const char *text, int *values, char *why, size_t why_size) {
+    for (int id = 0; id < CLPSA__PARAM_COUNT; ++id)
+        values[id] = 0;
+    const char *at = text;
+    while (at && *at) {
+        while (*at == ' ' || *at == ',')
+            ++at;
+        if (!*at)
+            break;
+        const char *end = at + strcspn(at, ",");
+        const char *dot = memchr(at, '.', (size_t)(end - at));
+        const char *equals = memchr(at, '=', (size_t)(end - at));
+        if (!dot || !equals || equals < dot) {
+            snprintf(why, why_size, "\"%.*s\" is not family.NAME=value", (int)(end - at), at);
+            return false;
+        }
+        const clpsa__param_id id =
+            clpsa__param_find(at, (size_t)(dot - at), dot + 1, (size_t)(equals - dot - 1));
+        if (id == CLPSA__PARAM_COUNT) {
+            snprintf(why, why_size,
+                     "\"%.*s\" is not a parameter (known: dense.BLOCK_M, dense.TILE_N, "
+                     "attend.ATT_M, attend.TILE_N, estimate.EST_WG, assign.ASSIGN_WG)",
+                     (int)(equals - at), at);
+            return false;
+        }
+        char *number_end = NULL;
+        const long value = strtol(equals + 1, &number_end, 10);
+        if (number_end != end || equals + 1 == end) {
+            snprintf(why, why_size, "%.*s: \"%.*s\" is not an integer", (int)(equals - at), at,
+                     (int)(end - equals - 1), equals + 1);
+            return false;
+        }
+        if (value <= 0 || value > 4096 || !clpsa__param_allowed(id, (int)value)) {
+            char allowed[96];
+            allowed_list(id, allowed, sizeof allowed);
+            snprintf(why, why_size, "%.*s = %ld is outside its allowed values (%s)",
+                     (int)(equals - at), at, value, allowed);
+            return false;
+        }
+        values[id] = (int)value;
+        at = end;
+    }
+    return true;
+}
+
+void clpsa__params_format(const int *values, char *out, size_t size) {
+    out[0] = '\0';
+    for (int id = 0; id < CLPSA__PARAM_COUNT; ++id) {
+        if (!values[id])
+            continue;
+        const size_t used = strlen(out);
+        snprintf(out + used, size - used, "%s%s.%s=%d", used ? "," : "",
+                 clpsa__param_defs[id].family, clpsa__param_defs[id].name, values[id]);
+    }
+}

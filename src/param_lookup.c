@@ -160,3 +160,24 @@ clpsa_status clpsa_context_describe_params(clpsa_context *ctx, char *out, size_t
     }
     return CLPSA_OK;
 }
+
+size_t clpsa_builtin_params_count(void) {
+    return clpsa__param_table_size;
+}
+
+clpsa_status clpsa_builtin_params_row(size_t index, char *match, size_t match_size, char *params,
+                                      size_t params_size) {
+    if (!match || !params || match_size == 0 || params_size == 0)
+        return CLPSA_ERROR_NULL_ARGUMENT;
+    if (index >= clpsa__param_table_size)
+        return CLPSA_ERROR_INVALID_VALUE;
+    const clpsa__param_row *row = &clpsa__param_table[index];
+    if (row->device)
+        snprintf(match, match_size, "%s/%s/%s", row->vendor, row->arch, row->device);
+    else if (row->arch)
+        snprintf(match, match_size, "%s/%s", row->vendor, row->arch);
+    else
+        snprintf(match, match_size, "%s", row->vendor);
+    clpsa__params_format(row->value, params, params_size);
+    return CLPSA_OK;
+}

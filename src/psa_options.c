@@ -235,19 +235,24 @@ clpsa_status clpsa__psa_resolve(clpsa_context *ctx, const clpsa_plan_desc *desc,
     return CLPSA_OK;
 }
 
+/* Counts from fractions (floor(min_full * nk), floor(nk * tau), ceil(density * nk)) are taken
+ * with a 1e-6 slack, so a fraction stored as the float nearest a decimal (0.06f is a little
+ * below 0.06) counts as the decimal the caller wrote, as the release's double arithmetic does. */
+#define CLPSA__COUNT_SLACK 1e-6
+
 void clpsa__psa_finish(const clpsa_plan_desc *desc, int blocks_k, clpsa__psa_options *psa) {
     const double nk = blocks_k;
     if (desc->min_full == (float)CLPSA_OFF) {
         psa->min_full_blocks = 0;
     } else {
-        const int floor_blocks = (int)floor((double)desc->min_full * nk) + 1;
+        const int floor_blocks = (int)floor((double)desc->min_full * nk + CLPSA__COUNT_SLACK) + 1;
         psa->min_full_blocks = floor_blocks < blocks_k ? floor_blocks : blocks_k;
     }
     for (int l = 0; l < 4; ++l) {
-        const int end = (int)floor(nk * (double)psa->thresholds[l]);
+        const int end = (int)floor(nk * (double)psa->thresholds[l] + CLPSA__COUNT_SLACK);
         psa->quantile_ends[l] = end < blocks_k ? end : blocks_k;
     }
     psa->text_blocks = (desc->text_tokens + psa->block_k - 1) / psa->block_k;
-    const int keep = (int)ceil((double)desc->binary_density * nk);
+    const int keep = (int)ceil((double)desc->binary_density * nk - CLPSA__COUNT_SLACK);
     psa->binary_keep = keep < blocks_k ? keep : blocks_k;
 }

@@ -42,6 +42,12 @@ void clpsa_normalize_device(unsigned vendor_id, const char *vendor_name,
  * algorithm options would get them (before per-plan constraints). */
 clpsa_status clpsa_context_describe_params(clpsa_context *ctx, char *out, size_t size);
 
+/* The built-in table, row by row: its device match ("vendor", "vendor/arch" or
+ * "vendor/arch/device name") and its values as override text ("family.NAME=value,..."). */
+size_t clpsa_builtin_params_count(void);
+clpsa_status clpsa_builtin_params_row(size_t index, char *match, size_t match_size, char *params,
+                                      size_t params_size);
+
 /* ---- Tuning ---- */
 typedef void (*clpsa_tune_progress_fn)(void *user, const char *family, int done, int total,
                                        double best_ms);

@@ -472,7 +472,7 @@ int ref_psa_assign_row_rule(const double *scores, int nk, const ref_psa_params *
     static const int level_of[4] = {1, 2, 4, 8};
     const double *tau = params->thresholds;
     if (params->binary) {
-        const double want = ceil(params->binary_density * nk);
+        const double want = ceil(params->binary_density * nk - 1e-6);
         const int keep = want < nk ? (int)want : nk;
         for (int x = 0; x < keep; ++x)
             by_position[x] = 1;
@@ -486,7 +486,7 @@ int ref_psa_assign_row_rule(const double *scores, int nk, const ref_psa_params *
     } else if (params->mode == CLPSA_MODE_QUANTILE) {
         int prev = 0;
         for (int l = 0; l < 4; ++l) {
-            const double want = floor(nk * tau[l]);
+            const double want = floor(nk * tau[l] + 1e-6);
             const int end = want < nk ? (int)want : nk;
             if (end > prev)
                 prev =
@@ -496,7 +496,7 @@ int ref_psa_assign_row_rule(const double *scores, int nk, const ref_psa_params *
     } else {
         int min_full_blocks = 0;
         if (params->min_full >= 0.0) {
-            const double want = floor(params->min_full * nk) + 1.0;
+            const double want = floor(params->min_full * nk + 1e-6) + 1.0;
             min_full_blocks = want < nk ? (int)want : nk;
         }
         /* Ascending tau, stable, with tau0 = 1 last: tau1..tau8 are non-decreasing and

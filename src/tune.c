@@ -1,0 +1,401 @@
+/* The tuner: searches each kernel family's parameter space on the context's device, checks
+ * every candidate's result against the defaults' and keeps the fastest. It drives plans
+ * through their public create/run calls with the context's overrides set per candidate;
+ * nothing in plans depends on it. */
+#include "internal.h"
+
+#include <clpsa/clpsa_tuning.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef enum family_kind { FAMILY_DENSE, FAMILY_ATTEND, FAMILY_ESTIMATE, FAMILY_ASSIGN } family_kind;
+
+static const struct {
+    const char *name;
+    clpsa__param_id params[2];
+    int count;
+} families[CLPSA_TUNE_MAX_FAMILIES] = {
+    {"dense", {CLPSA__P_DENSE_BLOCK_M, CLPSA__P_DENSE_TILE_N}, 2},
+    {"attend", {CLPSA__P_ATTEND_ROWS, CLPSA__P_ATTEND_TILE_N}, 2},
+    {"estimate", {CLPSA__P_ESTIMATE_WG, CLPSA__P_ESTIMATE_WG}, 1},
+    {"assign", {CLPSA__P_ASSIGN_WG, CLPSA__P_ASSIGN_WG}, 1},
+};
+
+void clpsa_tune_desc_init(clpsa_tune_desc *desc) {
+    if (desc)
+        memset(desc, 0, sizeof *desc);
+}
+
+static double now_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* The problem every candidate of a family runs on. */
+typedef struct bench {
+    clpsa_context *ctx;
+    clpsa_plan_desc desc;
+    cl_mem q, k, v, out;
+    size_t out_count;
+    int8_t *levels; /* fixed level map for attend */
+    float *scores;  /* fixed scores for assign */
+    size_t cells;
+    int repetitions;
+} bench;
+
+/* What a candidate produced: the output, the scores or the level map. */
+typedef struct outcome {
+    float *values;
+    int8_t *levels;
+    size_t count;
+    double ms;
+} outcome;
+
+static void outcome_free(outcome *o) {
+    free(o->values);
+    free(o->levels);
+    memset(o, 0, sizeof *o);
+}
+
+static double stage_ms(family_kind kind, const clpsa_stage_times *t) {
+    switch (kind) {
+    case FAMILY_ATTEND:
+        return t->attend_ms;
+    case FAMILY_ESTIMATE:
+        return t->estimate_ms;
+    case FAMILY_ASSIGN:
+        return t->assign_ms;
+    case FAMILY_DENSE:
+        break;
+    }
+    return t->total_ms;
+}
+
+/* Runs the family's plan with the context's current overrides: one warm-up, then the minimum
+ * over repetitions. */
+static clpsa_status run_candidate(bench *b, family_kind kind, outcome *result) {
+    memset(result, 0, sizeof *result);
+    clpsa_plan *plan = NULL;
+    clpsa_status status = clpsa_plan_create(b->ctx, &b->desc, &plan);
+    if (status == CLPSA_OK && kind == FAMILY_ATTEND)
+        status = clpsa_plan_set_levels(plan, b->levels);
+    if (status == CLPSA_OK && kind == FAMILY_ASSIGN)
+        status = clpsa_plan_set_scores(plan, b->scores);
+    double best = INFINITY;
+    for (int r = -1; status == CLPSA_OK && r < b->repetitions; ++r) {
+        cl_event event = NULL;
+        status = clpsa_plan_run(plan, NULL, b->q, b->k, b->v, b->out, 0, NULL, &event);
+        if (status != CLPSA_OK)
+            break;
+        const cl_int err = clWaitForEvents(1, &event);
+        double ms = 0.0;
+        if (kind == FAMILY_DENSE) {
+            cl_ulong start = 0, end = 0;
+            clGetEventProfilingInfo(event, CL_PROFILING_COMMAND_START, sizeof start, &start, NULL);
+            clGetEventProfilingInfo(event, CL_PROFILING_COMMAND_END, sizeof end, &end, NULL);
+            ms = (double)(end - start) * 1e-6;
+        } else {
+            clpsa_stage_times times;
+            status = clpsa_plan_read_stage_times(plan, &times);
+            ms = stage_ms(kind, &times);
+        }
+        clReleaseEvent(event);
+        if (err != CL_SUCCESS)
+            status = clpsa__fail_cl(b->ctx, err, "clWaitForEvents");
+        if (r >= 0 && ms < best)
+            best = ms;
+    }
+    if (status == CLPSA_OK) {
+        result->ms = best;
+        if (kind == FAMILY_ASSIGN) {
+            result->count = b->cells;
+            result->levels = malloc(b->cells);
+            status = result->levels ? clpsa_plan_read_levels(plan, result->levels)
+                                    : CLPSA_ERROR_OUT_OF_MEMORY;
+        } else if (kind == FAMILY_ESTIMATE) {
+            result->count = b->cells;
+            result->values = malloc(b->cells * sizeof(float));
+            status = result->values ? clpsa_plan_read_scores(plan, result->values)
+                                    : CLPSA_ERROR_OUT_OF_MEMORY;
+        } else {
+            result->count = b->out_count;
+            result->values = malloc(b->out_count * sizeof(float));
+            status = result->values
+                         ? (clEnqueueReadBuffer(clpsa_context_queue(b->ctx), b->out, CL_TRUE, 0,
+                                                b->out_count * sizeof(float), result->values, 0,
+                                                NULL, NULL) == CL_SUCCESS
+                                ? CLPSA_OK
+                                : CLPSA_ERROR_OPENCL)
+                         : CLPSA_ERROR_OUT_OF_MEMORY;
+        }
+    }
+    clpsa_plan_destroy(plan);
+    if (status != CLPSA_OK)
+        outcome_free(result);
+    return status;
+}
+
+/* Same result within rounding: outputs and scores within 1e-5 relative L2 (fp32 accumulation
+ * in another order), level maps identical (tuning must never change an assignment). */
+static bool agrees(const outcome *reference, const outcome *candidate) {
+    if (reference->levels)
+        return memcmp(reference->levels, candidate->levels, reference->count) == 0;
+    double num = 0.0, den = 0.0;
+    for (size_t i = 0; i < reference->count; ++i) {
+        const double d = (double)candidate->values[i] - reference->values[i];
+        if (!isfinite(candidate->values[i]))
+            return false;
+        num += d * d;
+        den += (double)reference->values[i] * reference->values[i];
+    }
+    return num <= 1e-10 * (den > 0.0 ? den : 1.0);
+}
+
+static clpsa_status bench_init(bench *b, clpsa_context *ctx, const clpsa_tune_desc *t) {
+    memset(b, 0, sizeof *b);
+    b->ctx = ctx;
+    b->repetitions = t->repetitions ? t->repetitions : 5;
+    clpsa_plan_desc_init(&b->desc);
+    b->desc.batch = t->batch ? t->batch : 1;
+    b->desc.heads_q = t->heads ? t->heads : 2;
+    b->desc.seq_q = t->seq ? t->seq : 2048;
+    b->desc.head_dim = t->head_dim ? t->head_dim : 64;
+    b->desc.dtype = t->dtype ? t->dtype : CLPSA_DTYPE_FP32;
+    b->desc.out_dtype = CLPSA_DTYPE_FP32; /* compare candidates without output rounding */
+    const size_t count =
+        (size_t)b->desc.batch * b->desc.heads_q * b->desc.seq_q * b->desc.head_dim;
+    b->out_count = count;
+    const size_t bytes = count * clpsa_dtype_size(b->desc.dtype);
+    clpsa_status status = clpsa_context_alloc(ctx, bytes, &b->q);
+    if (status == CLPSA_OK)
+        status = clpsa_context_alloc(ctx, bytes, &b->k);
+    if (status == CLPSA_OK)
+        status = clpsa_context_alloc(ctx, bytes, &b->v);
+    if (status == CLPSA_OK)
+        status = clpsa_context_alloc(ctx, count * sizeof(float), &b->out);
+    float *host = malloc(count * sizeof(float));
+    void *stored = malloc(bytes);
+    if (status == CLPSA_OK && (!host || !stored))
+        status = clpsa__fail(ctx, CLPSA_ERROR_OUT_OF_MEMORY, "tuning inputs");
+    uint64_t x = 0x5eed;
+    for (int t3 = 0; status == CLPSA_OK && t3 < 3; ++t3) {
+        for (size_t i = 0; i < count; ++i) {
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            host[i] = (float)((double)(x >> 40) / 16777216.0 * 2.0 - 1.0);
+        }
+        clpsa_convert_from_float(b->desc.dtype, host, stored, count);
+        const cl_mem target = t3 == 0 ? b->q : t3 == 1 ? b->k : b->v;
+        if (clEnqueueWriteBuffer(ctx->queue, target, CL_TRUE, 0, bytes, stored, 0, NULL, NULL) !=
+            CL_SUCCESS)
+            status = clpsa__fail(ctx, CLPSA_ERROR_OPENCL, "writing tuning inputs");
+    }
+    free(host);
+    free(stored);
+    if (status != CLPSA_OK)
+        return status;
+    /* The level map and scores of the problem: levels mixed at density about 0.2. */
+    clpsa_plan *probe = NULL;
+    status = clpsa_plan_create(ctx, &b->desc, &probe);
+    clpsa_block_grid grid;
+    if (status == CLPSA_OK)
+        status = clpsa_plan_block_grid(probe, &grid);
+    clpsa_plan_destroy(probe);
+    if (status != CLPSA_OK)
+        return status;
+    b->cells = grid.count;
+    b->levels = malloc(grid.count);
+    b->scores = malloc(grid.count * sizeof(float));
+    if (!b->levels || !b->scores)
+        return clpsa__fail(ctx, CLPSA_ERROR_OUT_OF_MEMORY, "tuning level map");
+    static const int8_t mix[10] = {1, 0, 2, 0, 4, 0, 8, 0, 0, 1};
+    for (size_t c = 0; c < grid.count; ++c) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        b->levels[c] = mix[(x >> 33) % 10];
+        b->scores[c] = (float)((x >> 40) % 1000 + 1);
+    }
+    return CLPSA_OK;
+}
+
+static void bench_free(bench *b) {
+    cl_mem buffers[4] = {b->q, b->k, b->v, b->out};
+    for (int i = 0; i < 4; ++i)
+        if (buffers[i])
+            clReleaseMemObject(buffers[i]);
+    free(b->levels);
+    free(b->scores);
+}
+
+/* Candidate c of a family: its values in the family's parameters (mixed radix). */
+static int space_size(int f) {
+    int size = 1;
+    for (int p = 0; p < families[f].count; ++p)
+        size *= clpsa__param_defs[families[f].params[p]].choice_count;
+    return size;
+}
+
+static void candidate_values(int f, int index, int *values) {
+    for (int id = 0; id < CLPSA__PARAM_COUNT; ++id)
+        values[id] = 0;
+    for (int p = 0; p < families[f].count; ++p) {
+        const clpsa__param_def *def = &clpsa__param_defs[families[f].params[p]];
+        values[families[f].params[p]] = def->choices[index % def->choice_count];
+        index /= def->choice_count;
+    }
+}
+
+static clpsa_status tune_family(bench *b, int f, double budget, const clpsa_tune_desc *t,
+                                clpsa_tune_family_result *r, int *winners) {
+    clpsa_context *ctx = b->ctx;
+    const family_kind kind = (family_kind)f;
+    snprintf(r->family, sizeof r->family, "%s", families[f].name);
+    b->desc.method = kind == FAMILY_DENSE ? CLPSA_METHOD_DENSE : CLPSA_METHOD_PSA;
+    const double start = now_seconds();
+
+    /* The reference: the generic defaults of this device type. */
+    const bool cpu = (ctx->info.type & CL_DEVICE_TYPE_CPU) != 0;
+    int values[CLPSA__PARAM_COUNT];
+    for (int id = 0; id < CLPSA__PARAM_COUNT; ++id)
+        values[id] = cpu ? clpsa__param_defs[id].default_cpu : clpsa__param_defs[id].default_gpu;
+    memcpy(ctx->overrides, values, sizeof values);
+    outcome reference;
+    clpsa_status status = run_candidate(b, kind, &reference);
+    if (status != CLPSA_OK)
+        return status;
+    r->default_ms = r->best_ms = reference.ms;
+    int best_values[CLPSA__PARAM_COUNT];
+    memcpy(best_values, values, sizeof values);
+
+    /* Candidates in a shuffled order, so a budget cut leaves a random sample. */
+    const int size = space_size(f);
+    int *order = malloc(sizeof(int) * (size_t)size);
+    if (!order) {
+        outcome_free(&reference);
+        return clpsa__fail(ctx, CLPSA_ERROR_OUT_OF_MEMORY, "tuning");
+    }
+    for (int i = 0; i < size; ++i)
+        order[i] = i;
+    uint64_t x = 0x7u + (uint64_t)f;
+    for (int i = size - 1; i > 0; --i) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        const int j = (int)((x >> 33) % (uint64_t)(i + 1));
+        const int swap = order[i];
+        order[i] = order[j];
+        order[j] = swap;
+    }
+    r->exhaustive = 1;
+    for (int i = 0; i < size; ++i) {
+        if (now_seconds() - start > budget) {
+            r->exhaustive = 0;
+            break;
+        }
+        int candidate[CLPSA__PARAM_COUNT];
+        candidate_values(f, order[i], candidate);
+        for (int id = 0; id < CLPSA__PARAM_COUNT; ++id)
+            ctx->overrides[id] = candidate[id] ? candidate[id] : values[id];
+        outcome got;
+        const clpsa_status s = run_candidate(b, kind, &got);
+        r->tried++;
+        if (s != CLPSA_OK || !agrees(&reference, &got)) {
+            r->rejected++;
+            clpsa__log(ctx, CLPSA_LOG_INFO, "tune %s: candidate %d rejected (%s)",
+                       families[f].name, order[i],
+                       s != CLPSA_OK ? clpsa_status_name(s) : "result differs");
+            clpsa__clear_error(ctx);
+        } else if (got.ms < r->best_ms) {
+            r->best_ms = got.ms;
+            memcpy(best_values, ctx->overrides, sizeof best_values);
+        }
+        outcome_free(&got);
+        if (t->progress)
+            t->progress(t->progress_user, families[f].name, i + 1, size, r->best_ms);
+    }
+    free(order);
+    outcome_free(&reference);
+    int family_values[CLPSA__PARAM_COUNT] = {0};
+    for (int p = 0; p < families[f].count; ++p) {
+        const clpsa__param_id id = families[f].params[p];
+        family_values[id] = best_values[id];
+        winners[id] = best_values[id];
+    }
+    clpsa__params_format(family_values, r->best, sizeof r->best);
+    return CLPSA_OK;
+}
+
+static bool wanted(const char *list, const char *name) {
+    if (!list || !*list)
+        return true;
+    const size_t length = strlen(name);
+    for (const char *at = list; *at;) {
+        const size_t item = strcspn(at, ",");
+        if (item == length && strncmp(at, name, length) == 0)
+            return true;
+        at += item + (at[item] == ',');
+    }
+    return false;
+}
+
+clpsa_status clpsa_tune(clpsa_context *ctx, const clpsa_tune_desc *desc, clpsa_tune_result *out) {
+    if (!ctx || !out)
+        return clpsa__fail(ctx, CLPSA_ERROR_NULL_ARGUMENT, "clpsa_tune: ctx and out are needed");
+    memset(out, 0, sizeof *out);
+    clpsa__clear_error(ctx);
+    clpsa_tune_desc defaults;
+    if (!desc) {
+        clpsa_tune_desc_init(&defaults);
+        desc = &defaults;
+    }
+    if (!ctx->queue)
+        return clpsa__fail(ctx, CLPSA_ERROR_NULL_ARGUMENT,
+                           "clpsa_tune needs a context with a queue (wrap one, or let clpsa "
+                           "create the context)");
+    if (desc->budget_seconds < 0 || desc->repetitions < 0)
+        return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
+                           "clpsa_tune: budget_seconds (%g) and repetitions (%d) must not be "
+                           "negative",
+                           desc->budget_seconds, desc->repetitions);
+    int selected = 0;
+    for (int f = 0; f < CLPSA_TUNE_MAX_FAMILIES; ++f)
+        selected += wanted(desc->kernels, families[f].name);
+    if (selected == 0)
+        return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
+                           "kernels = \"%s\" names no kernel family (dense, attend, estimate, "
+                           "assign)",
+                           desc->kernels);
+    int saved_overrides[CLPSA__PARAM_COUNT];
+    memcpy(saved_overrides, ctx->overrides, sizeof saved_overrides);
+    bench b;
+    clpsa_status status = bench_init(&b, ctx, desc);
+    const double budget = desc->budget_seconds > 0 ? desc->budget_seconds : 60.0;
+    int winners[CLPSA__PARAM_COUNT] = {0};
+    for (int f = 0; status == CLPSA_OK && f < CLPSA_TUNE_MAX_FAMILIES; ++f) {
+        if (!wanted(desc->kernels, families[f].name))
+            continue;
+        status = tune_family(&b, f, budget / selected, desc, &out->family[out->families], winners);
+        out->families += status == CLPSA_OK;
+    }
+    memcpy(ctx->overrides, saved_overrides, sizeof saved_overrides);
+    bench_free(&b);
+    if (status != CLPSA_OK || desc->dry_run)
+        return status;
+    /* Keep what an earlier tuning of other families wrote. */
+    int merged[CLPSA__PARAM_COUNT];
+    clpsa__params_cache_load(ctx, merged);
+    for (int id = 0; id < CLPSA__PARAM_COUNT; ++id)
+        if (winners[id])
+            merged[id] = winners[id];
+    status = clpsa__params_cache_store(ctx, merged);
+    if (status != CLPSA_OK)
+        return status;
+    clpsa__params_cache_path(ctx, out->cache_path, sizeof out->cache_path);
+    for (int id = 0; id < CLPSA__PARAM_COUNT; ++id)
+        if (merged[id]) {
+            ctx->params.value[id] = merged[id];
+            ctx->params.source[id] = CLPSA__SOURCE_TUNED_CACHE;
+        }
+    return CLPSA_OK;
+}

@@ -1,0 +1,422 @@
+/* Kernel parameters: device normalisation, lookup precedence (override > tuned cache >
+ * built-in table > generic), damaged tuned caches, overrides outside the space, every built-in
+ * row against the reference, and a short real tuning run whose cache the next plan uses. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <clpsa/clpsa.h>
+#include <clpsa/clpsa_tuning.h>
+
+#include "ref/ref_attention.h"
+#include "support/test_support.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct captured_log {
+    int warnings;
+    char last_warning[1024];
+} captured_log;
+
+static void capture(void *user, clpsa_log_level level, const char *message) {
+    captured_log *log = user;
+    if (level <= CLPSA_LOG_WARN) {
+        log->warnings++;
+        snprintf(log->last_warning, sizeof log->last_warning, "%s", message);
+    }
+}
+
+static char cache_dir[64];
+
+static int make_cache_dir(void **state) {
+    (void)state;
+    snprintf(cache_dir, sizeof cache_dir, "/tmp/clpsa-params-test-XXXXXX");
+    return mkdtemp(cache_dir) ? 0 : -1;
+}
+
+static int remove_cache_dir(void **state) {
+    (void)state;
+    DIR *dir = opendir(cache_dir);
+    if (dir) {
+        for (struct dirent *e = readdir(dir); e; e = readdir(dir)) {
+            if (e->d_name[0] == '.')
+                continue;
+            char path[512];
+            snprintf(path, sizeof path, "%s/%s", cache_dir, e->d_name);
+            remove(path);
+        }
+        closedir(dir);
+    }
+    rmdir(cache_dir);
+    return 0;
+}
+
+static clpsa_context *make_context(captured_log *log) {
+    clpsa_context_desc desc;
+    clpsa_context_desc_init(&desc);
+    desc.cache_dir = cache_dir;
+    desc.log = capture;
+    desc.log_user = log;
+    desc.log_level = CLPSA_LOG_WARN;
+    clpsa_context *ctx = NULL;
+    assert_int_equal(clpsa_context_create(&desc, &ctx), CLPSA_OK);
+    return ctx;
+}
+
+static void describe(clpsa_context *ctx, char *out, size_t size) {
+    assert_int_equal(clpsa_context_describe_params(ctx, out, size), CLPSA_OK);
+}
+
+static void test_device_normalisation(void **state) {
+    (void)state;
+    char vendor[32], arch[64];
+    clpsa_normalize_device(0x10DE, "NVIDIA Corporation", "NVIDIA CUDA", "NVIDIA H100 80GB HBM3",
+                           9, 0, vendor, sizeof vendor, arch, sizeof arch);
+    assert_string_equal(vendor, "nvidia");
+    assert_string_equal(arch, "sm_90");
+    clpsa_normalize_device(0x10DE, "NVIDIA Corporation", "NVIDIA CUDA", "Tesla T4", 0, 0, vendor,
+                           sizeof vendor, arch, sizeof arch);
+    assert_string_equal(arch, ""); /* no compute capability reported */
+    clpsa_normalize_device(0x1002, "Advanced Micro Devices, Inc.", "AMD Accelerated Parallel "
+                           "Processing", "gfx90a:sramecc+:xnack-", 0, 0, vendor, sizeof vendor,
+                           arch, sizeof arch);
+    assert_string_equal(vendor, "amd");
+    assert_string_equal(arch, "gfx90a");
+    clpsa_normalize_device(0x8086, "Intel(R) Corporation", "Intel(R) OpenCL Graphics",
+                           "Intel(R) Arc(TM) A770 Graphics", 0, 0, vendor, sizeof vendor, arch,
+                           sizeof arch);
+    assert_string_equal(vendor, "intel");
+    clpsa_normalize_device(0x8086, "GenuineIntel", "Portable Computing Language",
+                           "pthread-skylake-avx512-Intel(R) Xeon(R) Processor @ 2.80GHz", 0, 0,
+                           vendor, sizeof vendor, arch, sizeof arch);
+    assert_string_equal(vendor, "pocl");
+    assert_string_equal(arch, "skylake-avx512");
+    clpsa_normalize_device(0x1022, "AuthenticAMD", "Portable Computing Language",
+                           "cpu-znver3-AMD EPYC 7763 64-Core Processor", 0, 0, vendor,
+                           sizeof vendor, arch, sizeof arch);
+    assert_string_equal(arch, "znver3");
+    clpsa_normalize_device(0x1234, "Acme Chips", "Acme CL", "Rocket", 0, 0, vendor, sizeof vendor,
+                           arch, sizeof arch);
+    assert_string_equal(vendor, "acme chips");
+}
+
+static void test_overrides_are_checked(void **state) {
+    (void)state;
+    captured_log log = {0, ""};
+    clpsa_context *ctx = make_context(&log);
+    const struct {
+        const char *text, *needle;
+    } bad[] = {
+        {"attend.TILE_N=48", "attend.TILE_N = 48 is outside its allowed values (8, 16, 32, 64)"},
+        {"dense.BLOCK_M=4096", "dense.BLOCK_M = 4096 is outside"},
+        {"dense.BLOCK_M=0", "outside"},
+        {"foo.BAR=1", "\"foo.BAR\" is not a parameter"},
+        {"dense.BLOCK_M=abc", "is not an integer"},
+        {"BLOCK_M=32", "is not family.NAME=value"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; ++i) {
+        assert_int_equal(clpsa_context_set_params(ctx, bad[i].text), CLPSA_ERROR_INVALID_VALUE);
+        if (!strstr(clpsa_context_last_error(ctx), bad[i].needle))
+            fail_msg("override \"%s\": last_error \"%s\" lacks \"%s\"", bad[i].text,
+                     clpsa_context_last_error(ctx), bad[i].needle);
+    }
+    char text[2048];
+    describe(ctx, text, sizeof text);
+    assert_null(strstr(text, "user override")); /* rejected text changed nothing */
+    assert_int_equal(clpsa_context_set_params(ctx, "attend.TILE_N=16, dense.BLOCK_M=64"),
+                     CLPSA_OK);
+    describe(ctx, text, sizeof text);
+    assert_non_null(strstr(text, "attend.TILE_N=16 (user override)"));
+    assert_non_null(strstr(text, "dense.BLOCK_M=64 (user override)"));
+    assert_int_equal(clpsa_context_set_params(ctx, NULL), CLPSA_OK);
+    describe(ctx, text, sizeof text);
+    assert_null(strstr(text, "user override"));
+    clpsa_context_destroy(ctx);
+}
+
+/* Runs a small dense and a small PSA plan with the context's current parameters and checks
+ * the dense output against the double reference and PSA's all-level-1 output against dense. */
+static void check_plans_match_reference(clpsa_context *ctx, const char *label) {
+    const int heads = 2, seq = 77, dim = 64;
+    ts_dims dims = {1, heads, seq, dim};
+    const size_t count = (size_t)heads * seq * dim;
+    ts_rng rng;
+    ts_rng_init(&rng, ts_case_seed());
+    float *host[3];
+    for (int t = 0; t < 3; ++t) {
+        host[t] = malloc(count * sizeof(float));
+        ts_fill_normal(&rng, host[t], count, 0.0f, 1.0f);
+    }
+    ts_buffer q, k, v, out;
+    ts_buffer_create(&q, ctx, "q", CLPSA_DTYPE_FP32, count);
+    ts_buffer_create(&k, ctx, "k", CLPSA_DTYPE_FP32, count);
+    ts_buffer_create(&v, ctx, "v", CLPSA_DTYPE_FP32, count);
+    ts_buffer_create(&out, ctx, "out", CLPSA_DTYPE_FP32, count);
+    ts_buffer_upload(&q, host[0]);
+    ts_buffer_upload(&k, host[1]);
+    ts_buffer_upload(&v, host[2]);
+    clpsa_plan_desc d;
+    clpsa_plan_desc_init(&d);
+    d.batch = 1, d.heads_q = heads, d.seq_q = seq, d.head_dim = dim;
+    d.block_q = 32, d.block_k = 16;
+    double *reference = malloc(count * sizeof(double));
+    ref_attention_problem problem;
+    memset(&problem, 0, sizeof problem);
+    problem.batch = 1, problem.heads_q = heads, problem.heads_kv = heads;
+    problem.seq_q = seq, problem.seq_k = seq, problem.head_dim = dim;
+    problem.q_strides = clpsa_strides_bhnd(heads, seq, dim);
+    problem.k_strides = problem.v_strides = problem.q_strides;
+    problem.scale = 1.0 / 8.0;
+    assert_int_equal(ref_attention_dense(&problem, host[0], host[1], host[2], reference), 0);
+    float *got = malloc(count * sizeof(float));
+    for (int method = 0; method < 2; ++method) {
+        d.method = method ? CLPSA_METHOD_PSA : CLPSA_METHOD_DENSE;
+        clpsa_plan *plan = NULL;
+        ts_check(ctx, clpsa_plan_create(ctx, &d, &plan));
+        if (method) {
+            clpsa_block_grid grid;
+            ts_check(ctx, clpsa_plan_block_grid(plan, &grid));
+            int8_t *ones = malloc(grid.count);
+            memset(ones, 1, grid.count);
+            ts_check(ctx, clpsa_plan_set_levels(plan, ones));
+            free(ones);
+        }
+        ts_buffer_poison(&out);
+        ts_check(ctx, clpsa_plan_run(plan, NULL, q.mem, k.mem, v.mem, out.mem, 0, NULL, NULL));
+        ts_buffer_download(&out, got);
+        ts_buffer_check_canary(&out);
+        const ts_tolerance tol = {1e-5, 1e-4, 1e-5};
+        print_message("%s %s: %s\n", label, method ? "psa" : "dense",
+                      clpsa_plan_parameter_source(plan));
+        ts_assert_close(label, got, reference, dims, tol);
+        clpsa_plan_destroy(plan);
+    }
+    free(got);
+    free(reference);
+    for (int t = 0; t < 3; ++t)
+        free(host[t]);
+    ts_buffer_release(&q);
+    ts_buffer_release(&k);
+    ts_buffer_release(&v);
+    ts_buffer_release(&out);
+}
+
+static void test_builtin_rows_match_reference(void **state) {
+    (void)state;
+    ts_case_begin("builtin_rows");
+    captured_log log = {0, ""};
+    clpsa_context *ctx = make_context(&log);
+    const size_t rows = clpsa_builtin_params_count();
+    print_message("built-in table: %zu rows\n", rows);
+    for (size_t r = 0; r < rows; ++r) {
+        char match[512], params[512];
+        assert_int_equal(clpsa_builtin_params_row(r, match, sizeof match, params, sizeof params),
+                         CLPSA_OK);
+        /* Every row's values are in the space; on PoCL all of them can run. */
+        ts_check(ctx, clpsa_context_set_params(ctx, params));
+        check_plans_match_reference(ctx, match);
+    }
+    char match[8], params[8];
+    assert_int_equal(clpsa_builtin_params_row(rows, match, sizeof match, params, sizeof params),
+                     CLPSA_ERROR_INVALID_VALUE);
+    /* Extremes of the space as overrides also agree. */
+    ts_check(ctx, clpsa_context_set_params(ctx, "dense.BLOCK_M=128,dense.TILE_N=8,"
+                                                "attend.ATT_M=16,attend.TILE_N=64,"
+                                                "estimate.EST_WG=128,assign.ASSIGN_WG=256"));
+    check_plans_match_reference(ctx, "extremes");
+    clpsa_context_destroy(ctx);
+}
+
+static void find_params_file(char *path, size_t size) {
+    DIR *dir = opendir(cache_dir);
+    assert_non_null(dir);
+    int found = 0;
+    for (struct dirent *e = readdir(dir); e; e = readdir(dir))
+        if (strncmp(e->d_name, "params-", 7) == 0 && !strstr(e->d_name, ".tmp")) {
+            snprintf(path, size, "%s/%s", cache_dir, e->d_name);
+            found++;
+        }
+    closedir(dir);
+    assert_int_equal(found, 1);
+}
+
+/* A short real tuning run writes the cache; the next context's plans use it; an override
+ * still wins over it. */
+static void test_tuning_writes_cache_next_plan_uses(void **state) {
+    (void)state;
+    ts_case_begin("tuning_cache");
+    captured_log log = {0, ""};
+    clpsa_context *ctx = make_context(&log);
+    clpsa_tune_desc desc;
+    clpsa_tune_desc_init(&desc);
+    desc.heads = 1, desc.seq = 256, desc.head_dim = 32;
+    desc.budget_seconds = 6.0;
+    desc.repetitions = 1;
+    clpsa_tune_result result;
+    ts_check(ctx, clpsa_tune(ctx, &desc, &result));
+    assert_int_equal(result.families, 4);
+    for (int f = 0; f < result.families; ++f) {
+        print_message("tuned %s: default %.3f ms, best %.3f ms (%s), %d tried, %d rejected\n",
+                      result.family[f].family, result.family[f].default_ms,
+                      result.family[f].best_ms, result.family[f].best, result.family[f].tried,
+                      result.family[f].rejected);
+        assert_true(result.family[f].best_ms <= result.family[f].default_ms);
+        assert_true(result.family[f].tried >= 1);
+        assert_int_equal(result.family[f].rejected, 0);
+        assert_true(strlen(result.family[f].best) > 0);
+    }
+    assert_true(strlen(result.cache_path) > 0);
+    assert_int_equal(access(result.cache_path, R_OK), 0);
+    clpsa_context_destroy(ctx);
+
+    ctx = make_context(&log);
+    char text[2048];
+    describe(ctx, text, sizeof text);
+    assert_non_null(strstr(text, "dense.BLOCK_M="));
+    for (const char *line = text; *line; line = strchr(line, '\n') + 1)
+        if (!strstr(line, "(tuned cache)") && strchr(line, '\n') != line)
+            fail_msg("after tuning every parameter should come from the tuned cache:\n%s", text);
+    check_plans_match_reference(ctx, "tuned");
+    clpsa_plan_desc d;
+    clpsa_plan_desc_init(&d);
+    d.batch = 1, d.heads_q = 1, d.seq_q = 100, d.head_dim = 32;
+    d.method = CLPSA_METHOD_DENSE;
+    clpsa_plan *plan = NULL;
+    ts_check(ctx, clpsa_plan_create(ctx, &d, &plan));
+    assert_non_null(strstr(clpsa_plan_parameter_source(plan), "tuned cache"));
+    clpsa_plan_destroy(plan);
+    ts_check(ctx, clpsa_context_set_params(ctx, "dense.TILE_N=8"));
+    ts_check(ctx, clpsa_plan_create(ctx, &d, &plan));
+    assert_non_null(strstr(clpsa_plan_parameter_source(plan), "dense.TILE_N=8 (user override)"));
+    assert_non_null(strstr(clpsa_plan_parameter_source(plan), "dense.BLOCK_M="));
+    clpsa_plan_destroy(plan);
+    clpsa_context_destroy(ctx);
+    assert_int_equal(log.warnings, 0);
+}
+
+typedef enum damage { TRUNCATE, FLIP, OTHER_VERSION, BAD_MAGIC, OTHER_DRIVER } damage;
+
+static void damage_params(const char *path, damage kind) {
+    FILE *file = fopen(path, "r+b");
+    assert_non_null(file);
+    char text[8192];
+    const size_t size = fread(text, 1, sizeof text - 1, file);
+    text[size] = '\0';
+    fclose(file);
+    file = fopen(path, "wb");
+    switch (kind) {
+    case TRUNCATE:
+        fwrite(text, 1, size / 2, file);
+        break;
+    case FLIP: { /* a tuned value changed without updating the checksum */
+        char *value = strstr(text, "BLOCK_M=");
+        assert_non_null(value);
+        value[8] = value[8] == '1' ? '3' : '1';
+        fwrite(text, 1, size, file);
+        break;
+    }
+    case OTHER_VERSION:
+        text[13] = '9'; /* "clpsa-params 9" */
+        fwrite(text, 1, size, file);
+        break;
+    case BAD_MAGIC:
+        fputs("not a parameter file\n", file);
+        break;
+    case OTHER_DRIVER: {
+        char *driver = strstr(text, "driver=");
+        assert_non_null(driver);
+        driver[7] = 'X';
+        fwrite(text, 1, size, file);
+        break;
+    }
+    }
+    fclose(file);
+}
+
+static void test_damaged_tuned_cache_is_ignored(void **state) {
+    (void)state;
+    ts_case_begin("damaged_cache");
+    captured_log log = {0, ""};
+    clpsa_context *ctx = make_context(&log);
+    clpsa_tune_desc desc;
+    clpsa_tune_desc_init(&desc);
+    desc.heads = 1, desc.seq = 128, desc.head_dim = 32;
+    desc.kernels = "dense";
+    desc.budget_seconds = 2.0;
+    desc.repetitions = 1;
+    clpsa_tune_result result;
+    ts_check(ctx, clpsa_tune(ctx, &desc, &result));
+    clpsa_context_destroy(ctx);
+    char path[512];
+    find_params_file(path, sizeof path);
+    FILE *file = fopen(path, "rb");
+    char good[8192];
+    const size_t good_size = fread(good, 1, sizeof good, file);
+    fclose(file);
+    const struct {
+        damage kind;
+        const char *why;
+    } cases[] = {{TRUNCATE, "truncated"},
+                 {FLIP, "checksum"},
+                 {OTHER_VERSION, "format version"},
+                 {BAD_MAGIC, "magic"},
+                 {OTHER_DRIVER, "checksum"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
+        file = fopen(path, "wb");
+        fwrite(good, 1, good_size, file);
+        fclose(file);
+        damage_params(path, cases[i].kind);
+        log.warnings = 0;
+        ctx = make_context(&log);
+        char text[2048];
+        describe(ctx, text, sizeof text);
+        assert_null(strstr(text, "tuned cache"));
+        assert_int_equal(log.warnings, 1);
+        if (!strstr(log.last_warning, "ignoring") || !strstr(log.last_warning, cases[i].why))
+            fail_msg("case %zu: warning \"%s\" should say it ignores the file (%s)", i,
+                     log.last_warning, cases[i].why);
+        check_plans_match_reference(ctx, "after a damaged cache");
+        clpsa_context_destroy(ctx);
+    }
+}
+
+static void test_tune_rejects_bad_requests(void **state) {
+    (void)state;
+    captured_log log = {0, ""};
+    clpsa_context *ctx = make_context(&log);
+    clpsa_tune_desc desc;
+    clpsa_tune_desc_init(&desc);
+    desc.kernels = "softmax";
+    clpsa_tune_result result;
+    assert_int_equal(clpsa_tune(ctx, &desc, &result), CLPSA_ERROR_INVALID_VALUE);
+    assert_non_null(strstr(clpsa_context_last_error(ctx), "softmax"));
+    desc.kernels = NULL;
+    desc.budget_seconds = -1;
+    assert_int_equal(clpsa_tune(ctx, &desc, &result), CLPSA_ERROR_INVALID_VALUE);
+    assert_int_equal(clpsa_tune(ctx, &desc, NULL), CLPSA_ERROR_NULL_ARGUMENT);
+    clpsa_context_destroy(ctx);
+}
+
+int main(void) {
+    ts_apply_test_filter();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_device_normalisation),
+        cmocka_unit_test_setup_teardown(test_overrides_are_checked, make_cache_dir,
+                                        remove_cache_dir),
+        cmocka_unit_test_setup_teardown(test_builtin_rows_match_reference, make_cache_dir,
+                                        remove_cache_dir),
+        cmocka_unit_test_setup_teardown(test_tuning_writes_cache_next_plan_uses, make_cache_dir,
+                                        remove_cache_dir),
+        cmocka_unit_test_setup_teardown(test_damaged_tuned_cache_is_ignored, make_cache_dir,
+                                        remove_cache_dir),
+        cmocka_unit_test_setup_teardown(test_tune_rejects_bad_requests, make_cache_dir,
+                                        remove_cache_dir),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -68,14 +68,14 @@ static int compare_floats(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-#define CHECK(call)                                                                            \
-    do {                                                                                       \
-        const clpsa_status s_ = (call);                                                        \
-        if (s_ != CLPSA_OK) {                                                                  \
-            fprintf(stderr, "%s: %s (%s)\n", #call, clpsa_status_name(s_),                     \
-                    clpsa_context_last_error(ctx));                                            \
-            return 1;                                                                          \
-        }                                                                                      \
+#define CHECK(call)                                                                                \
+    do {                                                                                           \
+        const clpsa_status s_ = (call);                                                            \
+        if (s_ != CLPSA_OK) {                                                                      \
+            fprintf(stderr, "%s: %s (%s)\n", #call, clpsa_status_name(s_),                         \
+                    clpsa_context_last_error(ctx));                                                \
+            return 1;                                                                              \
+        }                                                                                          \
     } while (0)
 
 int main(int argc, char **argv) {
@@ -120,14 +120,13 @@ int main(int argc, char **argv) {
     }
     CHECK(clpsa_context_alloc(ctx, sizes.out, &buffers[3]));
     const float nan_fill = NAN;
-    clEnqueueFillBuffer(queue, buffers[3], &nan_fill, sizeof nan_fill, 0, sizes.out, 0, NULL,
-                        NULL);
+    clEnqueueFillBuffer(queue, buffers[3], &nan_fill, sizeof nan_fill, 0, sizes.out, 0, NULL, NULL);
 
     double *times = malloc(sizeof(double) * (size_t)(o.reps + 1));
     for (int r = -2; r < o.reps; ++r) { /* two warm-up runs */
         cl_event event = NULL;
-        CHECK(clpsa_plan_run(plan, queue, buffers[0], buffers[1], buffers[2], buffers[3], 0,
-                             NULL, &event));
+        CHECK(clpsa_plan_run(plan, queue, buffers[0], buffers[1], buffers[2], buffers[3], 0, NULL,
+                             &event));
         clWaitForEvents(1, &event);
         cl_ulong start = 0, end = 0;
         clGetEventProfilingInfo(event, CL_PROFILING_COMMAND_START, sizeof start, &start, NULL);

@@ -14,14 +14,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHECK(call)                                                                            \
-    do {                                                                                       \
-        const clpsa_status s_ = (call);                                                        \
-        if (s_ != CLPSA_OK) {                                                                  \
-            fprintf(stderr, "%s: %s (%s)\n", #call, clpsa_status_name(s_),                     \
-                    clpsa_context_last_error(ctx));                                            \
-            exit(1);                                                                           \
-        }                                                                                      \
+#define CHECK(call)                                                                                \
+    do {                                                                                           \
+        const clpsa_status s_ = (call);                                                            \
+        if (s_ != CLPSA_OK) {                                                                      \
+            fprintf(stderr, "%s: %s (%s)\n", #call, clpsa_status_name(s_),                         \
+                    clpsa_context_last_error(ctx));                                                \
+            exit(1);                                                                               \
+        }                                                                                          \
     } while (0)
 
 static clpsa_context *ctx;

@@ -49,11 +49,11 @@ inline int give_range(__local char *by_position, int prev, int end, int f, int n
 }
 
 __kernel __attribute__((reqd_work_group_size(ASSIGN_WG, 1, 1))) void
-assign_levels(__global const float *scores, __global const float *similarity,
-              __global char *levels, const int heads_q, const int group, const int seq_q,
-              const int seq_k, const int block_q, const int block_k, const int blocks_q,
-              const int blocks_k, const int mode, const float tau1, const float tau2,
-              const float tau4, const float tau8, const int align_tile, const int min_full_blocks,
+assign_levels(__global const float *scores, __global const float *similarity, __global char *levels,
+              const int heads_q, const int group, const int seq_q, const int seq_k,
+              const int block_q, const int block_k, const int blocks_q, const int blocks_k,
+              const int mode, const float tau1, const float tau2, const float tau4,
+              const float tau8, const int align_tile, const int min_full_blocks,
               const int text_blocks, const int causal, const int cap_on, const float t2,
               const float t4, const float t8, const int binary_keep, const int quantile_end1,
               const int quantile_end2, const int quantile_end4, const int quantile_end8) {
@@ -155,8 +155,7 @@ assign_levels(__global const float *scores, __global const float *similarity,
                 /* min_full_blocks = min(nk, floor(min_full * nk) + 1), from the host in
                  * double (0 when min_full is off). */
                 prev = give_range(by_position, prev, end, f, nk,
-                                  f == 0 ? 1 : align_of(f, align_tile, block_k),
-                                  min_full_blocks);
+                                  f == 0 ? 1 : align_of(f, align_tile, block_k), min_full_blocks);
             }
         }
     }
@@ -192,10 +191,10 @@ assign_levels(__global const float *scores, __global const float *similarity,
 /* The work list of one query block: its key blocks grouped by level (1, 2, 4, 8), ascending
  * within a level, skipping blocks wholly in the future under the causal mask.
  * counts[row * 4 + l] = blocks at level 2^l; list[row * nk ...] = the block indices. */
-__kernel void build_work_list(__global const char *levels, __global int *counts,
-                              __global int *list, const int seq_q, const int seq_k,
-                              const int block_q, const int block_k, const int blocks_q,
-                              const int blocks_k, const int causal, const long rows) {
+__kernel void build_work_list(__global const char *levels, __global int *counts, __global int *list,
+                              const int seq_q, const int seq_k, const int block_q,
+                              const int block_k, const int blocks_q, const int blocks_k,
+                              const int causal, const long rows) {
     const long row = get_global_id(0);
     if (row >= rows)
         return;

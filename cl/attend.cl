@@ -22,12 +22,11 @@ __kernel __attribute__((reqd_work_group_size(ATT_M, 1, 1))) void
 psa_attend(__global const in_t *q, __global const in_t *k, __global const in_t *v,
            __global const in_t *k_pyr, __global const in_t *v_pyr, __global const int *perm,
            __global const int *counts, __global const int *list, __global out_t *out,
-           const int heads_q, const int group, const int seq_q, const int seq_k,
-           const int blocks_q, const int blocks_k, const int np2, const int np4, const int np8,
-           const float scale, const int causal, const long q_sb, const long q_sh,
-           const long q_sn, const long k_sb, const long k_sh, const long k_sn, const long v_sb,
-           const long v_sh, const long v_sn, const long o_sb, const long o_sh,
-           const long o_sn) {
+           const int heads_q, const int group, const int seq_q, const int seq_k, const int blocks_q,
+           const int blocks_k, const int np2, const int np4, const int np8, const float scale,
+           const int causal, const long q_sb, const long q_sh, const long q_sn, const long k_sb,
+           const long k_sh, const long k_sn, const long v_sb, const long v_sh, const long v_sn,
+           const long o_sb, const long o_sh, const long o_sn) {
     __local float k_tile[TILE_N][HEAD_DIM];
     __local float v_tile[TILE_N][HEAD_DIM];
     __local float bias[TILE_N];
@@ -68,10 +67,10 @@ psa_attend(__global const in_t *q, __global const in_t *k, __global const in_t *
         const int count = counts[row * 4 + level];
         const int pooled = level == 0 ? seq_k : level == 1 ? np2 : level == 2 ? np4 : np8;
         const int level_offset = level == 1 ? 0 : level == 2 ? np2 : np2 + np4;
-        __global const in_t *k_base =
-            level == 0 ? k + b * k_sb + kvh * k_sh : k_pyr + (pyramid_head + level_offset) * HEAD_DIM;
-        __global const in_t *v_base =
-            level == 0 ? v + b * v_sb + kvh * v_sh : v_pyr + (pyramid_head + level_offset) * HEAD_DIM;
+        __global const in_t *k_base = level == 0 ? k + b * k_sb + kvh * k_sh
+                                                 : k_pyr + (pyramid_head + level_offset) * HEAD_DIM;
+        __global const in_t *v_base = level == 0 ? v + b * v_sb + kvh * v_sh
+                                                 : v_pyr + (pyramid_head + level_offset) * HEAD_DIM;
         const long k_step = level == 0 ? k_sn : HEAD_DIM;
         const long v_step = level == 0 ? v_sn : HEAD_DIM;
         const int tokens = count * per_block;

@@ -99,8 +99,8 @@ inline float dot_private_global(const float *a, __global const in_t *b) {
  * leaves the state unchanged (so a row that sees nothing keeps l = 0 and writes zeros). */
 inline void online_softmax_tile(const float *q_reg, float *acc, float *m, float *l,
                                 __local const float (*k_tile)[HEAD_DIM],
-                                __local const float (*v_tile)[HEAD_DIM],
-                                __local const float *bias, const uchar *valid) {
+                                __local const float (*v_tile)[HEAD_DIM], __local const float *bias,
+                                const uchar *valid) {
     float s[TILE_N];
     float tile_max = -INFINITY;
     for (int j = 0; j < TILE_N; ++j) {

@@ -16,9 +16,9 @@ __kernel __attribute__((reqd_work_group_size(BLOCK_M, 1, 1))) void
 dense_attention(__global const in_t *q, __global const in_t *k, __global const in_t *v,
                 __global out_t *out, const int heads_q, const int group, const int seq_q,
                 const int seq_k, const float scale, const int causal, const long q_sb,
-                const long q_sh, const long q_sn, const long k_sb, const long k_sh,
-                const long k_sn, const long v_sb, const long v_sh, const long v_sn,
-                const long o_sb, const long o_sh, const long o_sn) {
+                const long q_sh, const long q_sn, const long k_sb, const long k_sh, const long k_sn,
+                const long v_sb, const long v_sh, const long v_sn, const long o_sb, const long o_sh,
+                const long o_sn) {
     __local float k_tile[TILE_N][HEAD_DIM];
     __local float v_tile[TILE_N][HEAD_DIM];
     __local float zero_bias[TILE_N];

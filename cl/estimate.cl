@@ -44,14 +44,12 @@ inline float group_sum(float x, __local float *scratch) {
 
 /* S[i][j] = P[i][j] / sum_j P[i][j], P[i][j] = max_r exp2(m2[r][j] - rowmax2[r]): base-2
  * logits, so exp2 of differences equals exp of the natural ones. */
-__kernel __attribute__((reqd_work_group_size(EST_WG, 1, 1))) void
-estimate_sampled(__global const in_t *q, __global const in_t *k, __global const int *perm,
-                 __global const int *row_offsets,
-                 __global const int *key_offsets, __global float *scratch,
-                 __global float *scores, const int bh_first, const int heads_q,
-                 const int group, const int seq_q, const int seq_k, const int blocks_q,
-                 const int blocks_k, const float scale, const long q_sb, const long q_sh,
-                 const long q_sn, const long k_sb, const long k_sh, const long k_sn) {
+__kernel __attribute__((reqd_work_group_size(EST_WG, 1, 1))) void estimate_sampled(
+    __global const in_t *q, __global const in_t *k, __global const int *perm,
+    __global const int *row_offsets, __global const int *key_offsets, __global float *scratch,
+    __global float *scores, const int bh_first, const int heads_q, const int group, const int seq_q,
+    const int seq_k, const int blocks_q, const int blocks_k, const float scale, const long q_sb,
+    const long q_sh, const long q_sn, const long k_sb, const long k_sh, const long k_sn) {
     __local float row_max[SAMPLE_Q];
     __local float reduce[EST_WG];
     const int lid = get_local_id(0);
@@ -78,8 +76,7 @@ estimate_sampled(__global const in_t *q, __global const in_t *k, __global const 
             float block_max = -INFINITY;
             for (int c = 0; c < SAMPLE_K; ++c) {
                 const int key = TOKEN(perm, min(j * BLOCK_K + cols[c], seq_k - 1));
-                block_max =
-                    fmax(block_max, dot_private_global(q_reg, k_head + (long)key * k_sn));
+                block_max = fmax(block_max, dot_private_global(q_reg, k_head + (long)key * k_sn));
             }
             m2[(long)r * blocks_k + j] = block_max;
             best = fmax(best, block_max);
@@ -107,12 +104,11 @@ estimate_sampled(__global const in_t *q, __global const in_t *k, __global const 
  * rows normalised. Work-items own stride rows a; two passes over b (max and sum, then w). */
 __kernel __attribute__((reqd_work_group_size(EST_WG, 1, 1))) void
 estimate_antidiagonal(__global const in_t *q, __global const in_t *k, __global const int *perm,
-                      __global float *scratch,
-                      __global float *scores, const int bh_first, const int heads_q,
-                      const int group, const int seq_q, const int seq_k, const int blocks_q,
-                      const int blocks_k, const float scale, const int causal, const long q_sb,
-                      const long q_sh, const long q_sn, const long k_sb, const long k_sh,
-                      const long k_sn) {
+                      __global float *scratch, __global float *scores, const int bh_first,
+                      const int heads_q, const int group, const int seq_q, const int seq_k,
+                      const int blocks_q, const int blocks_k, const float scale, const int causal,
+                      const long q_sb, const long q_sh, const long q_sn, const long k_sb,
+                      const long k_sh, const long k_sn) {
 #define ROWS (BLOCK_Q / STRIDE)
 #define COLS_PER_BLOCK (BLOCK_K / STRIDE)
     __local float reduce[EST_WG];
@@ -145,8 +141,8 @@ estimate_antidiagonal(__global const in_t *q, __global const in_t *k, __global c
             for (int d = 0; d < HEAD_DIM; ++d)
                 q_rows[u][d] = LOAD_IN(q_head, (long)t * q_sn + d) * z_scale;
         }
-        const int last_col = causal ? min(stride_cols - 1, (a * STRIDE + shift) / STRIDE)
-                                    : stride_cols - 1;
+        const int last_col =
+            causal ? min(stride_cols - 1, (a * STRIDE + shift) / STRIDE) : stride_cols - 1;
         const bool any = !causal || a * STRIDE + shift >= 0;
         float z_max = -INFINITY, z_total = 0.0f;
         for (int pass = 0; pass < 2; ++pass) {

@@ -8,10 +8,10 @@
  * their means at levels 2, 4 and 8, each over the tokens that exist (count-aware at the end).
  * Sums are fp32; each mean is rounded to the storage type once. */
 __kernel void pool_pyramid(__global const in_t *k, __global const in_t *v, __global in_t *k_pyr,
-                           __global in_t *v_pyr, __global const int *perm, const int heads_kv, const int seq_k,
-                           const int np2, const int np4, const int np8, const long k_sb,
-                           const long k_sh, const long k_sn, const long v_sb, const long v_sh,
-                           const long v_sn) {
+                           __global in_t *v_pyr, __global const int *perm, const int heads_kv,
+                           const int seq_k, const int np2, const int np4, const int np8,
+                           const long k_sb, const long k_sh, const long k_sn, const long v_sb,
+                           const long v_sh, const long v_sn) {
     const int d = get_global_id(0);
     const int p8 = get_global_id(1);
     const int bh = get_global_id(2);
@@ -85,9 +85,9 @@ inline float cosine(__global const in_t *a, __global const in_t *b) {
  * similarity of (first, last) token pairs of each complete group of 2, 4, 8 tokens of the
  * block; -inf when the block has no complete group of that size. */
 __kernel void block_similarity(__global const in_t *k, __global const int *perm,
-                               __global float *sim, const int heads_kv,
-                               const int seq_k, const int block_k, const int blocks_k,
-                               const long k_sb, const long k_sh, const long k_sn) {
+                               __global float *sim, const int heads_kv, const int seq_k,
+                               const int block_k, const int blocks_k, const long k_sb,
+                               const long k_sh, const long k_sn) {
     const int j = get_global_id(0);
     const int bh = get_global_id(1);
     if (j >= blocks_k)

@@ -31,8 +31,8 @@ clpsa_status clpsa__device_info_query(cl_device_id device, clpsa__device_info *o
     cl_platform_id platform = NULL;
     cl_int err = clGetDeviceInfo(device, CL_DEVICE_PLATFORM, sizeof platform, &platform, NULL);
     if (err == CL_SUCCESS) {
-        clGetPlatformInfo(platform, CL_PLATFORM_NAME, sizeof out->platform_name,
-                          out->platform_name, NULL);
+        clGetPlatformInfo(platform, CL_PLATFORM_NAME, sizeof out->platform_name, out->platform_name,
+                          NULL);
         clGetPlatformInfo(platform, CL_PLATFORM_VERSION, sizeof out->platform_version,
                           out->platform_version, NULL);
         out->platform_name[sizeof out->platform_name - 1] = '\0';
@@ -41,8 +41,7 @@ clpsa_status clpsa__device_info_query(cl_device_id device, clpsa__device_info *o
     if (err == CL_SUCCESS)
         err = query_string(device, CL_DEVICE_NAME, out->device_name, sizeof out->device_name);
     if (err == CL_SUCCESS)
-        err = query_string(device, CL_DEVICE_VENDOR, out->device_vendor,
-                           sizeof out->device_vendor);
+        err = query_string(device, CL_DEVICE_VENDOR, out->device_vendor, sizeof out->device_vendor);
     if (err == CL_SUCCESS)
         err = query_string(device, CL_DRIVER_VERSION, out->driver_version,
                            sizeof out->driver_version);
@@ -50,8 +49,8 @@ clpsa_status clpsa__device_info_query(cl_device_id device, clpsa__device_info *o
         err = query_string(device, CL_DEVICE_VERSION, out->device_version,
                            sizeof out->device_version);
     if (err == CL_SUCCESS)
-        err = clGetDeviceInfo(device, CL_DEVICE_VENDOR_ID, sizeof out->vendor_id,
-                              &out->vendor_id, NULL);
+        err = clGetDeviceInfo(device, CL_DEVICE_VENDOR_ID, sizeof out->vendor_id, &out->vendor_id,
+                              NULL);
     if (err == CL_SUCCESS)
         err = clGetDeviceInfo(device, CL_DEVICE_TYPE, sizeof out->type, &out->type, NULL);
     if (err == CL_SUCCESS)
@@ -67,12 +66,12 @@ clpsa_status clpsa__device_info_query(cl_device_id device, clpsa__device_info *o
         err = clGetDeviceInfo(device, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof out->global_mem_size,
                               &out->global_mem_size, NULL);
     if (err == CL_SUCCESS)
-        err = clGetDeviceInfo(device, CL_DEVICE_MAX_MEM_ALLOC_SIZE,
-                              sizeof out->max_mem_alloc_size, &out->max_mem_alloc_size, NULL);
+        err = clGetDeviceInfo(device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof out->max_mem_alloc_size,
+                              &out->max_mem_alloc_size, NULL);
     if (err == CL_SUCCESS)
         err = clGetDeviceInfo(device, CL_DEVICE_MEM_BASE_ADDR_ALIGN,
-                              sizeof out->mem_base_addr_align_bits,
-                              &out->mem_base_addr_align_bits, NULL);
+                              sizeof out->mem_base_addr_align_bits, &out->mem_base_addr_align_bits,
+                              NULL);
     if (err != CL_SUCCESS) {
         *cl_error = err;
         return clpsa__status_from_cl(err);
@@ -82,9 +81,8 @@ clpsa_status clpsa__device_info_query(cl_device_id device, clpsa__device_info *o
     if (clGetDeviceInfo(device, CL_DEVICE_EXTENSIONS, 0, NULL, &ext_size) == CL_SUCCESS &&
         ext_size > 0) {
         char extensions[8192];
-        if (ext_size <= sizeof extensions &&
-            clGetDeviceInfo(device, CL_DEVICE_EXTENSIONS, ext_size, extensions, NULL) ==
-                CL_SUCCESS) {
+        if (ext_size <= sizeof extensions && clGetDeviceInfo(device, CL_DEVICE_EXTENSIONS, ext_size,
+                                                             extensions, NULL) == CL_SUCCESS) {
             out->has_fp16 = has_extension(extensions, "cl_khr_fp16");
             out->has_fp64 = has_extension(extensions, "cl_khr_fp64");
             if (has_extension(extensions, "cl_nv_device_attribute_query")) {

@@ -109,8 +109,8 @@ clpsa_status clpsa__select_device(clpsa_context *ctx, const char *spec, cl_platf
                                    "%s=%s: no platform or device name contains \"%s\"", source,
                                    spec, spec);
         }
-        snprintf(ctx->device_reason, sizeof ctx->device_reason, "%s=%s matched device %zu",
-                 source, spec, chosen);
+        snprintf(ctx->device_reason, sizeof ctx->device_reason, "%s=%s matched device %zu", source,
+                 spec, chosen);
     } else {
         for (size_t i = 0; i < count && chosen == count; ++i)
             if (entries[i].type & CL_DEVICE_TYPE_GPU)

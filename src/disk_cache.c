@@ -83,7 +83,8 @@ bool clpsa__disk_cache_load(clpsa_context *ctx, const char *key, unsigned char *
         why = "its key differs from the requested one (stale or hash collision)";
     else if ((uint64_t)info.st_size != sizeof header + header.key_size + header.binary_size)
         why = "its size disagrees with its header (truncated or corrupt)";
-    else if (!(stored_key = malloc(key_size)) || !(data = malloc(header.binary_size ? header.binary_size : 1)))
+    else if (!(stored_key = malloc(key_size)) ||
+             !(data = malloc(header.binary_size ? header.binary_size : 1)))
         why = "out of host memory";
     else if (fread(stored_key, 1, key_size, file) != key_size ||
              fread(data, 1, header.binary_size, file) != header.binary_size)

@@ -108,8 +108,7 @@ clpsa_status clpsa_convert_from_float(clpsa_dtype dtype, const float *src, void 
     return CLPSA_ERROR_INVALID_VALUE;
 }
 
-clpsa_status clpsa_convert_to_float(clpsa_dtype dtype, const void *src, float *dst,
-                                    size_t count) {
+clpsa_status clpsa_convert_to_float(clpsa_dtype dtype, const void *src, float *dst, size_t count) {
     if (count > 0 && (!src || !dst))
         return CLPSA_ERROR_NULL_ARGUMENT;
     switch (dtype) {

@@ -59,7 +59,7 @@ struct clpsa_context {
     char cache_dir[4096]; /* "" when the disk cache is off */
     char device_vendor_key[64], device_arch[128];
     char device_key[3 * CLPSA__NAME_CAPACITY];
-    clpsa__param_set params; /* generic < table < tuned cache, looked up once */
+    clpsa__param_set params;           /* generic < table < tuned cache, looked up once */
     int overrides[CLPSA__PARAM_COUNT]; /* 0: none */
     clpsa__program_entry *programs;
     size_t program_count, program_capacity;
@@ -121,8 +121,7 @@ bool clpsa__make_dirs(const char *dir);
 /* Kernel parameters of the context's device (param_lookup.c, param_cache.c). */
 void clpsa__params_init(clpsa_context *ctx);
 /* The effective value of a parameter for the next plan: override, else the looked-up one. */
-int clpsa__param_value(const clpsa_context *ctx, clpsa__param_id id,
-                       clpsa__param_source *source);
+int clpsa__param_value(const clpsa_context *ctx, clpsa__param_id id, clpsa__param_source *source);
 void clpsa__params_cache_path(const clpsa_context *ctx, char *out, size_t size);
 /* Reads the tuned cache of the device into values (0 = absent); false when absent or ignored
  * (a damaged or stale file is logged). */

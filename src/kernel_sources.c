@@ -22,8 +22,8 @@ static clpsa_status read_text_file(clpsa_context *ctx, const char *path, char **
             if (!grown) {
                 free(buffer);
                 fclose(file);
-                return clpsa__fail(ctx, CLPSA_ERROR_OUT_OF_MEMORY,
-                                   "reading %s: out of host memory", path);
+                return clpsa__fail(ctx, CLPSA_ERROR_OUT_OF_MEMORY, "reading %s: out of host memory",
+                                   path);
             }
             buffer = grown;
         }

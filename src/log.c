@@ -41,8 +41,7 @@ void clpsa__log_to_stderr(void *user, clpsa_log_level level, const char *message
     fprintf(stderr, "clpsa %s: %s\n", level_name(level), message);
 }
 
-static void vlog(const clpsa_context *ctx, clpsa_log_level level, const char *fmt,
-                 va_list args) {
+static void vlog(const clpsa_context *ctx, clpsa_log_level level, const char *fmt, va_list args) {
     if (!ctx || level > ctx->log_level || level == CLPSA_LOG_OFF)
         return;
     char message[2048];
@@ -100,8 +99,8 @@ clpsa_status clpsa__fail_cl(clpsa_context *ctx, cl_int cl_error, const char *wha
 
 const char *clpsa__cl_error_name(cl_int cl_error) {
     switch (cl_error) {
-#define CLPSA__CL_ERROR(code)                                                                    \
-    case code:                                                                                   \
+#define CLPSA__CL_ERROR(code)                                                                      \
+    case code:                                                                                     \
         return #code;
         CLPSA__CL_ERROR(CL_SUCCESS)
         CLPSA__CL_ERROR(CL_DEVICE_NOT_FOUND)

@@ -122,9 +122,9 @@ clpsa_status clpsa__params_cache_store(clpsa_context *ctx, const int *values) {
                           ctx->device_key, ctx->info.driver_version);
     for (int id = 0; id < CLPSA__PARAM_COUNT; ++id)
         if (values[id])
-            length += snprintf(text + length, sizeof text - (size_t)length, "%s.%s=%d\n",
-                               clpsa__param_defs[id].family, clpsa__param_defs[id].name,
-                               values[id]);
+            length +=
+                snprintf(text + length, sizeof text - (size_t)length, "%s.%s=%d\n",
+                         clpsa__param_defs[id].family, clpsa__param_defs[id].name, values[id]);
     length += snprintf(text + length, sizeof text - (size_t)length, "checksum=%016llx\n",
                        (unsigned long long)clpsa__hash64(text, (size_t)length, CLPSA__HASH_SEED));
     clpsa__make_dirs(ctx->cache_dir); /* a failure shows as the write's error below */

@@ -24,16 +24,14 @@ static void pocl_cpu_arch(const char *device_name, char *arch, size_t size) {
     else if (strncmp(start, "cpu-", 4) == 0)
         start += 4;
     size_t length = 0;
-    while (start[length] &&
-           !(start[length] == '-' && isupper((unsigned char)start[length + 1])))
+    while (start[length] && !(start[length] == '-' && isupper((unsigned char)start[length + 1])))
         ++length;
     snprintf(arch, size, "%.*s", (int)length, start);
 }
 
-void clpsa_normalize_device(unsigned vendor_id, const char *vendor_name,
-                            const char *platform_name, const char *device_name,
-                            int nv_compute_major, int nv_compute_minor, char *vendor,
-                            size_t vendor_size, char *arch, size_t arch_size) {
+void clpsa_normalize_device(unsigned vendor_id, const char *vendor_name, const char *platform_name,
+                            const char *device_name, int nv_compute_major, int nv_compute_minor,
+                            char *vendor, size_t vendor_size, char *arch, size_t arch_size) {
     vendor_name = vendor_name ? vendor_name : "";
     platform_name = platform_name ? platform_name : "";
     device_name = device_name ? device_name : "";
@@ -96,8 +94,8 @@ void clpsa__params_init(clpsa_context *ctx) {
     const clpsa__device_info *info = &ctx->info;
     clpsa_normalize_device(info->vendor_id, info->device_vendor, info->platform_name,
                            info->device_name, info->nv_compute_major, info->nv_compute_minor,
-                           ctx->device_vendor_key, sizeof ctx->device_vendor_key,
-                           ctx->device_arch, sizeof ctx->device_arch);
+                           ctx->device_vendor_key, sizeof ctx->device_vendor_key, ctx->device_arch,
+                           sizeof ctx->device_arch);
     snprintf(ctx->device_key, sizeof ctx->device_key, "%s/%s/%s", ctx->device_vendor_key,
              ctx->device_arch, info->device_name);
     const bool cpu = (info->type & CL_DEVICE_TYPE_CPU) != 0;
@@ -125,8 +123,7 @@ void clpsa__params_init(clpsa_context *ctx) {
     }
 }
 
-int clpsa__param_value(const clpsa_context *ctx, clpsa__param_id id,
-                       clpsa__param_source *source) {
+int clpsa__param_value(const clpsa_context *ctx, clpsa__param_id id, clpsa__param_source *source) {
     if (ctx->overrides[id]) {
         *source = CLPSA__SOURCE_OVERRIDE;
         return ctx->overrides[id];

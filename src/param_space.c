@@ -50,8 +50,8 @@ clpsa__param_id clpsa__param_find(const char *family, size_t family_length, cons
     for (int id = 0; id < CLPSA__PARAM_COUNT; ++id) {
         const clpsa__param_def *def = &clpsa__param_defs[id];
         if (strlen(def->family) == family_length &&
-            strncmp(def->family, family, family_length) == 0 &&
-            strlen(def->name) == name_length && strncmp(def->name, name, name_length) == 0)
+            strncmp(def->family, family, family_length) == 0 && strlen(def->name) == name_length &&
+            strncmp(def->name, name, name_length) == 0)
             return (clpsa__param_id)id;
     }
     return CLPSA__PARAM_COUNT;

@@ -23,8 +23,8 @@ static bool dtype_valid(clpsa_dtype dtype) {
 
 static clpsa_status check_positive(clpsa_context *ctx, const char *name, int value) {
     if (value <= 0)
-        return clpsa__fail(ctx, CLPSA_ERROR_INVALID_SHAPE, "%s = %d: it must be at least 1",
-                           name, value);
+        return clpsa__fail(ctx, CLPSA_ERROR_INVALID_SHAPE, "%s = %d: it must be at least 1", name,
+                           value);
     return CLPSA_OK;
 }
 
@@ -49,8 +49,8 @@ static clpsa_status resolve_desc(clpsa_context *ctx, const clpsa_plan_desc *in,
     const struct {
         const char *name;
         int value;
-    } sizes[] = {{"batch", d->batch},   {"heads_q", d->heads_q},   {"heads_kv", d->heads_kv},
-                 {"seq_q", d->seq_q},   {"seq_k", d->seq_k},       {"head_dim", d->head_dim}};
+    } sizes[] = {{"batch", d->batch}, {"heads_q", d->heads_q}, {"heads_kv", d->heads_kv},
+                 {"seq_q", d->seq_q}, {"seq_k", d->seq_k},     {"head_dim", d->head_dim}};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0] && status == CLPSA_OK; ++i)
         status = check_positive(ctx, sizes[i].name, sizes[i].value);
     if (status != CLPSA_OK)
@@ -112,8 +112,8 @@ static clpsa_status build_dense(clpsa_plan *plan) {
     clpsa_context *ctx = plan->ctx;
     bool block_overridden = false;
     plan->parameter_source[0] = '\0';
-    clpsa_status status = clpsa__plan_param(plan, CLPSA__P_DENSE_BLOCK_M, &plan->dense_block_m,
-                                            &block_overridden);
+    clpsa_status status =
+        clpsa__plan_param(plan, CLPSA__P_DENSE_BLOCK_M, &plan->dense_block_m, &block_overridden);
     if (status == CLPSA_OK)
         status = clpsa__plan_param(plan, CLPSA__P_DENSE_TILE_N, &plan->dense_tile_n, NULL);
     if (status != CLPSA_OK)
@@ -151,8 +151,7 @@ static clpsa_status build_dense(clpsa_plan *plan) {
     }
 }
 
-clpsa_status clpsa_plan_create(clpsa_context *ctx, const clpsa_plan_desc *desc,
-                               clpsa_plan **out) {
+clpsa_status clpsa_plan_create(clpsa_context *ctx, const clpsa_plan_desc *desc, clpsa_plan **out) {
     if (out)
         *out = NULL;
     if (!ctx || !desc || !out)
@@ -249,8 +248,7 @@ double clpsa_plan_flops(const clpsa_plan *plan) {
 
 static clpsa_status check_queue(clpsa_context *ctx, cl_command_queue queue) {
     cl_context owner = NULL;
-    const cl_int err =
-        clGetCommandQueueInfo(queue, CL_QUEUE_CONTEXT, sizeof owner, &owner, NULL);
+    const cl_int err = clGetCommandQueueInfo(queue, CL_QUEUE_CONTEXT, sizeof owner, &owner, NULL);
     if (err != CL_SUCCESS)
         return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
                            "queue %p is not a valid command queue: OpenCL error %d (%s)",
@@ -262,16 +260,16 @@ static clpsa_status check_queue(clpsa_context *ctx, cl_command_queue queue) {
     return CLPSA_OK;
 }
 
-static clpsa_status check_run_args(clpsa_plan *plan, cl_command_queue queue, cl_mem q,
-                                   cl_mem k, cl_mem v, cl_mem out, cl_uint num_events,
+static clpsa_status check_run_args(clpsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k,
+                                   cl_mem v, cl_mem out, cl_uint num_events,
                                    const cl_event *wait_list) {
     clpsa_context *ctx = plan->ctx;
     if (!queue)
         return clpsa__fail(ctx, CLPSA_ERROR_NULL_ARGUMENT,
                            "queue is NULL and the context has no queue of its own");
     if (num_events > 0 && !wait_list)
-        return clpsa__fail(ctx, CLPSA_ERROR_NULL_ARGUMENT,
-                           "num_events = %u but wait_list is NULL", num_events);
+        return clpsa__fail(ctx, CLPSA_ERROR_NULL_ARGUMENT, "num_events = %u but wait_list is NULL",
+                           num_events);
     if (num_events == 0 && wait_list)
         return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
                            "wait_list is set but num_events = 0 (OpenCL requires both or "
@@ -294,9 +292,9 @@ static clpsa_status check_run_args(clpsa_plan *plan, cl_command_queue queue, cl_
     return CLPSA_OK;
 }
 
-clpsa_status clpsa_plan_run(clpsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k,
-                            cl_mem v, cl_mem out, cl_uint num_events,
-                            const cl_event *wait_list, cl_event *event) {
+clpsa_status clpsa_plan_run(clpsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k, cl_mem v,
+                            cl_mem out, cl_uint num_events, const cl_event *wait_list,
+                            cl_event *event) {
     if (event)
         *event = NULL;
     if (!plan)
@@ -315,10 +313,9 @@ clpsa_status clpsa_plan_run(clpsa_plan *plan, cl_command_queue queue, cl_mem q, 
     const cl_int group = d->heads_q / d->heads_kv;
     const cl_int causal = d->causal ? 1 : 0;
     const cl_long strides[12] = {
-        d->q_strides.batch,   d->q_strides.head,   d->q_strides.seq,
-        d->k_strides.batch,   d->k_strides.head,   d->k_strides.seq,
-        d->v_strides.batch,   d->v_strides.head,   d->v_strides.seq,
-        d->out_strides.batch, d->out_strides.head, d->out_strides.seq,
+        d->q_strides.batch, d->q_strides.head,    d->q_strides.seq,    d->k_strides.batch,
+        d->k_strides.head,  d->k_strides.seq,     d->v_strides.batch,  d->v_strides.head,
+        d->v_strides.seq,   d->out_strides.batch, d->out_strides.head, d->out_strides.seq,
     };
     cl_kernel kernel = plan->dense;
     cl_int err = CL_SUCCESS;
@@ -341,8 +338,8 @@ clpsa_status clpsa_plan_run(clpsa_plan *plan, cl_command_queue queue, cl_mem q, 
     const size_t row_groups = ((size_t)d->seq_q + plan->dense_block_m - 1) / plan->dense_block_m;
     const size_t global[2] = {row_groups * plan->dense_block_m, (size_t)d->batch * d->heads_q};
     const size_t local[2] = {(size_t)plan->dense_block_m, 1};
-    err = clEnqueueNDRangeKernel(queue, kernel, 2, NULL, global, local, num_events, wait_list,
-                                 event);
+    err =
+        clEnqueueNDRangeKernel(queue, kernel, 2, NULL, global, local, num_events, wait_list, event);
     if (err != CL_SUCCESS)
         return clpsa__fail_cl(ctx, err, "clEnqueueNDRangeKernel(dense_attention)");
     return CLPSA_OK;

@@ -31,8 +31,13 @@ typedef enum clpsa__level_source {
     CLPSA__SUPPLIED_LEVELS = 2,
 } clpsa__level_source;
 
-enum { CLPSA__STAGE_POOL, CLPSA__STAGE_ESTIMATE, CLPSA__STAGE_ASSIGN, CLPSA__STAGE_ATTEND,
-       CLPSA__STAGES };
+enum {
+    CLPSA__STAGE_POOL,
+    CLPSA__STAGE_ESTIMATE,
+    CLPSA__STAGE_ASSIGN,
+    CLPSA__STAGE_ATTEND,
+    CLPSA__STAGES
+};
 
 struct clpsa_plan {
     clpsa_context *ctx;
@@ -80,10 +85,9 @@ void clpsa__plan_forget_events(clpsa_plan *plan);
 
 /* The value of a kernel parameter for this plan (plan_params.c), recorded in
  * parameter_source. */
-clpsa_status clpsa__plan_param(clpsa_plan *plan, clpsa__param_id id, int *value,
-                               bool *overridden);
-clpsa_status clpsa__plan_check_kernel_group(clpsa_plan *plan, cl_kernel kernel,
-                                            clpsa__param_id id, int work_items);
+clpsa_status clpsa__plan_param(clpsa_plan *plan, clpsa__param_id id, int *value, bool *overridden);
+clpsa_status clpsa__plan_check_kernel_group(clpsa_plan *plan, cl_kernel kernel, clpsa__param_id id,
+                                            int work_items);
 
 /* Sets kernel arguments in order; returns the first OpenCL error. */
 cl_int clpsa__set_args(cl_kernel kernel, int count, ...);

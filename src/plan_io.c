@@ -36,14 +36,14 @@ static clpsa_status transfer(clpsa_plan *plan, cl_mem buffer, bool write, size_t
     clpsa_status status = io_queue(plan, &queue, &temporary);
     if (status != CLPSA_OK)
         return status;
-    const cl_int err = write ? clEnqueueWriteBuffer(queue, buffer, CL_TRUE, 0, bytes, host, 0,
-                                                    NULL, NULL)
-                             : clEnqueueReadBuffer(queue, buffer, CL_TRUE, 0, bytes, host, 0,
-                                                   NULL, NULL);
+    const cl_int err =
+        write ? clEnqueueWriteBuffer(queue, buffer, CL_TRUE, 0, bytes, host, 0, NULL, NULL)
+              : clEnqueueReadBuffer(queue, buffer, CL_TRUE, 0, bytes, host, 0, NULL, NULL);
     if (temporary)
         clReleaseCommandQueue(queue);
     if (err != CL_SUCCESS)
-        return clpsa__fail_cl(plan->ctx, err, write ? "clEnqueueWriteBuffer" : "clEnqueueReadBuffer");
+        return clpsa__fail_cl(plan->ctx, err,
+                              write ? "clEnqueueWriteBuffer" : "clEnqueueReadBuffer");
     return CLPSA_OK;
 }
 
@@ -92,8 +92,7 @@ clpsa_status clpsa_plan_set_scores(clpsa_plan *plan, const float *scores) {
             return clpsa__fail(plan->ctx, CLPSA_ERROR_INVALID_VALUE,
                                "scores row %zu sums to 0: every row needs a positive sum", row);
     }
-    status = transfer(plan, plan->scores, true, cell_count(plan) * sizeof(float),
-                      (void *)scores);
+    status = transfer(plan, plan->scores, true, cell_count(plan) * sizeof(float), (void *)scores);
     if (status == CLPSA_OK)
         plan->source = CLPSA__SUPPLIED_SCORES;
     return status;
@@ -205,8 +204,8 @@ clpsa_status clpsa_plan_read_stats(clpsa_plan *plan, clpsa_level_stats *out) {
 static double elapsed_ms(cl_event first, cl_event last) {
     cl_ulong start = 0, end = 0;
     if (!first || !last ||
-        clGetEventProfilingInfo(first, CL_PROFILING_COMMAND_START, sizeof start, &start,
-                                NULL) != CL_SUCCESS ||
+        clGetEventProfilingInfo(first, CL_PROFILING_COMMAND_START, sizeof start, &start, NULL) !=
+            CL_SUCCESS ||
         clGetEventProfilingInfo(last, CL_PROFILING_COMMAND_END, sizeof end, &end, NULL) !=
             CL_SUCCESS ||
         end < start)

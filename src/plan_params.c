@@ -40,8 +40,7 @@ static bool fits(const clpsa_plan *plan, clpsa__param_id id, int value, char *wh
     return true;
 }
 
-clpsa_status clpsa__plan_param(clpsa_plan *plan, clpsa__param_id id, int *value,
-                               bool *overridden) {
+clpsa_status clpsa__plan_param(clpsa_plan *plan, clpsa__param_id id, int *value, bool *overridden) {
     clpsa_context *ctx = plan->ctx;
     const clpsa__param_def *def = &clpsa__param_defs[id];
     clpsa__param_source source;
@@ -52,14 +51,14 @@ clpsa_status clpsa__plan_param(clpsa_plan *plan, clpsa__param_id id, int *value,
             return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
                                "parameter override %s.%s=%d cannot run on this device: %s",
                                def->family, def->name, candidate, why);
-        clpsa__log(ctx, CLPSA_LOG_WARN, "%s.%s=%d (%s) cannot run for this plan (%s): trying "
-                   "smaller values", def->family, def->name, candidate,
-                   clpsa__param_source_name(source), why);
+        clpsa__log(ctx, CLPSA_LOG_WARN,
+                   "%s.%s=%d (%s) cannot run for this plan (%s): trying "
+                   "smaller values",
+                   def->family, def->name, candidate, clpsa__param_source_name(source), why);
         source = CLPSA__SOURCE_GENERIC;
         int fallback = 0;
         for (int i = def->choice_count - 1; i >= 0 && !fallback; --i)
-            if (def->choices[i] < candidate &&
-                fits(plan, id, def->choices[i], why, sizeof why))
+            if (def->choices[i] < candidate && fits(plan, id, def->choices[i], why, sizeof why))
                 fallback = def->choices[i];
         if (!fallback)
             return clpsa__fail(ctx, CLPSA_ERROR_UNSUPPORTED,
@@ -71,20 +70,18 @@ clpsa_status clpsa__plan_param(clpsa_plan *plan, clpsa__param_id id, int *value,
     if (overridden)
         *overridden = source == CLPSA__SOURCE_OVERRIDE;
     const size_t used = strlen(plan->parameter_source);
-    snprintf(plan->parameter_source + used, sizeof plan->parameter_source - used,
-             "%s%s.%s=%d (%s)", used ? ", " : "", def->family, def->name, candidate,
-             clpsa__param_source_name(source));
+    snprintf(plan->parameter_source + used, sizeof plan->parameter_source - used, "%s%s.%s=%d (%s)",
+             used ? ", " : "", def->family, def->name, candidate, clpsa__param_source_name(source));
     return CLPSA_OK;
 }
 
 /* After the kernel is built: the compiled kernel may allow fewer work-items than the device
  * (registers); an override that exceeds it is an error, other sources are reported. */
-clpsa_status clpsa__plan_check_kernel_group(clpsa_plan *plan, cl_kernel kernel,
-                                            clpsa__param_id id, int work_items) {
+clpsa_status clpsa__plan_check_kernel_group(clpsa_plan *plan, cl_kernel kernel, clpsa__param_id id,
+                                            int work_items) {
     size_t limit = 0;
-    const cl_int err = clGetKernelWorkGroupInfo(kernel, plan->ctx->device,
-                                                CL_KERNEL_WORK_GROUP_SIZE, sizeof limit, &limit,
-                                                NULL);
+    const cl_int err = clGetKernelWorkGroupInfo(
+        kernel, plan->ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof limit, &limit, NULL);
     if (err != CL_SUCCESS)
         return clpsa__fail_cl(plan->ctx, err, "clGetKernelWorkGroupInfo");
     if ((size_t)work_items <= limit)

@@ -35,8 +35,7 @@ static clpsa_status create_kernel(clpsa_plan *plan, const char *file, const char
 /* The PSA kernels' parameters for this plan (context lookup, checked against the device). */
 static clpsa_status choose_parameters(clpsa_plan *plan) {
     plan->parameter_source[0] = '\0';
-    clpsa_status status =
-        clpsa__plan_param(plan, CLPSA__P_ATTEND_ROWS, &plan->attend_rows, NULL);
+    clpsa_status status = clpsa__plan_param(plan, CLPSA__P_ATTEND_ROWS, &plan->attend_rows, NULL);
     if (status == CLPSA_OK)
         status = clpsa__plan_param(plan, CLPSA__P_ATTEND_TILE_N, &plan->attend_tile_n, NULL);
     if (status == CLPSA_OK)
@@ -64,8 +63,8 @@ static clpsa_status create_buffers(clpsa_plan *plan) {
     if (status == CLPSA_OK)
         status = alloc(plan, kv_heads * pooled * d->head_dim * esize, &plan->v_pyramid);
     if (status == CLPSA_OK)
-        status = alloc(plan, kv_heads * plan->blocks_k * 3 * sizeof(float),
-                       &plan->similarity_stats);
+        status =
+            alloc(plan, kv_heads * plan->blocks_k * 3 * sizeof(float), &plan->similarity_stats);
     if (status == CLPSA_OK)
         status = alloc(plan, cells * sizeof(float), &plan->scores);
     if (status == CLPSA_OK)
@@ -161,8 +160,8 @@ clpsa_status clpsa__plan_build_psa(clpsa_plan *plan) {
                            d->seq_k, psa->block_k, plan->blocks_k,
                            (unsigned long long)ctx->info.local_mem_size,
                            (unsigned long long)(ctx->info.local_mem_size / 10));
-    plan->estimate_rows = psa->estimator == CLPSA_ESTIMATOR_SAMPLED ? psa->sample_q
-                                                                    : psa->block_q / psa->stride;
+    plan->estimate_rows =
+        psa->estimator == CLPSA_ESTIMATOR_SAMPLED ? psa->sample_q : psa->block_q / psa->stride;
 
     char options[512];
     const int permuted = psa->permuted;
@@ -214,13 +213,12 @@ clpsa_status clpsa__plan_build_psa(clpsa_plan *plan) {
         status = clpsa__plan_check_kernel_group(plan, plan->estimate, CLPSA__P_ESTIMATE_WG,
                                                 plan->estimate_wg);
     if (status == CLPSA_OK)
-        status = clpsa__plan_check_kernel_group(plan, plan->assign, CLPSA__P_ASSIGN_WG,
-                                                plan->assign_wg);
+        status =
+            clpsa__plan_check_kernel_group(plan, plan->assign, CLPSA__P_ASSIGN_WG, plan->assign_wg);
     if (status != CLPSA_OK)
         return status;
-    clpsa__log(ctx, CLPSA_LOG_INFO,
-               "PSA plan: bm=%d bn=%d nq=%d nk=%d mode=%d estimator=%d; %s", psa->block_q,
-               psa->block_k, plan->blocks_q, plan->blocks_k, (int)psa->mode,
+    clpsa__log(ctx, CLPSA_LOG_INFO, "PSA plan: bm=%d bn=%d nq=%d nk=%d mode=%d estimator=%d; %s",
+               psa->block_q, psa->block_k, plan->blocks_q, plan->blocks_k, (int)psa->mode,
                (int)psa->estimator, plan->parameter_source);
     return create_buffers(plan);
 }
@@ -242,9 +240,16 @@ void clpsa__plan_release_psa(clpsa_plan *plan) {
     for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; ++i)
         if (kernels[i])
             clReleaseKernel(kernels[i]);
-    cl_mem buffers[] = {plan->perm, plan->k_pyramid,   plan->v_pyramid, plan->similarity_stats,
-                        plan->row_offsets, plan->key_offsets, plan->estimate_scratch,
-                        plan->scores,      plan->levels,    plan->counts,
+    cl_mem buffers[] = {plan->perm,
+                        plan->k_pyramid,
+                        plan->v_pyramid,
+                        plan->similarity_stats,
+                        plan->row_offsets,
+                        plan->key_offsets,
+                        plan->estimate_scratch,
+                        plan->scores,
+                        plan->levels,
+                        plan->counts,
                         plan->list};
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; ++i)
         if (buffers[i])
@@ -316,13 +321,11 @@ clpsa_status clpsa__plan_run_psa(clpsa_plan *plan, cl_command_queue queue, cl_me
     clpsa_status status = CLPSA_OK;
 
     /* pool: levels 2, 4, 8 */
-    err = clpsa__set_args(plan->pool, 16, CLPSA__ARG(k), CLPSA__ARG(v),
-                          CLPSA__ARG(plan->k_pyramid), CLPSA__ARG(plan->v_pyramid),
-                          CLPSA__ARG(plan->perm),
-                          CLPSA__ARG(heads_kv), CLPSA__ARG(seq_k), CLPSA__ARG(np2),
-                          CLPSA__ARG(np4), CLPSA__ARG(np8), CLPSA__ARG(ks[0]),
-                          CLPSA__ARG(ks[1]), CLPSA__ARG(ks[2]), CLPSA__ARG(vs[0]),
-                          CLPSA__ARG(vs[1]), CLPSA__ARG(vs[2]));
+    err = clpsa__set_args(plan->pool, 16, CLPSA__ARG(k), CLPSA__ARG(v), CLPSA__ARG(plan->k_pyramid),
+                          CLPSA__ARG(plan->v_pyramid), CLPSA__ARG(plan->perm), CLPSA__ARG(heads_kv),
+                          CLPSA__ARG(seq_k), CLPSA__ARG(np2), CLPSA__ARG(np4), CLPSA__ARG(np8),
+                          CLPSA__ARG(ks[0]), CLPSA__ARG(ks[1]), CLPSA__ARG(ks[2]),
+                          CLPSA__ARG(vs[0]), CLPSA__ARG(vs[1]), CLPSA__ARG(vs[2]));
     if (err != CL_SUCCESS)
         return clpsa__fail_cl(ctx, err, "clSetKernelArg(pool_pyramid)");
     {
@@ -337,13 +340,13 @@ clpsa_status clpsa__plan_run_psa(clpsa_plan *plan, cl_command_queue queue, cl_me
     if (status == CLPSA_OK && assigning && cap) {
         err = clpsa__set_args(plan->similarity, 10, CLPSA__ARG(k), CLPSA__ARG(plan->perm),
                               CLPSA__ARG(plan->similarity_stats), CLPSA__ARG(heads_kv),
-                              CLPSA__ARG(seq_k), CLPSA__ARG(bk), CLPSA__ARG(nk),
-                              CLPSA__ARG(ks[0]), CLPSA__ARG(ks[1]), CLPSA__ARG(ks[2]));
+                              CLPSA__ARG(seq_k), CLPSA__ARG(bk), CLPSA__ARG(nk), CLPSA__ARG(ks[0]),
+                              CLPSA__ARG(ks[1]), CLPSA__ARG(ks[2]));
         if (err != CL_SUCCESS)
             return clpsa__fail_cl(ctx, err, "clSetKernelArg(block_similarity)");
         const size_t global[2] = {(size_t)nk, (size_t)d->batch * d->heads_kv};
-        status = enqueue(&c, CLPSA__STAGE_POOL, plan->similarity, 2, global, NULL,
-                         "block_similarity");
+        status =
+            enqueue(&c, CLPSA__STAGE_POOL, plan->similarity, 2, global, NULL, "block_similarity");
     }
 
     /* estimate, over as many heads per launch as the scratch holds */
@@ -357,20 +360,20 @@ clpsa_status clpsa__plan_run_psa(clpsa_plan *plan, cl_command_queue queue, cl_me
         if (psa->estimator == CLPSA_ESTIMATOR_SAMPLED)
             err = clpsa__set_args(
                 plan->estimate, 21, CLPSA__ARG(q), CLPSA__ARG(k), CLPSA__ARG(plan->perm),
-                CLPSA__ARG(plan->row_offsets),
-                CLPSA__ARG(plan->key_offsets), CLPSA__ARG(plan->estimate_scratch),
-                CLPSA__ARG(plan->scores), CLPSA__ARG(bh_first), CLPSA__ARG(heads_q),
-                CLPSA__ARG(group), CLPSA__ARG(seq_q), CLPSA__ARG(seq_k), CLPSA__ARG(nq),
-                CLPSA__ARG(nk), CLPSA__ARG(scale), CLPSA__ARG(qs[0]), CLPSA__ARG(qs[1]),
-                CLPSA__ARG(qs[2]), CLPSA__ARG(ks[0]), CLPSA__ARG(ks[1]), CLPSA__ARG(ks[2]));
+                CLPSA__ARG(plan->row_offsets), CLPSA__ARG(plan->key_offsets),
+                CLPSA__ARG(plan->estimate_scratch), CLPSA__ARG(plan->scores), CLPSA__ARG(bh_first),
+                CLPSA__ARG(heads_q), CLPSA__ARG(group), CLPSA__ARG(seq_q), CLPSA__ARG(seq_k),
+                CLPSA__ARG(nq), CLPSA__ARG(nk), CLPSA__ARG(scale), CLPSA__ARG(qs[0]),
+                CLPSA__ARG(qs[1]), CLPSA__ARG(qs[2]), CLPSA__ARG(ks[0]), CLPSA__ARG(ks[1]),
+                CLPSA__ARG(ks[2]));
         else
             err = clpsa__set_args(
                 plan->estimate, 20, CLPSA__ARG(q), CLPSA__ARG(k), CLPSA__ARG(plan->perm),
-                CLPSA__ARG(plan->estimate_scratch), CLPSA__ARG(plan->scores),
-                CLPSA__ARG(bh_first), CLPSA__ARG(heads_q), CLPSA__ARG(group), CLPSA__ARG(seq_q),
-                CLPSA__ARG(seq_k), CLPSA__ARG(nq), CLPSA__ARG(nk), CLPSA__ARG(scale),
-                CLPSA__ARG(causal), CLPSA__ARG(qs[0]), CLPSA__ARG(qs[1]), CLPSA__ARG(qs[2]),
-                CLPSA__ARG(ks[0]), CLPSA__ARG(ks[1]), CLPSA__ARG(ks[2]));
+                CLPSA__ARG(plan->estimate_scratch), CLPSA__ARG(plan->scores), CLPSA__ARG(bh_first),
+                CLPSA__ARG(heads_q), CLPSA__ARG(group), CLPSA__ARG(seq_q), CLPSA__ARG(seq_k),
+                CLPSA__ARG(nq), CLPSA__ARG(nk), CLPSA__ARG(scale), CLPSA__ARG(causal),
+                CLPSA__ARG(qs[0]), CLPSA__ARG(qs[1]), CLPSA__ARG(qs[2]), CLPSA__ARG(ks[0]),
+                CLPSA__ARG(ks[1]), CLPSA__ARG(ks[2]));
         if (err != CL_SUCCESS)
             return clpsa__fail_cl(ctx, err, "clSetKernelArg(estimate)");
         const size_t local[2] = {(size_t)plan->estimate_wg, 1};
@@ -389,32 +392,29 @@ clpsa_status clpsa__plan_run_psa(clpsa_plan *plan, cl_command_queue queue, cl_me
             CLPSA__ARG(plan->levels), CLPSA__ARG(heads_q), CLPSA__ARG(group), CLPSA__ARG(seq_q),
             CLPSA__ARG(seq_k), CLPSA__ARG(bq), CLPSA__ARG(bk), CLPSA__ARG(nq), CLPSA__ARG(nk),
             CLPSA__ARG(mode), CLPSA__ARG(psa->thresholds[0]), CLPSA__ARG(psa->thresholds[1]),
-            CLPSA__ARG(psa->thresholds[2]), CLPSA__ARG(psa->thresholds[3]),
-            CLPSA__ARG(align_tile), CLPSA__ARG(min_full), CLPSA__ARG(text), CLPSA__ARG(causal),
-            CLPSA__ARG(cap_on), CLPSA__ARG(psa->similarity_thresholds[0]),
-            CLPSA__ARG(psa->similarity_thresholds[1]), CLPSA__ARG(psa->similarity_thresholds[2]),
-            CLPSA__ARG(keep), CLPSA__ARG(qe[0]), CLPSA__ARG(qe[1]), CLPSA__ARG(qe[2]),
-            CLPSA__ARG(qe[3]));
+            CLPSA__ARG(psa->thresholds[2]), CLPSA__ARG(psa->thresholds[3]), CLPSA__ARG(align_tile),
+            CLPSA__ARG(min_full), CLPSA__ARG(text), CLPSA__ARG(causal), CLPSA__ARG(cap_on),
+            CLPSA__ARG(psa->similarity_thresholds[0]), CLPSA__ARG(psa->similarity_thresholds[1]),
+            CLPSA__ARG(psa->similarity_thresholds[2]), CLPSA__ARG(keep), CLPSA__ARG(qe[0]),
+            CLPSA__ARG(qe[1]), CLPSA__ARG(qe[2]), CLPSA__ARG(qe[3]));
         if (err != CL_SUCCESS)
             return clpsa__fail_cl(ctx, err, "clSetKernelArg(assign_levels)");
         const size_t local[1] = {(size_t)plan->assign_wg};
         const size_t global[1] = {plan->rows * plan->assign_wg};
-        status = enqueue(&c, CLPSA__STAGE_ASSIGN, plan->assign, 1, global, local,
-                         "assign_levels");
+        status = enqueue(&c, CLPSA__STAGE_ASSIGN, plan->assign, 1, global, local, "assign_levels");
     }
     if (status == CLPSA_OK) {
         const cl_long rows = (cl_long)plan->rows;
         err = clpsa__set_args(plan->work_list, 11, CLPSA__ARG(plan->levels),
-                              CLPSA__ARG(plan->counts), CLPSA__ARG(plan->list),
-                              CLPSA__ARG(seq_q), CLPSA__ARG(seq_k), CLPSA__ARG(bq),
-                              CLPSA__ARG(bk), CLPSA__ARG(nq), CLPSA__ARG(nk), CLPSA__ARG(causal),
-                              CLPSA__ARG(rows));
+                              CLPSA__ARG(plan->counts), CLPSA__ARG(plan->list), CLPSA__ARG(seq_q),
+                              CLPSA__ARG(seq_k), CLPSA__ARG(bq), CLPSA__ARG(bk), CLPSA__ARG(nq),
+                              CLPSA__ARG(nk), CLPSA__ARG(causal), CLPSA__ARG(rows));
         if (err != CL_SUCCESS)
             return clpsa__fail_cl(ctx, err, "clSetKernelArg(build_work_list)");
         const size_t local[1] = {64};
         const size_t global[1] = {round_up(plan->rows, 64)};
-        status = enqueue(&c, CLPSA__STAGE_ASSIGN, plan->work_list, 1, global, local,
-                         "build_work_list");
+        status =
+            enqueue(&c, CLPSA__STAGE_ASSIGN, plan->work_list, 1, global, local, "build_work_list");
     }
 
     /* attend */
@@ -422,9 +422,8 @@ clpsa_status clpsa__plan_run_psa(clpsa_plan *plan, cl_command_queue queue, cl_me
         err = clpsa__set_args(
             plan->attend, 32, CLPSA__ARG(q), CLPSA__ARG(k), CLPSA__ARG(v),
             CLPSA__ARG(plan->k_pyramid), CLPSA__ARG(plan->v_pyramid), CLPSA__ARG(plan->perm),
-            CLPSA__ARG(plan->counts),
-            CLPSA__ARG(plan->list), CLPSA__ARG(out), CLPSA__ARG(heads_q), CLPSA__ARG(group),
-            CLPSA__ARG(seq_q), CLPSA__ARG(seq_k), CLPSA__ARG(nq), CLPSA__ARG(nk),
+            CLPSA__ARG(plan->counts), CLPSA__ARG(plan->list), CLPSA__ARG(out), CLPSA__ARG(heads_q),
+            CLPSA__ARG(group), CLPSA__ARG(seq_q), CLPSA__ARG(seq_k), CLPSA__ARG(nq), CLPSA__ARG(nk),
             CLPSA__ARG(np2), CLPSA__ARG(np4), CLPSA__ARG(np8), CLPSA__ARG(scale),
             CLPSA__ARG(causal), CLPSA__ARG(qs[0]), CLPSA__ARG(qs[1]), CLPSA__ARG(qs[2]),
             CLPSA__ARG(ks[0]), CLPSA__ARG(ks[1]), CLPSA__ARG(ks[2]), CLPSA__ARG(vs[0]),

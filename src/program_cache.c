@@ -11,15 +11,15 @@ static char *make_key(const clpsa_context *ctx, const char *file, const char *so
     const uint64_t source_hash = clpsa__hash64(source, source_size, CLPSA__HASH_SEED);
     const char *fmt = "platform=%s|platform_version=%s|device=%s|driver=%s|device_version=%s|"
                       "file=%s|source=%016llx|options=%s";
-    const int length = snprintf(NULL, 0, fmt, ctx->info.platform_name,
-                                ctx->info.platform_version, ctx->info.device_name,
-                                ctx->info.driver_version, ctx->info.device_version, file,
-                                (unsigned long long)source_hash, options);
+    const int length =
+        snprintf(NULL, 0, fmt, ctx->info.platform_name, ctx->info.platform_version,
+                 ctx->info.device_name, ctx->info.driver_version, ctx->info.device_version, file,
+                 (unsigned long long)source_hash, options);
     char *key = malloc((size_t)length + 1);
     if (key)
-        snprintf(key, (size_t)length + 1, fmt, ctx->info.platform_name,
-                 ctx->info.platform_version, ctx->info.device_name, ctx->info.driver_version,
-                 ctx->info.device_version, file, (unsigned long long)source_hash, options);
+        snprintf(key, (size_t)length + 1, fmt, ctx->info.platform_name, ctx->info.platform_version,
+                 ctx->info.device_name, ctx->info.driver_version, ctx->info.device_version, file,
+                 (unsigned long long)source_hash, options);
     return key;
 }
 
@@ -84,8 +84,8 @@ static cl_program load_binary(clpsa_context *ctx, const char *key, const char *o
         return NULL;
     cl_int binary_status = CL_SUCCESS, err = CL_SUCCESS;
     const unsigned char *binaries[1] = {binary};
-    cl_program program = clCreateProgramWithBinary(ctx->cl_ctx, 1, &ctx->device, &size,
-                                                   binaries, &binary_status, &err);
+    cl_program program = clCreateProgramWithBinary(ctx->cl_ctx, 1, &ctx->device, &size, binaries,
+                                                   &binary_status, &err);
     free(binary);
     if (err == CL_SUCCESS && binary_status == CL_SUCCESS)
         err = clBuildProgram(program, 1, &ctx->device, options, NULL, NULL);
@@ -122,8 +122,7 @@ static void store_binary(clpsa_context *ctx, const char *key, cl_program program
 }
 
 static clpsa_status build_from_source(clpsa_context *ctx, const char *file, const char *source,
-                                      size_t source_size, const char *options,
-                                      cl_program *out) {
+                                      size_t source_size, const char *options, cl_program *out) {
     cl_int err = CL_SUCCESS;
     const char *sources[1] = {source};
     cl_program program = clCreateProgramWithSource(ctx->cl_ctx, 1, sources, &source_size, &err);
@@ -139,8 +138,7 @@ static clpsa_status build_from_source(clpsa_context *ctx, const char *file, cons
             clpsa__fail(ctx, CLPSA_ERROR_BUILD_FAILED,
                         "building %s with options \"%s\" failed with OpenCL error %d (%s); "
                         "build log:\n%s",
-                        file, options, (int)err, clpsa__cl_error_name(err),
-                        log ? log : "(no log)");
+                        file, options, (int)err, clpsa__cl_error_name(err), log ? log : "(no log)");
         clpsa__log(ctx, CLPSA_LOG_ERROR, "%s", ctx->last_error);
         free(log);
         return status;
@@ -189,8 +187,7 @@ clpsa_status clpsa__program_get(clpsa_context *ctx, const char *const *files, si
     char *source = NULL;
     size_t source_size = 0;
     char file[512];
-    clpsa_status status =
-        load_sources(ctx, files, count, &source, &source_size, file, sizeof file);
+    clpsa_status status = load_sources(ctx, files, count, &source, &source_size, file, sizeof file);
     if (status != CLPSA_OK)
         return status;
     char *key = make_key(ctx, file, source, source_size, options);

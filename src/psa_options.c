@@ -17,21 +17,57 @@ typedef struct preset {
 } preset;
 
 static const preset presets[] = {
-    {"wan21-14b", {0.4f, 0.5f, 0.6f, 0.8f}, CLPSA_MODE_THRESHOLD, 128, 128, 0, {0}, 0,
+    {"wan21-14b",
+     {0.4f, 0.5f, 0.6f, 0.8f},
+     CLPSA_MODE_THRESHOLD,
+     128,
+     128,
+     0,
+     {0},
+     0,
      CLPSA_ESTIMATOR_SAMPLED},
-    {"wan21-1.3b", {0.5f, 0.6f, 0.7f, 0.8f}, CLPSA_MODE_THRESHOLD, 128, 128, 1,
-     {0.7f, 0.65f, 0.6f}, 0, CLPSA_ESTIMATOR_SAMPLED},
-    {"wan22-5b", {0.6f, 0.7f, 0.7f, 0.8f}, CLPSA_MODE_THRESHOLD, 128, 32, 0, {0}, 0,
+    {"wan21-1.3b",
+     {0.5f, 0.6f, 0.7f, 0.8f},
+     CLPSA_MODE_THRESHOLD,
+     128,
+     128,
+     1,
+     {0.7f, 0.65f, 0.6f},
+     0,
      CLPSA_ESTIMATOR_SAMPLED},
-    {"cogvideox", {0.1f, 0.15f, 0.15f, 0.35f}, CLPSA_MODE_QUANTILE, 128, 128, 0, {0}, 0,
+    {"wan22-5b",
+     {0.6f, 0.7f, 0.7f, 0.8f},
+     CLPSA_MODE_THRESHOLD,
+     128,
+     32,
+     0,
+     {0},
+     0,
      CLPSA_ESTIMATOR_SAMPLED},
-    {"understanding", {0.7f, 0.8f, 0.9f, 0.9f}, CLPSA_MODE_ENERGY, 128, 128, 1,
-     {0.75f, 0.7f, 0.7f}, 1, CLPSA_ESTIMATOR_ANTIDIAGONAL},
+    {"cogvideox",
+     {0.1f, 0.15f, 0.15f, 0.35f},
+     CLPSA_MODE_QUANTILE,
+     128,
+     128,
+     0,
+     {0},
+     0,
+     CLPSA_ESTIMATOR_SAMPLED},
+    {"understanding",
+     {0.7f, 0.8f, 0.9f, 0.9f},
+     CLPSA_MODE_ENERGY,
+     128,
+     128,
+     1,
+     {0.75f, 0.7f, 0.7f},
+     1,
+     CLPSA_ESTIMATOR_ANTIDIAGONAL},
 };
 
 /* Defaults without a preset: bm/bn of SPEC.md section 2, the wan21-1.3b thresholds. */
-static const preset defaults = {NULL, {0.5f, 0.6f, 0.7f, 0.8f}, CLPSA_MODE_THRESHOLD, 128, 64,
-                                0, {0.7f, 0.65f, 0.6f}, 0, CLPSA_ESTIMATOR_SAMPLED};
+static const preset defaults = {
+    NULL, {0.5f, 0.6f, 0.7f, 0.8f}, CLPSA_MODE_THRESHOLD, 128, 64, 0, {0.7f, 0.65f, 0.6f},
+    0,    CLPSA_ESTIMATOR_SAMPLED};
 
 static bool any_nonzero(const float *values, int count) {
     for (int i = 0; i < count; ++i)
@@ -58,8 +94,8 @@ static clpsa_status find_preset(clpsa_context *ctx, const char *name, const pres
 static clpsa_status check_range(clpsa_context *ctx, const char *name, int value, int low,
                                 int high) {
     if (value < low || value > high)
-        return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE, "%s = %d: it must be in [%d, %d]",
-                           name, value, low, high);
+        return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE, "%s = %d: it must be in [%d, %d]", name,
+                           value, low, high);
     return CLPSA_OK;
 }
 
@@ -74,8 +110,7 @@ static clpsa_status check_thresholds(clpsa_context *ctx, const float *t) {
             return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
                                "thresholds[%d] (%s) = %g is below thresholds[%d] (%s) = %g: "
                                "thresholds must be non-decreasing",
-                               i, names[i], (double)t[i], i - 1, names[i - 1],
-                               (double)t[i - 1]);
+                               i, names[i], (double)t[i], i - 1, names[i - 1], (double)t[i - 1]);
     }
     return CLPSA_OK;
 }
@@ -100,8 +135,8 @@ static clpsa_status resolve_ordering(clpsa_context *ctx, const clpsa_plan_desc *
     for (int a = 0; a < 3; ++a) {
         if (desc->grid[a] < 1)
             return clpsa__fail(ctx, CLPSA_ERROR_INVALID_SHAPE,
-                               "grid[%d] (%s) = %d: every grid size must be at least 1", a,
-                               axes[a], desc->grid[a]);
+                               "grid[%d] (%s) = %d: every grid size must be at least 1", a, axes[a],
+                               desc->grid[a]);
         tokens *= desc->grid[a];
         out->grid[a] = desc->grid[a];
     }
@@ -145,8 +180,8 @@ clpsa_status clpsa__psa_resolve(clpsa_context *ctx, const clpsa_plan_desc *desc,
            sizeof out->thresholds);
     out->mode = desc->mode ? desc->mode : base->mode;
     out->similarity_cap = desc->similarity_cap == CLPSA_OFF ? 0
-                          : desc->similarity_cap          ? 1
-                                                          : base->similarity_cap;
+                          : desc->similarity_cap            ? 1
+                                                            : base->similarity_cap;
     memcpy(out->similarity_thresholds,
            any_nonzero(desc->similarity_thresholds, 3) ? desc->similarity_thresholds
            : base->similarity_cap                      ? base->similarity_thresholds

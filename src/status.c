@@ -3,8 +3,8 @@
 
 const char *clpsa_status_name(clpsa_status status) {
     switch (status) {
-#define CLPSA_X_NAME(name, value, sentence)                                                      \
-    case name:                                                                                   \
+#define CLPSA_X_NAME(name, value, sentence)                                                        \
+    case name:                                                                                     \
         return #name;
         CLPSA_STATUS_LIST(CLPSA_X_NAME)
 #undef CLPSA_X_NAME
@@ -14,8 +14,8 @@ const char *clpsa_status_name(clpsa_status status) {
 
 const char *clpsa_status_string(clpsa_status status) {
     switch (status) {
-#define CLPSA_X_SENTENCE(name, value, sentence)                                                  \
-    case name:                                                                                   \
+#define CLPSA_X_SENTENCE(name, value, sentence)                                                    \
+    case name:                                                                                     \
         return sentence;
         CLPSA_STATUS_LIST(CLPSA_X_SENTENCE)
 #undef CLPSA_X_SENTENCE

@@ -67,8 +67,8 @@ clpsa_status clpsa__tensor_check_strides(clpsa_context *ctx, const clpsa__tensor
 
 size_t clpsa__tensor_bytes(const clpsa__tensor *t) {
     const clpsa_strides *s = &t->strides;
-    const int64_t last = s->batch * (t->batch - 1) + s->head * (t->heads - 1) +
-                         s->seq * (t->seq - 1) + (t->dim - 1);
+    const int64_t last =
+        s->batch * (t->batch - 1) + s->head * (t->heads - 1) + s->seq * (t->seq - 1) + (t->dim - 1);
     return (size_t)(last + 1) * clpsa_dtype_size(t->dtype);
 }
 

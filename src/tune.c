@@ -12,7 +12,12 @@
 #include <string.h>
 #include <time.h>
 
-typedef enum family_kind { FAMILY_DENSE, FAMILY_ATTEND, FAMILY_ESTIMATE, FAMILY_ASSIGN } family_kind;
+typedef enum family_kind {
+    FAMILY_DENSE,
+    FAMILY_ATTEND,
+    FAMILY_ESTIMATE,
+    FAMILY_ASSIGN
+} family_kind;
 
 static const struct {
     const char *name;
@@ -167,8 +172,7 @@ static clpsa_status bench_init(bench *b, clpsa_context *ctx, const clpsa_tune_de
     b->desc.head_dim = t->head_dim ? t->head_dim : 64;
     b->desc.dtype = t->dtype ? t->dtype : CLPSA_DTYPE_FP32;
     b->desc.out_dtype = CLPSA_DTYPE_FP32; /* compare candidates without output rounding */
-    const size_t count =
-        (size_t)b->desc.batch * b->desc.heads_q * b->desc.seq_q * b->desc.head_dim;
+    const size_t count = (size_t)b->desc.batch * b->desc.heads_q * b->desc.seq_q * b->desc.head_dim;
     b->out_count = count;
     const size_t bytes = count * clpsa_dtype_size(b->desc.dtype);
     clpsa_status status = clpsa_context_alloc(ctx, bytes, &b->q);
@@ -302,9 +306,8 @@ static clpsa_status tune_family(bench *b, int f, double budget, const clpsa_tune
         r->tried++;
         if (s != CLPSA_OK || !agrees(&reference, &got)) {
             r->rejected++;
-            clpsa__log(ctx, CLPSA_LOG_INFO, "tune %s: candidate %d rejected (%s)",
-                       families[f].name, order[i],
-                       s != CLPSA_OK ? clpsa_status_name(s) : "result differs");
+            clpsa__log(ctx, CLPSA_LOG_INFO, "tune %s: candidate %d rejected (%s)", families[f].name,
+                       order[i], s != CLPSA_OK ? clpsa_status_name(s) : "result differs");
             clpsa__clear_error(ctx);
         } else if (got.ms < r->best_ms) {
             r->best_ms = got.ms;

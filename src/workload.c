@@ -66,8 +66,8 @@ clpsa_status clpsa_video_workload_generate(const clpsa_video_workload_desc *desc
     if (!desc || !q || !k || !v)
         return CLPSA_ERROR_NULL_ARGUMENT;
     const int T = desc->frames, H = desc->height, W = desc->width, D = desc->head_dim;
-    if (T < 1 || H < 1 || W < 1 || desc->heads_q < 1 || desc->heads_kv < 1 || D < 2 ||
-        D % 2 != 0 || desc->heads_q % desc->heads_kv != 0)
+    if (T < 1 || H < 1 || W < 1 || desc->heads_q < 1 || desc->heads_kv < 1 || D < 2 || D % 2 != 0 ||
+        desc->heads_q % desc->heads_kv != 0)
         return CLPSA_ERROR_INVALID_SHAPE;
     const double lt = desc->length_time > 0 ? desc->length_time : 4.0;
     const double ls = desc->length_space > 0 ? desc->length_space : 8.0;
@@ -102,8 +102,8 @@ clpsa_status clpsa_video_workload_generate(const clpsa_video_workload_desc *desc
             float *v_row = v + ((size_t)hk * N + n) * D;
             for (int d = 0; d < D; ++d) {
                 const double content_k = content_amp * feature(&field, d, t, y, xx);
-                k_row[d] = (float)(pos_amp * feature(&pos, d, t, y, xx) + content_k +
-                                   noise * normal(&r));
+                k_row[d] =
+                    (float)(pos_amp * feature(&pos, d, t, y, xx) + content_k + noise * normal(&r));
                 double value = 0.0;
                 for (int e = 0; e < 8; ++e)
                     value += mix[(size_t)d * D + e] * feature(&field, e, t, y, xx);

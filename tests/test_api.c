@@ -127,8 +127,7 @@ static void test_wraps_caller_objects_and_checks_queue(void **state) {
     clpsa_context_destroy(wrapped);
     /* The caller still owns its objects: they must still be valid after destroy. */
     cl_uint refs = 0;
-    assert_int_equal(clGetContextInfo(mine, CL_CONTEXT_REFERENCE_COUNT, sizeof refs, &refs,
-                                      NULL),
+    assert_int_equal(clGetContextInfo(mine, CL_CONTEXT_REFERENCE_COUNT, sizeof refs, &refs, NULL),
                      CL_SUCCESS);
     assert_true(refs >= 1);
     clReleaseCommandQueue(my_queue);

@@ -89,15 +89,15 @@ static float *run_tiny(clpsa_context *ctx) {
         assert_int_equal(clpsa_context_alloc(ctx, n * sizeof *host, &buffers[i]), CLPSA_OK);
     cl_command_queue queue = clpsa_context_queue(ctx);
     for (int i = 0; i < 3; ++i)
-        assert_int_equal(clEnqueueWriteBuffer(queue, buffers[i], CL_TRUE, 0, n * sizeof *host,
-                                              host, 0, NULL, NULL),
+        assert_int_equal(clEnqueueWriteBuffer(queue, buffers[i], CL_TRUE, 0, n * sizeof *host, host,
+                                              0, NULL, NULL),
                          CL_SUCCESS);
-    assert_int_equal(clpsa_plan_run(plan, NULL, buffers[0], buffers[1], buffers[2], buffers[3],
-                                    0, NULL, NULL),
-                     CLPSA_OK);
-    assert_int_equal(clEnqueueReadBuffer(queue, buffers[3], CL_TRUE, 0, n * sizeof *host, host,
-                                         0, NULL, NULL),
-                     CL_SUCCESS);
+    assert_int_equal(
+        clpsa_plan_run(plan, NULL, buffers[0], buffers[1], buffers[2], buffers[3], 0, NULL, NULL),
+        CLPSA_OK);
+    assert_int_equal(
+        clEnqueueReadBuffer(queue, buffers[3], CL_TRUE, 0, n * sizeof *host, host, 0, NULL, NULL),
+        CL_SUCCESS);
     for (int i = 0; i < 4; ++i)
         clReleaseMemObject(buffers[i]);
     clpsa_plan_destroy(plan);
@@ -207,8 +207,8 @@ static void check_damage_is_ignored(damage kind, const char *why) {
     assert_int_equal(s.builds, 1);
     assert_int_equal(log.warnings, 1);
     if (!strstr(log.last_warning, "ignoring") || !strstr(log.last_warning, why))
-        fail_msg("log line \"%s\" should say it ignores the file because: %s",
-                 log.last_warning, why);
+        fail_msg("log line \"%s\" should say it ignores the file because: %s", log.last_warning,
+                 why);
     assert_memory_equal(reference, result, 40 * 64 * sizeof(float));
 
     /* The rebuilt program replaced the damaged file: the next context loads it. */

@@ -76,16 +76,18 @@ static void describe(clpsa_context *ctx, char *out, size_t size) {
 static void test_device_normalisation(void **state) {
     (void)state;
     char vendor[32], arch[64];
-    clpsa_normalize_device(0x10DE, "NVIDIA Corporation", "NVIDIA CUDA", "NVIDIA H100 80GB HBM3",
-                           9, 0, vendor, sizeof vendor, arch, sizeof arch);
+    clpsa_normalize_device(0x10DE, "NVIDIA Corporation", "NVIDIA CUDA", "NVIDIA H100 80GB HBM3", 9,
+                           0, vendor, sizeof vendor, arch, sizeof arch);
     assert_string_equal(vendor, "nvidia");
     assert_string_equal(arch, "sm_90");
     clpsa_normalize_device(0x10DE, "NVIDIA Corporation", "NVIDIA CUDA", "Tesla T4", 0, 0, vendor,
                            sizeof vendor, arch, sizeof arch);
     assert_string_equal(arch, ""); /* no compute capability reported */
-    clpsa_normalize_device(0x1002, "Advanced Micro Devices, Inc.", "AMD Accelerated Parallel "
-                           "Processing", "gfx90a:sramecc+:xnack-", 0, 0, vendor, sizeof vendor,
-                           arch, sizeof arch);
+    clpsa_normalize_device(0x1002, "Advanced Micro Devices, Inc.",
+                           "AMD Accelerated Parallel "
+                           "Processing",
+                           "gfx90a:sramecc+:xnack-", 0, 0, vendor, sizeof vendor, arch,
+                           sizeof arch);
     assert_string_equal(vendor, "amd");
     assert_string_equal(arch, "gfx90a");
     clpsa_normalize_device(0x8086, "Intel(R) Corporation", "Intel(R) OpenCL Graphics",
@@ -129,8 +131,7 @@ static void test_overrides_are_checked(void **state) {
     char text[2048];
     describe(ctx, text, sizeof text);
     assert_null(strstr(text, "user override")); /* rejected text changed nothing */
-    assert_int_equal(clpsa_context_set_params(ctx, "attend.TILE_N=16, dense.BLOCK_M=64"),
-                     CLPSA_OK);
+    assert_int_equal(clpsa_context_set_params(ctx, "attend.TILE_N=16, dense.BLOCK_M=64"), CLPSA_OK);
     describe(ctx, text, sizeof text);
     assert_non_null(strstr(text, "attend.TILE_N=16 (user override)"));
     assert_non_null(strstr(text, "dense.BLOCK_M=64 (user override)"));

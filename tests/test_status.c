@@ -95,7 +95,7 @@ static void test_half_round_trip_exhaustive(void **state) {
             assert_int_equal(clpsa_convert_from_float(types[t], &f, &back, 1), CLPSA_OK);
             if (isnan(f))
                 assert_true((types[t] == CLPSA_DTYPE_FP16 ? (back & 0x7c00u) == 0x7c00u
-                                                           : (back & 0x7f80u) == 0x7f80u) &&
+                                                          : (back & 0x7f80u) == 0x7f80u) &&
                             (back & (types[t] == CLPSA_DTYPE_FP16 ? 0x3ffu : 0x7fu)) != 0);
             else
                 assert_int_equal(back, h);
@@ -112,15 +112,15 @@ static void test_fp16_rounding(void **state) {
     } cases[] = {
         {1.0f, 0x3c00},
         {-2.0f, 0xc000},
-        {65504.0f, 0x7bff},                   /* largest finite */
-        {65519.99f, 0x7bff},                  /* just below the rounding point */
-        {65520.0f, 0x7c00},                   /* ties to even -> infinity */
-        {1.0f + 1.0f / 2048.0f, 0x3c00},      /* tie between 1 and 1+2^-10: even is 1 */
-        {1.0f + 3.0f / 2048.0f, 0x3c02},      /* tie between 1+2^-10 and 1+2^-9: even is up */
-        {5.9604645e-08f, 0x0001},             /* 2^-24, smallest subnormal */
-        {2.9802322e-08f, 0x0000},             /* 2^-25: tie to even (zero) */
-        {4.4703484e-08f, 0x0001},             /* 1.5 * 2^-25 rounds up */
-        {6.1035156e-05f, 0x0400},             /* 2^-14, smallest normal */
+        {65504.0f, 0x7bff},              /* largest finite */
+        {65519.99f, 0x7bff},             /* just below the rounding point */
+        {65520.0f, 0x7c00},              /* ties to even -> infinity */
+        {1.0f + 1.0f / 2048.0f, 0x3c00}, /* tie between 1 and 1+2^-10: even is 1 */
+        {1.0f + 3.0f / 2048.0f, 0x3c02}, /* tie between 1+2^-10 and 1+2^-9: even is up */
+        {5.9604645e-08f, 0x0001},        /* 2^-24, smallest subnormal */
+        {2.9802322e-08f, 0x0000},        /* 2^-25: tie to even (zero) */
+        {4.4703484e-08f, 0x0001},        /* 1.5 * 2^-25 rounds up */
+        {6.1035156e-05f, 0x0400},        /* 2^-14, smallest normal */
         {-0.0f, 0x8000},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
@@ -128,8 +128,7 @@ static void test_fp16_rounding(void **state) {
         assert_int_equal(clpsa_convert_from_float(CLPSA_DTYPE_FP16, &cases[i].in, &out, 1),
                          CLPSA_OK);
         if (out != cases[i].out)
-            fail_msg("fp16(%a) = 0x%04x, expected 0x%04x", (double)cases[i].in, out,
-                     cases[i].out);
+            fail_msg("fp16(%a) = 0x%04x, expected 0x%04x", (double)cases[i].in, out, cases[i].out);
     }
     const float inf = INFINITY;
     uint16_t out = 0;

@@ -221,8 +221,8 @@ static void test_psa_beats_binary_at_equal_density(void **state) {
 
 /* Output with an ordering = output of the same run on pre-permuted inputs, un-permuted; and
  * the level maps agree. */
-static void check_ordering_equivalence(clpsa_ordering ordering, int frames, int height,
-                                       int width, int text_tokens, const int *tile) {
+static void check_ordering_equivalence(clpsa_ordering ordering, int frames, int height, int width,
+                                       int text_tokens, const int *tile) {
     problem p;
     problem_make(&p, frames, height, width, text_tokens);
     clpsa_plan_desc d = base_desc(&p);
@@ -237,8 +237,8 @@ static void check_ordering_equivalence(clpsa_ordering ordering, int frames, int 
     float *ordered = run(&p, &d, NULL, &levels_ordered);
 
     int32_t *perm = malloc(p.tokens * sizeof *perm);
-    ts_check(ctx, clpsa_ordering_permutation(ordering, frames, height, width,
-                                             tile ? tile : d.tile, text_tokens, perm));
+    ts_check(ctx, clpsa_ordering_permutation(ordering, frames, height, width, tile ? tile : d.tile,
+                                             text_tokens, perm));
     for (int i = 0; i < text_tokens; ++i)
         assert_int_equal(perm[p.tokens - text_tokens + i], (int32_t)(p.tokens - text_tokens + i));
     problem permuted = p;

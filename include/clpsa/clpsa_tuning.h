@@ -33,10 +33,9 @@ const char *clpsa_context_device_key(const clpsa_context *ctx);
 
 /* Normalises device facts into vendor ("nvidia", "amd", "intel", "pocl" or the lower-case
  * vendor name) and architecture ("sm_90", "gfx90a", the PoCL CPU's LLVM name, or ""). */
-void clpsa_normalize_device(unsigned vendor_id, const char *vendor_name,
-                            const char *platform_name, const char *device_name,
-                            int nv_compute_major, int nv_compute_minor, char *vendor,
-                            size_t vendor_size, char *arch, size_t arch_size);
+void clpsa_normalize_device(unsigned vendor_id, const char *vendor_name, const char *platform_name,
+                            const char *device_name, int nv_compute_major, int nv_compute_minor,
+                            char *vendor, size_t vendor_size, char *arch, size_t arch_size);
 
 /* One line per parameter, "family.NAME=value (source)", as the next plan with default
  * algorithm options would get them (before per-plan constraints). */
@@ -67,11 +66,11 @@ typedef struct clpsa_tune_desc {
 
 typedef struct clpsa_tune_family_result {
     char family[16];
-    double default_ms;     /* the defaults' time (min of repetitions) */
-    double best_ms;        /* the winner's */
-    int tried, rejected;   /* candidates timed; candidates discarded (wrong result / failed) */
-    int exhaustive;        /* the whole space was searched */
-    char best[128];        /* "family.NAME=value,..." of the winner */
+    double default_ms;   /* the defaults' time (min of repetitions) */
+    double best_ms;      /* the winner's */
+    int tried, rejected; /* candidates timed; candidates discarded (wrong result / failed) */
+    int exhaustive;      /* the whole space was searched */
+    char best[128];      /* "family.NAME=value,..." of the winner */
 } clpsa_tune_family_result;
 
 typedef struct clpsa_tune_result {

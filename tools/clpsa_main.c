@@ -10,8 +10,10 @@ static void usage(FILE *out) {
             "\n"
             "commands:\n"
             "  devices   list the OpenCL platforms and devices, and the one clpsa would use\n"
-            "  run       time attention on a built-in random problem (checked against a\n"
-            "            double-precision computation) or on Q, K, V from .npy files\n"
+            "  run       Pyramid Sparse Attention against dense attention and the binary\n"
+            "            block-sparse baseline: density, levels, time per stage, error; on the\n"
+            "            built-in video workload (raster and hilbert token order) or on Q, K, V\n"
+            "            from .npy files\n"
             "\n"
             "  clpsa --help       this text\n"
             "  clpsa --version    the library version\n"
@@ -44,6 +46,8 @@ int main(int argc, char **argv) {
         return clpsa__cmd_devices(argc - 1, argv + 1);
     if (!strcmp(command, "run"))
         return clpsa__cmd_run(argc - 1, argv + 1);
+    if (!strcmp(command, "tune"))
+        return clpsa__cmd_tune(argc - 1, argv + 1);
     fprintf(stderr, "clpsa: unknown command '%s'\n\n", command);
     usage(stderr);
     return CLPSA__EXIT_USAGE;

@@ -3,6 +3,8 @@
  * itself would pick and why. */
 #include "tool_common.h"
 
+#include <clpsa/clpsa_tuning.h>
+
 #include <stdio.h>
 #include <string.h>
 
@@ -53,6 +55,30 @@ static const char *type_name(cl_device_type type) {
     return "other";
 }
 
+/* Where the device's kernel parameters come from (override, tuned cache, built-in table or
+ * generic default), as the next plan would look them up. */
+static void print_parameters(size_t index) {
+    char spec[32];
+    snprintf(spec, sizeof spec, "%zu", index);
+    clpsa_context_desc desc;
+    clpsa__tool_context_desc_init(&desc, spec);
+    clpsa_context *ctx = NULL;
+    if (clpsa_context_create(&desc, &ctx) != CLPSA_OK) {
+        printf("    parameters       (no context: %s)\n", "the device could not be opened");
+        return;
+    }
+    char text[2048];
+    if (clpsa_context_describe_params(ctx, text, sizeof text) == CLPSA_OK) {
+        printf("    key              %s\n", clpsa_context_device_key(ctx));
+        const char *label = "parameters";
+        for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+            printf("    %-16s %s\n", label, line);
+            label = "";
+        }
+    }
+    clpsa_context_destroy(ctx);
+}
+
 static void print_device(size_t index, cl_device_id device) {
     char name[TEXT], c_version[TEXT], driver[TEXT], version[TEXT];
     device_string(device, CL_DEVICE_NAME, name);
@@ -77,6 +103,7 @@ static void print_device(size_t index, cl_device_id device) {
     printf("    local memory     %s\n", local);
     printf("    OpenCL           %s; %s\n", version, c_version);
     printf("    driver           %s\n", driver);
+    print_parameters(index);
 }
 
 /* Prints the listing; returns the number of devices. */

@@ -14,6 +14,7 @@
 #include "support/test_support.h"
 
 #include <dirent.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -215,6 +216,22 @@ static void test_builtin_rows_match_reference(void **state) {
     clpsa_context *ctx = make_context(&log);
     const size_t rows = clpsa_builtin_params_count();
     print_message("built-in table: %zu rows\n", rows);
+    /* Without a tuned cache or an override, a row matching this device (its key starts with
+     * the row's match) provides the values; otherwise the generic defaults do. */
+    bool row_matches = false;
+    for (size_t r = 0; r < rows; ++r) {
+        char match[512], params[512];
+        assert_int_equal(clpsa_builtin_params_row(r, match, sizeof match, params, sizeof params),
+                         CLPSA_OK);
+        const char *key = clpsa_context_device_key(ctx);
+        row_matches = row_matches || (strncmp(key, match, strlen(match)) == 0 &&
+                                      (key[strlen(match)] == '/' || key[strlen(match)] == '\0'));
+    }
+    char text[2048];
+    describe(ctx, text, sizeof text);
+    print_message("%s", text);
+    assert_non_null(strstr(text, row_matches ? "(built-in table" : "(generic default)"));
+    assert_null(strstr(text, row_matches ? "(generic default)" : "(built-in table"));
     for (size_t r = 0; r < rows; ++r) {
         char match[512], params[512];
         assert_int_equal(clpsa_builtin_params_row(r, match, sizeof match, params, sizeof params),

@@ -26,6 +26,9 @@
 #ifndef STRIDE
 #define STRIDE 8 /* antidiagonal stride */
 #endif
+#ifndef ESTIMATE_STAGED
+#define ESTIMATE_STAGED 0 /* 1: also build estimate_sampled_staged (its local memory fits) */
+#endif
 
 /* Sum over the work-group; every work-item gets the total. */
 inline float group_sum(float x, __local float *scratch) {
@@ -44,6 +47,24 @@ inline float group_sum(float x, __local float *scratch) {
 
 /* S[i][j] = P[i][j] / sum_j P[i][j], P[i][j] = max_r exp2(m2[r][j] - rowmax2[r]): base-2
  * logits, so exp2 of differences equals exp of the natural ones. */
+inline void normalise_block_maxima(__global const float *m2, __local const float *row_max,
+                                   __global float *s_row, int blocks_k, __local float *reduce) {
+    const int lid = get_local_id(0);
+    float partial = 0.0f;
+    for (int j = lid; j < blocks_k; j += EST_WG) {
+        float p = 0.0f;
+        for (int r = 0; r < SAMPLE_Q; ++r)
+            p = fmax(p, exp2(m2[(long)r * blocks_k + j] - row_max[r]));
+        s_row[j] = p;
+        partial += p;
+    }
+    const float total = group_sum(partial, reduce);
+    for (int j = lid; j < blocks_k; j += EST_WG)
+        s_row[j] /= total;
+}
+
+/* The sampled estimate: work-items own sampled rows and walk every key block's sampled keys.
+ * Needs no local memory beyond a row of maxima. */
 __kernel __attribute__((reqd_work_group_size(EST_WG, 1, 1))) void estimate_sampled(
     __global const in_t *q, __global const in_t *k, __global const int *perm,
     __global const int *row_offsets, __global const int *key_offsets, __global float *scratch,
@@ -85,19 +106,80 @@ __kernel __attribute__((reqd_work_group_size(EST_WG, 1, 1))) void estimate_sampl
     }
     barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
 
-    __global float *s_row = scores + ((long)bh * blocks_q + i) * blocks_k;
-    float partial = 0.0f;
-    for (int j = lid; j < blocks_k; j += EST_WG) {
-        float p = 0.0f;
-        for (int r = 0; r < SAMPLE_Q; ++r)
-            p = fmax(p, exp2(m2[(long)r * blocks_k + j] - row_max[r]));
-        s_row[j] = p;
-        partial += p;
-    }
-    const float total = group_sum(partial, reduce);
-    for (int j = lid; j < blocks_k; j += EST_WG)
-        s_row[j] /= total;
+    normalise_block_maxima(m2, row_max, scores + ((long)bh * blocks_q + i) * blocks_k, blocks_k,
+                           reduce);
 }
+
+#if ESTIMATE_STAGED
+/* The same estimate with the sampled query rows staged in local memory and the work-items
+ * spread over key blocks: each sampled key is loaded once per work-group and meets every
+ * sampled row there (1.3-1.5x faster on PoCL). Used when its local memory fits the device. */
+__kernel __attribute__((reqd_work_group_size(EST_WG, 1, 1))) void estimate_sampled_staged(
+    __global const in_t *q, __global const in_t *k, __global const int *perm,
+    __global const int *row_offsets, __global const int *key_offsets, __global float *scratch,
+    __global float *scores, const int bh_first, const int heads_q, const int group, const int seq_q,
+    const int seq_k, const int blocks_q, const int blocks_k, const float scale, const long q_sb,
+    const long q_sh, const long q_sn, const long k_sb, const long k_sh, const long k_sn) {
+    __local float row_max[SAMPLE_Q];
+    __local float reduce[EST_WG];
+    const int lid = get_local_id(0);
+    const int i = get_group_id(0);
+    const int bh_local = get_group_id(1);
+    const int bh = bh_first + bh_local;
+    const int b = bh / heads_q;
+    const int h = bh - b * heads_q;
+    const int kvh = h / group;
+    __global const in_t *q_head = q + b * q_sb + h * q_sh;
+    __global const in_t *k_head = k + b * k_sb + kvh * k_sh;
+    __global const int *rows = row_offsets + (long)bh * SAMPLE_Q;
+    __global const int *cols = key_offsets + (long)bh * SAMPLE_K;
+    __global float *m2 = scratch + ((long)bh_local * blocks_q + i) * SAMPLE_Q * blocks_k;
+    const float q_scale = scale * LOG2E;
+
+    __local float q_tile[SAMPLE_Q][HEAD_DIM];
+    __local float partial_max[EST_WG][SAMPLE_Q];
+    for (int idx = lid; idx < SAMPLE_Q * HEAD_DIM; idx += EST_WG) {
+        const int r = idx / HEAD_DIM, d = idx - r * HEAD_DIM;
+        const int t = TOKEN(perm, min(i * BLOCK_Q + rows[r], seq_q - 1)); /* replicate pad */
+        q_tile[r][d] = LOAD_IN(q_head, (long)t * q_sn + d) * q_scale;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    float best[SAMPLE_Q];
+    for (int r = 0; r < SAMPLE_Q; ++r)
+        best[r] = -INFINITY;
+    for (int j = lid; j < blocks_k; j += EST_WG) {
+        float block_max[SAMPLE_Q];
+        for (int r = 0; r < SAMPLE_Q; ++r)
+            block_max[r] = -INFINITY;
+        for (int c = 0; c < SAMPLE_K; ++c) {
+            const int key = TOKEN(perm, min(j * BLOCK_K + cols[c], seq_k - 1));
+            float k_reg[HEAD_DIM];
+            for (int d = 0; d < HEAD_DIM; d += 4)
+                vstore4(LOAD_IN4(k_head + (long)key * k_sn, d), 0, k_reg + d);
+            for (int r = 0; r < SAMPLE_Q; ++r)
+                block_max[r] = fmax(block_max[r], dot_private_local(k_reg, q_tile[r]));
+        }
+        for (int r = 0; r < SAMPLE_Q; ++r) {
+            m2[(long)r * blocks_k + j] = block_max[r];
+            best[r] = fmax(best[r], block_max[r]);
+        }
+    }
+    for (int r = 0; r < SAMPLE_Q; ++r)
+        partial_max[lid][r] = best[r];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int r = lid; r < SAMPLE_Q; r += EST_WG) {
+        float m = -INFINITY;
+        for (int w = 0; w < EST_WG; ++w)
+            m = fmax(m, partial_max[w][r]);
+        row_max[r] = m;
+    }
+    barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
+
+    normalise_block_maxima(m2, row_max, scores + ((long)bh * blocks_q + i) * blocks_k, blocks_k,
+                           reduce);
+}
+
+#endif
 
 /* Understanding path: z[a][b] = scale/STRIDE * sum_u dot(Q[a*S + S-1-u], K[b*S + u]),
  * w[a][.] = softmax over visible b, S[i][j] = sum over a in block i and b in block j of w,

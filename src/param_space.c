@@ -17,6 +17,9 @@ const clpsa__param_def clpsa__param_defs[CLPSA__PARAM_COUNT] = {
     [CLPSA__P_ESTIMATE_WG] = {"estimate", "EST_WG", {16, 32, 64, 128}, 4, 32, 32},
     /* work-items sorting one row of scores */
     [CLPSA__P_ASSIGN_WG] = {"assign", "ASSIGN_WG", {32, 64, 128, 256}, 4, 64, 64},
+    /* sampled estimate kernel: 1 work-items own sampled rows (no local memory); 2 sampled rows
+     * staged in local memory, work-items own key blocks (needs sample_q * D floats of it) */
+    [CLPSA__P_ESTIMATE_VARIANT] = {"estimate", "VARIANT", {1, 2}, 2, 2, 2},
 };
 
 const char *clpsa__param_source_name(clpsa__param_source source) {
@@ -87,7 +90,8 @@ bool clpsa__params_parse(const char *text, int *values, char *why, size_t why_si
         if (id == CLPSA__PARAM_COUNT) {
             snprintf(why, why_size,
                      "\"%.*s\" is not a parameter (known: dense.BLOCK_M, dense.TILE_N, "
-                     "attend.ATT_M, attend.TILE_N, estimate.EST_WG, assign.ASSIGN_WG)",
+                     "attend.ATT_M, attend.TILE_N, estimate.EST_WG, estimate.VARIANT, "
+                     "assign.ASSIGN_WG)",
                      (int)(equals - at), at);
             return false;
         }

@@ -7,6 +7,6 @@
 const clpsa__param_row clpsa__param_table[] = {
     /* pocl/skylake-avx512/pthread-skylake-avx512-Intel(R) Xeon(R) Processor @ 2.80GHz (driver
      * 3.1+debian), tuned at B,H,N,D = 1x2x2048x64 fp32 */
-    {"pocl", "skylake-avx512", NULL, {128, 64, 128, 64, 32, 64}},
+    {"pocl", "skylake-avx512", NULL, {128, 64, 128, 64, 32, 64, 0}},
 };
 const size_t clpsa__param_table_size = 1;

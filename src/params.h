@@ -13,6 +13,7 @@ typedef enum clpsa__param_id {
     CLPSA__P_ATTEND_TILE_N,
     CLPSA__P_ESTIMATE_WG,
     CLPSA__P_ASSIGN_WG,
+    CLPSA__P_ESTIMATE_VARIANT,
     CLPSA__PARAM_COUNT
 } clpsa__param_id;
 

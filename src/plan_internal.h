@@ -53,7 +53,7 @@ struct clpsa_plan {
     int blocks_q, blocks_k, np2, np4, np8;
     size_t rows; /* B * Hq * nq */
     cl_kernel pool, similarity, estimate, assign, work_list, attend;
-    int estimate_wg, estimate_rows, estimate_heads_per_launch;
+    int estimate_wg, estimate_variant, estimate_rows, estimate_heads_per_launch;
     int assign_wg, sort_n;
     int attend_rows, attend_tile_n;
     cl_mem k_pyramid, v_pyramid, similarity_stats, row_offsets, key_offsets, estimate_scratch;

@@ -40,6 +40,8 @@ static clpsa_status choose_parameters(clpsa_plan *plan) {
         status = clpsa__plan_param(plan, CLPSA__P_ATTEND_TILE_N, &plan->attend_tile_n, NULL);
     if (status == CLPSA_OK)
         status = clpsa__plan_param(plan, CLPSA__P_ESTIMATE_WG, &plan->estimate_wg, NULL);
+    if (status == CLPSA_OK && plan->psa.estimator == CLPSA_ESTIMATOR_SAMPLED)
+        status = clpsa__plan_param(plan, CLPSA__P_ESTIMATE_VARIANT, &plan->estimate_variant, NULL);
     if (status == CLPSA_OK)
         status = clpsa__plan_param(plan, CLPSA__P_ASSIGN_WG, &plan->assign_wg, NULL);
     /* Rows past the query block would idle: a work-group never spans two blocks. */
@@ -173,22 +175,26 @@ clpsa_status clpsa__plan_build_psa(clpsa_plan *plan) {
     if (status != CLPSA_OK)
         return status;
 
+    /* Variant 2 stages the sampled rows in local memory (checked to fit by plan_params.c);
+     * variant 1 computes the same scores without it. */
+    const int staged = plan->estimate_variant == 2;
     if (psa->estimator == CLPSA_ESTIMATOR_SAMPLED)
         snprintf(options, sizeof options,
                  "-cl-std=CL1.2 -DHEAD_DIM=%d -DIN_TYPE=%d -DBLOCK_Q=%d -DBLOCK_K=%d "
-                 "-DSAMPLE_Q=%d -DSAMPLE_K=%d -DEST_WG=%d -DPERMUTED=%d",
+                 "-DSAMPLE_Q=%d -DSAMPLE_K=%d -DEST_WG=%d -DPERMUTED=%d -DESTIMATE_STAGED=%d",
                  d->head_dim, (int)d->dtype, psa->block_q, psa->block_k, psa->sample_q,
-                 psa->sample_k, plan->estimate_wg, permuted);
+                 psa->sample_k, plan->estimate_wg, permuted, staged);
     else
         snprintf(options, sizeof options,
                  "-cl-std=CL1.2 -DHEAD_DIM=%d -DIN_TYPE=%d -DBLOCK_Q=%d -DBLOCK_K=%d "
                  "-DSTRIDE=%d -DEST_WG=%d -DPERMUTED=%d",
                  d->head_dim, (int)d->dtype, psa->block_q, psa->block_k, psa->stride,
                  plan->estimate_wg, permuted);
-    status = create_kernel(plan, "estimate.cl", options,
-                           psa->estimator == CLPSA_ESTIMATOR_SAMPLED ? "estimate_sampled"
-                                                                     : "estimate_antidiagonal",
-                           &plan->estimate);
+    const char *estimate_kernel = psa->estimator != CLPSA_ESTIMATOR_SAMPLED
+                                      ? "estimate_antidiagonal"
+                                  : staged ? "estimate_sampled_staged"
+                                           : "estimate_sampled";
+    status = create_kernel(plan, "estimate.cl", options, estimate_kernel, &plan->estimate);
     if (status != CLPSA_OK)
         return status;
 

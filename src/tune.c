@@ -26,7 +26,7 @@ static const struct {
 } families[CLPSA_TUNE_MAX_FAMILIES] = {
     {"dense", {CLPSA__P_DENSE_BLOCK_M, CLPSA__P_DENSE_TILE_N}, 2},
     {"attend", {CLPSA__P_ATTEND_ROWS, CLPSA__P_ATTEND_TILE_N}, 2},
-    {"estimate", {CLPSA__P_ESTIMATE_WG, CLPSA__P_ESTIMATE_WG}, 1},
+    {"estimate", {CLPSA__P_ESTIMATE_WG, CLPSA__P_ESTIMATE_VARIANT}, 2},
     {"assign", {CLPSA__P_ASSIGN_WG, CLPSA__P_ASSIGN_WG}, 1},
 };
 

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include <clpsa/clpsa.h>
+#include <clpsa/clpsa_tuning.h>
 
 #include "ref/ref_attention.h"
 #include "ref/ref_psa.h"
@@ -1110,13 +1111,20 @@ static void test_sampled_estimate(void **state) {
         {32, 16, 77, 130, 2, 1, 5, 3, TS_BNHD, 4},    /* odd sample counts, padded */
     };
     const uint64_t seeds[3] = {0, 12345, UINT64_MAX - 1};
+    /* Both kernels of the sampled estimate (estimate.VARIANT 1 and 2) must give these scores;
+     * the seed loop alternates them. */
     for (size_t n = 0; n < sizeof configs / sizeof configs[0]; ++n) {
         const estimate_config *e = &configs[n];
         for (int si = 0; si < 3; ++si) {
+            const int variant = 1 + (int)((n + (size_t)si) % 2);
+            char params[32];
+            snprintf(params, sizeof params, "estimate.VARIANT=%d", variant);
+            ts_check(ctx, clpsa_context_set_params(ctx, params));
             char name[160];
-            snprintf(name, sizeof name, "sampled bm=%d bn=%d Nq=%d Nk=%d sq=%d sk=%d seed=%llu",
-                     e->bm, e->bn, e->seq_q, e->seq_k, e->sample_q, e->sample_k,
-                     (unsigned long long)seeds[si]);
+            snprintf(name, sizeof name,
+                     "sampled bm=%d bn=%d Nq=%d Nk=%d sq=%d sk=%d seed=%llu variant=%d", e->bm,
+                     e->bn, e->seq_q, e->seq_k, e->sample_q, e->sample_k,
+                     (unsigned long long)seeds[si], variant);
             ts_case_begin(name);
             clpsa_plan_desc d = base_desc(1, e->heads_q, e->heads_kv, e->seq_q, e->seq_k, 32);
             d.block_q = e->bm;
@@ -1143,6 +1151,7 @@ static void test_sampled_estimate(void **state) {
             case_free(&c);
         }
     }
+    ts_check(ctx, clpsa_context_set_params(ctx, NULL));
 }
 
 static void test_sampled_seeds_differ(void **state) {

@@ -22,6 +22,7 @@ PARAMS = [  # the order of clpsa__param_id in src/params.h
     "attend.TILE_N",
     "estimate.EST_WG",
     "assign.ASSIGN_WG",
+    "estimate.VARIANT",
 ]
 
 

@@ -413,7 +413,9 @@ static void expect_one_json_object(const char *text) {
 /* The value after "key": in the tool's JSON, or NULL. */
 static const char *json_value(const char *json, const char *key) {
     char pattern[64];
-    snprintf(pattern, sizeof pattern, "\"%s\": ", key);
+    const int length = snprintf(pattern, sizeof pattern, "\"%s\": ", key);
+    if (length < 0 || (size_t)length >= sizeof pattern)
+        return NULL;
     const char *at = json ? strstr(json, pattern) : NULL;
     return at ? at + strlen(pattern) : NULL;
 }

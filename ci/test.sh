@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, checks formatting, builds with -Werror and runs
+# the test suites (Release), builds again with AddressSanitizer + UndefinedBehaviorSanitizer
+# and runs them again, then runs the main job once (`clpsa run`). Exits non-zero on any
+# failure and prints a summary. Run from anywhere, as root on a fresh Debian 12 machine:
+#   bash ci/test.sh
+# Environment (all optional):
+#   CLPSA_CI_CTEST_JOBS   test suites run at once (default 1: some suites time kernels against
+#                         a budget, and PoCL runs each kernel on every core anyway; on 2 cores
+#                         -j2 took 91 s where -j1 took 104 s, cold caches)
+#   POCL_CACHE_DIR        PoCL's kernel cache (default build-ci/pocl-cache, so a run neither
+#                         reads nor fills ~/.cache/pocl; the sanitizer run reuses it)
+#   CLPSA_CI_SKIP_ASAN=1  skip the sanitizer build (local iterations only; CI runs it)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+
+JOBS=$(nproc 2>/dev/null || echo 2)
+CTEST_JOBS=${CLPSA_CI_CTEST_JOBS:-1}
+BUILD=build-ci
+ASAN_BUILD=build-asan
+LOG_DIR=$ROOT/$BUILD/ci-logs
+
+# Sanitizer settings for every process of the sanitizer ctest run (tests, and the `clpsa`
+# binary the CLI suite starts). Leaks inside the OpenCL driver stack are suppressed by
+# ci/lsan.supp; anything of ours is reported. UBSan stops at the first finding.
+SAN_ASAN_OPTIONS="detect_leaks=1:strict_string_checks=1"
+SAN_LSAN_OPTIONS="suppressions=$ROOT/ci/lsan.supp:print_suppressions=0"
+SAN_UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+
+export CTEST_OUTPUT_ON_FAILURE=1
+export POCL_CACHE_DIR=${POCL_CACHE_DIR:-$ROOT/$BUILD/pocl-cache}
+
+steps=()   # "name|result|seconds"
+rm -rf "$LOG_DIR" # logs of an earlier run would show in this run's summary
+failed=0
+t_start=$(date +%s)
+
+# Runs a named step in a subshell with `set -e` in force, records PASS/FAIL and its time in
+# `steps` and its exit status in `last_rc`, and always returns 0. It must be called as a plain
+# command, never inside `if`, `&&` or `||`: bash ignores `set -e` in everything such a context
+# runs, subshells included, so a failing command in the middle of a step would go unnoticed.
+last_rc=0
+run_step() {
+    local name=$1
+    shift
+    local t0 dt
+    t0=$(date +%s)
+    echo
+    echo "==== [$name] $(date -u +%H:%M:%S) ===="
+    set +e
+    (
+        set -e
+        "$@"
+    )
+    last_rc=$?
+    set -e
+    dt=$(($(date +%s) - t0))
+    if [ $last_rc -eq 0 ]; then
+        steps+=("$name|PASS|$dt")
+    else
+        steps+=("$name|FAIL (exit $last_rc)|$dt")
+        failed=1
+        echo "==== [$name] FAILED with exit status $last_rc ====" >&2
+    fi
+    return 0
+}
+
+skip_step() {
+    steps+=("$1|SKIPPED ($2)|0")
+}
+
+summary() {
+    local total=$(($(date +%s) - t_start))
+    echo
+    echo "================================ clpsa CI summary ================================"
+    local s name result secs
+    for s in "${steps[@]}"; do
+        IFS='|' read -r name result secs <<<"$s"
+        printf '  %-24s %-32s %5ss\n' "$name" "$result" "$secs"
+    done
+    local f
+    for f in "$LOG_DIR/ctest-release.log" "$LOG_DIR/ctest-asan.log"; do
+        if [ -f "$f" ]; then
+            printf '  %-24s %s\n' "$(basename "$f" .log):" \
+                "$(grep -E 'tests passed|tests failed' "$f" | tail -1 || true)"
+        fi
+    done
+    if [ -f "$LOG_DIR/smoke.log" ]; then
+        local lines
+        lines=$(grep -E 'check|error|density' "$LOG_DIR/smoke.log" | head -n 6 || true)
+        [ -n "$lines" ] || lines=$(tail -n 4 "$LOG_DIR/smoke.log")
+        echo "  clpsa run:"
+        printf '%s\n' "$lines" | sed 's/^/    /'
+    fi
+    echo "  wall time: ${total}s on $JOBS cores"
+    if [ $failed -eq 0 ]; then
+        echo "  RESULT: PASS"
+    else
+        echo "  RESULT: FAIL"
+    fi
+    echo "=================================================================================="
+}
+# Also on an unexpected exit (a bug in this script, a signal), so the log always ends with it.
+on_exit() {
+    local rc=$?
+    trap - EXIT
+    if [ $rc -ne 0 ]; then
+        failed=1
+    fi
+    summary
+    exit $rc
+}
+trap on_exit EXIT
+
+# A build folder configured from another source tree (copied checkout) makes CMake stop;
+# start such a folder afresh instead.
+prepare_build_dir() {
+    local dir=$1 home
+    if [ -f "$dir/CMakeCache.txt" ]; then
+        home=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$dir/CMakeCache.txt")
+        if [ "$home" != "$ROOT" ]; then
+            echo "ci: $dir was configured for $home; starting it afresh"
+            rm -rf "$dir"
+        fi
+    fi
+    mkdir -p "$dir"
+}
+
+step_environment() {
+    echo "host: $(uname -srm), $JOBS cores, $(id -un), CI=${CI:-}"
+    echo "os: $(sed -n 's/^PRETTY_NAME=//p' /etc/os-release 2>/dev/null | tr -d '"')"
+    cmake --version | head -1
+    gcc --version | head -1
+    echo "OpenCL platforms and devices:"
+    clinfo -l
+    # PoCL's CPU device must be there: the whole suite runs on it.
+    if ! clinfo -l | grep -qi 'device'; then
+        echo "ci: no OpenCL device found (is pocl-opencl-icd installed and" \
+            "/etc/OpenCL/vendors/pocl.icd present?)" >&2
+        return 1
+    fi
+}
+
+configure() {
+    local dir=$1
+    shift
+    prepare_build_dir "$dir"
+    cmake -S "$ROOT" -B "$dir" -DCLPSA_BUILD_TESTS=ON -DCLPSA_WERROR=ON "$@"
+}
+
+build() {
+    cmake --build "$1" -j "$JOBS"
+}
+
+run_ctest() {
+    local dir=$1 log=$2
+    mkdir -p "$LOG_DIR"
+    ctest --test-dir "$dir" --output-on-failure --no-tests=error -j "$CTEST_JOBS" \
+        </dev/null 2>&1 | tee "$log"
+}
+
+run_ctest_asan() {
+    ASAN_OPTIONS=$SAN_ASAN_OPTIONS LSAN_OPTIONS=$SAN_LSAN_OPTIONS \
+        UBSAN_OPTIONS=$SAN_UBSAN_OPTIONS run_ctest "$ASAN_BUILD" "$LOG_DIR/ctest-asan.log"
+}
+
+smoke() {
+    mkdir -p "$LOG_DIR"
+    # The main job's binary on its embedded default workload; must exit 0.
+    CLPSA_CACHE_DIR="$ROOT/$BUILD/test-cache" "./$BUILD/clpsa" run </dev/null 2>&1 |
+        tee "$LOG_DIR/smoke.log"
+}
+
+# A step that later ones need stops the chain when it fails; independent ones go on.
+run_step "install deps" bash ci/install-deps.sh
+[ $last_rc -eq 0 ] || exit 1
+run_step "environment" step_environment
+[ $last_rc -eq 0 ] || exit 1
+run_step "format check" bash ci/format-check.sh
+
+release_ok=0
+run_step "configure Release" configure "$BUILD" -DCMAKE_BUILD_TYPE=Release
+if [ $last_rc -eq 0 ]; then
+    run_step "build Release" build "$BUILD"
+    if [ $last_rc -eq 0 ]; then
+        release_ok=1
+        run_step "ctest Release" run_ctest "$BUILD" "$LOG_DIR/ctest-release.log"
+    fi
+fi
+[ $release_ok -eq 1 ] || skip_step "ctest Release" "no build"
+
+if [ "${CLPSA_CI_SKIP_ASAN:-0}" = 1 ]; then
+    skip_step "ASan+UBSan" "CLPSA_CI_SKIP_ASAN=1"
+else
+    run_step "configure ASan+UBSan" configure "$ASAN_BUILD" -DCMAKE_BUILD_TYPE=Debug \
+        "-DCMAKE_C_FLAGS_DEBUG=-O1 -g" -DCLPSA_SANITIZE=address,undefined
+    asan_ok=0
+    if [ $last_rc -eq 0 ]; then
+        run_step "build ASan+UBSan" build "$ASAN_BUILD"
+        if [ $last_rc -eq 0 ]; then
+            asan_ok=1
+            run_step "ctest ASan+UBSan" run_ctest_asan
+        fi
+    fi
+    [ $asan_ok -eq 1 ] || skip_step "ctest ASan+UBSan" "no build"
+fi
+
+if [ $release_ok -eq 1 ]; then
+    run_step "clpsa run (main job)" smoke
+else
+    skip_step "clpsa run (main job)" "no build"
+fi
+
+[ $failed -eq 0 ]

@@ -8,6 +8,8 @@
 
 #include <clpsa/clpsa.h>
 
+#include "support/test_support.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -425,24 +427,12 @@ static void test_build_failure_reports_log(void **state) {
     expect_error(missing, CLPSA_ERROR_IO, "/nonexistent-clpsa-dir/common.cl");
 }
 
-typedef struct captured_log {
-    int count;
-    char last[512];
-} captured_log;
-
-static void capture(void *user, clpsa_log_level level, const char *message) {
-    captured_log *log = user;
-    (void)level;
-    log->count++;
-    snprintf(log->last, sizeof log->last, "%s", message);
-}
-
 static void test_log_callback_and_level(void **state) {
     (void)state;
-    captured_log log = {0, ""};
+    ts_log log = {0};
     clpsa_context_desc desc;
     clpsa_context_desc_init(&desc);
-    desc.log = capture;
+    desc.log = ts_log_callback;
     desc.log_user = &log;
     desc.log_level = CLPSA_LOG_INFO;
     clpsa_context *other = NULL;

@@ -8,55 +8,33 @@
 
 #include <clpsa/clpsa.h>
 
+#include "support/test_support.h"
+
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-typedef struct captured_log {
-    int warnings;
-    char last_warning[1024];
-} captured_log;
-
-static void capture(void *user, clpsa_log_level level, const char *message) {
-    captured_log *log = user;
-    if (level <= CLPSA_LOG_WARN) {
-        log->warnings++;
-        snprintf(log->last_warning, sizeof log->last_warning, "%s", message);
-    }
-}
-
 static char cache_dir[64];
 
 static int setup(void **state) {
     (void)state;
-    snprintf(cache_dir, sizeof cache_dir, "/tmp/clpsa-cache-test-XXXXXX");
-    return mkdtemp(cache_dir) ? 0 : -1;
+    ts_temp_dir_create(cache_dir, sizeof cache_dir, "clpsa-cache-test");
+    return 0;
 }
 
 static int teardown(void **state) {
     (void)state;
-    DIR *dir = opendir(cache_dir);
-    if (dir) {
-        for (struct dirent *e = readdir(dir); e; e = readdir(dir)) {
-            if (e->d_name[0] == '.')
-                continue;
-            char path[512];
-            snprintf(path, sizeof path, "%s/%s", cache_dir, e->d_name);
-            remove(path);
-        }
-        closedir(dir);
-    }
-    rmdir(cache_dir);
+    ts_temp_dir_remove(cache_dir);
     return 0;
 }
 
-static clpsa_context *make_context(captured_log *log, const char *dir) {
+static clpsa_context *make_context(ts_log *log, const char *dir) {
     clpsa_context_desc desc;
     clpsa_context_desc_init(&desc);
     desc.cache_dir = dir;
-    desc.log = capture;
+    desc.log = ts_log_callback;
     desc.log_user = log;
     desc.log_level = CLPSA_LOG_WARN;
     clpsa_context *ctx = NULL;
@@ -127,7 +105,7 @@ static clpsa_cache_stats stats_of(const clpsa_context *ctx) {
 
 static void test_memory_then_disk_hits(void **state) {
     (void)state;
-    captured_log log = {0, ""};
+    ts_log log = {0};
     clpsa_context *first = make_context(&log, cache_dir);
     assert_string_equal(clpsa_context_cache_dir(first), cache_dir);
     float *built = run_tiny(first);
@@ -189,7 +167,7 @@ static void damage_file(const char *path, damage kind) {
 }
 
 static void check_damage_is_ignored(damage kind, const char *why) {
-    captured_log log = {0, ""};
+    ts_log log = {0};
     clpsa_context *writer = make_context(&log, cache_dir);
     float *reference = run_tiny(writer);
     clpsa_context_destroy(writer);
@@ -247,7 +225,7 @@ static void test_empty_file_is_ignored(void **state) {
 
 static void test_cache_dir_resolution(void **state) {
     (void)state;
-    captured_log log = {0, ""};
+    ts_log log = {0};
     clpsa_context *ctx = NULL;
     const char *saved = getenv("CLPSA_CACHE_DIR");
     char *saved_copy = saved ? strdup(saved) : NULL;
@@ -276,12 +254,12 @@ static void test_cache_dir_resolution(void **state) {
 
 static void test_disk_cache_can_be_disabled(void **state) {
     (void)state;
-    captured_log log = {0, ""};
+    ts_log log = {0};
     clpsa_context_desc desc;
     clpsa_context_desc_init(&desc);
     desc.cache_dir = cache_dir;
     desc.disable_disk_cache = 1;
-    desc.log = capture;
+    desc.log = ts_log_callback;
     desc.log_user = &log;
     clpsa_context *ctx = NULL;
     assert_int_equal(clpsa_context_create(&desc, &ctx), CLPSA_OK);
@@ -300,7 +278,7 @@ static void test_disk_cache_can_be_disabled(void **state) {
 /* A cache directory that cannot be created costs a warning, never the plan. */
 static void test_unwritable_cache_dir_only_warns(void **state) {
     (void)state;
-    captured_log log = {0, ""};
+    ts_log log = {0};
     clpsa_context *ctx = make_context(&log, "/proc/clpsa-cannot-exist/cache");
     free(run_tiny(ctx));
     assert_int_equal(stats_of(ctx).builds, 1);

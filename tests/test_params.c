@@ -20,49 +20,25 @@
 #include <string.h>
 #include <unistd.h>
 
-typedef struct captured_log {
-    int warnings;
-    char last_warning[1024];
-} captured_log;
-
-static void capture(void *user, clpsa_log_level level, const char *message) {
-    captured_log *log = user;
-    if (level <= CLPSA_LOG_WARN) {
-        log->warnings++;
-        snprintf(log->last_warning, sizeof log->last_warning, "%s", message);
-    }
-}
-
 static char cache_dir[64];
 
 static int make_cache_dir(void **state) {
     (void)state;
-    snprintf(cache_dir, sizeof cache_dir, "/tmp/clpsa-params-test-XXXXXX");
-    return mkdtemp(cache_dir) ? 0 : -1;
+    ts_temp_dir_create(cache_dir, sizeof cache_dir, "clpsa-params-test");
+    return 0;
 }
 
 static int remove_cache_dir(void **state) {
     (void)state;
-    DIR *dir = opendir(cache_dir);
-    if (dir) {
-        for (struct dirent *e = readdir(dir); e; e = readdir(dir)) {
-            if (e->d_name[0] == '.')
-                continue;
-            char path[512];
-            snprintf(path, sizeof path, "%s/%s", cache_dir, e->d_name);
-            remove(path);
-        }
-        closedir(dir);
-    }
-    rmdir(cache_dir);
+    ts_temp_dir_remove(cache_dir);
     return 0;
 }
 
-static clpsa_context *make_context(captured_log *log) {
+static clpsa_context *make_context(ts_log *log) {
     clpsa_context_desc desc;
     clpsa_context_desc_init(&desc);
     desc.cache_dir = cache_dir;
-    desc.log = capture;
+    desc.log = ts_log_callback;
     desc.log_user = log;
     desc.log_level = CLPSA_LOG_WARN;
     clpsa_context *ctx = NULL;
@@ -111,7 +87,7 @@ static void test_device_normalisation(void **state) {
 
 static void test_overrides_are_checked(void **state) {
     (void)state;
-    captured_log log = {0, ""};
+    ts_log log = {0};
     clpsa_context *ctx = make_context(&log);
     const struct {
         const char *text, *needle;
@@ -212,7 +188,7 @@ static void check_plans_match_reference(clpsa_context *ctx, const char *label) {
 static void test_builtin_rows_match_reference(void **state) {
     (void)state;
     ts_case_begin("builtin_rows");
-    captured_log log = {0, ""};
+    ts_log log = {0};
     clpsa_context *ctx = make_context(&log);
     const size_t rows = clpsa_builtin_params_count();
     print_message("built-in table: %zu rows\n", rows);
@@ -281,7 +257,7 @@ static void find_params_file(char *path, size_t size) {
 static void test_tuning_writes_cache_next_plan_uses(void **state) {
     (void)state;
     ts_case_begin("tuning_cache");
-    captured_log log = {0, ""};
+    ts_log log = {0};
     clpsa_context *ctx = make_context(&log);
     clpsa_tune_desc desc;
     clpsa_tune_desc_init(&desc);
@@ -372,7 +348,7 @@ static void damage_params(const char *path, damage kind) {
 static void test_damaged_tuned_cache_is_ignored(void **state) {
     (void)state;
     ts_case_begin("damaged_cache");
-    captured_log log = {0, ""};
+    ts_log log = {0};
     clpsa_context *ctx = make_context(&log);
     clpsa_tune_desc desc;
     clpsa_tune_desc_init(&desc);
@@ -418,7 +394,7 @@ static void test_damaged_tuned_cache_is_ignored(void **state) {
 
 static void test_tune_rejects_bad_requests(void **state) {
     (void)state;
-    captured_log log = {0, ""};
+    ts_log log = {0};
     clpsa_context *ctx = make_context(&log);
     clpsa_tune_desc desc;
     clpsa_tune_desc_init(&desc);

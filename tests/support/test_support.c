@@ -8,6 +8,7 @@
 #include "support/test_support.h"
 
 #include <math.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -429,4 +430,35 @@ void ts_assert_close(const char *what, const float *got, const double *ref, ts_d
                 what, r.rel_l2, tol.rel_l2, r.failures, count, tol.atol, tol.rtol, at[0], at[1],
                 at[2], at[3], (double)got[r.worst], ref[r.worst],
                 fabs((double)got[r.worst] - ref[r.worst]), r.worst_ratio);
+}
+
+void ts_log_callback(void *user, clpsa_log_level level, const char *message) {
+    ts_log *log = user;
+    log->count++;
+    snprintf(log->last, sizeof log->last, "%s", message);
+    if (level <= CLPSA_LOG_WARN) {
+        log->warnings++;
+        snprintf(log->last_warning, sizeof log->last_warning, "%s", message);
+    }
+}
+
+void ts_temp_dir_create(char *path, size_t size, const char *prefix) {
+    snprintf(path, size, "/tmp/%s-XXXXXX", prefix);
+    if (!mkdtemp(path))
+        ts_fail("mkdtemp(%s) failed", path);
+}
+
+void ts_temp_dir_remove(const char *path) {
+    DIR *dir = opendir(path);
+    if (dir) {
+        for (struct dirent *e = readdir(dir); e; e = readdir(dir)) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            char file[1024];
+            snprintf(file, sizeof file, "%s/%s", path, e->d_name);
+            remove(file);
+        }
+        closedir(dir);
+    }
+    rmdir(path);
 }

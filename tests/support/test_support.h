@@ -69,6 +69,21 @@ clpsa_context *ts_context_create(void);
  * failing case can be rerun alone. Call before cmocka_run_group_tests. */
 void ts_apply_test_filter(void);
 
+/* ---- Log capture and temporary directories ---- */
+/* A clpsa_log_fn target (pass ts_log_callback as desc.log and a ts_log as desc.log_user). */
+typedef struct ts_log {
+    int count;               /* lines at any level */
+    int warnings;            /* lines at warn or error */
+    char last[1024];         /* the last line */
+    char last_warning[1024]; /* the last warn or error line */
+} ts_log;
+void ts_log_callback(void *user, clpsa_log_level level, const char *message);
+
+/* Creates a fresh directory /tmp/<prefix>-XXXXXX, its name in path; fails the test on error. */
+void ts_temp_dir_create(char *path, size_t size, const char *prefix);
+/* Removes the directory's files, then the directory (cache directories hold no subfolders). */
+void ts_temp_dir_remove(const char *path);
+
 /* ---- Shapes and strides ---- */
 typedef struct ts_dims {
     int64_t batch, heads, seq, dim;

@@ -98,6 +98,10 @@ clpsa_status clpsa__fail_cl(clpsa_context *ctx, cl_int cl_error, const char *wha
 }
 
 const char *clpsa__cl_error_name(cl_int cl_error) {
+    return clpsa_opencl_error_name(cl_error);
+}
+
+const char *clpsa_opencl_error_name(cl_int cl_error) {
     switch (cl_error) {
 #define CLPSA__CL_ERROR(code)                                                                      \
     case code:                                                                                     \
@@ -112,6 +116,7 @@ const char *clpsa__cl_error_name(cl_int cl_error) {
         CLPSA__CL_ERROR(CL_PROFILING_INFO_NOT_AVAILABLE)
         CLPSA__CL_ERROR(CL_BUILD_PROGRAM_FAILURE)
         CLPSA__CL_ERROR(CL_INVALID_VALUE)
+        CLPSA__CL_ERROR(CL_INVALID_PLATFORM)
         CLPSA__CL_ERROR(CL_INVALID_DEVICE)
         CLPSA__CL_ERROR(CL_INVALID_CONTEXT)
         CLPSA__CL_ERROR(CL_INVALID_COMMAND_QUEUE)

@@ -103,37 +103,7 @@ int clpsa__tool_library_error(const char *command, const char *call, clpsa_statu
 }
 
 const char *clpsa__tool_cl_error_name(cl_int err) {
-    switch (err) {
-#define CLPSA__CL_ERROR(name)                                                                      \
-    case name:                                                                                     \
-        return #name;
-        CLPSA__CL_ERROR(CL_SUCCESS)
-        CLPSA__CL_ERROR(CL_DEVICE_NOT_FOUND)
-        CLPSA__CL_ERROR(CL_DEVICE_NOT_AVAILABLE)
-        CLPSA__CL_ERROR(CL_COMPILER_NOT_AVAILABLE)
-        CLPSA__CL_ERROR(CL_MEM_OBJECT_ALLOCATION_FAILURE)
-        CLPSA__CL_ERROR(CL_OUT_OF_RESOURCES)
-        CLPSA__CL_ERROR(CL_OUT_OF_HOST_MEMORY)
-        CLPSA__CL_ERROR(CL_PROFILING_INFO_NOT_AVAILABLE)
-        CLPSA__CL_ERROR(CL_BUILD_PROGRAM_FAILURE)
-        CLPSA__CL_ERROR(CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST)
-        CLPSA__CL_ERROR(CL_INVALID_VALUE)
-        CLPSA__CL_ERROR(CL_INVALID_PLATFORM)
-        CLPSA__CL_ERROR(CL_INVALID_DEVICE)
-        CLPSA__CL_ERROR(CL_INVALID_CONTEXT)
-        CLPSA__CL_ERROR(CL_INVALID_COMMAND_QUEUE)
-        CLPSA__CL_ERROR(CL_INVALID_MEM_OBJECT)
-        CLPSA__CL_ERROR(CL_INVALID_EVENT)
-        CLPSA__CL_ERROR(CL_INVALID_OPERATION)
-        CLPSA__CL_ERROR(CL_INVALID_BUFFER_SIZE)
-        CLPSA__CL_ERROR(CL_INVALID_KERNEL_ARGS)
-        CLPSA__CL_ERROR(CL_INVALID_WORK_GROUP_SIZE)
-        CLPSA__CL_ERROR(CL_INVALID_GLOBAL_WORK_SIZE)
-#undef CLPSA__CL_ERROR
-    default:
-        break;
-    }
-    return "unknown OpenCL error";
+    return clpsa_opencl_error_name(err);
 }
 
 int clpsa__tool_cl_error(const char *command, const char *call, cl_int err) {

@@ -67,6 +67,10 @@ const char *clpsa_status_name(clpsa_status status);
 /* The status's sentence, e.g. "a tensor size is zero, negative or inconsistent". */
 const char *clpsa_status_string(clpsa_status status);
 
+/* "CL_OUT_OF_RESOURCES" for -5, and so on; "unknown OpenCL error" for codes it does not
+ * know. For reporting raw OpenCL errors (last_error quotes them the same way). */
+const char *clpsa_opencl_error_name(cl_int error);
+
 /* ---- Storage types ---- */
 typedef enum clpsa_dtype {
     CLPSA_DTYPE_DEFAULT = 0, /* fp32 for inputs; the input type for the output */

@@ -20,14 +20,12 @@ static char cache_dir[64];
 
 static int setup(void **state) {
     (void)state;
-    ts_temp_dir_create(cache_dir, sizeof cache_dir, "clpsa-cache-test");
-    return 0;
+    return ts_temp_dir_create(cache_dir, sizeof cache_dir, "clpsa-cache-test") ? 0 : -1;
 }
 
 static int teardown(void **state) {
     (void)state;
-    ts_temp_dir_remove(cache_dir);
-    return 0;
+    return ts_temp_dir_remove(cache_dir) ? 0 : -1;
 }
 
 static clpsa_context *make_context(ts_log *log, const char *dir) {

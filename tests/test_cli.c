@@ -10,6 +10,8 @@
 #include <clpsa/clpsa.h>
 #include <clpsa/clpsa_npy.h>
 
+#include "support/test_support.h"
+
 #include <png.h>
 
 #include <ctype.h>
@@ -31,25 +33,12 @@ static char dir[64];
 
 static int group_setup(void **state) {
     (void)state;
-    snprintf(dir, sizeof dir, "/tmp/clpsa_test_cli.XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    return ts_temp_dir_create(dir, sizeof dir, "clpsa_test_cli") ? 0 : -1;
 }
 
 static int group_teardown(void **state) {
     (void)state;
-    DIR *d = opendir(dir);
-    if (d) {
-        char path[512];
-        for (struct dirent *e; (e = readdir(d));) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-                continue;
-            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-            if (remove(path) != 0)
-                fprintf(stderr, "cannot remove %s: %s\n", path, strerror(errno));
-        }
-        closedir(d);
-    }
-    return rmdir(dir) == 0 ? 0 : -1;
+    return ts_temp_dir_remove(dir) ? 0 : -1;
 }
 
 /* A path in the test directory; valid for the next 31 calls. */

@@ -9,6 +9,8 @@
 
 #include <clpsa/clpsa_npy.h>
 
+#include "support/test_support.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -21,8 +23,7 @@ static char dir[64];
 
 static int group_setup(void **state) {
     (void)state;
-    snprintf(dir, sizeof dir, "/tmp/clpsa_test_npy.XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    return ts_temp_dir_create(dir, sizeof dir, "clpsa_test_npy") ? 0 : -1;
 }
 
 /* Temporaries of the writer still in the directory (there must never be any). */
@@ -39,19 +40,7 @@ static int count_temporaries(void) {
 
 static int group_teardown(void **state) {
     (void)state;
-    DIR *d = opendir(dir);
-    if (d) {
-        char path[512];
-        for (struct dirent *e; (e = readdir(d));) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-                continue;
-            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-            if (remove(path) != 0)
-                fprintf(stderr, "cannot remove %s: %s\n", path, strerror(errno));
-        }
-        closedir(d);
-    }
-    return rmdir(dir) == 0 ? 0 : -1;
+    return ts_temp_dir_remove(dir) ? 0 : -1;
 }
 
 static const char *path_of(const char *name) {

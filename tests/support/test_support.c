@@ -9,6 +9,7 @@
 
 #include <math.h>
 #include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -442,13 +443,16 @@ void ts_log_callback(void *user, clpsa_log_level level, const char *message) {
     }
 }
 
-void ts_temp_dir_create(char *path, size_t size, const char *prefix) {
+bool ts_temp_dir_create(char *path, size_t size, const char *prefix) {
     snprintf(path, size, "/tmp/%s-XXXXXX", prefix);
-    if (!mkdtemp(path))
-        ts_fail("mkdtemp(%s) failed", path);
+    if (mkdtemp(path))
+        return true;
+    fprintf(stderr, "mkdtemp(%s): %s\n", path, strerror(errno));
+    return false;
 }
 
-void ts_temp_dir_remove(const char *path) {
+bool ts_temp_dir_remove(const char *path) {
+    bool ok = true;
     DIR *dir = opendir(path);
     if (dir) {
         for (struct dirent *e = readdir(dir); e; e = readdir(dir)) {
@@ -456,9 +460,16 @@ void ts_temp_dir_remove(const char *path) {
                 continue;
             char file[1024];
             snprintf(file, sizeof file, "%s/%s", path, e->d_name);
-            remove(file);
+            if (remove(file) != 0) {
+                fprintf(stderr, "cannot remove %s: %s\n", file, strerror(errno));
+                ok = false;
+            }
         }
         closedir(dir);
     }
-    rmdir(path);
+    if (rmdir(path) != 0) {
+        fprintf(stderr, "cannot remove %s: %s\n", path, strerror(errno));
+        ok = false;
+    }
+    return ok;
 }

@@ -79,10 +79,12 @@ typedef struct ts_log {
 } ts_log;
 void ts_log_callback(void *user, clpsa_log_level level, const char *message);
 
-/* Creates a fresh directory /tmp/<prefix>-XXXXXX, its name in path; fails the test on error. */
-void ts_temp_dir_create(char *path, size_t size, const char *prefix);
-/* Removes the directory's files, then the directory (cache directories hold no subfolders). */
-void ts_temp_dir_remove(const char *path);
+/* Creates a fresh directory /tmp/<prefix>-XXXXXX, its name in path; false (and a line on
+ * stderr) on error. Usable from group setups, where a test failure cannot be raised. */
+bool ts_temp_dir_create(char *path, size_t size, const char *prefix);
+/* Removes the directory's files, then the directory (the suites' directories hold no
+ * subfolders); false (and a line on stderr) if something could not be removed. */
+bool ts_temp_dir_remove(const char *path);
 
 /* ---- Shapes and strides ---- */
 typedef struct ts_dims {

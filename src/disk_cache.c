@@ -134,7 +134,7 @@ void clpsa__disk_cache_store(clpsa_context *ctx, const char *key, const unsigned
     }
     char path[4200], temp[4300];
     file_path(ctx, key, path, sizeof path);
-    static unsigned counter;
+    static _Atomic unsigned counter; /* contexts may store from several threads */
     snprintf(temp, sizeof temp, "%s.tmp.%ld.%u", path, (long)getpid(), counter++);
     file_header header;
     memcpy(header.magic, disk_magic, sizeof disk_magic);

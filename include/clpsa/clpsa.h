@@ -8,10 +8,9 @@
  *   "default", so the structs can grow without breaking callers that use the init functions.
  * - clpsa_context_last_error() holds the detail of the last failure on that context: the
  *   value, the rule it broke, the raw OpenCL error and the build log where there is one.
- * - Threads: different contexts, and different plans of one context, may be used from
- *   different threads; one plan must not be run (or read back) from two threads at once, and
- *   creating plans of one context must not race with each other (the program cache is per
- *   context and not locked).
+ * - Threads: different contexts may be used from different threads at once; a context and
+ *   its plans must be used from one thread at a time (they share the context's last_error
+ *   and program cache, which are not locked).
  * - The library never prints to stdout; log lines go to a callback (default: stderr, level
  *   from CLPSA_LOG = error|warn|info|debug|trace, default warn).
  *

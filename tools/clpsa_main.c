@@ -14,6 +14,10 @@ static void usage(FILE *out) {
             "            block-sparse baseline: density, levels, time per stage, error; on the\n"
             "            built-in video workload (raster and hilbert token order) or on Q, K, V\n"
             "            from .npy files\n"
+            "  bench     time PSA, its stages, dense, binary and a CLBlast dense baseline over\n"
+            "            workloads, shapes, dtypes and densities, with errors; JSON and CSV\n"
+            "  tune      search the kernel parameters of a device and write them to the tuned\n"
+            "            cache that later plans on it use\n"
             "\n"
             "  clpsa --help       this text\n"
             "  clpsa --version    the library version\n"
@@ -48,6 +52,8 @@ int main(int argc, char **argv) {
         return clpsa__cmd_run(argc - 1, argv + 1);
     if (!strcmp(command, "tune"))
         return clpsa__cmd_tune(argc - 1, argv + 1);
+    if (!strcmp(command, "bench"))
+        return clpsa__cmd_bench(argc - 1, argv + 1);
     fprintf(stderr, "clpsa: unknown command '%s'\n\n", command);
     usage(stderr);
     return CLPSA__EXIT_USAGE;

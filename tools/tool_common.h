@@ -19,6 +19,7 @@
 int clpsa__cmd_devices(int argc, char **argv);
 int clpsa__cmd_run(int argc, char **argv);
 int clpsa__cmd_tune(int argc, char **argv);
+int clpsa__cmd_bench(int argc, char **argv);
 
 /* Matches argv[*i] against "--name VALUE" or "--name=VALUE". Returns false when it is another
  * option. On a match *value is the value (advancing *i past a separate one), or NULL when the

@@ -1526,6 +1526,58 @@ static void test_supplied_scores(void **state) {
     }
 }
 
+/* Counts from fractions use the decimal the caller wrote: min_full = 0.06 at nk = 50 keeps
+ * floor(0.06 * 50) + 1 = 4 blocks at level 1, although 0.06f * 50 is 2.99999993 in float
+ * (SPEC.md's min_full rule; the release computes it in double). Likewise quantile's
+ * floor(nk * tau) with tau = 0.35f at nk = 20 gives 7, not 6. */
+static void test_counts_from_decimal_fractions(void **state) {
+    (void)state;
+    ts_case_begin("counts from decimal fractions");
+    clpsa_plan_desc d = base_desc(1, 1, 1, 16, 16 * 50, 32);
+    d.block_q = 16;
+    d.block_k = 16;
+    d.min_full = 0.06f;
+    psa_case c;
+    case_init(&c, &d, TS_BHND, NULL);
+    assert_int_equal(c.grid.blocks_k, 50);
+    /* One dominant block: E[0] is about 1, above every threshold, so only min_full keeps more
+     * than the crossing block at level 1. */
+    float *s = xmalloc(c.grid.count * sizeof(float));
+    for (size_t x = 0; x < c.grid.count; ++x)
+        s[x] = x == 0 ? 1.0f : 1e-7f;
+    ts_check(ctx, clpsa_plan_set_scores(c.plan, s));
+    case_run(&c);
+    int8_t *m = xmalloc(c.grid.count);
+    ts_check(ctx, clpsa_plan_read_levels(c.plan, m));
+    int full = 0;
+    for (size_t x = 0; x < c.grid.count; ++x)
+        full += m[x] == 1;
+    assert_int_equal(full, 4);
+    case_free(&c);
+
+    clpsa_plan_desc q = base_desc(1, 1, 1, 16, 16 * 20, 32);
+    q.block_q = 16;
+    q.block_k = 16;
+    q.mode = CLPSA_MODE_QUANTILE;
+    q.align_tile = CLPSA_OFF;
+    const float tau[4] = {0.35f, 0.35f, 0.35f, 0.35f};
+    memcpy(q.thresholds, tau, sizeof tau);
+    case_init(&c, &q, TS_BHND, NULL);
+    assert_int_equal(c.grid.blocks_k, 20);
+    for (size_t x = 0; x < c.grid.count; ++x)
+        s[x] = (float)(x + 1);
+    ts_check(ctx, clpsa_plan_set_scores(c.plan, s));
+    case_run(&c);
+    ts_check(ctx, clpsa_plan_read_levels(c.plan, m));
+    full = 0;
+    for (size_t x = 0; x < c.grid.count; ++x)
+        full += m[x] == 1;
+    assert_int_equal(full, 7);
+    free(m);
+    free(s);
+    case_free(&c);
+}
+
 static void test_binary(void **state) {
     (void)state;
     const float densities[3] = {0.3f, 0.05f, 1.0f};
@@ -1779,6 +1831,7 @@ int main(void) {
         cmocka_unit_test(test_presets),
         cmocka_unit_test(test_preset_overrides),
         cmocka_unit_test(test_supplied_scores),
+        cmocka_unit_test(test_counts_from_decimal_fractions),
         cmocka_unit_test(test_binary),
         cmocka_unit_test(test_bad_levels_and_scores),
         cmocka_unit_test(test_bad_psa_options),

@@ -275,8 +275,9 @@ clpsa_status clpsa_plan_buffer_sizes(const clpsa_plan *plan, clpsa_buffer_sizes 
  * are, e.g. "built-in defaults for CPU devices: attend ATT_M=32 TILE_N=32 ...". */
 const char *clpsa_plan_parameter_source(const clpsa_plan *plan);
 
-/* Floating-point operations of one run, counting only the work done (4·B·Hq·Nq·Nk·D for
- * dense without a mask; the visible pairs only when causal). */
+/* Floating-point operations of dense attention on the plan's shapes: 4·B·Hq·Nq·Nk·D without
+ * a mask, the visible pairs only when causal. For PSA and binary plans this is the dense
+ * equivalent: the work a run does is this times the density (clpsa_plan_read_stats). */
 double clpsa_plan_flops(const clpsa_plan *plan);
 
 /* ---- PSA: supplied inputs and read-back (not for CLPSA_METHOD_DENSE) ----

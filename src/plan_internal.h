@@ -63,8 +63,11 @@ struct clpsa_plan {
 
     char parameter_source[256];
 
-    /* The last run, for read-back and stage times. */
-    cl_command_queue last_queue;
+    /* The last run, for read-back and stage times. The next run, and every transfer on the
+     * plan's buffers, waits for its last command, whatever queue it was on. */
+    cl_command_queue last_queue; /* retained */
+    clpsa__level_source last_run_source;
+    bool inputs_replaced_since_run; /* set_scores/set_levels wrote the buffers after it */
     cl_event stage_first[CLPSA__STAGES], stage_last[CLPSA__STAGES];
 };
 

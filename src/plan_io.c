@@ -119,6 +119,7 @@ clpsa_status clpsa_plan_set_levels(clpsa_plan *plan, const int8_t *levels) {
                                x, x / plan->blocks_k, x % plan->blocks_k, f);
     }
     status = transfer(plan, plan->levels, true, count, (void *)levels);
+    plan->inputs_replaced_since_run = true; /* even a failed write may have begun */
     if (status == CLPSA_OK)
         plan->source = CLPSA__SUPPLIED_LEVELS;
     return status;
@@ -129,6 +130,11 @@ static clpsa_status require_run(clpsa_plan *plan, const char *what) {
     if (status == CLPSA_OK && !plan->stage_last[CLPSA__STAGE_ATTEND])
         status = clpsa__fail(plan->ctx, CLPSA_ERROR_INVALID_VALUE,
                              "%s: the plan has not run yet (nothing to read back)", what);
+    if (status == CLPSA_OK && plan->inputs_replaced_since_run)
+        status = clpsa__fail(plan->ctx, CLPSA_ERROR_INVALID_VALUE,
+                             "%s: scores or levels were supplied after the last run, replacing "
+                             "what it used; run the plan again first",
+                             what);
     return status;
 }
 
@@ -146,7 +152,7 @@ clpsa_status clpsa_plan_read_scores(clpsa_plan *plan, float *scores) {
         return plan ? clpsa__fail(plan->ctx, CLPSA_ERROR_NULL_ARGUMENT, "scores is NULL")
                     : CLPSA_ERROR_NULL_ARGUMENT;
     clpsa_status status = require_run(plan, "clpsa_plan_read_scores");
-    if (status == CLPSA_OK && plan->source == CLPSA__SUPPLIED_LEVELS)
+    if (status == CLPSA_OK && plan->last_run_source == CLPSA__SUPPLIED_LEVELS)
         status = clpsa__fail(plan->ctx, CLPSA_ERROR_INVALID_VALUE,
                              "clpsa_plan_read_scores: the last run used a supplied level map "
                              "and computed no scores");

@@ -241,6 +241,8 @@ void clpsa__plan_forget_events(clpsa_plan *plan) {
 
 void clpsa__plan_release_psa(clpsa_plan *plan) {
     clpsa__plan_forget_events(plan);
+    if (plan->last_queue)
+        clReleaseCommandQueue(plan->last_queue);
     cl_kernel kernels[] = {plan->pool,   plan->similarity, plan->estimate,
                            plan->assign, plan->work_list,  plan->attend};
     for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; ++i)
@@ -308,9 +310,33 @@ clpsa_status clpsa__plan_run_psa(clpsa_plan *plan, cl_command_queue queue, cl_me
     clpsa_context *ctx = plan->ctx;
     const clpsa_plan_desc *d = &plan->desc;
     const clpsa__psa_options *psa = &plan->psa;
+    /* The scratch buffers are the plan's: this run starts after the last one ended (it may
+     * have been on another queue), and after the caller's wait list. */
+    cl_event start[2];
+    cl_uint start_count = 0;
+    cl_event previous_run = plan->stage_last[CLPSA__STAGE_ATTEND];
+    if (previous_run) {
+        clRetainEvent(previous_run);
+        if (num_events > 0) {
+            cl_event marker = NULL;
+            const cl_int err = clEnqueueMarkerWithWaitList(queue, num_events, wait_list, &marker);
+            if (err != CL_SUCCESS) {
+                clReleaseEvent(previous_run);
+                return clpsa__fail_cl(ctx, err, "clEnqueueMarkerWithWaitList");
+            }
+            start[start_count++] = marker;
+        }
+        start[start_count++] = previous_run;
+    }
     clpsa__plan_forget_events(plan);
+    clRetainCommandQueue(queue);
+    if (plan->last_queue)
+        clReleaseCommandQueue(plan->last_queue);
     plan->last_queue = queue;
-    chain c = {queue, num_events, wait_list, NULL, plan};
+    plan->last_run_source = plan->source;
+    plan->inputs_replaced_since_run = false;
+    chain c = {queue, start_count ? start_count : num_events, start_count ? start : wait_list, NULL,
+               plan};
     const cl_int heads_q = d->heads_q, heads_kv = d->heads_kv;
     const cl_int group = d->heads_q / d->heads_kv;
     const cl_int seq_q = d->seq_q, seq_k = d->seq_k;
@@ -332,8 +358,10 @@ clpsa_status clpsa__plan_run_psa(clpsa_plan *plan, cl_command_queue queue, cl_me
                           CLPSA__ARG(seq_k), CLPSA__ARG(np2), CLPSA__ARG(np4), CLPSA__ARG(np8),
                           CLPSA__ARG(ks[0]), CLPSA__ARG(ks[1]), CLPSA__ARG(ks[2]),
                           CLPSA__ARG(vs[0]), CLPSA__ARG(vs[1]), CLPSA__ARG(vs[2]));
-    if (err != CL_SUCCESS)
-        return clpsa__fail_cl(ctx, err, "clSetKernelArg(pool_pyramid)");
+    if (err != CL_SUCCESS) {
+        status = clpsa__fail_cl(ctx, err, "clSetKernelArg(pool_pyramid)");
+        goto done;
+    }
     {
         const size_t local[3] = {d->head_dim <= 64 ? (size_t)d->head_dim : 64, 1, 1};
         const size_t global[3] = {round_up((size_t)d->head_dim, local[0]), (size_t)np8,
@@ -348,8 +376,10 @@ clpsa_status clpsa__plan_run_psa(clpsa_plan *plan, cl_command_queue queue, cl_me
                               CLPSA__ARG(plan->similarity_stats), CLPSA__ARG(heads_kv),
                               CLPSA__ARG(seq_k), CLPSA__ARG(bk), CLPSA__ARG(nk), CLPSA__ARG(ks[0]),
                               CLPSA__ARG(ks[1]), CLPSA__ARG(ks[2]));
-        if (err != CL_SUCCESS)
-            return clpsa__fail_cl(ctx, err, "clSetKernelArg(block_similarity)");
+        if (err != CL_SUCCESS) {
+            status = clpsa__fail_cl(ctx, err, "clSetKernelArg(block_similarity)");
+            goto done;
+        }
         const size_t global[2] = {(size_t)nk, (size_t)d->batch * d->heads_kv};
         status =
             enqueue(&c, CLPSA__STAGE_POOL, plan->similarity, 2, global, NULL, "block_similarity");
@@ -380,8 +410,10 @@ clpsa_status clpsa__plan_run_psa(clpsa_plan *plan, cl_command_queue queue, cl_me
                 CLPSA__ARG(nq), CLPSA__ARG(nk), CLPSA__ARG(scale), CLPSA__ARG(causal),
                 CLPSA__ARG(qs[0]), CLPSA__ARG(qs[1]), CLPSA__ARG(qs[2]), CLPSA__ARG(ks[0]),
                 CLPSA__ARG(ks[1]), CLPSA__ARG(ks[2]));
-        if (err != CL_SUCCESS)
-            return clpsa__fail_cl(ctx, err, "clSetKernelArg(estimate)");
+        if (err != CL_SUCCESS) {
+            status = clpsa__fail_cl(ctx, err, "clSetKernelArg(estimate)");
+            goto done;
+        }
         const size_t local[2] = {(size_t)plan->estimate_wg, 1};
         const size_t global[2] = {(size_t)nq * plan->estimate_wg, (size_t)heads};
         status = enqueue(&c, CLPSA__STAGE_ESTIMATE, plan->estimate, 2, global, local, "estimate");
@@ -403,8 +435,10 @@ clpsa_status clpsa__plan_run_psa(clpsa_plan *plan, cl_command_queue queue, cl_me
             CLPSA__ARG(psa->similarity_thresholds[0]), CLPSA__ARG(psa->similarity_thresholds[1]),
             CLPSA__ARG(psa->similarity_thresholds[2]), CLPSA__ARG(keep), CLPSA__ARG(qe[0]),
             CLPSA__ARG(qe[1]), CLPSA__ARG(qe[2]), CLPSA__ARG(qe[3]));
-        if (err != CL_SUCCESS)
-            return clpsa__fail_cl(ctx, err, "clSetKernelArg(assign_levels)");
+        if (err != CL_SUCCESS) {
+            status = clpsa__fail_cl(ctx, err, "clSetKernelArg(assign_levels)");
+            goto done;
+        }
         const size_t local[1] = {(size_t)plan->assign_wg};
         const size_t global[1] = {plan->rows * plan->assign_wg};
         status = enqueue(&c, CLPSA__STAGE_ASSIGN, plan->assign, 1, global, local, "assign_levels");
@@ -415,8 +449,10 @@ clpsa_status clpsa__plan_run_psa(clpsa_plan *plan, cl_command_queue queue, cl_me
                               CLPSA__ARG(plan->counts), CLPSA__ARG(plan->list), CLPSA__ARG(seq_q),
                               CLPSA__ARG(seq_k), CLPSA__ARG(bq), CLPSA__ARG(bk), CLPSA__ARG(nq),
                               CLPSA__ARG(nk), CLPSA__ARG(causal), CLPSA__ARG(rows));
-        if (err != CL_SUCCESS)
-            return clpsa__fail_cl(ctx, err, "clSetKernelArg(build_work_list)");
+        if (err != CL_SUCCESS) {
+            status = clpsa__fail_cl(ctx, err, "clSetKernelArg(build_work_list)");
+            goto done;
+        }
         const size_t local[1] = {64};
         const size_t global[1] = {round_up(plan->rows, 64)};
         status =
@@ -435,8 +471,10 @@ clpsa_status clpsa__plan_run_psa(clpsa_plan *plan, cl_command_queue queue, cl_me
             CLPSA__ARG(ks[0]), CLPSA__ARG(ks[1]), CLPSA__ARG(ks[2]), CLPSA__ARG(vs[0]),
             CLPSA__ARG(vs[1]), CLPSA__ARG(vs[2]), CLPSA__ARG(os[0]), CLPSA__ARG(os[1]),
             CLPSA__ARG(os[2]));
-        if (err != CL_SUCCESS)
-            return clpsa__fail_cl(ctx, err, "clSetKernelArg(psa_attend)");
+        if (err != CL_SUCCESS) {
+            status = clpsa__fail_cl(ctx, err, "clSetKernelArg(psa_attend)");
+            goto done;
+        }
         const size_t groups_per_block =
             ((size_t)psa->block_q + plan->attend_rows - 1) / plan->attend_rows;
         const size_t local[2] = {(size_t)plan->attend_rows, 1};
@@ -444,6 +482,9 @@ clpsa_status clpsa__plan_run_psa(clpsa_plan *plan, cl_command_queue queue, cl_me
                                   (size_t)bh_total};
         status = enqueue(&c, CLPSA__STAGE_ATTEND, plan->attend, 2, global, local, "psa_attend");
     }
+done:
+    for (cl_uint e = 0; e < start_count; ++e)
+        clReleaseEvent(start[e]);
     if (status != CLPSA_OK) {
         if (c.previous)
             clReleaseEvent(c.previous);

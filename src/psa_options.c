@@ -243,6 +243,13 @@ clpsa_status clpsa__psa_resolve(clpsa_context *ctx, const clpsa_plan_desc *desc,
                            "antidiagonal_stride = %d: it must be at least 1 and divide block_q "
                            "= %d and block_k = %d",
                            out->stride, out->block_q, out->block_k);
+    /* Each work-item of the antidiagonal estimate keeps stride query rows in private memory. */
+    if (out->estimator == CLPSA_ESTIMATOR_ANTIDIAGONAL && out->stride * resolved->head_dim > 4096)
+        return clpsa__fail(ctx, CLPSA_ERROR_UNSUPPORTED,
+                           "antidiagonal_stride = %d with head_dim = %d: the antidiagonal "
+                           "estimate keeps stride x head_dim values per work-item, at most 4096 "
+                           "(e.g. stride 16 at D = 256, 32 at D = 128)",
+                           out->stride, resolved->head_dim);
     if (resolved->method == CLPSA_METHOD_BINARY &&
         !(desc->binary_density > 0.0f && desc->binary_density <= 1.0f))
         return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,

@@ -105,7 +105,7 @@ clpsa_status clpsa_video_workload_generate(const clpsa_video_workload_desc *desc
                 k_row[d] =
                     (float)(pos_amp * feature(&pos, d, t, y, xx) + content_k + noise * normal(&r));
                 double value = 0.0;
-                for (int e = 0; e < 8; ++e)
+                for (int e = 0; e < (D < 8 ? D : 8); ++e) /* a few smooth modes */
                     value += mix[(size_t)d * D + e] * feature(&field, e, t, y, xx);
                 v_row[d] = (float)(value + noise * normal(&r));
             }

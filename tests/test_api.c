@@ -205,6 +205,12 @@ static void test_plan_rejects_bad_options(void **state) {
     d = small_desc();
     d.batch = 70000;
     expect_error(try_plan(&d), CLPSA_ERROR_UNSUPPORTED, "65535");
+    d = small_desc();
+    d.head_dim = 256;
+    d.block_q = d.block_k = 256;
+    d.estimator = CLPSA_ESTIMATOR_ANTIDIAGONAL;
+    d.antidiagonal_stride = 256; /* 256 x 256 private values per work-item */
+    expect_error(try_plan(&d), CLPSA_ERROR_UNSUPPORTED, "antidiagonal_stride = 256");
 }
 
 static void test_plan_rejects_bad_strides(void **state) {
@@ -380,6 +386,72 @@ static void test_run_rejects_aliasing_and_bad_wait_list(void **state) {
     fixture_free(&f);
 }
 
+/* A PSA plan run on two queues in turn (each run waits for the last, whatever its queue), and
+ * the read-back rules: what the last run used, not what was supplied after it. */
+static void test_psa_runs_across_queues_and_read_back(void **state) {
+    (void)state;
+    clpsa_plan_desc d = small_desc();
+    d.seq_q = 70;
+    d.seq_k = 90;
+    d.block_q = 32;
+    d.block_k = 16;
+    clpsa_plan *plan = NULL;
+    assert_int_equal(clpsa_plan_create(ctx, &d, &plan), CLPSA_OK);
+    clpsa_buffer_sizes sizes;
+    assert_int_equal(clpsa_plan_buffer_sizes(plan, &sizes), CLPSA_OK);
+    cl_context context = clpsa_context_cl_context(ctx);
+    cl_mem q = make_buffer(context, sizes.q, 0x3c), k = make_buffer(context, sizes.k, 0x3d);
+    cl_mem v = make_buffer(context, sizes.v, 0x3e), out = make_buffer(context, sizes.out, POISON);
+    cl_int err = CL_SUCCESS;
+    cl_command_queue other = clCreateCommandQueue(context, clpsa_context_device(ctx), 0, &err);
+    assert_int_equal(err, CL_SUCCESS);
+    clpsa_block_grid grid;
+    assert_int_equal(clpsa_plan_block_grid(plan, &grid), CLPSA_OK);
+    int8_t *levels = malloc(grid.count);
+    float *scores = malloc(grid.count * sizeof(float));
+    float *first = malloc(sizes.out), *second = malloc(sizes.out);
+    expect_error(clpsa_plan_read_levels(plan, levels), CLPSA_ERROR_INVALID_VALUE,
+                 "has not run yet");
+
+    assert_int_equal(clpsa_plan_run(plan, NULL, q, k, v, out, 0, NULL, NULL), CLPSA_OK);
+    assert_int_equal(clpsa_plan_run(plan, other, q, k, v, out, 0, NULL, NULL), CLPSA_OK);
+    assert_int_equal(clFinish(other), CL_SUCCESS);
+    cl_command_queue queue = clpsa_context_queue(ctx);
+    clEnqueueReadBuffer(queue, out, CL_TRUE, 0, sizes.out, first, 0, NULL, NULL);
+    assert_int_equal(clpsa_plan_run(plan, queue, q, k, v, out, 0, NULL, NULL), CLPSA_OK);
+    clEnqueueReadBuffer(queue, out, CL_TRUE, 0, sizes.out, second, 0, NULL, NULL);
+    assert_memory_equal(first, second, sizes.out);
+
+    memset(levels, 1, grid.count);
+    assert_int_equal(clpsa_plan_set_levels(plan, levels), CLPSA_OK);
+    expect_error(clpsa_plan_read_levels(plan, levels), CLPSA_ERROR_INVALID_VALUE,
+                 "supplied after the last run");
+    expect_error(clpsa_plan_read_scores(plan, scores), CLPSA_ERROR_INVALID_VALUE,
+                 "supplied after the last run");
+    assert_int_equal(clpsa_plan_run(plan, other, q, k, v, out, 0, NULL, NULL), CLPSA_OK);
+    memset(levels, 0, grid.count);
+    assert_int_equal(clpsa_plan_read_levels(plan, levels), CLPSA_OK);
+    for (size_t x = 0; x < grid.count; ++x)
+        assert_int_equal(levels[x], 1);
+    /* Back to estimating: the last run still used a supplied map and computed no scores. */
+    assert_int_equal(clpsa_plan_set_levels(plan, NULL), CLPSA_OK);
+    expect_error(clpsa_plan_read_scores(plan, scores), CLPSA_ERROR_INVALID_VALUE,
+                 "computed no scores");
+    assert_int_equal(clpsa_plan_run(plan, NULL, q, k, v, out, 0, NULL, NULL), CLPSA_OK);
+    assert_int_equal(clpsa_plan_read_scores(plan, scores), CLPSA_OK);
+    free(levels);
+    free(scores);
+    free(first);
+    free(second);
+    clpsa_plan_destroy(plan); /* the plan held `other`; the caller's reference stays valid */
+    assert_int_equal(clFinish(other), CL_SUCCESS);
+    clReleaseCommandQueue(other);
+    clReleaseMemObject(q);
+    clReleaseMemObject(k);
+    clReleaseMemObject(v);
+    clReleaseMemObject(out);
+}
+
 static void test_alloc_out_of_memory(void **state) {
     (void)state;
     cl_mem buffer = (cl_mem)0x1;
@@ -491,6 +563,7 @@ int main(void) {
         cmocka_unit_test(test_run_rejects_small_buffers),
         cmocka_unit_test(test_run_rejects_foreign_context),
         cmocka_unit_test(test_run_rejects_aliasing_and_bad_wait_list),
+        cmocka_unit_test(test_psa_runs_across_queues_and_read_back),
         cmocka_unit_test(test_alloc_out_of_memory),
         cmocka_unit_test(test_build_failure_reports_log),
         cmocka_unit_test(test_log_callback_and_level),

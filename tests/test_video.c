@@ -164,6 +164,9 @@ static void test_workload_is_deterministic_and_checked(void **state) {
         far += (double)a[1][d] * a[1][(29) * 32 + d];
     }
     assert_true(near > far);
+    /* Head sizes below the 8 smooth value modes (heap overflow once). */
+    w.head_dim = 4;
+    assert_int_equal(clpsa_video_workload_generate(&w, b[0], b[1], b[2]), CLPSA_OK);
     w.head_dim = 31;
     assert_int_equal(clpsa_video_workload_generate(&w, b[0], b[1], b[2]),
                      CLPSA_ERROR_INVALID_SHAPE);

@@ -120,12 +120,6 @@ void clpsa__bench_clblast_destroy(bench_clblast *b) {
     free(b);
 }
 
-static double wall_ms(void) {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)now.tv_sec * 1e3 + (double)now.tv_nsec * 1e-6;
-}
-
 int clpsa__bench_clblast_run(bench_clblast *b, cl_command_queue queue, cl_mem q, cl_mem k, cl_mem v,
                              cl_mem out, float scale, double *ms) {
     const bench_shape *s = &b->shape;
@@ -136,7 +130,7 @@ int clpsa__bench_clblast_run(bench_clblast *b, cl_command_queue queue, cl_mem q,
     cl_int err = clFinish(queue);
     if (err != CL_SUCCESS)
         return clpsa__tool_cl_error(COMMAND, "clFinish", err);
-    const double start = wall_ms();
+    const double start = clpsa__tool_wall_ms();
     for (int bh = 0; bh < s->batch * s->heads_q; ++bh) {
         const int batch = bh / s->heads_q, head = bh % s->heads_q;
         const size_t q_head = ((size_t)batch * s->heads_q + (size_t)head) * nq * d;
@@ -162,6 +156,6 @@ int clpsa__bench_clblast_run(bench_clblast *b, cl_command_queue queue, cl_mem q,
     err = clFinish(queue);
     if (err != CL_SUCCESS)
         return clpsa__tool_cl_error(COMMAND, "clFinish", err);
-    *ms = wall_ms() - start;
+    *ms = clpsa__tool_wall_ms() - start;
     return CLPSA__EXIT_OK;
 }

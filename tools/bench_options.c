@@ -221,10 +221,7 @@ static int parse_number(const char *flag, const char *value, bench_options *o) {
         o->seed = (uint64_t)n;
     } else {
         const bool key = !strcmp(flag, "--bn");
-        if (!clpsa__tool_parse_int(value, 16, 256, &n) || (key && n % 8 != 0))
-            return clpsa__tool_usage_error(COMMAND, "%s '%s': need %s from 16 to 256", flag,
-                                           shown(value), key ? "a multiple of 8" : "an integer");
-        *(key ? &o->block_k : &o->block_q) = (int)n;
+        return clpsa__tool_parse_block(COMMAND, flag, value, key, key ? &o->block_k : &o->block_q);
     }
     return CLPSA__EXIT_OK;
 }

@@ -50,12 +50,6 @@ typedef struct bench_state {
     float *dense_out, *method_out;
 } bench_state;
 
-static double wall_ms(void) {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)now.tv_sec * 1e3 + (double)now.tv_nsec * 1e-6;
-}
-
 /* One line redrawn in place on a terminal; nothing when stderr is a file or a pipe. */
 static void progress(const bench_state *st, const char *fmt, ...) {
     if (!st->terminal)
@@ -178,34 +172,13 @@ static int read_output(bench_state *st, float *host) {
 
 /* ---- Timing ---- */
 
-/* One run, waited for. Dense is one kernel: its event's time. PSA and binary: per stage. */
+/* One run, waited for (tool_common.c); PSA and binary report per stage. */
 static int timed_run(bench_state *st, clpsa_plan *plan, bool staged, timing *t) {
-    cl_event event = NULL;
-    const double start = wall_ms();
-    clpsa_status status =
-        clpsa_plan_run(plan, st->queue, st->in[0], st->in[1], st->in[2], st->out, 0, NULL, &event);
-    if (status != CLPSA_OK)
-        return clpsa__tool_library_error(COMMAND, "clpsa_plan_run", status, st->ctx);
-    const cl_int err = clWaitForEvents(1, &event);
-    const double host = wall_ms() - start;
-    memset(t, 0, sizeof *t);
-    if (err == CL_SUCCESS && !staged)
-        t->total_ms = clpsa__tool_event_ms(event);
-    clReleaseEvent(event);
-    if (err != CL_SUCCESS)
-        return clpsa__tool_cl_error(COMMAND, "waiting for clpsa_plan_run", err);
-    if (staged) {
-        clpsa_stage_times s;
-        status = clpsa_plan_read_stage_times(plan, &s);
-        if (status != CLPSA_OK)
-            return clpsa__tool_library_error(COMMAND, "clpsa_plan_read_stage_times", status,
-                                             st->ctx);
-        *t = (timing){s.total_ms, s.pool_ms, s.estimate_ms, s.assign_ms, s.attend_ms};
-    }
-    /* A queue without profiling has no device times: the host's wall time is what is left. */
-    if (!(t->total_ms > 0.0))
-        t->total_ms = host;
-    return CLPSA__EXIT_OK;
+    const cl_mem buffers[4] = {st->in[0], st->in[1], st->in[2], st->out};
+    clpsa_stage_times s;
+    const int rc = clpsa__tool_timed_run(COMMAND, st->ctx, plan, st->queue, buffers, staged, &s);
+    *t = (timing){s.total_ms, s.pool_ms, s.estimate_ms, s.assign_ms, s.attend_ms};
+    return rc;
 }
 
 /* A warm-up run, then the median of each figure over the reps; the output lands in `out`. */
@@ -619,9 +592,9 @@ int clpsa__cmd_bench(int argc, char **argv) {
     st.queue = clpsa_context_queue(st.ctx);
     st.results.device = clpsa_context_device_name(st.ctx);
     st.results.device_reason = clpsa_context_device_reason(st.ctx);
-    const double start = wall_ms();
+    const double start = clpsa__tool_wall_ms();
     rc = run_all(&st);
-    st.results.wall_s = (wall_ms() - start) * 1e-3;
+    st.results.wall_s = (clpsa__tool_wall_ms() - start) * 1e-3;
     release_case(&st);
     if (rc == CLPSA__EXIT_OK)
         rc = clpsa__bench_write_reports(&o, &st.results);

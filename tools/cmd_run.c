@@ -65,12 +65,6 @@ static int plan_error(const device_state *s, const char *call, clpsa_status stat
     return clpsa__tool_library_error(COMMAND, call, status, s->ctx);
 }
 
-static double wall_ms(void) {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)now.tv_sec * 1e3 + (double)now.tv_nsec * 1e-6;
-}
-
 static int upload_inputs(device_state *s, run_problem *p, const clpsa_plan *plan) {
     clpsa_buffer_sizes sizes;
     clpsa_status status = clpsa_plan_buffer_sizes(plan, &sizes);
@@ -117,34 +111,12 @@ static int poison_output(device_state *s, const run_problem *p) {
                              : clpsa__tool_cl_error(COMMAND, "clEnqueueFillBuffer", err);
 }
 
-/* One run, waited for. Dense time is its event's; a PSA or binary run reports per stage. */
+/* One run, waited for (tool_common.c); a PSA or binary run reports per stage. */
 static int timed_run(device_state *s, clpsa_plan *plan, bool staged, run_timing *t) {
-    cl_event event = NULL;
-    const double start = wall_ms();
-    clpsa_status status = clpsa_plan_run(plan, s->queue, s->buffers[0], s->buffers[1],
-                                         s->buffers[2], s->buffers[3], 0, NULL, &event);
-    if (status != CLPSA_OK)
-        return clpsa__tool_library_error(COMMAND, "clpsa_plan_run", status, s->ctx);
-    const cl_int err = clWaitForEvents(1, &event);
-    const double host = wall_ms() - start;
-    memset(t, 0, sizeof *t);
-    if (err == CL_SUCCESS && !staged)
-        t->total_ms = clpsa__tool_event_ms(event);
-    clReleaseEvent(event);
-    if (err != CL_SUCCESS)
-        return clpsa__tool_cl_error(COMMAND, "waiting for clpsa_plan_run", err);
-    if (staged) {
-        clpsa_stage_times st;
-        status = clpsa_plan_read_stage_times(plan, &st);
-        if (status != CLPSA_OK)
-            return clpsa__tool_library_error(COMMAND, "clpsa_plan_read_stage_times", status,
-                                             s->ctx);
-        *t = (run_timing){st.total_ms, st.pool_ms, st.estimate_ms, st.assign_ms, st.attend_ms};
-    }
-    /* Without profiling the device times are missing: the host's wall time is the best left. */
-    if (!(t->total_ms > 0.0))
-        t->total_ms = host;
-    return CLPSA__EXIT_OK;
+    clpsa_stage_times st;
+    const int rc = clpsa__tool_timed_run(COMMAND, s->ctx, plan, s->queue, s->buffers, staged, &st);
+    *t = (run_timing){st.total_ms, st.pool_ms, st.estimate_ms, st.assign_ms, st.attend_ms};
+    return rc;
 }
 
 /* A warm-up run (kernel first-use costs), then the median of each figure over the reps; the

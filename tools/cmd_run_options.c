@@ -172,15 +172,6 @@ static int parse_tau(const char *value, run_options *o) {
     return CLPSA__EXIT_OK;
 }
 
-static int parse_block(const char *flag, const char *value, bool key, int *out) {
-    long n = 0;
-    if (!clpsa__tool_parse_int(value, 16, 256, &n) || (key && n % 8 != 0))
-        return clpsa__tool_usage_error(COMMAND, "%s '%s': need %s from 16 to 256", flag,
-                                       shown(value), key ? "a multiple of 8" : "an integer");
-    *out = (int)n;
-    return CLPSA__EXIT_OK;
-}
-
 /* Flags whose value is kept as given: paths, the device and the preset name (the library
  * knows the presets and names the known ones when it refuses one). */
 static const struct {
@@ -240,9 +231,9 @@ static int parse_value(const char *flag, const char *value, run_options *o) {
             return clpsa__tool_usage_error(COMMAND,
                                            "--mode '%s': use threshold, quantile or energy", value);
     } else if (!strcmp(flag, "--bm")) {
-        return parse_block(flag, value, false, &o->block_q);
+        return clpsa__tool_parse_block(COMMAND, flag, value, false, &o->block_q);
     } else if (!strcmp(flag, "--bn")) {
-        return parse_block(flag, value, true, &o->block_k);
+        return clpsa__tool_parse_block(COMMAND, flag, value, true, &o->block_k);
     } else if (!strcmp(flag, "--align-tile")) {
         if (!clpsa__tool_parse_int(value, 0, 4096, &n))
             return clpsa__tool_usage_error(COMMAND, "--align-tile '%s': need 0 (off) to 4096",

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 bool clpsa__tool_option(int argc, char **argv, int *i, const char *name, const char **value) {
     const char *arg = argv[*i];
@@ -175,4 +176,48 @@ uint64_t clpsa__tool_random(uint64_t *state) {
 float clpsa__tool_random_signed(uint64_t *state) {
     /* 24 random bits: every value is exactly representable in float. */
     return (float)(clpsa__tool_random(state) >> 40) * (2.0f / 16777216.0f) - 1.0f;
+}
+
+double clpsa__tool_wall_ms(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)now.tv_sec * 1e3 + (double)now.tv_nsec * 1e-6;
+}
+
+int clpsa__tool_timed_run(const char *command, const clpsa_context *ctx, clpsa_plan *plan,
+                          cl_command_queue queue, const cl_mem *buffers, bool staged,
+                          clpsa_stage_times *times) {
+    cl_event event = NULL;
+    const double start = clpsa__tool_wall_ms();
+    clpsa_status status = clpsa_plan_run(plan, queue, buffers[0], buffers[1], buffers[2],
+                                         buffers[3], 0, NULL, &event);
+    if (status != CLPSA_OK)
+        return clpsa__tool_library_error(command, "clpsa_plan_run", status, ctx);
+    const cl_int err = clWaitForEvents(1, &event);
+    const double host = clpsa__tool_wall_ms() - start;
+    memset(times, 0, sizeof *times);
+    if (err == CL_SUCCESS && !staged)
+        times->total_ms = clpsa__tool_event_ms(event);
+    clReleaseEvent(event);
+    if (err != CL_SUCCESS)
+        return clpsa__tool_cl_error(command, "waiting for clpsa_plan_run", err);
+    if (staged) {
+        status = clpsa_plan_read_stage_times(plan, times);
+        if (status != CLPSA_OK)
+            return clpsa__tool_library_error(command, "clpsa_plan_read_stage_times", status, ctx);
+    }
+    /* Without profiling the device times are missing: the host's wall time is the best left. */
+    if (!(times->total_ms > 0.0))
+        times->total_ms = host;
+    return CLPSA__EXIT_OK;
+}
+
+int clpsa__tool_parse_block(const char *command, const char *flag, const char *value, bool key,
+                            int *out) {
+    long n = 0;
+    if (!value || !clpsa__tool_parse_int(value, 16, 256, &n) || (key && n % 8 != 0))
+        return clpsa__tool_usage_error(command, "%s '%s': need %s from 16 to 256", flag,
+                                       value ? value : "", key ? "a multiple of 8" : "an integer");
+    *out = (int)n;
+    return CLPSA__EXIT_OK;
 }

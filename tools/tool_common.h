@@ -59,6 +59,22 @@ void clpsa__tool_json_string(FILE *out, const char *text);
 /* Milliseconds between the start and the end of a finished command with profiling info;
  * negative when the queue has no profiling. */
 double clpsa__tool_event_ms(cl_event event);
+/* Monotonic wall-clock time in milliseconds. */
+double clpsa__tool_wall_ms(void);
+
+/* Runs the plan once on `queue` over buffers q, k, v, out and waits for it. staged (PSA,
+ * binary): the per-stage device times of clpsa_plan_read_stage_times; otherwise total_ms is
+ * the run's event time (dense is one kernel). Without profiling, total_ms is the host's wall
+ * time. Errors are reported under `command`; returns an exit code. */
+int clpsa__tool_timed_run(const char *command, const clpsa_context *ctx, clpsa_plan *plan,
+                          cl_command_queue queue, const cl_mem *buffers, bool staged,
+                          clpsa_stage_times *times);
+
+/* A --bm / --bn value: an integer from 16 to 256, a multiple of 8 for key blocks (`key`).
+ * Returns an exit code (a usage error naming the flag). */
+int clpsa__tool_parse_block(const char *command, const char *flag, const char *value, bool key,
+                            int *out);
+
 /* Median of `count` values (sorts them in place). */
 double clpsa__tool_median(double *values, size_t count);
 

@@ -226,10 +226,7 @@ static int parse_number(const char *flag, const char *value, bench_options *o) {
     return CLPSA__EXIT_OK;
 }
 
-static const struct {
-    const char *flag;
-    size_t offset;
-} text_flags[] = {
+static const clpsa__tool_text_flag text_flags[] = {
     {"--device", offsetof(bench_options, device)}, {"--q", offsetof(bench_options, q)},
     {"--k", offsetof(bench_options, k)},           {"--v", offsetof(bench_options, v)},
     {"--json", offsetof(bench_options, json)},     {"--csv", offsetof(bench_options, csv)},
@@ -320,13 +317,12 @@ int clpsa__bench_parse_options(int argc, char **argv, bench_options *o, bool *he
             o->csv = argv[++i];
             matched = true;
         }
-        for (size_t f = 0; !matched && f < sizeof text_flags / sizeof text_flags[0]; ++f) {
-            if (!clpsa__tool_option(argc, argv, &i, text_flags[f].flag, &value))
-                continue;
-            matched = true;
-            if (!value || !*value)
-                return clpsa__tool_usage_error(COMMAND, "%s needs a value", text_flags[f].flag);
-            *(const char **)((char *)o + text_flags[f].offset) = value;
+        if (!matched) {
+            int rc = CLPSA__EXIT_OK;
+            matched = clpsa__tool_text_option(COMMAND, argc, argv, &i, text_flags,
+                                              sizeof text_flags / sizeof text_flags[0], o, &rc);
+            if (rc != CLPSA__EXIT_OK)
+                return rc;
         }
         for (size_t f = 0; !matched && f < sizeof list_flags / sizeof list_flags[0]; ++f) {
             if (!clpsa__tool_option(argc, argv, &i, list_flags[f], &value))

@@ -174,10 +174,7 @@ static int parse_tau(const char *value, run_options *o) {
 
 /* Flags whose value is kept as given: paths, the device and the preset name (the library
  * knows the presets and names the known ones when it refuses one). */
-static const struct {
-    const char *flag;
-    size_t offset;
-} text_flags[] = {
+static const clpsa__tool_text_flag text_flags[] = {
     {"--device", offsetof(run_options, device)},
     {"--q", offsetof(run_options, q)},
     {"--k", offsetof(run_options, k)},
@@ -357,13 +354,12 @@ int clpsa__run_parse_options(int argc, char **argv, run_options *o, bool *help) 
         } else if (!strcmp(a, "--binary")) {
             binary = matched = true;
         }
-        for (size_t f = 0; !matched && f < sizeof text_flags / sizeof text_flags[0]; ++f) {
-            if (!clpsa__tool_option(argc, argv, &i, text_flags[f].flag, &value))
-                continue;
-            matched = true;
-            if (!value || !*value)
-                return clpsa__tool_usage_error(COMMAND, "%s needs a value", text_flags[f].flag);
-            *(const char **)((char *)o + text_flags[f].offset) = value;
+        if (!matched) {
+            int rc = CLPSA__EXIT_OK;
+            matched = clpsa__tool_text_option(COMMAND, argc, argv, &i, text_flags,
+                                              sizeof text_flags / sizeof text_flags[0], o, &rc);
+            if (rc != CLPSA__EXIT_OK)
+                return rc;
         }
         for (size_t f = 0; !matched && f < sizeof value_flags / sizeof value_flags[0]; ++f) {
             if (!clpsa__tool_option(argc, argv, &i, value_flags[f], &value))

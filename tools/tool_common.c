@@ -221,3 +221,21 @@ int clpsa__tool_parse_block(const char *command, const char *flag, const char *v
     *out = (int)n;
     return CLPSA__EXIT_OK;
 }
+
+bool clpsa__tool_text_option(const char *command, int argc, char **argv, int *i,
+                             const clpsa__tool_text_flag *flags, size_t count, void *options,
+                             int *rc) {
+    for (size_t f = 0; f < count; ++f) {
+        const char *value = NULL;
+        if (!clpsa__tool_option(argc, argv, i, flags[f].flag, &value))
+            continue;
+        if (!value || !*value) {
+            *rc = clpsa__tool_usage_error(command, "%s needs a value", flags[f].flag);
+        } else {
+            *(const char **)((char *)options + flags[f].offset) = value;
+            *rc = CLPSA__EXIT_OK;
+        }
+        return true;
+    }
+    return false;
+}

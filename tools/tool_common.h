@@ -26,6 +26,19 @@ int clpsa__cmd_bench(int argc, char **argv);
  * value is missing. */
 bool clpsa__tool_option(int argc, char **argv, int *i, const char *name, const char **value);
 
+/* A flag whose value is kept as given (a path, a device, a name), stored as a const char *
+ * at `offset` in the command's options struct. */
+typedef struct clpsa__tool_text_flag {
+    const char *flag;
+    size_t offset;
+} clpsa__tool_text_flag;
+
+/* Matches argv[*i] against the table. Returns false when it is none of its flags; otherwise
+ * stores the value in `options` and sets *rc (a usage error when the value is missing). */
+bool clpsa__tool_text_option(const char *command, int argc, char **argv, int *i,
+                             const clpsa__tool_text_flag *flags, size_t count, void *options,
+                             int *rc);
+
 /* Whole-string numbers: false on empty text, trailing junk, overflow or non-finite values. */
 bool clpsa__tool_parse_int(const char *text, long min, long max, long *out);
 bool clpsa__tool_parse_double(const char *text, double *out);

@@ -1,5 +1,6 @@
 /* Device normalisation and the lookup of kernel parameters for a context. */
 #include "internal.h"
+#include "kernel_variant.h"
 
 #include <clpsa/clpsa_tuning.h>
 
@@ -114,7 +115,7 @@ void clpsa__params_init(clpsa_context *ctx) {
             }
     const char *env = getenv("CLPSA_PARAMS");
     if (env && *env) {
-        char why[256];
+        char why[1024];
         int values[CLPSA__PARAM_COUNT];
         if (clpsa__params_parse(env, values, why, sizeof why))
             memcpy(ctx->overrides, values, sizeof values);
@@ -137,7 +138,7 @@ clpsa_status clpsa_context_set_params(clpsa_context *ctx, const char *overrides)
         return CLPSA_ERROR_NULL_ARGUMENT;
     clpsa__clear_error(ctx);
     int values[CLPSA__PARAM_COUNT];
-    char why[256];
+    char why[1024];
     if (!clpsa__params_parse(overrides ? overrides : "", values, why, sizeof why))
         return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE, "parameter override: %s", why);
     memcpy(ctx->overrides, values, sizeof values);
@@ -152,9 +153,15 @@ clpsa_status clpsa_context_describe_params(clpsa_context *ctx, char *out, size_t
         clpsa__param_source source;
         const int value = clpsa__param_value(ctx, (clpsa__param_id)id, &source);
         const size_t used = strlen(out);
-        snprintf(out + used, size - used, "%s.%s=%d (%s)\n", clpsa__param_defs[id].family,
-                 clpsa__param_defs[id].name, value, clpsa__param_source_name(source));
+        if (value == 0) /* only the VARIANT parameters have no default value */
+            snprintf(out + used, size - used, "%s.%s=auto (the first variant that fits)\n",
+                     clpsa__param_defs[id].family, clpsa__param_defs[id].name);
+        else
+            snprintf(out + used, size - used, "%s.%s=%d (%s)\n", clpsa__param_defs[id].family,
+                     clpsa__param_defs[id].name, value, clpsa__param_source_name(source));
     }
+    const size_t used = strlen(out);
+    clpsa__kernel_variants_describe(&ctx->info, out + used, size - used);
     return CLPSA_OK;
 }
 

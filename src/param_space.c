@@ -20,6 +20,15 @@ const clpsa__param_def clpsa__param_defs[CLPSA__PARAM_COUNT] = {
     /* sampled estimate kernel: 1 work-items own sampled rows (no local memory); 2 sampled rows
      * staged in local memory, work-items own key blocks (needs sample_q * D floats of it) */
     [CLPSA__P_ESTIMATE_VARIANT] = {"estimate", "VARIANT", {1, 2}, 2, 2, 2},
+    /* which kernel variant runs the family (src/kernel_variant.c: 1 portable, 2 nvidia-mma);
+     * unset, the first variant in the table that fits the plan and the device */
+    [CLPSA__P_DENSE_VARIANT] = {"dense", "VARIANT", {1, 2}, 2, 0, 0},
+    [CLPSA__P_ATTEND_VARIANT] = {"attend", "VARIANT", {1, 2}, 2, 0, 0},
+    /* nvidia-mma variants: warps per work-group (16 query rows each) and keys per tile */
+    [CLPSA__P_DENSE_NV_WARPS] = {"dense", "NV_WARPS", {2, 4, 8}, 3, 4, 4},
+    [CLPSA__P_DENSE_NV_TILE_N] = {"dense", "NV_TILE_N", {32, 64}, 2, 64, 64},
+    [CLPSA__P_ATTEND_NV_WARPS] = {"attend", "NV_WARPS", {2, 4, 8}, 3, 4, 4},
+    [CLPSA__P_ATTEND_NV_TILE_N] = {"attend", "NV_TILE_N", {32, 64}, 2, 64, 64},
 };
 
 const char *clpsa__param_source_name(clpsa__param_source source) {
@@ -69,6 +78,15 @@ static void allowed_list(clpsa__param_id id, char *out, size_t size) {
     }
 }
 
+static void known_list(char *out, size_t size) {
+    out[0] = '\0';
+    for (int id = 0; id < CLPSA__PARAM_COUNT; ++id) {
+        const size_t used = strlen(out);
+        snprintf(out + used, size - used, "%s%s.%s", id ? ", " : "", clpsa__param_defs[id].family,
+                 clpsa__param_defs[id].name);
+    }
+}
+
 bool clpsa__params_parse(const char *text, int *values, char *why, size_t why_size) {
     for (int id = 0; id < CLPSA__PARAM_COUNT; ++id)
         values[id] = 0;
@@ -88,11 +106,10 @@ bool clpsa__params_parse(const char *text, int *values, char *why, size_t why_si
         const clpsa__param_id id =
             clpsa__param_find(at, (size_t)(dot - at), dot + 1, (size_t)(equals - dot - 1));
         if (id == CLPSA__PARAM_COUNT) {
-            snprintf(why, why_size,
-                     "\"%.*s\" is not a parameter (known: dense.BLOCK_M, dense.TILE_N, "
-                     "attend.ATT_M, attend.TILE_N, estimate.EST_WG, estimate.VARIANT, "
-                     "assign.ASSIGN_WG)",
-                     (int)(equals - at), at);
+            char known[512];
+            known_list(known, sizeof known);
+            snprintf(why, why_size, "\"%.*s\" is not a parameter (known: %s)", (int)(equals - at),
+                     at, known);
             return false;
         }
         char *number_end = NULL;

@@ -14,6 +14,12 @@ typedef enum clpsa__param_id {
     CLPSA__P_ESTIMATE_WG,
     CLPSA__P_ASSIGN_WG,
     CLPSA__P_ESTIMATE_VARIANT,
+    CLPSA__P_DENSE_VARIANT, /* 0 (unset): the first variant that fits (kernel_variant.c) */
+    CLPSA__P_ATTEND_VARIANT,
+    CLPSA__P_DENSE_NV_WARPS,
+    CLPSA__P_DENSE_NV_TILE_N,
+    CLPSA__P_ATTEND_NV_WARPS,
+    CLPSA__P_ATTEND_NV_TILE_N,
     CLPSA__PARAM_COUNT
 } clpsa__param_id;
 

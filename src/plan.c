@@ -1,5 +1,5 @@
 /* Plans: a validated problem description with its kernels compiled, run many times. */
-#include "plan_internal.h"
+#include "kernel_variant.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -105,50 +105,22 @@ static clpsa__tensor make_tensor(const char *name, const clpsa_plan_desc *d, int
     return t;
 }
 
-/* Builds the dense kernel with the plan's parameters. A compiled kernel that allows fewer
- * work-items than BLOCK_M (register pressure) gets half the rows, unless BLOCK_M was an
- * explicit override, which is then an error. */
+/* Builds the dense kernel: the first variant that fits the plan and the device. */
 static clpsa_status build_dense(clpsa_plan *plan) {
-    clpsa_context *ctx = plan->ctx;
-    bool block_overridden = false;
+    char options[256];
+    snprintf(options, sizeof options, "-cl-std=CL1.2 -DHEAD_DIM=%d -DIN_TYPE=%d -DOUT_TYPE=%d",
+             plan->desc.head_dim, (int)plan->desc.dtype, (int)plan->desc.out_dtype);
     plan->parameter_source[0] = '\0';
-    clpsa_status status =
-        clpsa__plan_param(plan, CLPSA__P_DENSE_BLOCK_M, &plan->dense_block_m, &block_overridden);
-    if (status == CLPSA_OK)
-        status = clpsa__plan_param(plan, CLPSA__P_DENSE_TILE_N, &plan->dense_tile_n, NULL);
+    clpsa__kernel_config config;
+    const clpsa_status status = clpsa__kernel_variant_build(
+        plan, CLPSA__FAMILY_DENSE, options, &plan->dense, &plan->dense_variant, &config);
     if (status != CLPSA_OK)
         return status;
-    for (;;) {
-        char options[512];
-        snprintf(options, sizeof options,
-                 "-cl-std=CL1.2 -DHEAD_DIM=%d -DIN_TYPE=%d -DOUT_TYPE=%d -DBLOCK_M=%d "
-                 "-DTILE_N=%d",
-                 plan->desc.head_dim, (int)plan->desc.dtype, (int)plan->desc.out_dtype,
-                 plan->dense_block_m, plan->dense_tile_n);
-        cl_program program = NULL;
-        static const char *const files[] = {"common.cl", "dense.cl"};
-        status = clpsa__program_get(ctx, files, 2, options, &program);
-        if (status != CLPSA_OK)
-            return status;
-        cl_int err = CL_SUCCESS;
-        cl_kernel kernel = clCreateKernel(program, "dense_attention", &err);
-        if (err != CL_SUCCESS)
-            return clpsa__fail_cl(ctx, err, "clCreateKernel(dense_attention)");
-        status = clpsa__plan_check_kernel_group(plan, kernel, CLPSA__P_DENSE_BLOCK_M,
-                                                plan->dense_block_m);
-        if (status == CLPSA_OK) {
-            plan->dense = kernel;
-            clpsa__log(ctx, CLPSA_LOG_INFO, "dense kernel: D=%d; %s", plan->desc.head_dim,
-                       plan->parameter_source);
-            return CLPSA_OK;
-        }
-        clReleaseKernel(kernel);
-        if (block_overridden || plan->dense_block_m <= 16)
-            return status;
-        clpsa__log(ctx, CLPSA_LOG_INFO, "%s: halving BLOCK_M", ctx->last_error);
-        clpsa__clear_error(ctx);
-        plan->dense_block_m /= 2;
-    }
+    plan->dense_rows = config.rows;
+    plan->dense_items = config.items;
+    clpsa__log(plan->ctx, CLPSA_LOG_INFO, "dense kernel: D=%d; %s", plan->desc.head_dim,
+               plan->parameter_source);
+    return CLPSA_OK;
 }
 
 clpsa_status clpsa_plan_create(clpsa_context *ctx, const clpsa_plan_desc *desc, clpsa_plan **out) {
@@ -335,9 +307,9 @@ clpsa_status clpsa_plan_run(clpsa_plan *plan, cl_command_queue queue, cl_mem q, 
     if (err != CL_SUCCESS)
         return clpsa__fail(ctx, CLPSA_ERROR_OPENCL, "clSetKernelArg failed for dense_attention");
 
-    const size_t row_groups = ((size_t)d->seq_q + plan->dense_block_m - 1) / plan->dense_block_m;
-    const size_t global[2] = {row_groups * plan->dense_block_m, (size_t)d->batch * d->heads_q};
-    const size_t local[2] = {(size_t)plan->dense_block_m, 1};
+    const size_t row_groups = ((size_t)d->seq_q + plan->dense_rows - 1) / plan->dense_rows;
+    const size_t global[2] = {row_groups * plan->dense_items, (size_t)d->batch * d->heads_q};
+    const size_t local[2] = {(size_t)plan->dense_items, 1};
     err =
         clEnqueueNDRangeKernel(queue, kernel, 2, NULL, global, local, num_events, wait_list, event);
     if (err != CL_SUCCESS)

@@ -46,7 +46,8 @@ struct clpsa_plan {
 
     /* dense */
     cl_kernel dense;
-    int dense_block_m, dense_tile_n;
+    int dense_rows, dense_items; /* query rows and work-items per work-group */
+    const struct clpsa__kernel_variant *dense_variant;
 
     /* PSA */
     clpsa__psa_options psa;
@@ -55,13 +56,14 @@ struct clpsa_plan {
     cl_kernel pool, similarity, estimate, assign, work_list, attend;
     int estimate_wg, estimate_variant, estimate_rows, estimate_heads_per_launch;
     int assign_wg, sort_n;
-    int attend_rows, attend_tile_n;
+    int attend_rows, attend_items;
+    const struct clpsa__kernel_variant *attend_variant;
     cl_mem k_pyramid, v_pyramid, similarity_stats, row_offsets, key_offsets, estimate_scratch;
     cl_mem scores, levels, counts, list;
     cl_mem perm; /* position -> row of the caller's tensors; NULL when not permuted */
     clpsa__level_source source;
 
-    char parameter_source[256];
+    char parameter_source[1024];
 
     /* The last run, for read-back and stage times. The next run, and every transfer on the
      * plan's buffers, waits for its last command, whatever queue it was on. */

@@ -1,6 +1,6 @@
 /* PSA plans: kernels, scratch buffers and the enqueued pipeline
  * pool -> [similarity] -> [estimate] -> [assign] -> work list -> attend. */
-#include "plan_internal.h"
+#include "kernel_variant.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,18 +35,11 @@ static clpsa_status create_kernel(clpsa_plan *plan, const char *file, const char
 /* The PSA kernels' parameters for this plan (context lookup, checked against the device). */
 static clpsa_status choose_parameters(clpsa_plan *plan) {
     plan->parameter_source[0] = '\0';
-    clpsa_status status = clpsa__plan_param(plan, CLPSA__P_ATTEND_ROWS, &plan->attend_rows, NULL);
-    if (status == CLPSA_OK)
-        status = clpsa__plan_param(plan, CLPSA__P_ATTEND_TILE_N, &plan->attend_tile_n, NULL);
-    if (status == CLPSA_OK)
-        status = clpsa__plan_param(plan, CLPSA__P_ESTIMATE_WG, &plan->estimate_wg, NULL);
+    clpsa_status status = clpsa__plan_param(plan, CLPSA__P_ESTIMATE_WG, &plan->estimate_wg, NULL);
     if (status == CLPSA_OK && plan->psa.estimator == CLPSA_ESTIMATOR_SAMPLED)
         status = clpsa__plan_param(plan, CLPSA__P_ESTIMATE_VARIANT, &plan->estimate_variant, NULL);
     if (status == CLPSA_OK)
         status = clpsa__plan_param(plan, CLPSA__P_ASSIGN_WG, &plan->assign_wg, NULL);
-    /* Rows past the query block would idle: a work-group never spans two blocks. */
-    if (plan->attend_rows > plan->psa.block_q)
-        plan->attend_rows = plan->psa.block_q;
     return status;
 }
 
@@ -206,15 +199,18 @@ clpsa_status clpsa__plan_build_psa(clpsa_plan *plan) {
     if (status != CLPSA_OK)
         return status;
 
+    /* A work-group never spans two query blocks: the variant sizes it to at most bm rows. */
     snprintf(options, sizeof options,
              "-cl-std=CL1.2 -DHEAD_DIM=%d -DIN_TYPE=%d -DOUT_TYPE=%d -DBLOCK_Q=%d -DBLOCK_K=%d "
-             "-DATT_M=%d -DTILE_N=%d -DPERMUTED=%d",
-             d->head_dim, (int)d->dtype, (int)d->out_dtype, psa->block_q, psa->block_k,
-             plan->attend_rows, plan->attend_tile_n, permuted);
-    status = create_kernel(plan, "attend.cl", options, "psa_attend", &plan->attend);
-    if (status == CLPSA_OK)
-        status = clpsa__plan_check_kernel_group(plan, plan->attend, CLPSA__P_ATTEND_ROWS,
-                                                plan->attend_rows);
+             "-DPERMUTED=%d",
+             d->head_dim, (int)d->dtype, (int)d->out_dtype, psa->block_q, psa->block_k, permuted);
+    clpsa__kernel_config attend;
+    status = clpsa__kernel_variant_build(plan, CLPSA__FAMILY_ATTEND, options, &plan->attend,
+                                         &plan->attend_variant, &attend);
+    if (status == CLPSA_OK) {
+        plan->attend_rows = attend.rows;
+        plan->attend_items = attend.items;
+    }
     if (status == CLPSA_OK)
         status = clpsa__plan_check_kernel_group(plan, plan->estimate, CLPSA__P_ESTIMATE_WG,
                                                 plan->estimate_wg);
@@ -477,8 +473,8 @@ clpsa_status clpsa__plan_run_psa(clpsa_plan *plan, cl_command_queue queue, cl_me
         }
         const size_t groups_per_block =
             ((size_t)psa->block_q + plan->attend_rows - 1) / plan->attend_rows;
-        const size_t local[2] = {(size_t)plan->attend_rows, 1};
-        const size_t global[2] = {(size_t)nq * groups_per_block * plan->attend_rows,
+        const size_t local[2] = {(size_t)plan->attend_items, 1};
+        const size_t global[2] = {(size_t)nq * groups_per_block * plan->attend_items,
                                   (size_t)bh_total};
         status = enqueue(&c, CLPSA__STAGE_ATTEND, plan->attend, 2, global, local, "psa_attend");
     }

@@ -143,6 +143,11 @@ static clpsa_status build_from_source(clpsa_context *ctx, const char *file, cons
         free(log);
         return status;
     }
+    /* Drivers report registers, local memory and spills here (NVIDIA with -cl-nv-verbose). */
+    char *log = build_log(ctx, program);
+    if (log && log[strspn(log, " \t\r\n")])
+        clpsa__log(ctx, CLPSA_LOG_DEBUG, "build log of %s:\n%s", file, log);
+    free(log);
     *out = program;
     return CLPSA_OK;
 }

@@ -58,6 +58,8 @@ typedef struct bench_options {
     int reps;
     int block_q, block_k; /* 0: the library's defaults */
     uint64_t seed;
+    int grid[3];     /* --grid: the video workloads' frames, height, width; 0: derived */
+    bool no_clblast; /* --no-clblast: skip the CLBlast baseline */
 } bench_options;
 
 /* One measured case: inputs on the host as fp32, already rounded to the storage type. */
@@ -105,6 +107,8 @@ void clpsa__bench_usage(FILE *out);
 
 /* The frames x height x width grid a video workload of n tokens uses, 0 if none fits. */
 bool clpsa__bench_video_grid(int n, int grid[3]);
+/* The grid of the video workloads at N = n: --grid when given (T*H*W = n), else derived. */
+bool clpsa__bench_grid_for(const bench_options *o, int n, int grid[3]);
 /* Fills c->host for the workload (files: read, checked, converted to float), rounded to
  * c->dtype as the device will store it. c->shape is set from the files. */
 int clpsa__bench_case_load(const bench_options *o, bench_case *c);

@@ -50,6 +50,9 @@ void clpsa__bench_usage(FILE *out) {
         "                      hilbert token order), all (default: all three)\n"
         "  --shapes LIST       comma-separated BxHxNxD (default 1x8x4096x64,1x8x8192x128);\n"
         "                      video workloads need N = T*S*S (a grid of T frames of S x S)\n"
+        "                      or the N of --grid\n"
+        "  --grid T,H,W        the video workloads' grid: frames, height, width\n"
+        "  --no-clblast        skip the CLBlast baseline (its fp32 scores need N*N floats)\n"
         "  --densities LIST    target densities in (0, 1] (default 0.05,0.1,0.2,0.3,0.5)\n"
         "  --tau t1,t2,t4,t8   fixed PSA thresholds instead of the density sweep\n"
         "  --dtype LIST        storage of Q, K, V: fp32, fp16, bf16, comma-separated (default\n"
@@ -114,6 +117,18 @@ static int parse_list(const char *flag, const char *value, bench_options *o) {
     char buffer[1024];
     char *items[64];
     const int n = split(value, buffer, sizeof buffer, items, 64);
+    if (!strcmp(flag, "--grid")) {
+        long side[3] = {0, 0, 0};
+        for (int i = 0; i < 3 && n == 3; ++i)
+            if (!clpsa__tool_parse_int(items[i], 1, 1 << 20, &side[i]))
+                side[0] = 0;
+        if (n != 3 || !side[0])
+            return clpsa__tool_usage_error(
+                COMMAND, "--grid '%s': need T,H,W (three positive integers)", shown(value));
+        for (int i = 0; i < 3; ++i)
+            o->grid[i] = (int)side[i];
+        return CLPSA__EXIT_OK;
+    }
     if (!strcmp(flag, "--workload")) {
         memset(o->workloads, 0, sizeof o->workloads);
         for (int i = 0; i < n; ++i) {
@@ -231,8 +246,8 @@ static const clpsa__tool_text_flag text_flags[] = {
     {"--k", offsetof(bench_options, k)},           {"--v", offsetof(bench_options, v)},
     {"--json", offsetof(bench_options, json)},     {"--csv", offsetof(bench_options, csv)},
 };
-static const char *const list_flags[] = {"--workload", "--shapes", "--densities", "--dtype",
-                                         "--tau"};
+static const char *const list_flags[] = {"--workload", "--shapes", "--densities",
+                                         "--dtype",    "--tau",    "--grid"};
 static const char *const number_flags[] = {"--reps", "--seed", "--bm", "--bn"};
 
 /* Flags whose values the --q/--k/--v files or --tau replace, and the defaults left. */
@@ -282,12 +297,20 @@ static int check_and_default(bench_options *o, bool workload_given) {
         int grid[3];
         const bench_shape *s = &o->shapes[i];
         if ((o->workloads[BENCH_WORKLOAD_VIDEO] || o->workloads[BENCH_WORKLOAD_HILBERT]) &&
-            !clpsa__bench_video_grid(s->seq_q, grid))
-            return clpsa__tool_usage_error(COMMAND,
-                                           "--shapes: N = %d is not T*S*S (frames of S x S "
-                                           "tokens, S from 8 to 128), which the video "
-                                           "workloads need; use e.g. 1024, 2048, 4096",
-                                           s->seq_q);
+            !clpsa__bench_grid_for(o, s->seq_q, grid))
+            return o->grid[0]
+                       ? clpsa__tool_usage_error(COMMAND,
+                                                 "--grid %d,%d,%d has %lld tokens but --shapes "
+                                                 "has N = %d",
+                                                 o->grid[0], o->grid[1], o->grid[2],
+                                                 (long long)o->grid[0] * o->grid[1] * o->grid[2],
+                                                 s->seq_q)
+                       : clpsa__tool_usage_error(COMMAND,
+                                                 "--shapes: N = %d is not T*S*S (frames of S x "
+                                                 "S tokens, S from 8 to 128), which the video "
+                                                 "workloads need; use e.g. 1024, 2048, 4096, "
+                                                 "or give --grid T,H,W",
+                                                 s->seq_q);
         if ((o->workloads[BENCH_WORKLOAD_VIDEO] || o->workloads[BENCH_WORKLOAD_HILBERT]) &&
             s->dim % 2 != 0)
             return clpsa__tool_usage_error(COMMAND, "--shapes: the video workloads need an "
@@ -309,6 +332,8 @@ int clpsa__bench_parse_options(int argc, char **argv, bench_options *o, bool *he
             return CLPSA__EXIT_OK;
         } else if (!strcmp(a, "--quick")) {
             o->quick = matched = true;
+        } else if (!strcmp(a, "--no-clblast")) {
+            o->no_clblast = matched = true;
         } else if (!strcmp(a, "--json") && i + 1 < argc && !strcmp(argv[i + 1], "-")) {
             /* "-" would otherwise read as the start of an option. */
             o->json = argv[++i];

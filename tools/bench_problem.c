@@ -46,6 +46,17 @@ bool clpsa__bench_video_grid(int n, int grid[3]) {
     return false;
 }
 
+bool clpsa__bench_grid_for(const bench_options *o, int n, int grid[3]) {
+    if (!o->grid[0])
+        return clpsa__bench_video_grid(n, grid);
+    if ((long long)o->grid[0] * o->grid[1] * o->grid[2] != n) {
+        grid[0] = grid[1] = grid[2] = 0;
+        return false;
+    }
+    memcpy(grid, o->grid, 3 * sizeof *grid);
+    return true;
+}
+
 void clpsa__bench_case_free(bench_case *c) {
     for (int t = 0; t < 3; ++t)
         free(c->host[t]);

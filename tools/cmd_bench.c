@@ -491,7 +491,7 @@ static int run_density(bench_state *st, const bench_case *c, const case_result *
     r.time_ms = cr->clblast_ms;
     r.tflops = tflops(cr->dense_flops, cr->clblast_ms);
     r.clblast_vs_dense = cr->clblast_vs_dense;
-    if (rc == CLPSA__EXIT_OK)
+    if (rc == CLPSA__EXIT_OK && !st->o->no_clblast)
         rc = add_record(st, &r);
     return rc;
 }
@@ -513,7 +513,7 @@ static int run_case(bench_state *st, bench_case *c, const bench_workload *worklo
     case_result cr;
     memset(&cr, 0, sizeof cr);
     int rc = run_dense(st, c, &cr);
-    if (rc == CLPSA__EXIT_OK)
+    if (rc == CLPSA__EXIT_OK && !st->o->no_clblast)
         rc = run_clblast(st, c, &cr);
     const bench_options *o = st->o;
     const int targets = o->tau_given ? 1 : o->density_count;
@@ -549,7 +549,7 @@ static int run_all(bench_state *st) {
                 if (sources[s] != BENCH_WORKLOAD_FILES)
                     c.shape = o->shapes[i];
                 if (sources[s] == BENCH_WORKLOAD_VIDEO)
-                    clpsa__bench_video_grid(c.shape.seq_q, c.grid);
+                    clpsa__bench_grid_for(o, c.shape.seq_q, c.grid);
                 rc = clpsa__bench_case_load(o, &c);
                 if (rc != CLPSA__EXIT_OK)
                     break;

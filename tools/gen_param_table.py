@@ -23,6 +23,12 @@ PARAMS = [  # the order of clpsa__param_id in src/params.h
     "estimate.EST_WG",
     "assign.ASSIGN_WG",
     "estimate.VARIANT",
+    "dense.VARIANT",
+    "attend.VARIANT",
+    "dense.NV_WARPS",
+    "dense.NV_TILE_N",
+    "attend.NV_WARPS",
+    "attend.NV_TILE_N",
 ]
 
 

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# ONE run on the GPU machine (bench/NOTES.md, GPU section): builds nothing there; checks first
+# (every kernel variant builds, with its register report; the correctness suites against the
+# double-precision reference with the NVIDIA matrix-unit variants and with the portable ones),
+# then times clpsa (dense, PSA and its stages, binary), then the peers through
+# .peers/peer_bench.py in the same run, and prints a ratio table last.
+# On the development machine (../shared/GPU.md): ../shared/gpu/fetch-debs.sh; copy
+# ../shared/peers to .peers; cmake -B build-rel -DCMAKE_BUILD_TYPE=Release; build. Then run
+# there, carrying .gpu, .peers and build-rel:
+#   . .gpu/env.sh; bash bench/gpu.sh build-rel [checks|times|all]
+# Logs and JSON go to $CLPSA_GPU_LOGS (default /tmp/clpsa-gpu); pack them for the trip back.
+set -uo pipefail
+build=${1:-build-rel}
+what=${2:-all}
+OUT=${CLPSA_GPU_LOGS:-/tmp/clpsa-gpu}
+mkdir -p "$OUT"
+export CLPSA_DEVICE=${CLPSA_DEVICE:-NVIDIA}
+export CLPSA_CACHE_DIR=${CLPSA_CACHE_DIR:-/tmp/clpsa-cache}
+clpsa=$build/clpsa
+tests=$build/tests
+portable="dense.VARIANT=1,attend.VARIANT=1"
+stage() { echo "== $* ($(date -u +%H:%M:%S))"; }
+
+stage device
+nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader 2>/dev/null
+timeout 60 "$clpsa" devices --device "$CLPSA_DEVICE" >"$OUT/devices.txt" 2>&1
+grep -E "^\s+(name|key|driver)|variants" "$OUT/devices.txt" | head -8
+
+stage "build every variant (register report from -cl-nv-verbose)"
+for dt in bf16 fp16; do
+    for d in 64 128; do
+        CLPSA_LOG=debug timeout 120 "$clpsa" bench --workload random --shapes "1x2x1000x$d" \
+            --dtype $dt --tau 0.4,0.5,0.6,0.8 --reps 1 --no-clblast >"$OUT/build_${dt}_$d.txt" 2>&1
+        echo "$dt D=$d: rc $?; $(grep -oE '(dense|attend)\.VARIANT=[0-9] [a-z-]+' \
+            "$OUT/build_${dt}_$d.txt" | sort -u | tr '\n' ' ')"
+        grep -E "ptxas info *: Used|spill|falling back|error" "$OUT/build_${dt}_$d.txt" |
+            sed 's/^/    /' | sort -u | head -8
+    done
+done
+
+if [ "$what" != times ]; then
+    stage "correctness: suites on the GPU, matrix-unit variants where they fit, then portable"
+    for suite in test_dense test_psa test_video; do
+        CLPSA_TEST_VERBOSE=1 timeout 240 "$tests/$suite" >"$OUT/${suite}_auto.log" 2>&1
+        a=$?
+        CLPSA_PARAMS=$portable CLPSA_TEST_VERBOSE=1 timeout 240 "$tests/$suite" \
+            >"$OUT/${suite}_portable.log" 2>&1
+        p=$?
+        echo "$suite: auto rc $a ($(grep -c '^\[       OK' "$OUT/${suite}_auto.log") ok," \
+            "$(grep -c '^\[  FAILED  \] test' "$OUT/${suite}_auto.log") failed); portable rc $p"
+        grep -E "^\[  (ERROR|FAILED)|error:" "$OUT/${suite}_auto.log" | head -6 | sed 's/^/    /'
+    done
+    python3 - "$OUT" <<'EOF'
+import re, sys
+out = sys.argv[1]
+rx = re.compile(r"^\s+(.*) \[(.*)\]: rel L2 ([0-9.eE+-]+) \(limit")
+def errors(path):
+    got = {}
+    try:
+        for line in open(path, errors="replace"):
+            m = rx.match(line)
+            if m:
+                got[(m.group(1), m.group(2))] = float(m.group(3))
+    except OSError:
+        pass
+    return got
+for suite in ("test_dense", "test_psa"):
+    a, p = errors(f"{out}/{suite}_auto.log"), errors(f"{out}/{suite}_portable.log")
+    common = [k for k in a if k in p]
+    worse = [(a[k] / p[k] if p[k] > 0 else float("inf"), k) for k in common if a[k] > p[k]]
+    worst = max(a.values()) if a else float("nan")
+    print(f"{suite}: {len(common)} checks in both runs; worst rel L2 auto {worst:.3g}; "
+          f"auto worse than portable in {len(worse)}")
+    for r, k in sorted(worse, reverse=True)[:5]:
+        print(f"    {k[1]} / {k[0]}: auto {a[k]:.3g} portable {p[k]:.3g} ({r:.2f}x)")
+EOF
+fi
+
+if [ "$what" != checks ]; then
+    stage "times: clpsa"
+    timeout 300 "$clpsa" bench --workload video-hilbert --grid 18,45,80 --shapes 1x12x64800x128 \
+        --dtype bf16 --densities 0.15 --reps 10 --no-clblast --json "$OUT/psa_64800.json" \
+        >"$OUT/psa_64800.txt" 2>&1
+    echo "psa 64800 rc $?"
+    timeout 200 "$clpsa" bench --workload random --shapes 1x12x32768x128 --dtype bf16 \
+        --tau 0.4,0.5,0.6,0.8 --reps 10 --no-clblast --json "$OUT/dense_32768.json" \
+        >"$OUT/dense_32768.txt" 2>&1
+    echo "dense 32768 rc $?"
+    CLPSA_PARAMS=$portable timeout 200 "$clpsa" bench --workload random \
+        --shapes 1x12x16384x128 --dtype fp32 --tau 0.4,0.5,0.6,0.8 --reps 5 --no-clblast \
+        --json "$OUT/portable_16384.json" >"$OUT/portable_16384.txt" 2>&1
+    echo "portable fp32 16384 rc $?"
+
+    stage "times: peers"
+    timeout 200 python3 .peers/peer_bench.py --shape 1,12,64800,128 --dtypes bf16 --psa \
+        >"$OUT/peers_64800.txt" 2>&1
+    timeout 100 python3 .peers/peer_bench.py --shape 1,12,32768,128 --dtypes bf16 \
+        >"$OUT/peers_32768.txt" 2>&1
+    timeout 100 python3 .peers/peer_bench.py --shape 1,12,16384,128 --dtypes fp32 \
+        >"$OUT/peers_16384.txt" 2>&1
+    cat "$OUT"/peers_*.txt | grep peer=
+
+    stage table
+    python3 bench/gpu_table.py "$OUT"
+fi

@@ -1,0 +1,373 @@
+/* Flash attention on the tensor cores (mma.sync m16n8k16, fp32 accumulation) for NVIDIA
+ * devices of compute capability 8.0 and newer; built after common.cl and nv_mma.cl. One file
+ * gives two kernels with the portable kernels' signatures:
+ *   NV_DENSE = 1: dense_attention, the dense baseline;
+ *   NV_DENSE = 0: psa_attend, multi-level attention over the PSA work list (pooled levels with
+ *                 their log2(cnt) bias, token orderings gathered through perm, causal).
+ *
+ * A work-group is NV_WARPS warps; each warp owns 16 query rows, keeps its Q fragments, the
+ * output accumulator and the online-softmax state in registers, and walks the key tiles that
+ * the work-group stages in local memory with cp.async: the values of a tile load while its
+ * scores are computed, the keys of the next tile while its values are applied. A tile never
+ * mixes levels (the work list is grouped by level), so each tile has one base pointer.
+ * Tunables (speed only, never the result):
+ *   NV_WARPS   warps per work-group (16 rows each)
+ *   NV_TILE_N  keys (or pooled tokens) per local-memory tile, a multiple of 16
+ * Needs HEAD_DIM a multiple of 32, fp16 or bf16 storage, row strides a multiple of 8 elements
+ * (16-byte rows for cp.async); the host checks all three before choosing this variant. */
+#ifndef NV_WARPS
+#define NV_WARPS 4 /* warps per work-group */
+#endif
+#ifndef NV_TILE_N
+#define NV_TILE_N 64 /* keys per tile */
+#endif
+#ifndef NV_DENSE
+#define NV_DENSE 0 /* 1: the dense kernel, 0: the PSA attend kernel */
+#endif
+#ifndef BLOCK_Q
+#define BLOCK_Q 128 /* bm */
+#endif
+#ifndef BLOCK_K
+#define BLOCK_K 64 /* bn */
+#endif
+
+#define NV_ROWS (16 * NV_WARPS)
+#define NV_THREADS (32 * NV_WARPS)
+#define NV_PITCH (HEAD_DIM + 8)  /* 16 bytes of padding: ldmatrix rows fall in distinct banks */
+#define NV_CHUNKS (HEAD_DIM / 8) /* 16-byte pieces of a row */
+#define NV_S_TILES (NV_TILE_N / 8)
+#define NV_O_TILES (HEAD_DIM / 8)
+#define NV_GROUPS_PER_BLOCK ((BLOCK_Q + NV_ROWS - 1) / NV_ROWS)
+#define NV_NEVER 0x7fffffff /* the last member of an empty slot: visible to no row */
+
+#if HEAD_DIM % 32 != 0 || NV_TILE_N % 16 != 0
+#error "nv_flash.cl needs HEAD_DIM % 32 == 0 and NV_TILE_N % 16 == 0"
+#endif
+
+typedef __global const ushort *rows16_t; /* K or V rows as raw 16-bit storage */
+
+/* Where the tiles come from: level by level, tokens[level] slots each (a slot is a key or a
+ * pooled token), NV_TILE_N slots a tile. */
+typedef struct tile_cursor {
+    int level, slot0, listed; /* listed: work-list entries of the levels before `level` */
+    int4 count, tokens;       /* per level; vectors, not arrays, so they stay in registers */
+} tile_cursor;
+
+/* v[i] by selects: an array or vector indexed at run time would live in local memory. */
+NV_INLINE int pick(const int4 v, const int i) {
+    return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
+}
+
+NV_INLINE void cursor_skip_empty(tile_cursor *c) {
+    while (c->level < 4 && c->slot0 >= pick(c->tokens, c->level)) {
+        c->listed += pick(c->count, c->level);
+        ++c->level;
+        c->slot0 = 0;
+    }
+}
+
+/* One tile's slots, written by work-items 0..NV_TILE_N-1: the row of each slot in its level's
+ * K/V storage (-1: nothing there), its log2(cnt) bias and its last member's position. */
+NV_INLINE void describe_slot(const tile_cursor *c, const int s, __global const int *row_list,
+                             __global const int *perm, const int seq_k, const int np2,
+                             const int np4, const int np8, __local int *row_of, __local float *bias,
+                             __local int *last) {
+    const int slot = c->slot0 + s;
+    const int level = c->level;
+    int p = -1;
+#if NV_DENSE
+    if (slot < c->tokens.x)
+        p = slot;
+    row_of[s] = p;
+#else
+    const int f = 1 << level;
+    const int per_block = BLOCK_K / f;
+    if (slot < pick(c->tokens, level)) {
+        const int block = row_list[c->listed + slot / per_block];
+        p = block * per_block + slot % per_block;
+        const int pooled = level == 0 ? seq_k : level == 1 ? np2 : level == 2 ? np4 : np8;
+        if (p >= pooled)
+            p = -1; /* past the last pooled token of the sequence */
+    }
+    /* Level 1 reads the caller's K, V through the ordering; the pyramid is in sequence order. */
+    row_of[s] = p < 0 ? -1 : level == 0 ? TOKEN(perm, p) : p;
+#endif
+#if NV_DENSE
+    bias[s] = 0.0f;
+    last[s] = p >= 0 ? p : NV_NEVER;
+#else
+    bias[s] = p >= 0 ? log2((float)min(f, seq_k - p * f)) : 0.0f;
+    last[s] = p >= 0 ? min(p * f + f, seq_k) - 1 : NV_NEVER;
+#endif
+}
+
+NV_INLINE void describe_tile(const tile_cursor *c, __global const int *row_list,
+                             __global const int *perm, const int seq_k, const int np2,
+                             const int np4, const int np8, __local int *row_of, __local float *bias,
+                             __local int *last) {
+    for (int s = get_local_id(0); s < NV_TILE_N; s += NV_THREADS)
+        describe_slot(c, s, row_list, perm, seq_k, np2, np4, np8, row_of, bias, last);
+}
+
+/* Starts the copy of one tile's rows into dst (zeros for empty slots). */
+NV_INLINE void stage_tile(__local ushort *dst, rows16_t base, const long step,
+                          __local const int *row_of) {
+    for (int c = get_local_id(0); c < NV_TILE_N * NV_CHUNKS; c += NV_THREADS) {
+        const int j = c / NV_CHUNKS;
+        const int piece = c - j * NV_CHUNKS;
+        const int row = row_of[j];
+        rows16_t src = row >= 0 ? base + (long)row * step + piece * 8 : base;
+        copy16_async(dst + j * NV_PITCH + piece * 8, src, row >= 0 ? 16 : 0);
+    }
+}
+
+/* A row's Q fragment piece: two consecutive 16-bit values as one register. */
+NV_INLINE uint load_pair(rows16_t row, const int d, const bool valid) {
+    return valid ? *(__global const uint *)(row + d) : 0u;
+}
+
+NV_INLINE void store_fragment_row(__global out_t *o_row, const float4 *o, const int c,
+                                  const bool upper, const float inv_l) {
+#pragma unroll
+    for (int dt = 0; dt < NV_O_TILES; ++dt) {
+        const int d = dt * 8 + 2 * c;
+        STORE_OUT(o_row, d, (upper ? o[dt].z : o[dt].x) * inv_l);
+        STORE_OUT(o_row, d + 1, (upper ? o[dt].w : o[dt].y) * inv_l);
+    }
+}
+
+/* The tile loop shared by both kernels: rows ta (fragment row g) and tb (g + 8) of this lane,
+ * their Q rows q_a, q_b (valid_a/b false: zeros), output rows o_a, o_b. */
+NV_INLINE void flash_rows(rows16_t q_a, rows16_t q_b, const bool valid_a, const bool valid_b,
+                          const int vis_a, const int vis_b, tile_cursor cur,
+                          __global const int *row_list, __global const int *perm, rows16_t k_full,
+                          rows16_t v_full, const long k_step, const long v_step,
+                          rows16_t k_pyr_head, rows16_t v_pyr_head, const int seq_k, const int np2,
+                          const int np4, const int np8, const float scale, __global out_t *o_a,
+                          __global out_t *o_b, __local ushort *k_tile, __local ushort *v_tile,
+                          __local int (*row_of)[NV_TILE_N], __local float (*bias)[NV_TILE_N],
+                          __local int (*last)[NV_TILE_N]) {
+    const int lane = get_local_id(0) & 31;
+    const int c = lane & 3;
+    uint4 qf[HEAD_DIM / 16];
+#pragma unroll
+    for (int kc = 0; kc < HEAD_DIM / 16; ++kc) {
+        const int d = kc * 16 + 2 * c;
+        qf[kc] = (uint4)(load_pair(q_a, d, valid_a), load_pair(q_b, d, valid_b),
+                         load_pair(q_a, d + 8, valid_a), load_pair(q_b, d + 8, valid_b));
+    }
+    float4 o[NV_O_TILES];
+#pragma unroll
+    for (int dt = 0; dt < NV_O_TILES; ++dt)
+        o[dt] = (float4)(0.0f);
+    float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.0f, l_b = 0.0f;
+    const float q_scale = scale * LOG2E;
+
+    const int4 tile_counts = (cur.tokens + NV_TILE_N - 1) / NV_TILE_N;
+    const int tiles = tile_counts.x + tile_counts.y + tile_counts.z + tile_counts.w;
+    cursor_skip_empty(&cur);
+    const int4 pooled_offset = (int4)(0, 0, np2, np2 + np4);
+    if (tiles > 0) {
+        describe_tile(&cur, row_list, perm, seq_k, np2, np4, np8, row_of[0], bias[0], last[0]);
+        barrier(CLK_LOCAL_MEM_FENCE);
+        const bool full = cur.level == 0;
+        stage_tile(k_tile,
+                   full ? k_full : k_pyr_head + (long)pick(pooled_offset, cur.level) * HEAD_DIM,
+                   full ? k_step : HEAD_DIM, row_of[0]);
+        copy_async_commit();
+    }
+    for (int t = 0; t < tiles; ++t) {
+        const int buf = t & 1;
+        const bool full = cur.level == 0;
+        const long level_rows = (long)pick(pooled_offset, cur.level) * HEAD_DIM;
+        stage_tile(v_tile, full ? v_full : v_pyr_head + level_rows, full ? v_step : HEAD_DIM,
+                   row_of[buf]);
+        copy_async_commit();
+        tile_cursor next = cur;
+        next.slot0 += NV_TILE_N;
+        cursor_skip_empty(&next);
+        const bool has_next = t + 1 < tiles;
+        if (has_next)
+            describe_tile(&next, row_list, perm, seq_k, np2, np4, np8, row_of[buf ^ 1],
+                          bias[buf ^ 1], last[buf ^ 1]);
+        COPY_ASYNC_WAIT(1); /* this tile's keys */
+        barrier(CLK_LOCAL_MEM_FENCE);
+
+        float4 s[NV_S_TILES];
+#pragma unroll
+        for (int nt = 0; nt < NV_S_TILES; ++nt)
+            s[nt] = (float4)(0.0f);
+#pragma unroll
+        for (int kc = 0; kc < HEAD_DIM / 16; kc += 2) {
+#pragma unroll
+            for (int nt = 0; nt < NV_S_TILES; ++nt) {
+                const uint4 kb = ldmatrix_x4(k_tile + (nt * 8 + (lane & 7)) * NV_PITCH + kc * 16 +
+                                             (lane >> 3) * 8);
+                s[nt] = mma_16x8x16(qf[kc], (uint2)(kb.x, kb.y), s[nt]);
+                s[nt] = mma_16x8x16(qf[kc + 1], (uint2)(kb.z, kb.w), s[nt]);
+            }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE); /* every warp is done with k_tile */
+        if (has_next) {
+            const bool next_full = next.level == 0;
+            stage_tile(k_tile,
+                       next_full ? k_full
+                                 : k_pyr_head + (long)pick(pooled_offset, next.level) * HEAD_DIM,
+                       next_full ? k_step : HEAD_DIM, row_of[buf ^ 1]);
+            copy_async_commit();
+            COPY_ASYNC_WAIT(1); /* this tile's values */
+        } else {
+            COPY_ASYNC_WAIT(0);
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+
+        /* Base-2 logits with the level's bias, masked by visibility; online softmax. */
+        float tile_a = -INFINITY, tile_b = -INFINITY;
+#pragma unroll
+        for (int nt = 0; nt < NV_S_TILES; ++nt) {
+            const int j = nt * 8 + 2 * c;
+            const float b0 = bias[buf][j], b1 = bias[buf][j + 1];
+            const int e0 = last[buf][j], e1 = last[buf][j + 1];
+            s[nt].x = e0 <= vis_a ? fma(s[nt].x, q_scale, b0) : -INFINITY;
+            s[nt].y = e1 <= vis_a ? fma(s[nt].y, q_scale, b1) : -INFINITY;
+            s[nt].z = e0 <= vis_b ? fma(s[nt].z, q_scale, b0) : -INFINITY;
+            s[nt].w = e1 <= vis_b ? fma(s[nt].w, q_scale, b1) : -INFINITY;
+            tile_a = fmax(tile_a, fmax(s[nt].x, s[nt].y));
+            tile_b = fmax(tile_b, fmax(s[nt].z, s[nt].w));
+        }
+        const float new_a = fmax(m_a, quad_max(tile_a));
+        const float new_b = fmax(m_b, quad_max(tile_b));
+        /* A row that has seen nothing yet keeps m = -inf; subtracting 0 keeps exp2 finite. */
+        const float ref_a = new_a == -INFINITY ? 0.0f : new_a;
+        const float ref_b = new_b == -INFINITY ? 0.0f : new_b;
+        const float corr_a = exp2(m_a - ref_a), corr_b = exp2(m_b - ref_b);
+        m_a = new_a;
+        m_b = new_b;
+        l_a *= corr_a;
+        l_b *= corr_b;
+#pragma unroll
+        for (int dt = 0; dt < NV_O_TILES; ++dt) {
+            o[dt].x *= corr_a;
+            o[dt].y *= corr_a;
+            o[dt].z *= corr_b;
+            o[dt].w *= corr_b;
+        }
+#pragma unroll
+        for (int nt = 0; nt < NV_S_TILES; ++nt) {
+            s[nt].x = exp2(s[nt].x - ref_a);
+            s[nt].y = exp2(s[nt].y - ref_a);
+            s[nt].z = exp2(s[nt].z - ref_b);
+            s[nt].w = exp2(s[nt].w - ref_b);
+            l_a += s[nt].x + s[nt].y;
+            l_b += s[nt].z + s[nt].w;
+        }
+#pragma unroll
+        for (int kk = 0; kk < NV_TILE_N / 16; ++kk) {
+            const uint4 pa =
+                (uint4)(pack2(s[2 * kk].x, s[2 * kk].y), pack2(s[2 * kk].z, s[2 * kk].w),
+                        pack2(s[2 * kk + 1].x, s[2 * kk + 1].y),
+                        pack2(s[2 * kk + 1].z, s[2 * kk + 1].w));
+            __local const ushort *v_rows =
+                v_tile + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * NV_PITCH +
+                (lane >> 4) * 8;
+#pragma unroll
+            for (int dt = 0; dt < NV_O_TILES; dt += 2) {
+                const uint4 vb = ldmatrix_x4_trans(v_rows + dt * 8);
+                o[dt] = mma_16x8x16(pa, (uint2)(vb.x, vb.y), o[dt]);
+                o[dt + 1] = mma_16x8x16(pa, (uint2)(vb.z, vb.w), o[dt + 1]);
+            }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE); /* v_tile and this tile's descriptions are free */
+        cur = next;
+    }
+
+    /* l was summed per lane; the quad shares m, so the row total is the quad's sum. */
+    l_a = quad_sum(l_a);
+    l_b = quad_sum(l_b);
+    if (valid_a)
+        store_fragment_row(o_a, o, c, false, l_a > 0.0f ? 1.0f / l_a : 0.0f);
+    if (valid_b)
+        store_fragment_row(o_b, o, c, true, l_b > 0.0f ? 1.0f / l_b : 0.0f);
+}
+
+#define NV_LOCAL_TILES                                                                             \
+    __local ushort k_tile[NV_TILE_N * NV_PITCH] __attribute__((aligned(16)));                      \
+    __local ushort v_tile[NV_TILE_N * NV_PITCH] __attribute__((aligned(16)));                      \
+    __local int row_of[2][NV_TILE_N];                                                              \
+    __local float bias[2][NV_TILE_N];                                                              \
+    __local int last[2][NV_TILE_N]
+
+#if NV_DENSE
+__kernel __attribute__((reqd_work_group_size(NV_THREADS, 1, 1))) void
+dense_attention(__global const in_t *q, __global const in_t *k, __global const in_t *v,
+                __global out_t *out, const int heads_q, const int group, const int seq_q,
+                const int seq_k, const float scale, const int causal, const long q_sb,
+                const long q_sh, const long q_sn, const long k_sb, const long k_sh, const long k_sn,
+                const long v_sb, const long v_sh, const long v_sn, const long o_sb, const long o_sh,
+                const long o_sn) {
+    NV_LOCAL_TILES;
+    const int lane = get_local_id(0) & 31;
+    const int warp = get_local_id(0) >> 5;
+    const int row0 = get_group_id(0) * NV_ROWS;
+    const int bh = get_group_id(1);
+    const int b = bh / heads_q;
+    const int h = bh - b * heads_q;
+    const int kvh = h / group;
+    const int ta = row0 + warp * 16 + (lane >> 2), tb = ta + 8;
+    const bool valid_a = ta < seq_q, valid_b = tb < seq_q;
+    rows16_t q_head = (rows16_t)q + b * q_sb + h * q_sh;
+    /* Bottom-right aligned causal mask: key c is visible to row t iff c <= t + (Nk - Nq). */
+    const int shift = seq_k - seq_q;
+    tile_cursor cur = {0, 0, 0, (int4)(0), (int4)(0)};
+    cur.tokens.x = causal ? clamp(min(row0 + NV_ROWS, seq_q) - 1 + shift + 1, 0, seq_k) : seq_k;
+    __global out_t *o_head = out + b * o_sb + h * o_sh;
+    flash_rows(q_head + (long)(valid_a ? ta : 0) * q_sn, q_head + (long)(valid_b ? tb : 0) * q_sn,
+               valid_a, valid_b, causal ? ta + shift : seq_k - 1, causal ? tb + shift : seq_k - 1,
+               cur, NULL, NULL, (rows16_t)k + b * k_sb + kvh * k_sh,
+               (rows16_t)v + b * v_sb + kvh * v_sh, k_sn, v_sn, NULL, NULL, seq_k, 0, 0, 0, scale,
+               o_head + (long)ta * o_sn, o_head + (long)tb * o_sn, k_tile, v_tile, row_of, bias,
+               last);
+}
+#else
+__kernel __attribute__((reqd_work_group_size(NV_THREADS, 1, 1))) void
+psa_attend(__global const in_t *q, __global const in_t *k, __global const in_t *v,
+           __global const in_t *k_pyr, __global const in_t *v_pyr, __global const int *perm,
+           __global const int *counts, __global const int *list, __global out_t *out,
+           const int heads_q, const int group, const int seq_q, const int seq_k, const int blocks_q,
+           const int blocks_k, const int np2, const int np4, const int np8, const float scale,
+           const int causal, const long q_sb, const long q_sh, const long q_sn, const long k_sb,
+           const long k_sh, const long k_sn, const long v_sb, const long v_sh, const long v_sn,
+           const long o_sb, const long o_sh, const long o_sn) {
+    NV_LOCAL_TILES;
+    const int lane = get_local_id(0) & 31;
+    const int warp = get_local_id(0) >> 5;
+    const int i = get_group_id(0) / NV_GROUPS_PER_BLOCK;
+    const int part = get_group_id(0) - i * NV_GROUPS_PER_BLOCK;
+    const int bh = get_group_id(1);
+    const int b = bh / heads_q;
+    const int h = bh - b * heads_q;
+    const int kvh = h / group;
+    const int heads_kv = heads_q / group;
+    const int ra = part * NV_ROWS + warp * 16 + (lane >> 2), rb = ra + 8;
+    const int ta = i * BLOCK_Q + ra, tb = i * BLOCK_Q + rb;
+    const bool valid_a = ra < BLOCK_Q && ta < seq_q, valid_b = rb < BLOCK_Q && tb < seq_q;
+    const int row_a = valid_a ? TOKEN(perm, ta) : 0, row_b = valid_b ? TOKEN(perm, tb) : 0;
+    rows16_t q_head = (rows16_t)q + b * q_sb + h * q_sh;
+    const int shift = seq_k - seq_q;
+
+    const long row = (long)bh * blocks_q + i;
+    tile_cursor cur = {0, 0, 0, (int4)(0), (int4)(0)};
+    __global const int *row_counts = counts + row * 4;
+    cur.count = (int4)(row_counts[0], row_counts[1], row_counts[2], row_counts[3]);
+    cur.tokens = cur.count * (int4)(BLOCK_K, BLOCK_K / 2, BLOCK_K / 4, BLOCK_K / 8);
+    const long pyramid_head = ((long)b * heads_kv + kvh) * ((long)np2 + np4 + np8) * HEAD_DIM;
+    __global out_t *o_head = out + b * o_sb + h * o_sh;
+    flash_rows(q_head + (long)row_a * q_sn, q_head + (long)row_b * q_sn, valid_a, valid_b,
+               causal ? ta + shift : seq_k - 1, causal ? tb + shift : seq_k - 1, cur,
+               list + row * blocks_k, perm, (rows16_t)k + b * k_sb + kvh * k_sh,
+               (rows16_t)v + b * v_sb + kvh * v_sh, k_sn, v_sn, (rows16_t)k_pyr + pyramid_head,
+               (rows16_t)v_pyr + pyramid_head, seq_k, np2, np4, np8, scale,
+               o_head + (long)row_a * o_sn, o_head + (long)row_b * o_sn, k_tile, v_tile, row_of,
+               bias, last);
+}
+#endif

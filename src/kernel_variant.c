@@ -1,0 +1,178 @@
+/* The kernel-variant table and its selector (kernel_variant.h). */
+#include "kernel_variant.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* Preference order: a vendor variant first, where it fits; the portable kernel always fits. */
+static const clpsa__kernel_variant *const dense_variants[] = {&clpsa__nvidia_mma_dense,
+                                                              &clpsa__portable_dense};
+static const clpsa__kernel_variant *const attend_variants[] = {&clpsa__nvidia_mma_attend,
+                                                               &clpsa__portable_attend};
+
+static const struct {
+    const char *name;
+    const clpsa__kernel_variant *const *variants;
+    size_t count;
+    clpsa__param_id variant_param;
+} families[CLPSA__KERNEL_FAMILIES] = {
+    [CLPSA__FAMILY_DENSE] = {"dense", dense_variants, 2, CLPSA__P_DENSE_VARIANT},
+    [CLPSA__FAMILY_ATTEND] = {"attend", attend_variants, 2, CLPSA__P_ATTEND_VARIANT},
+};
+
+const clpsa__kernel_variant *const *clpsa__kernel_variants(clpsa__kernel_family family,
+                                                           size_t *count) {
+    *count = families[family].count;
+    return families[family].variants;
+}
+
+static const clpsa__kernel_variant *variant_at(clpsa__kernel_family family, size_t i) {
+    return families[family].variants[i];
+}
+
+static bool fits(const clpsa_plan *plan, const clpsa__kernel_variant *v, char *why, size_t size) {
+    return v->device_fits(&plan->ctx->info, why, size) && v->plan_fits(plan, why, size);
+}
+
+/* Builds one variant, shrinking its work-group while it asks to; CLPSA_OK or the last error. */
+static clpsa_status build_one(clpsa_plan *plan, const clpsa__kernel_variant *v, const char *options,
+                              cl_kernel *kernel, clpsa__kernel_config *config) {
+    clpsa_context *ctx = plan->ctx;
+    const size_t source_length = strlen(plan->parameter_source);
+    size_t files = 0;
+    while (files < 4 && v->files[files])
+        ++files;
+    for (int attempt = 0;; ++attempt) {
+        plan->parameter_source[source_length] = '\0';
+        clpsa_status status = v->configure(plan, attempt, config);
+        if (status != CLPSA_OK)
+            return status;
+        char all[1024];
+        snprintf(all, sizeof all, "%s %s", options, config->options);
+        cl_program program = NULL;
+        status = clpsa__program_get(ctx, v->files, files, all, &program);
+        if (status != CLPSA_OK)
+            return status;
+        cl_int err = CL_SUCCESS;
+        cl_kernel built = clCreateKernel(program, v->kernel, &err);
+        if (err != CL_SUCCESS) {
+            char what[96];
+            snprintf(what, sizeof what, "clCreateKernel(%s)", v->kernel);
+            return clpsa__fail_cl(ctx, err, what);
+        }
+        size_t limit = 0;
+        err = clGetKernelWorkGroupInfo(built, ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof limit,
+                                       &limit, NULL);
+        if (err != CL_SUCCESS) {
+            clReleaseKernel(built);
+            return clpsa__fail_cl(ctx, err, "clGetKernelWorkGroupInfo");
+        }
+        if ((size_t)config->items <= limit) {
+            *kernel = built;
+            return CLPSA_OK;
+        }
+        clReleaseKernel(built);
+        /* Registers: the compiled kernel allows fewer work-items than asked for. */
+        clpsa__fail(ctx, CLPSA_ERROR_UNSUPPORTED,
+                    "the compiled %s kernel (%s) allows at most %zu work-items per group on this "
+                    "device, not %d; choose smaller parameters (CLPSA_PARAMS)",
+                    v->kernel, v->name, limit, config->items);
+        clpsa__log(ctx, CLPSA_LOG_INFO, "%s: trying a smaller work-group", ctx->last_error);
+    }
+}
+
+static void note_variant(clpsa_plan *plan, const char *family, const clpsa__kernel_variant *v,
+                         const char *why) {
+    const size_t used = strlen(plan->parameter_source);
+    snprintf(plan->parameter_source + used, sizeof plan->parameter_source - used,
+             "%s%s.VARIANT=%d %s (%s)", used ? ", " : "", family, v->id, v->name, why);
+}
+
+clpsa_status clpsa__kernel_variant_build(clpsa_plan *plan, clpsa__kernel_family family,
+                                         const char *options, cl_kernel *kernel,
+                                         const clpsa__kernel_variant **variant,
+                                         clpsa__kernel_config *config) {
+    clpsa_context *ctx = plan->ctx;
+    const char *name = families[family].name;
+    clpsa__param_source source;
+    const int requested = clpsa__param_value(ctx, families[family].variant_param, &source);
+    char why[512];
+
+    /* The named variant first (where it fits), then the table's order. */
+    const clpsa__kernel_variant *order[8];
+    size_t n = 0;
+    if (requested) {
+        for (size_t i = 0; i < families[family].count; ++i) {
+            const clpsa__kernel_variant *v = variant_at(family, i);
+            if (v->id != requested)
+                continue;
+            if (fits(plan, v, why, sizeof why))
+                order[n++] = v;
+            else if (source == CLPSA__SOURCE_OVERRIDE)
+                return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
+                                   "parameter override %s.VARIANT=%d (%s) cannot run this plan on "
+                                   "this device: %s",
+                                   name, requested, v->name, why);
+            else
+                clpsa__log(ctx, CLPSA_LOG_WARN,
+                           "%s.VARIANT=%d (%s, %s) cannot run this plan: %s; choosing another",
+                           name, requested, v->name, clpsa__param_source_name(source), why);
+        }
+    }
+    for (size_t i = 0; i < families[family].count; ++i) {
+        const clpsa__kernel_variant *v = variant_at(family, i);
+        if ((n == 0 || order[0] != v) && fits(plan, v, why, sizeof why))
+            order[n++] = v;
+        else if (n == 0 || order[0] != v)
+            clpsa__log(ctx, CLPSA_LOG_DEBUG, "%s variant %s does not fit: %s", name, v->name, why);
+    }
+    clpsa_status status =
+        clpsa__fail(ctx, CLPSA_ERROR_UNSUPPORTED,
+                    "no %s kernel variant can run this plan on this device", name);
+    const size_t source_length = strlen(plan->parameter_source);
+    for (size_t c = 0; c < n; ++c) {
+        const clpsa__kernel_variant *v = order[c];
+        plan->parameter_source[source_length] = '\0';
+        const bool asked = requested == v->id;
+        note_variant(plan, name, v, asked ? clpsa__param_source_name(source) : "first that fits");
+        status = build_one(plan, v, options, kernel, config);
+        if (status == CLPSA_OK) {
+            *variant = v;
+            clpsa__log(ctx, CLPSA_LOG_INFO,
+                       "%s kernel: %s variant, %d rows and %d work-items per "
+                       "group",
+                       name, v->name, config->rows, config->items);
+            return CLPSA_OK;
+        }
+        /* A build that fails on some driver, or a kernel that cannot take the group it needs,
+         * falls back to the next variant; anything else (an impossible override, out of
+         * memory) is the caller's answer. */
+        const bool fall_back =
+            status == CLPSA_ERROR_BUILD_FAILED || status == CLPSA_ERROR_UNSUPPORTED;
+        if (!fall_back || c + 1 == n)
+            return status;
+        clpsa__log(ctx, CLPSA_LOG_WARN, "%s variant %s failed (%s); falling back to %s", name,
+                   v->name, ctx->last_error, order[c + 1]->name);
+        clpsa__clear_error(ctx);
+    }
+    return status;
+}
+
+void clpsa__kernel_variants_describe(const clpsa__device_info *info, char *out, size_t size) {
+    out[0] = '\0';
+    for (int f = 0; f < CLPSA__KERNEL_FAMILIES; ++f) {
+        size_t used = strlen(out);
+        snprintf(out + used, size - used, "%s variants:", families[f].name);
+        for (size_t i = 0; i < families[f].count; ++i) {
+            const clpsa__kernel_variant *v = variant_at((clpsa__kernel_family)f, i);
+            char why[256];
+            const bool ok = v->device_fits(info, why, sizeof why);
+            used = strlen(out);
+            snprintf(out + used, size - used, " %s (%s.VARIANT=%d) %s%s%s;", v->name,
+                     families[f].name, v->id, ok ? "available" : "unavailable: ", ok ? "" : why,
+                     "");
+        }
+        used = strlen(out);
+        snprintf(out + used, size - used, "\n");
+    }
+}

@@ -1,0 +1,108 @@
+/* NVIDIA's matrix-unit variants (cl/nvidia/): flash attention on mma.sync through inline PTX,
+ * for compute capability 8.0 and newer with fp16 or bf16 storage. Everything clpsa knows about
+ * NVIDIA devices beyond their parameters lives in this file. */
+#include "kernel_variant.h"
+
+#include <stdio.h>
+
+static bool nvidia_sm80(const clpsa__device_info *info, char *why, size_t size) {
+    /* NVIDIA's own OpenCL driver answers cl_nv_device_attribute_query; other drivers of NVIDIA
+     * GPUs (PoCL's CUDA device, say) do not, and may not pass inline PTX through. */
+    if (info->nv_compute_major == 0) {
+        snprintf(why, size, "not an NVIDIA device under NVIDIA's OpenCL driver");
+        return false;
+    }
+    if (info->nv_compute_major < 8) {
+        snprintf(why, size, "compute capability %d.%d; mma.sync with bf16 needs 8.0 or newer",
+                 info->nv_compute_major, info->nv_compute_minor);
+        return false;
+    }
+    return true;
+}
+
+static bool strides_multiple(const clpsa_strides *s, long long of) {
+    return s->batch % of == 0 && s->head % of == 0 && s->seq % of == 0;
+}
+
+static bool mma_plan(const clpsa_plan *plan, char *why, size_t size) {
+    const clpsa_plan_desc *d = &plan->desc;
+    if (d->dtype != CLPSA_DTYPE_FP16 && d->dtype != CLPSA_DTYPE_BF16) {
+        snprintf(why, size, "storage type %d: the matrix units take fp16 or bf16", (int)d->dtype);
+        return false;
+    }
+    if (d->head_dim % 32 != 0 || d->head_dim > 128) {
+        snprintf(why, size, "head_dim = %d: needs a multiple of 32 up to 128", d->head_dim);
+        return false;
+    }
+    /* Q is read two elements at a time; K and V rows are copied 16 bytes at a time. */
+    if (!strides_multiple(&d->q_strides, 2) || !strides_multiple(&d->k_strides, 8) ||
+        !strides_multiple(&d->v_strides, 8)) {
+        snprintf(why, size, "strides: Q's must be even and K's and V's multiples of 8 elements");
+        return false;
+    }
+    return true;
+}
+
+/* Warps (16 rows each) and keys per tile for a family's two parameters. */
+static clpsa_status configure(clpsa_plan *plan, int attempt, clpsa__param_id warps_id,
+                              clpsa__param_id tile_id, int max_rows, bool dense,
+                              clpsa__kernel_config *out) {
+    clpsa_context *ctx = plan->ctx;
+    int warps = 0, tile = 0;
+    bool warps_overridden = false, tile_overridden = false;
+    clpsa_status status = clpsa__plan_param(plan, warps_id, &warps, &warps_overridden);
+    if (status == CLPSA_OK)
+        status = clpsa__plan_param(plan, tile_id, &tile, &tile_overridden);
+    if (status != CLPSA_OK)
+        return status;
+    while (warps > 1 && 16 * (warps / 2) >= max_rows)
+        warps /= 2; /* rows past the query block would idle */
+    if (attempt > 0) {
+        if (warps_overridden || (warps >> attempt) < 1)
+            return CLPSA_ERROR_UNSUPPORTED;
+        warps >>= attempt;
+    }
+    const cl_ulong d = (cl_ulong)plan->desc.head_dim;
+    const cl_ulong local = 2 * (cl_ulong)tile * (d + 8) * 2 + 2 * (cl_ulong)tile * 12;
+    if (local > ctx->info.local_mem_size) {
+        if (tile_overridden || tile <= 32)
+            return clpsa__fail(ctx, CLPSA_ERROR_UNSUPPORTED,
+                               "the nvidia-mma kernel with NV_TILE_N=%d needs %llu bytes of "
+                               "local memory at D = %llu; the device has %llu",
+                               tile, (unsigned long long)local, (unsigned long long)d,
+                               (unsigned long long)ctx->info.local_mem_size);
+        tile = 32;
+    }
+    out->rows = 16 * warps;
+    out->items = 32 * warps;
+    snprintf(out->options, sizeof out->options,
+             "-DNV_WARPS=%d -DNV_TILE_N=%d -DNV_DENSE=%d -cl-nv-verbose", warps, tile,
+             dense ? 1 : 0);
+    return CLPSA_OK;
+}
+
+static clpsa_status configure_dense(clpsa_plan *plan, int attempt, clpsa__kernel_config *out) {
+    return configure(plan, attempt, CLPSA__P_DENSE_NV_WARPS, CLPSA__P_DENSE_NV_TILE_N, 1 << 30,
+                     true, out);
+}
+
+static clpsa_status configure_attend(clpsa_plan *plan, int attempt, clpsa__kernel_config *out) {
+    return configure(plan, attempt, CLPSA__P_ATTEND_NV_WARPS, CLPSA__P_ATTEND_NV_TILE_N,
+                     plan->psa.block_q, false, out);
+}
+
+const clpsa__kernel_variant clpsa__nvidia_mma_dense = {
+    CLPSA__FAMILY_DENSE, 2,
+    "nvidia-mma",        {"common.cl", "nvidia/nv_mma.cl", "nvidia/nv_flash.cl", NULL},
+    "dense_attention",   {CLPSA__P_DENSE_NV_WARPS, CLPSA__P_DENSE_NV_TILE_N, CLPSA__PARAM_COUNT},
+    nvidia_sm80,         mma_plan,
+    configure_dense,
+};
+
+const clpsa__kernel_variant clpsa__nvidia_mma_attend = {
+    CLPSA__FAMILY_ATTEND, 2,
+    "nvidia-mma",         {"common.cl", "nvidia/nv_mma.cl", "nvidia/nv_flash.cl", NULL},
+    "psa_attend",         {CLPSA__P_ATTEND_NV_WARPS, CLPSA__P_ATTEND_NV_TILE_N, CLPSA__PARAM_COUNT},
+    nvidia_sm80,          mma_plan,
+    configure_attend,
+};

@@ -1,0 +1,79 @@
+/* The portable kernels (cl/dense.cl, cl/attend.cl): one work-item per query row; they run on
+ * every OpenCL device, so they end every family's list of variants. */
+#include "kernel_variant.h"
+
+#include <stdio.h>
+
+static bool always(const clpsa__device_info *info, char *why, size_t size) {
+    return true;
+}
+
+static bool any_plan(const clpsa_plan *plan, char *why, size_t size) {
+    return true;
+}
+
+/* Rows per work-group: the looked-up value, halved per earlier attempt whose compiled kernel
+ * allowed fewer work-items (register pressure), unless it was an explicit override. */
+static clpsa_status rows_for_attempt(clpsa_plan *plan, clpsa__param_id id, int attempt, int cap,
+                                     int *rows) {
+    bool overridden = false;
+    clpsa_status status = clpsa__plan_param(plan, id, rows, &overridden);
+    if (status != CLPSA_OK)
+        return status;
+    if (*rows > cap)
+        *rows = cap; /* rows past the query block would idle */
+    if (attempt > 0 && (overridden || (*rows >> attempt) < 16 || *rows <= 16))
+        return CLPSA_ERROR_UNSUPPORTED; /* build_one's error stays the detail */
+    *rows >>= attempt;
+    return CLPSA_OK;
+}
+
+static clpsa_status configure_dense(clpsa_plan *plan, int attempt, clpsa__kernel_config *out) {
+    int tile = 0;
+    clpsa_status status =
+        rows_for_attempt(plan, CLPSA__P_DENSE_BLOCK_M, attempt, 1 << 30, &out->rows);
+    if (status == CLPSA_OK)
+        status = clpsa__plan_param(plan, CLPSA__P_DENSE_TILE_N, &tile, NULL);
+    if (status != CLPSA_OK)
+        return status;
+    out->items = out->rows;
+    snprintf(out->options, sizeof out->options, "-DBLOCK_M=%d -DTILE_N=%d", out->rows, tile);
+    return CLPSA_OK;
+}
+
+static clpsa_status configure_attend(clpsa_plan *plan, int attempt, clpsa__kernel_config *out) {
+    int tile = 0;
+    clpsa_status status =
+        rows_for_attempt(plan, CLPSA__P_ATTEND_ROWS, attempt, plan->psa.block_q, &out->rows);
+    if (status == CLPSA_OK)
+        status = clpsa__plan_param(plan, CLPSA__P_ATTEND_TILE_N, &tile, NULL);
+    if (status != CLPSA_OK)
+        return status;
+    out->items = out->rows;
+    snprintf(out->options, sizeof out->options, "-DATT_M=%d -DTILE_N=%d", out->rows, tile);
+    return CLPSA_OK;
+}
+
+const clpsa__kernel_variant clpsa__portable_dense = {
+    CLPSA__FAMILY_DENSE,
+    1,
+    "portable",
+    {"common.cl", "dense.cl", NULL},
+    "dense_attention",
+    {CLPSA__P_DENSE_BLOCK_M, CLPSA__P_DENSE_TILE_N, CLPSA__PARAM_COUNT},
+    always,
+    any_plan,
+    configure_dense,
+};
+
+const clpsa__kernel_variant clpsa__portable_attend = {
+    CLPSA__FAMILY_ATTEND,
+    1,
+    "portable",
+    {"common.cl", "attend.cl", NULL},
+    "psa_attend",
+    {CLPSA__P_ATTEND_ROWS, CLPSA__P_ATTEND_TILE_N, CLPSA__PARAM_COUNT},
+    always,
+    any_plan,
+    configure_attend,
+};

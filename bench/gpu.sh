@@ -7,7 +7,9 @@
 # On the development machine (../shared/GPU.md): ../shared/gpu/fetch-debs.sh; copy
 # ../shared/peers to .peers; cmake -B build-rel -DCMAKE_BUILD_TYPE=Release; build. Then run
 # there, carrying .gpu, .peers and build-rel:
-#   . .gpu/env.sh; bash bench/gpu.sh build-rel [checks|times|all]
+#   . .gpu/env.sh; bash bench/gpu.sh build-rel [checks|sweep|tune|times|all]
+# (all = checks + times; sweep times the matrix-unit variants' parameter grid at the target
+# shapes; tune runs `clpsa tune` for the built-in table's row.)
 # Logs and JSON go to $CLPSA_GPU_LOGS (default /tmp/clpsa-gpu); pack them for the trip back.
 set -uo pipefail
 build=${1:-build-rel}
@@ -18,6 +20,7 @@ export CLPSA_DEVICE=${CLPSA_DEVICE:-NVIDIA}
 export CLPSA_CACHE_DIR=${CLPSA_CACHE_DIR:-/tmp/clpsa-cache}
 clpsa=$build/clpsa
 tests=$build/tests
+benches=$build/bench
 portable="dense.VARIANT=1,attend.VARIANT=1"
 stage() { echo "== $* ($(date -u +%H:%M:%S))"; }
 
@@ -38,7 +41,7 @@ for dt in bf16 fp16; do
     done
 done
 
-if [ "$what" != times ]; then
+if [ "$what" = all ] || [ "$what" = checks ]; then
     stage "correctness: suites on the GPU, matrix-unit variants where they fit, then portable"
     for suite in test_dense test_psa test_video; do
         CLPSA_TEST_VERBOSE=1 timeout 240 "$tests/$suite" >"$OUT/${suite}_auto.log" 2>&1
@@ -76,7 +79,38 @@ for suite in ("test_dense", "test_psa"):
 EOF
 fi
 
-if [ "$what" != checks ]; then
+if [ "$what" = sweep ]; then
+    stage "sweep: dense bf16 B1 H12 N32768 D128"
+    for warps in 4 8; do
+        for tile in 32 64; do
+            for regs in 255 168 128; do
+                p="dense.VARIANT=2,dense.NV_WARPS=$warps,dense.NV_TILE_N=$tile,dense.NV_REGS=$regs"
+                line=$(CLPSA_PARAMS=$p timeout 60 "$benches/clpsa_bench_dense" --heads 12 \
+                    --seq 32768 --dim 128 --dtype bf16 --reps 10 --check-rows 8 2>&1 | tail -1)
+                echo "$p: $(echo "$line" | grep -oE 'time_ms=[0-9.]+ tflops=[0-9.]+ rel_l2=[0-9.e+-]+')"
+            done
+        done
+    done
+    stage "sweep: PSA attend, video-hilbert 18x45x80 H12 D128 bf16, release shares (density 0.15)"
+    for p in "attend.NV_WARPS=4,attend.NV_REGS=255" "attend.NV_WARPS=8,attend.NV_REGS=255" \
+        "attend.NV_WARPS=4,attend.NV_REGS=168" "attend.NV_WARPS=8,attend.NV_REGS=168" \
+        "attend.NV_WARPS=4,attend.NV_TILE_N=32,attend.NV_REGS=168"; do
+        CLPSA_PARAMS=$p timeout 120 "$benches/clpsa_bench_psa" --grid 18,45,80 --heads 12 \
+            --dim 128 --dtype bf16 --order hilbert --mode quantile --tau 0.10,0.15,0.15,0.35 \
+            --reps 5 >"$OUT/sweep_psa.txt" 2>&1
+        echo "$p:"
+        grep -E "^(dense|psa|binary) |estimate\+assign" "$OUT/sweep_psa.txt" | sed 's/^/    /'
+    done
+fi
+
+if [ "$what" = tune ]; then
+    stage "tune: clpsa tune on this device (bf16, 1x12x8192x128)"
+    timeout 400 "$clpsa" tune --shape 1,12,8192,128 --dtype bf16 --budget 300 --reps 3 \
+        --json >"$OUT/tune_h200.json" 2>"$OUT/tune_h200.log"
+    echo "tune rc $?"; cat "$OUT/tune_h200.json"
+fi
+
+if [ "$what" = all ] || [ "$what" = times ]; then
     stage "times: clpsa"
     timeout 300 "$clpsa" bench --workload video-hilbert --grid 18,45,80 --shapes 1x12x64800x128 \
         --dtype bf16 --densities 0.15 --reps 10 --no-clblast --json "$OUT/psa_64800.json" \

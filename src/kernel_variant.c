@@ -9,6 +9,8 @@ static const clpsa__kernel_variant *const dense_variants[] = {&clpsa__nvidia_mma
                                                               &clpsa__portable_dense};
 static const clpsa__kernel_variant *const attend_variants[] = {&clpsa__nvidia_mma_attend,
                                                                &clpsa__portable_attend};
+static const clpsa__kernel_variant *const estimate_variants[] = {
+    &clpsa__nvidia_mma_estimate, &clpsa__portable_estimate_staged, &clpsa__portable_estimate};
 
 static const struct {
     const char *name;
@@ -18,6 +20,7 @@ static const struct {
 } families[CLPSA__KERNEL_FAMILIES] = {
     [CLPSA__FAMILY_DENSE] = {"dense", dense_variants, 2, CLPSA__P_DENSE_VARIANT},
     [CLPSA__FAMILY_ATTEND] = {"attend", attend_variants, 2, CLPSA__P_ATTEND_VARIANT},
+    [CLPSA__FAMILY_ESTIMATE] = {"estimate", estimate_variants, 3, CLPSA__P_ESTIMATE_VARIANT},
 };
 
 const clpsa__kernel_variant *const *clpsa__kernel_variants(clpsa__kernel_family family,
@@ -158,6 +161,24 @@ clpsa_status clpsa__kernel_variant_build(clpsa_plan *plan, clpsa__kernel_family 
     return status;
 }
 
+const char *clpsa__param_idle_variant(const clpsa__device_info *info, clpsa__param_id id) {
+    const char *idle = NULL;
+    for (int f = 0; f < CLPSA__KERNEL_FAMILIES; ++f)
+        for (size_t i = 0; i < families[f].count; ++i) {
+            const clpsa__kernel_variant *v = variant_at((clpsa__kernel_family)f, i);
+            bool uses = false;
+            for (int p = 0; p < 4 && v->params[p] != CLPSA__PARAM_COUNT; ++p)
+                uses = uses || v->params[p] == id;
+            if (!uses)
+                continue;
+            char why[256];
+            if (v->device_fits(info, why, sizeof why))
+                return NULL;
+            idle = v->name;
+        }
+    return idle;
+}
+
 void clpsa__kernel_variants_describe(const clpsa__device_info *info, char *out, size_t size) {
     out[0] = '\0';
     for (int f = 0; f < CLPSA__KERNEL_FAMILIES; ++f) {
@@ -168,9 +189,8 @@ void clpsa__kernel_variants_describe(const clpsa__device_info *info, char *out, 
             char why[256];
             const bool ok = v->device_fits(info, why, sizeof why);
             used = strlen(out);
-            snprintf(out + used, size - used, " %s (%s.VARIANT=%d) %s%s%s;", v->name,
-                     families[f].name, v->id, ok ? "available" : "unavailable: ", ok ? "" : why,
-                     "");
+            snprintf(out + used, size - used, "%s %s (%s.VARIANT=%d) %s%s", i ? ";" : "", v->name,
+                     families[f].name, v->id, ok ? "runs here" : "not here: ", ok ? "" : why);
         }
         used = strlen(out);
         snprintf(out + used, size - used, "\n");

@@ -10,13 +10,14 @@
 typedef enum clpsa__kernel_family {
     CLPSA__FAMILY_DENSE,
     CLPSA__FAMILY_ATTEND,
+    CLPSA__FAMILY_ESTIMATE, /* the sampled estimate (the antidiagonal one has one kernel) */
     CLPSA__KERNEL_FAMILIES
 } clpsa__kernel_family;
 
 /* What a variant decided for one plan: build options and launch shape. */
 typedef struct clpsa__kernel_config {
     char options[384]; /* -D definitions of its tunables, appended to the family's options */
-    int rows;          /* query rows per work-group */
+    int rows;          /* query rows (estimate: query blocks) per work-group */
     int items;         /* work-items per work-group */
 } clpsa__kernel_config;
 
@@ -27,7 +28,7 @@ typedef struct clpsa__kernel_variant {
     const char *files[4];      /* program sources in build order, NULL-terminated */
     const char *kernel;        /* the kernel function; every variant of a family has the same
                                   arguments */
-    clpsa__param_id params[3]; /* its tunables (CLPSA__PARAM_COUNT ends the list) */
+    clpsa__param_id params[4]; /* its tunables (CLPSA__PARAM_COUNT ends a shorter list) */
     /* Whether the device can run the variant at all, from device facts alone; why not. */
     bool (*device_fits)(const clpsa__device_info *info, char *why, size_t size);
     /* Whether it covers this plan (storage types, head dim, strides, local memory). */
@@ -49,11 +50,17 @@ clpsa_status clpsa__kernel_variant_build(clpsa_plan *plan, clpsa__kernel_family 
                                          const clpsa__kernel_variant **variant,
                                          clpsa__kernel_config *config);
 
+/* The name of the variant that parameter `id` belongs to when no variant using it can run on
+ * this device (so it can never matter here); NULL otherwise. */
+const char *clpsa__param_idle_variant(const clpsa__device_info *info, clpsa__param_id id);
+
 /* One line per family: its variants and whether this device can run each. */
 void clpsa__kernel_variants_describe(const clpsa__device_info *info, char *out, size_t size);
 
 /* The variants of each vendor (variant_portable.c, variant_nvidia.c). */
 extern const clpsa__kernel_variant clpsa__portable_dense, clpsa__portable_attend;
+extern const clpsa__kernel_variant clpsa__portable_estimate, clpsa__portable_estimate_staged;
 extern const clpsa__kernel_variant clpsa__nvidia_mma_dense, clpsa__nvidia_mma_attend;
+extern const clpsa__kernel_variant clpsa__nvidia_mma_estimate;
 
 #endif

@@ -153,15 +153,25 @@ clpsa_status clpsa_context_describe_params(clpsa_context *ctx, char *out, size_t
         clpsa__param_source source;
         const int value = clpsa__param_value(ctx, (clpsa__param_id)id, &source);
         const size_t used = strlen(out);
+        char unused[128] = "";
+        const char *idle = clpsa__param_idle_variant(&ctx->info, (clpsa__param_id)id);
+        if (idle)
+            snprintf(unused, sizeof unused, "; its variant %s cannot run on this device", idle);
         if (value == 0) /* only the VARIANT parameters have no default value */
-            snprintf(out + used, size - used, "%s.%s=auto (the first variant that fits)\n",
+            snprintf(out + used, size - used,
+                     "%s.%s=auto (generic default: the first variant that fits)\n",
                      clpsa__param_defs[id].family, clpsa__param_defs[id].name);
         else
-            snprintf(out + used, size - used, "%s.%s=%d (%s)\n", clpsa__param_defs[id].family,
-                     clpsa__param_defs[id].name, value, clpsa__param_source_name(source));
+            snprintf(out + used, size - used, "%s.%s=%d (%s%s)\n", clpsa__param_defs[id].family,
+                     clpsa__param_defs[id].name, value, clpsa__param_source_name(source), unused);
     }
-    const size_t used = strlen(out);
-    clpsa__kernel_variants_describe(&ctx->info, out + used, size - used);
+    return CLPSA_OK;
+}
+
+clpsa_status clpsa_context_describe_variants(clpsa_context *ctx, char *out, size_t size) {
+    if (!ctx || !out || size == 0)
+        return CLPSA_ERROR_NULL_ARGUMENT;
+    clpsa__kernel_variants_describe(&ctx->info, out, size);
     return CLPSA_OK;
 }
 

@@ -17,9 +17,10 @@ const clpsa__param_def clpsa__param_defs[CLPSA__PARAM_COUNT] = {
     [CLPSA__P_ESTIMATE_WG] = {"estimate", "EST_WG", {16, 32, 64, 128}, 4, 32, 32},
     /* work-items sorting one row of scores */
     [CLPSA__P_ASSIGN_WG] = {"assign", "ASSIGN_WG", {32, 64, 128, 256}, 4, 64, 64},
-    /* sampled estimate kernel: 1 work-items own sampled rows (no local memory); 2 sampled rows
-     * staged in local memory, work-items own key blocks (needs sample_q * D floats of it) */
-    [CLPSA__P_ESTIMATE_VARIANT] = {"estimate", "VARIANT", {1, 2}, 2, 2, 2},
+    /* sampled estimate kernel (src/kernel_variant.c): 1 work-items own sampled rows (no local
+     * memory); 2 sampled rows staged in local memory, work-items own key blocks (needs
+     * sample_q * D floats of it); 3 nvidia-mma; unset, the first that fits */
+    [CLPSA__P_ESTIMATE_VARIANT] = {"estimate", "VARIANT", {1, 2, 3}, 3, 0, 0},
     /* which kernel variant runs the family (src/kernel_variant.c: 1 portable, 2 nvidia-mma);
      * unset, the first variant in the table that fits the plan and the device */
     [CLPSA__P_DENSE_VARIANT] = {"dense", "VARIANT", {1, 2}, 2, 0, 0},
@@ -29,6 +30,12 @@ const clpsa__param_def clpsa__param_defs[CLPSA__PARAM_COUNT] = {
     [CLPSA__P_DENSE_NV_TILE_N] = {"dense", "NV_TILE_N", {32, 64}, 2, 64, 64},
     [CLPSA__P_ATTEND_NV_WARPS] = {"attend", "NV_WARPS", {2, 4, 8}, 3, 4, 4},
     [CLPSA__P_ATTEND_NV_TILE_N] = {"attend", "NV_TILE_N", {32, 64}, 2, 64, 64},
+    [CLPSA__P_ESTIMATE_NV_WARPS] = {"estimate", "NV_WARPS", {2, 4, 8}, 3, 8, 8},
+    [CLPSA__P_ESTIMATE_NV_TILE_N] = {"estimate", "NV_TILE_N", {32, 64}, 2, 64, 64},
+    /* registers per work-item the compiler may use (-cl-nv-maxrregcount; 255: no cap): fewer
+     * registers let more work-groups share an SM */
+    [CLPSA__P_DENSE_NV_REGS] = {"dense", "NV_REGS", {255, 168, 128}, 3, 255, 255},
+    [CLPSA__P_ATTEND_NV_REGS] = {"attend", "NV_REGS", {255, 168, 128}, 3, 255, 255},
 };
 
 const char *clpsa__param_source_name(clpsa__param_source source) {

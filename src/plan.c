@@ -200,6 +200,16 @@ const char *clpsa_plan_parameter_source(const clpsa_plan *plan) {
     return plan ? plan->parameter_source : "";
 }
 
+const char *clpsa_plan_kernel_variant(const clpsa_plan *plan, const char *family) {
+    if (!plan || !family)
+        return NULL;
+    const clpsa__kernel_variant *v = !strcmp(family, "dense")      ? plan->dense_variant
+                                     : !strcmp(family, "attend")   ? plan->attend_variant
+                                     : !strcmp(family, "estimate") ? plan->estimate_variant
+                                                                   : NULL;
+    return v ? v->name : NULL;
+}
+
 double clpsa_plan_flops(const clpsa_plan *plan) {
     if (!plan)
         return 0.0;

@@ -54,7 +54,9 @@ struct clpsa_plan {
     int blocks_q, blocks_k, np2, np4, np8;
     size_t rows; /* B * Hq * nq */
     cl_kernel pool, similarity, estimate, assign, work_list, attend;
-    int estimate_wg, estimate_variant, estimate_rows, estimate_heads_per_launch;
+    int estimate_wg; /* work-items per work-group */
+    int estimate_blocks_per_group, estimate_rows, estimate_heads_per_launch;
+    const struct clpsa__kernel_variant *estimate_variant; /* NULL: the antidiagonal kernel */
     int assign_wg, sort_n;
     int attend_rows, attend_items;
     const struct clpsa__kernel_variant *attend_variant;

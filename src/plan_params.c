@@ -21,12 +21,6 @@ static bool fits(const clpsa_plan *plan, clpsa__param_id id, int value, char *wh
     case CLPSA__P_ESTIMATE_WG:
         local = (cl_ulong)plan->psa.sample_q * 4 + (cl_ulong)value * 4;
         break;
-    case CLPSA__P_ESTIMATE_VARIANT: /* staged rows, per-work-item maxima, the reductions */
-        if (value == 2)
-            local = (cl_ulong)plan->psa.sample_q * d * 4 +
-                    (cl_ulong)plan->estimate_wg * plan->psa.sample_q * 4 +
-                    (cl_ulong)plan->psa.sample_q * 4 + (cl_ulong)plan->estimate_wg * 4;
-        break;
     default:
         break;
     }

@@ -35,9 +35,10 @@ static clpsa_status create_kernel(clpsa_plan *plan, const char *file, const char
 /* The PSA kernels' parameters for this plan (context lookup, checked against the device). */
 static clpsa_status choose_parameters(clpsa_plan *plan) {
     plan->parameter_source[0] = '\0';
-    clpsa_status status = clpsa__plan_param(plan, CLPSA__P_ESTIMATE_WG, &plan->estimate_wg, NULL);
-    if (status == CLPSA_OK && plan->psa.estimator == CLPSA_ESTIMATOR_SAMPLED)
-        status = clpsa__plan_param(plan, CLPSA__P_ESTIMATE_VARIANT, &plan->estimate_variant, NULL);
+    /* The sampled estimate's variants look up their own parameters. */
+    clpsa_status status = CLPSA_OK;
+    if (plan->psa.estimator != CLPSA_ESTIMATOR_SAMPLED)
+        status = clpsa__plan_param(plan, CLPSA__P_ESTIMATE_WG, &plan->estimate_wg, NULL);
     if (status == CLPSA_OK)
         status = clpsa__plan_param(plan, CLPSA__P_ASSIGN_WG, &plan->assign_wg, NULL);
     return status;
@@ -168,28 +169,35 @@ clpsa_status clpsa__plan_build_psa(clpsa_plan *plan) {
     if (status != CLPSA_OK)
         return status;
 
-    /* Variant 2 stages the sampled rows in local memory (checked to fit by plan_params.c);
-     * variant 1 computes the same scores without it. */
-    const int staged = plan->estimate_variant == 2;
-    if (psa->estimator == CLPSA_ESTIMATOR_SAMPLED)
+    if (psa->estimator == CLPSA_ESTIMATOR_SAMPLED) {
         snprintf(options, sizeof options,
                  "-cl-std=CL1.2 -DHEAD_DIM=%d -DIN_TYPE=%d -DBLOCK_Q=%d -DBLOCK_K=%d "
-                 "-DSAMPLE_Q=%d -DSAMPLE_K=%d -DEST_WG=%d -DPERMUTED=%d -DESTIMATE_STAGED=%d",
+                 "-DSAMPLE_Q=%d -DSAMPLE_K=%d -DPERMUTED=%d",
                  d->head_dim, (int)d->dtype, psa->block_q, psa->block_k, psa->sample_q,
-                 psa->sample_k, plan->estimate_wg, permuted, staged);
-    else
+                 psa->sample_k, permuted);
+        clpsa__kernel_config estimate;
+        status = clpsa__kernel_variant_build(plan, CLPSA__FAMILY_ESTIMATE, options, &plan->estimate,
+                                             &plan->estimate_variant, &estimate);
+        if (status != CLPSA_OK)
+            return status;
+        plan->estimate_blocks_per_group = estimate.rows;
+        plan->estimate_wg = estimate.items;
+    } else {
         snprintf(options, sizeof options,
                  "-cl-std=CL1.2 -DHEAD_DIM=%d -DIN_TYPE=%d -DBLOCK_Q=%d -DBLOCK_K=%d "
                  "-DSTRIDE=%d -DEST_WG=%d -DPERMUTED=%d",
                  d->head_dim, (int)d->dtype, psa->block_q, psa->block_k, psa->stride,
                  plan->estimate_wg, permuted);
-    const char *estimate_kernel = psa->estimator != CLPSA_ESTIMATOR_SAMPLED
-                                      ? "estimate_antidiagonal"
-                                  : staged ? "estimate_sampled_staged"
-                                           : "estimate_sampled";
-    status = create_kernel(plan, "estimate.cl", options, estimate_kernel, &plan->estimate);
-    if (status != CLPSA_OK)
-        return status;
+        status =
+            create_kernel(plan, "estimate.cl", options, "estimate_antidiagonal", &plan->estimate);
+        if (status != CLPSA_OK)
+            return status;
+        plan->estimate_blocks_per_group = 1;
+        status = clpsa__plan_check_kernel_group(plan, plan->estimate, CLPSA__P_ESTIMATE_WG,
+                                                plan->estimate_wg);
+        if (status != CLPSA_OK)
+            return status;
+    }
 
     snprintf(options, sizeof options, "-cl-std=CL1.2 -DSORT_N=%d -DASSIGN_WG=%d", plan->sort_n,
              plan->assign_wg);
@@ -211,9 +219,6 @@ clpsa_status clpsa__plan_build_psa(clpsa_plan *plan) {
         plan->attend_rows = attend.rows;
         plan->attend_items = attend.items;
     }
-    if (status == CLPSA_OK)
-        status = clpsa__plan_check_kernel_group(plan, plan->estimate, CLPSA__P_ESTIMATE_WG,
-                                                plan->estimate_wg);
     if (status == CLPSA_OK)
         status =
             clpsa__plan_check_kernel_group(plan, plan->assign, CLPSA__P_ASSIGN_WG, plan->assign_wg);
@@ -410,8 +415,10 @@ clpsa_status clpsa__plan_run_psa(clpsa_plan *plan, cl_command_queue queue, cl_me
             status = clpsa__fail_cl(ctx, err, "clSetKernelArg(estimate)");
             goto done;
         }
+        const size_t groups =
+            ((size_t)nq + plan->estimate_blocks_per_group - 1) / plan->estimate_blocks_per_group;
         const size_t local[2] = {(size_t)plan->estimate_wg, 1};
-        const size_t global[2] = {(size_t)nq * plan->estimate_wg, (size_t)heads};
+        const size_t global[2] = {groups * plan->estimate_wg, (size_t)heads};
         status = enqueue(&c, CLPSA__STAGE_ESTIMATE, plan->estimate, 2, global, local, "estimate");
     }
 

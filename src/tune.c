@@ -2,7 +2,7 @@
  * every candidate's result against the defaults' and keeps the fastest. It drives plans
  * through their public create/run calls with the context's overrides set per candidate;
  * nothing in plans depends on it. */
-#include "internal.h"
+#include "kernel_variant.h"
 
 #include <clpsa/clpsa_tuning.h>
 
@@ -19,15 +19,19 @@ typedef enum family_kind {
     FAMILY_ASSIGN
 } family_kind;
 
+/* A family with kernel variants is searched over each variant the device can run, with that
+ * variant's own parameters (family.VARIANT is part of the result); assign has one kernel. */
 static const struct {
     const char *name;
-    clpsa__param_id params[2];
+    int kernel_family; /* clpsa__kernel_family, or -1 for a family of one kernel */
+    clpsa__param_id variant_param;
+    clpsa__param_id params[2]; /* of a family of one kernel */
     int count;
 } families[CLPSA_TUNE_MAX_FAMILIES] = {
-    {"dense", {CLPSA__P_DENSE_BLOCK_M, CLPSA__P_DENSE_TILE_N}, 2},
-    {"attend", {CLPSA__P_ATTEND_ROWS, CLPSA__P_ATTEND_TILE_N}, 2},
-    {"estimate", {CLPSA__P_ESTIMATE_WG, CLPSA__P_ESTIMATE_VARIANT}, 2},
-    {"assign", {CLPSA__P_ASSIGN_WG, CLPSA__P_ASSIGN_WG}, 1},
+    {"dense", CLPSA__FAMILY_DENSE, CLPSA__P_DENSE_VARIANT, {0, 0}, 0},
+    {"attend", CLPSA__FAMILY_ATTEND, CLPSA__P_ATTEND_VARIANT, {0, 0}, 0},
+    {"estimate", CLPSA__FAMILY_ESTIMATE, CLPSA__P_ESTIMATE_VARIANT, {0, 0}, 0},
+    {"assign", -1, CLPSA__PARAM_COUNT, {CLPSA__P_ASSIGN_WG, CLPSA__P_ASSIGN_WG}, 1},
 };
 
 void clpsa_tune_desc_init(clpsa_tune_desc *desc) {
@@ -59,6 +63,7 @@ typedef struct outcome {
     int8_t *levels;
     size_t count;
     double ms;
+    int variant; /* the id of the variant the family's plan ran (0: a family of one kernel) */
 } outcome;
 
 static void outcome_free(outcome *o) {
@@ -117,6 +122,11 @@ static clpsa_status run_candidate(bench *b, family_kind kind, outcome *result) {
     }
     if (status == CLPSA_OK) {
         result->ms = best;
+        const clpsa__kernel_variant *ran = kind == FAMILY_DENSE      ? plan->dense_variant
+                                           : kind == FAMILY_ATTEND   ? plan->attend_variant
+                                           : kind == FAMILY_ESTIMATE ? plan->estimate_variant
+                                                                     : NULL;
+        result->variant = ran ? ran->id : 0;
         if (kind == FAMILY_ASSIGN) {
             result->count = b->cells;
             result->levels = malloc(b->cells);
@@ -145,9 +155,11 @@ static clpsa_status run_candidate(bench *b, family_kind kind, outcome *result) {
     return status;
 }
 
-/* Same result within rounding: outputs and scores within 1e-5 relative L2 (fp32 accumulation
- * in another order), level maps identical (tuning must never change an assignment). */
-static bool agrees(const outcome *reference, const outcome *candidate) {
+/* Same result within rounding: outputs and scores within the relative L2 that rounding allows
+ * (fp32 storage: accumulation in another order, 1e-5; 16-bit storage: the matrix-unit
+ * variants round probabilities to the storage type, 2^-8 for bf16, 2^-11 for fp16), level
+ * maps identical (tuning must never change an assignment). */
+static bool agrees(const outcome *reference, const outcome *candidate, clpsa_dtype dtype) {
     if (reference->levels)
         return memcmp(reference->levels, candidate->levels, reference->count) == 0;
     double num = 0.0, den = 0.0;
@@ -158,7 +170,10 @@ static bool agrees(const outcome *reference, const outcome *candidate) {
         num += d * d;
         den += (double)reference->values[i] * reference->values[i];
     }
-    return num <= 1e-10 * (den > 0.0 ? den : 1.0);
+    const double limit = dtype == CLPSA_DTYPE_BF16   ? 0x1p-8
+                         : dtype == CLPSA_DTYPE_FP16 ? 0x1p-11
+                                                     : 1e-5;
+    return num <= limit * limit * (den > 0.0 ? den : 1.0);
 }
 
 static clpsa_status bench_init(bench *b, clpsa_context *ctx, const clpsa_tune_desc *t) {
@@ -234,22 +249,62 @@ static void bench_free(bench *b) {
     free(b->scores);
 }
 
-/* Candidate c of a family: its values in the family's parameters (mixed radix). */
-static int space_size(int f) {
+/* Every candidate of a family, each a full set of values (0: not set by the candidate): per
+ * variant the device can run, the mixed-radix product of its parameters' choices. */
+typedef struct candidates {
+    int (*values)[CLPSA__PARAM_COUNT];
+    int count;
+} candidates;
+
+static void add_product(candidates *c, int variant_param, int variant_id,
+                        const clpsa__param_id *params, int param_count, bool count_only) {
     int size = 1;
-    for (int p = 0; p < families[f].count; ++p)
-        size *= clpsa__param_defs[families[f].params[p]].choice_count;
-    return size;
+    for (int p = 0; p < param_count; ++p)
+        size *= clpsa__param_defs[params[p]].choice_count;
+    for (int index = 0; index < size; ++index, ++c->count) {
+        if (count_only)
+            continue;
+        int *values = c->values[c->count];
+        memset(values, 0, sizeof c->values[0]);
+        if (variant_param < CLPSA__PARAM_COUNT)
+            values[variant_param] = variant_id;
+        int rest = index;
+        for (int p = 0; p < param_count; ++p) {
+            const clpsa__param_def *def = &clpsa__param_defs[params[p]];
+            values[params[p]] = def->choices[rest % def->choice_count];
+            rest /= def->choice_count;
+        }
+    }
 }
 
-static void candidate_values(int f, int index, int *values) {
-    for (int id = 0; id < CLPSA__PARAM_COUNT; ++id)
-        values[id] = 0;
-    for (int p = 0; p < families[f].count; ++p) {
-        const clpsa__param_def *def = &clpsa__param_defs[families[f].params[p]];
-        values[families[f].params[p]] = def->choices[index % def->choice_count];
-        index /= def->choice_count;
+static void list_candidates(const clpsa_context *ctx, int f, candidates *c, bool count_only) {
+    c->count = 0;
+    if (families[f].kernel_family < 0) {
+        add_product(c, CLPSA__PARAM_COUNT, 0, families[f].params, families[f].count, count_only);
+        return;
     }
+    size_t n = 0;
+    const clpsa__kernel_variant *const *variants =
+        clpsa__kernel_variants((clpsa__kernel_family)families[f].kernel_family, &n);
+    for (size_t v = 0; v < n; ++v) {
+        char why[256];
+        if (!variants[v]->device_fits(&ctx->info, why, sizeof why))
+            continue;
+        int param_count = 0;
+        while (param_count < 4 && variants[v]->params[param_count] != CLPSA__PARAM_COUNT)
+            ++param_count;
+        add_product(c, families[f].variant_param, variants[v]->id, variants[v]->params, param_count,
+                    count_only);
+    }
+}
+
+static clpsa_status make_candidates(clpsa_context *ctx, int f, candidates *c) {
+    list_candidates(ctx, f, c, true);
+    c->values = calloc((size_t)c->count + 1, sizeof c->values[0]);
+    if (!c->values)
+        return clpsa__fail(ctx, CLPSA_ERROR_OUT_OF_MEMORY, "tuning");
+    list_candidates(ctx, f, c, false);
+    return CLPSA_OK;
 }
 
 static clpsa_status tune_family(bench *b, int f, double budget, const clpsa_tune_desc *t,
@@ -271,13 +326,17 @@ static clpsa_status tune_family(bench *b, int f, double budget, const clpsa_tune
     if (status != CLPSA_OK)
         return status;
     r->default_ms = r->best_ms = reference.ms;
+    const int reference_variant = reference.variant;
     int best_values[CLPSA__PARAM_COUNT];
     memcpy(best_values, values, sizeof values);
 
     /* Candidates in a shuffled order, so a budget cut leaves a random sample. */
-    const int size = space_size(f);
-    int *order = malloc(sizeof(int) * (size_t)size);
+    candidates space;
+    status = make_candidates(ctx, f, &space);
+    const int size = space.count;
+    int *order = status == CLPSA_OK ? malloc(sizeof(int) * (size_t)(size + 1)) : NULL;
     if (!order) {
+        free(space.values);
         outcome_free(&reference);
         return clpsa__fail(ctx, CLPSA_ERROR_OUT_OF_MEMORY, "tuning");
     }
@@ -298,14 +357,13 @@ static clpsa_status tune_family(bench *b, int f, double budget, const clpsa_tune
             r->exhaustive = 0;
             break;
         }
-        int candidate[CLPSA__PARAM_COUNT];
-        candidate_values(f, order[i], candidate);
+        const int *candidate = space.values[order[i]];
         for (int id = 0; id < CLPSA__PARAM_COUNT; ++id)
             ctx->overrides[id] = candidate[id] ? candidate[id] : values[id];
         outcome got;
         const clpsa_status s = run_candidate(b, kind, &got);
         r->tried++;
-        if (s != CLPSA_OK || !agrees(&reference, &got)) {
+        if (s != CLPSA_OK || !agrees(&reference, &got, b->desc.dtype)) {
             r->rejected++;
             clpsa__log(ctx, CLPSA_LOG_INFO, "tune %s: candidate %d rejected (%s)", families[f].name,
                        order[i], s != CLPSA_OK ? clpsa_status_name(s) : "result differs");
@@ -320,12 +378,26 @@ static clpsa_status tune_family(bench *b, int f, double budget, const clpsa_tune
     }
     free(order);
     outcome_free(&reference);
+    /* The winner's own values: the parameters its candidate set. The reference names no
+     * variant: when it won, it stands for the variant it ran with the default values. */
+    const clpsa__param_id variant_param = families[f].variant_param;
+    if (variant_param < CLPSA__PARAM_COUNT && best_values[variant_param] == 0)
+        best_values[variant_param] = reference_variant;
     int family_values[CLPSA__PARAM_COUNT] = {0};
-    for (int p = 0; p < families[f].count; ++p) {
-        const clpsa__param_id id = families[f].params[p];
-        family_values[id] = best_values[id];
-        winners[id] = best_values[id];
+    int winner = -1;
+    for (int c = 0; c < size && winner < 0; ++c) {
+        bool same = true;
+        for (int id = 0; id < CLPSA__PARAM_COUNT && same; ++id)
+            same = !space.values[c][id] || space.values[c][id] == best_values[id];
+        if (same)
+            winner = c;
     }
+    for (int id = 0; id < CLPSA__PARAM_COUNT && winner >= 0; ++id)
+        if (space.values[winner][id]) {
+            family_values[id] = best_values[id];
+            winners[id] = best_values[id];
+        }
+    free(space.values);
     clpsa__params_format(family_values, r->best, sizeof r->best);
     return CLPSA_OK;
 }

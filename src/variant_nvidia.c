@@ -45,14 +45,16 @@ static bool mma_plan(const clpsa_plan *plan, char *why, size_t size) {
 
 /* Warps (16 rows each) and keys per tile for a family's two parameters. */
 static clpsa_status configure(clpsa_plan *plan, int attempt, clpsa__param_id warps_id,
-                              clpsa__param_id tile_id, int max_rows, bool dense,
-                              clpsa__kernel_config *out) {
+                              clpsa__param_id tile_id, clpsa__param_id regs_id, int max_rows,
+                              bool dense, clpsa__kernel_config *out) {
     clpsa_context *ctx = plan->ctx;
-    int warps = 0, tile = 0;
+    int warps = 0, tile = 0, regs = 0;
     bool warps_overridden = false, tile_overridden = false;
     clpsa_status status = clpsa__plan_param(plan, warps_id, &warps, &warps_overridden);
     if (status == CLPSA_OK)
         status = clpsa__plan_param(plan, tile_id, &tile, &tile_overridden);
+    if (status == CLPSA_OK)
+        status = clpsa__plan_param(plan, regs_id, &regs, NULL);
     if (status != CLPSA_OK)
         return status;
     while (warps > 1 && 16 * (warps / 2) >= max_rows)
@@ -75,34 +77,100 @@ static clpsa_status configure(clpsa_plan *plan, int attempt, clpsa__param_id war
     }
     out->rows = 16 * warps;
     out->items = 32 * warps;
+    char cap[48] = "";
+    if (regs < 255)
+        snprintf(cap, sizeof cap, " -cl-nv-maxrregcount=%d", regs);
     snprintf(out->options, sizeof out->options,
-             "-DNV_WARPS=%d -DNV_TILE_N=%d -DNV_DENSE=%d -cl-nv-verbose", warps, tile,
-             dense ? 1 : 0);
+             "-DNV_WARPS=%d -DNV_TILE_N=%d -DNV_DENSE=%d -cl-nv-verbose%s", warps, tile,
+             dense ? 1 : 0, cap);
     return CLPSA_OK;
 }
 
 static clpsa_status configure_dense(clpsa_plan *plan, int attempt, clpsa__kernel_config *out) {
-    return configure(plan, attempt, CLPSA__P_DENSE_NV_WARPS, CLPSA__P_DENSE_NV_TILE_N, 1 << 30,
-                     true, out);
+    return configure(plan, attempt, CLPSA__P_DENSE_NV_WARPS, CLPSA__P_DENSE_NV_TILE_N,
+                     CLPSA__P_DENSE_NV_REGS, 1 << 30, true, out);
 }
 
 static clpsa_status configure_attend(clpsa_plan *plan, int attempt, clpsa__kernel_config *out) {
     return configure(plan, attempt, CLPSA__P_ATTEND_NV_WARPS, CLPSA__P_ATTEND_NV_TILE_N,
-                     plan->psa.block_q, false, out);
+                     CLPSA__P_ATTEND_NV_REGS, plan->psa.block_q, false, out);
 }
 
 const clpsa__kernel_variant clpsa__nvidia_mma_dense = {
-    CLPSA__FAMILY_DENSE, 2,
-    "nvidia-mma",        {"common.cl", "nvidia/nv_mma.cl", "nvidia/nv_flash.cl", NULL},
-    "dense_attention",   {CLPSA__P_DENSE_NV_WARPS, CLPSA__P_DENSE_NV_TILE_N, CLPSA__PARAM_COUNT},
-    nvidia_sm80,         mma_plan,
+    CLPSA__FAMILY_DENSE,
+    2,
+    "nvidia-mma",
+    {"common.cl", "nvidia/nv_mma.cl", "nvidia/nv_flash.cl", NULL},
+    "dense_attention",
+    {CLPSA__P_DENSE_NV_WARPS, CLPSA__P_DENSE_NV_TILE_N, CLPSA__P_DENSE_NV_REGS},
+    nvidia_sm80,
+    mma_plan,
     configure_dense,
 };
 
 const clpsa__kernel_variant clpsa__nvidia_mma_attend = {
-    CLPSA__FAMILY_ATTEND, 2,
-    "nvidia-mma",         {"common.cl", "nvidia/nv_mma.cl", "nvidia/nv_flash.cl", NULL},
-    "psa_attend",         {CLPSA__P_ATTEND_NV_WARPS, CLPSA__P_ATTEND_NV_TILE_N, CLPSA__PARAM_COUNT},
-    nvidia_sm80,          mma_plan,
+    CLPSA__FAMILY_ATTEND,
+    2,
+    "nvidia-mma",
+    {"common.cl", "nvidia/nv_mma.cl", "nvidia/nv_flash.cl", NULL},
+    "psa_attend",
+    {CLPSA__P_ATTEND_NV_WARPS, CLPSA__P_ATTEND_NV_TILE_N, CLPSA__P_ATTEND_NV_REGS},
+    nvidia_sm80,
+    mma_plan,
     configure_attend,
+};
+
+/* The sampled estimate: query blocks of ceil(sample_q / 16) warps each share the key tiles. */
+static bool mma_estimate_plan(const clpsa_plan *plan, char *why, size_t size) {
+    if (!mma_plan(plan, why, size))
+        return false;
+    const int sk = plan->psa.sample_k;
+    if (sk % 8 != 0 || 64 % sk != 0) {
+        snprintf(why, size,
+                 "sample_k = %d: needs 8, 16, 32 or 64 (key blocks of whole 8-key "
+                 "tiles, whole blocks per key tile)",
+                 sk);
+        return false;
+    }
+    if ((plan->psa.sample_q + 15) / 16 > 8) {
+        snprintf(why, size, "sample_q = %d: at most 128 rows per query block", plan->psa.sample_q);
+        return false;
+    }
+    return true;
+}
+
+static clpsa_status configure_estimate(clpsa_plan *plan, int attempt, clpsa__kernel_config *out) {
+    int warps = 0, tile = 0;
+    bool overridden = false;
+    clpsa_status status = clpsa__plan_param(plan, CLPSA__P_ESTIMATE_NV_WARPS, &warps, &overridden);
+    if (status == CLPSA_OK)
+        status = clpsa__plan_param(plan, CLPSA__P_ESTIMATE_NV_TILE_N, &tile, NULL);
+    if (status != CLPSA_OK)
+        return status;
+    const int per_block = (plan->psa.sample_q + 15) / 16;
+    if (attempt > 0) {
+        if (overridden || (warps >> attempt) < per_block)
+            return CLPSA_ERROR_UNSUPPORTED;
+        warps >>= attempt;
+    }
+    if (tile % plan->psa.sample_k != 0)
+        tile = 64; /* 64 % sample_k == 0 was checked */
+    warps = warps < per_block ? per_block : warps / per_block * per_block;
+    out->rows = warps / per_block;
+    out->items = 32 * warps;
+    snprintf(out->options, sizeof out->options, "-DNV_WARPS=%d -DNV_TILE_N=%d -cl-nv-verbose",
+             warps, tile);
+    return CLPSA_OK;
+}
+
+const clpsa__kernel_variant clpsa__nvidia_mma_estimate = {
+    CLPSA__FAMILY_ESTIMATE,
+    3,
+    "nvidia-mma",
+    {"common.cl", "nvidia/nv_mma.cl", "nvidia/nv_estimate.cl", NULL},
+    "estimate_sampled",
+    {CLPSA__P_ESTIMATE_NV_WARPS, CLPSA__P_ESTIMATE_NV_TILE_N, CLPSA__PARAM_COUNT},
+    nvidia_sm80,
+    mma_estimate_plan,
+    configure_estimate,
 };

@@ -77,3 +77,63 @@ const clpsa__kernel_variant clpsa__portable_attend = {
     any_plan,
     configure_attend,
 };
+
+/* The sampled estimate: one work-group per query block (rows = 1 block). */
+static clpsa_status configure_estimate(clpsa_plan *plan, bool staged, clpsa__kernel_config *out) {
+    int wg = 0;
+    const clpsa_status status = clpsa__plan_param(plan, CLPSA__P_ESTIMATE_WG, &wg, NULL);
+    if (status != CLPSA_OK)
+        return status;
+    out->rows = 1;
+    out->items = wg;
+    snprintf(out->options, sizeof out->options, "-DEST_WG=%d -DESTIMATE_STAGED=%d", wg,
+             staged ? 1 : 0);
+    return CLPSA_OK;
+}
+
+static clpsa_status configure_plain(clpsa_plan *plan, int attempt, clpsa__kernel_config *out) {
+    return attempt > 0 ? CLPSA_ERROR_UNSUPPORTED : configure_estimate(plan, false, out);
+}
+
+static clpsa_status configure_staged(clpsa_plan *plan, int attempt, clpsa__kernel_config *out) {
+    return attempt > 0 ? CLPSA_ERROR_UNSUPPORTED : configure_estimate(plan, true, out);
+}
+
+/* The staged kernel keeps the sampled rows, per-work-item maxima and the reductions in local
+ * memory; it needs them to fit at the work-group size the plan would use. */
+static bool staged_fits(const clpsa_plan *plan, char *why, size_t size) {
+    clpsa__param_source source;
+    const cl_ulong wg = (cl_ulong)clpsa__param_value(plan->ctx, CLPSA__P_ESTIMATE_WG, &source);
+    const cl_ulong sq = (cl_ulong)plan->psa.sample_q, d = (cl_ulong)plan->desc.head_dim;
+    const cl_ulong local = sq * d * 4 + wg * sq * 4 + sq * 4 + wg * 4;
+    if (local > plan->ctx->info.local_mem_size) {
+        snprintf(why, size, "needs %llu bytes of local memory; the device has %llu",
+                 (unsigned long long)local, (unsigned long long)plan->ctx->info.local_mem_size);
+        return false;
+    }
+    return true;
+}
+
+const clpsa__kernel_variant clpsa__portable_estimate = {
+    CLPSA__FAMILY_ESTIMATE,
+    1,
+    "portable",
+    {"common.cl", "estimate.cl", NULL},
+    "estimate_sampled",
+    {CLPSA__P_ESTIMATE_WG, CLPSA__PARAM_COUNT},
+    always,
+    any_plan,
+    configure_plain,
+};
+
+const clpsa__kernel_variant clpsa__portable_estimate_staged = {
+    CLPSA__FAMILY_ESTIMATE,
+    2,
+    "portable-staged",
+    {"common.cl", "estimate.cl", NULL},
+    "estimate_sampled_staged",
+    {CLPSA__P_ESTIMATE_WG, CLPSA__PARAM_COUNT},
+    always,
+    staged_fits,
+    configure_staged,
+};

@@ -103,7 +103,7 @@ static void test_overrides_are_checked(void **state) {
             fail_msg("override \"%s\": last_error \"%s\" lacks \"%s\"", bad[i].text,
                      clpsa_context_last_error(ctx), bad[i].needle);
     }
-    char text[2048];
+    char text[8192];
     describe(ctx, text, sizeof text);
     assert_null(strstr(text, "user override")); /* rejected text changed nothing */
     assert_int_equal(clpsa_context_set_params(ctx, "attend.TILE_N=16, dense.BLOCK_M=64"), CLPSA_OK);
@@ -192,7 +192,7 @@ static void test_builtin_rows_match_reference(void **state) {
     print_message("built-in table: %zu rows\n", rows);
     /* Without a tuned cache or an override, each value a row matching this device (its key
      * starts with the row's match) sets comes from the table; the rest are generic defaults. */
-    char text[2048];
+    char text[8192];
     describe(ctx, text, sizeof text);
     print_message("%s", text);
     int from_table = 0;
@@ -215,7 +215,7 @@ static void test_builtin_rows_match_reference(void **state) {
     int lines = 0, generic = 0;
     for (const char *at = text; (at = strchr(at, '\n')) != NULL; ++at)
         lines++;
-    for (const char *at = text; (at = strstr(at, "(generic default)")) != NULL; ++at)
+    for (const char *at = text; (at = strstr(at, "(generic default")) != NULL; ++at)
         generic++;
     assert_int_equal(generic, lines - from_table);
     for (size_t r = 0; r < rows; ++r) {
@@ -280,11 +280,13 @@ static void test_tuning_writes_cache_next_plan_uses(void **state) {
     clpsa_context_destroy(ctx);
 
     ctx = make_context(&log);
-    char text[2048];
+    char text[8192];
     describe(ctx, text, sizeof text);
     assert_non_null(strstr(text, "dense.BLOCK_M="));
+    /* Except those of variants this device cannot run: no plan here ever uses them. */
     for (const char *line = text; *line; line = strchr(line, '\n') + 1)
-        if (!strstr(line, "(tuned cache)") && strchr(line, '\n') != line)
+        if (!strstr(line, "(tuned cache)") && !strstr(line, "cannot run on this device") &&
+            strchr(line, '\n') != line)
             fail_msg("after tuning every parameter should come from the tuned cache:\n%s", text);
     check_plans_match_reference(ctx, "tuned");
     clpsa_plan_desc d;
@@ -378,7 +380,7 @@ static void test_damaged_tuned_cache_is_ignored(void **state) {
         damage_params(path, cases[i].kind);
         log.warnings = 0;
         ctx = make_context(&log);
-        char text[2048];
+        char text[8192];
         describe(ctx, text, sizeof text);
         assert_null(strstr(text, "tuned cache"));
         assert_int_equal(log.warnings, 1);

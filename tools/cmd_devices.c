@@ -67,10 +67,17 @@ static void print_parameters(size_t index) {
         printf("    parameters       (no context: %s)\n", "the device could not be opened");
         return;
     }
-    char text[2048];
+    char text[4096];
     if (clpsa_context_describe_params(ctx, text, sizeof text) == CLPSA_OK) {
         printf("    key              %s\n", clpsa_context_device_key(ctx));
         const char *label = "parameters";
+        for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+            printf("    %-16s %s\n", label, line);
+            label = "";
+        }
+    }
+    if (clpsa_context_describe_variants(ctx, text, sizeof text) == CLPSA_OK) {
+        const char *label = "kernel variants";
         for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
             printf("    %-16s %s\n", label, line);
             label = "";

@@ -29,6 +29,10 @@ PARAMS = [  # the order of clpsa__param_id in src/params.h
     "dense.NV_TILE_N",
     "attend.NV_WARPS",
     "attend.NV_TILE_N",
+    "estimate.NV_WARPS",
+    "estimate.NV_TILE_N",
+    "dense.NV_REGS",
+    "attend.NV_REGS",
 ]
 
 

@@ -275,6 +275,14 @@ clpsa_status clpsa_plan_buffer_sizes(const clpsa_plan *plan, clpsa_buffer_sizes 
  * are, e.g. "built-in defaults for CPU devices: attend ATT_M=32 TILE_N=32 ...". */
 const char *clpsa_plan_parameter_source(const clpsa_plan *plan);
 
+/* The kernel variant that runs a family ("dense", "attend", "estimate") of this plan: e.g.
+ * "portable", "portable-staged", "nvidia-mma"; NULL when the plan has no such kernel (the
+ * dense family of a PSA plan, the estimate of an antidiagonal one). Matrix-unit variants
+ * ("nvidia-mma") round attention probabilities to the 16-bit storage type before P.V, as
+ * flash attention on tensor cores does: their outputs carry that rounding besides the
+ * output type's. */
+const char *clpsa_plan_kernel_variant(const clpsa_plan *plan, const char *family);
+
 /* Floating-point operations of dense attention on the plan's shapes: 4·B·Hq·Nq·Nk·D without
  * a mask, the visible pairs only when causal. For PSA and binary plans this is the dense
  * equivalent: the work a run does is this times the density (clpsa_plan_read_stats). */

@@ -41,6 +41,11 @@ void clpsa_normalize_device(unsigned vendor_id, const char *vendor_name, const c
  * algorithm options would get them (before per-plan constraints). */
 clpsa_status clpsa_context_describe_params(clpsa_context *ctx, char *out, size_t size);
 
+/* One line per kernel family with variants (dense, attend, estimate): each variant, the value
+ * of family.VARIANT that selects it, and whether this device can run it (and why not). A plan
+ * takes the first variant that fits it, unless family.VARIANT names one. */
+clpsa_status clpsa_context_describe_variants(clpsa_context *ctx, char *out, size_t size);
+
 /* The built-in table, row by row: its device match ("vendor", "vendor/arch" or
  * "vendor/arch/device name") and its values as override text ("family.NAME=value,..."). */
 size_t clpsa_builtin_params_count(void);

@@ -473,3 +473,17 @@ bool ts_temp_dir_remove(const char *path) {
     }
     return ok;
 }
+
+ts_tolerance ts_tolerance_for_variant(ts_tolerance tol, const clpsa_plan *plan, const char *family,
+                                      clpsa_dtype storage) {
+    const char *variant = clpsa_plan_kernel_variant(plan, family);
+    if (!variant || strncmp(variant, "nvidia-mma", 10) != 0 || storage == CLPSA_DTYPE_FP32)
+        return tol;
+    const double u = storage == CLPSA_DTYPE_BF16 ? 0x1p-9 : 0x1p-12;
+    const double rel_l2 = storage == CLPSA_DTYPE_BF16 ? 1e-2 : 2e-3;
+    tol.atol += 4.0 * u;
+    tol.rtol += 2.0 * u;
+    if (tol.rel_l2 < rel_l2)
+        tol.rel_l2 = rel_l2;
+    return tol;
+}

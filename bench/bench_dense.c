@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Times clpsa's dense attention on one shape with OpenCL profiling events (median of many runs
  * after a warm-up) and checks sampled output rows against a double-precision computation.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* PSA pipeline versus dense attention on the embedded video-like workload, on one device, in
  * one run: median times (OpenCL profiling events), per-stage split, density, and the relative
  * L2 error against dense of PSA and of the binary block-sparse baseline at the same density.

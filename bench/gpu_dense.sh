@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # One call on the GPU machine (../shared/GPU.md): correctness of the dense kernel on the H100 at
 # small and ragged shapes, then the issue-2 timings next to PyTorch SDPA, in the same call.
 # Run from the project root there:  . .gpu/env.sh; bash bench/gpu_dense.sh build-rel

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Pictures of a `clpsa bench --json` report.
 
     python3 bench/plot.py BENCH.json [--out DIR] [--prefix NAME]

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """PyTorch scaled_dot_product_attention timings on the same shapes as clpsa's benchmarks.
 
 Usage: python3 bench/sdpa_bench.py --shape B,H,N,D [--shape ...] [--dtypes bf16,fp16,fp32]

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Checks that the C sources and OpenCL kernels follow .clang-format.
 #   bash ci/format-check.sh          check only (exit 1 and list the files that differ)
 #   bash ci/format-check.sh --fix    reformat those files in place

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs the Debian packages clpsa needs to build, test and run on the CPU (PoCL).
 # A no-op when everything is already installed; otherwise needs root (apt-get).
 set -euo pipefail

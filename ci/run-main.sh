@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The main job: installs what is missing, builds clpsa (Release) in build/, then runs
 # `clpsa run` on its embedded default workload on the default OpenCL device (PoCL's CPU device
 # on a machine without a GPU). Extra arguments go to `clpsa run`, e.g.

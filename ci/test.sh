@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The test command: installs what is missing, checks formatting, builds with -Werror and runs
 # the test suites (Release), builds again with AddressSanitizer + UndefinedBehaviorSanitizer
 # and runs them again, then runs the main job once (`clpsa run`). Exits non-zero on any

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Level assignment (SPEC.md section 6) and the per-query-block work list. Built after
  * common.cl. One work-group per row (bh, i) of S. The sort is parallel (bitonic, in local
  * memory); the assignment rules are a short sequential walk over the sorted row, done by

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Multi-level attention over the work list (SPEC.md section 4). Built after common.cl.
  *
  * A work-group owns ATT_M rows of one query block (bm may be larger than ATT_M: several

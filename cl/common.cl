@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Shared by every clpsa kernel file: the host builds each program from this file followed by
  * the kernel file, so storage conversions and the online-softmax tile step exist once.
  *

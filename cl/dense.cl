@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Dense attention, flash style: one work-group per (BLOCK_M query rows, batch, head); each
  * work-item owns one query row (its scaled query and fp32 accumulator in private memory), the
  * group stages TILE_N keys and values at a time in local memory, and an online softmax

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Block importance S (SPEC.md section 5). Built after common.cl.
  * Tunables:
  *   EST_WG   work-items per work-group (sampled rows or stride rows are spread over them)

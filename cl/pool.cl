@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The key/value pyramid (SPEC.md section 3) and the block self-similarity behind the
  * similarity cap (section 6). Built after common.cl.
  *

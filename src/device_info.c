@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Device facts, queried once per context. */
 #include "internal.h"
 

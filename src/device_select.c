@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Picks a device when the caller brings none: a spec (index across all platforms, in the order
  * `clpsa devices` lists them, or a substring of the platform or device name), else the first
  * GPU, else the first device. */

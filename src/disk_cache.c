@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Program binaries on disk. One file per key, named by the key's hash; the file repeats the
  * whole key so a hash collision or a stale file is detected, never trusted.
  *

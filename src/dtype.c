@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Storage types and host conversions. The rounding here (nearest-even, NaN kept quiet, values
  * past the largest finite one rounding to infinity) is the rounding of the kernels' stores, so
  * a tensor converted on the host equals the same tensor converted on the device. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 #include "internal.h"
 
 uint64_t clpsa__hash64(const void *data, size_t size, uint64_t seed) {

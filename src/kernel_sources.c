@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Kernel text: from the table embedded at build time, or, for kernel development, from the
  * directory named by CLPSA_KERNEL_DIR (so a kernel can be edited without rebuilding). */
 #include "kernel_sources.h"

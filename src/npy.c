@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* .npy reading and writing (NumPy format 1.0, 2.0 and 3.0; see numpy/lib/format.py).
  *
  * The reader trusts nothing in the file: every header field is parsed by a small parser of the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Token orderings of a video grid (issue 4): PSA pools and scores contiguous blocks of the
  * sequence, so a block only summarises something coherent when its tokens are neighbours in
  * space and time. Each ordering is a permutation perm[position] = raster index. */

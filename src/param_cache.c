@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The tuned-parameter cache on disk: one small text file per device and driver.
  *
  *   clpsa-params 1

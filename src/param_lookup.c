@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Device normalisation and the lookup of kernel parameters for a context. */
 #include "internal.h"
 #include "kernel_variant.h"

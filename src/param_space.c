@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The tunables of each kernel family, their allowed values and defaults. The kernels declare
  * the same names as #ifndef macros; the host only ever passes values from these lists. */
 #include "params.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Kernel parameters: the space of each tunable, and the values a context looks up for its
  * device (override > tuned cache > built-in table > generic default). */
 #ifndef CLPSA_PARAMS_H

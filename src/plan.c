@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Plans: a validated problem description with its kernels compiled, run many times. */
 #include "kernel_variant.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The plan object, shared by the files that create, run and read back plans. */
 #ifndef CLPSA_PLAN_INTERNAL_H
 #define CLPSA_PLAN_INTERNAL_H

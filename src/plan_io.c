@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* What a caller may supply to a PSA plan (S or M) and read back from its last run. */
 #include "plan_internal.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Kernel parameters for one plan: the context's looked-up values, checked against what the
  * device can run for this plan's shapes. */
 #include "plan_internal.h"

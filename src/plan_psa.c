@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* PSA plans: kernels, scratch buffers and the enqueued pipeline
  * pool -> [similarity] -> [estimate] -> [assign] -> work list -> attend. */
 #include "kernel_variant.h"

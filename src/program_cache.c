@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Compiled programs, cached in memory per context and as binaries on disk. The key names
  * everything a binary depends on: platform, device, driver, the kernel text and the options. */
 #include "internal.h"

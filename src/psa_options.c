@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* PSA options: presets (SPEC.md section 7), defaults, explicit overrides, and their rules. */
 #include "plan_internal.h"
 

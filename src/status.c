@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Names and sentences of the status codes, generated from the one list in clpsa.h. */
 #include <clpsa/clpsa.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Rules for strided tensors and the buffers that hold them. */
 #include "internal.h"
 

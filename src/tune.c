@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The tuner: searches each kernel family's parameter space on the context's device, checks
  * every candidate's result against the defaults' and keeps the fastest. It drives plans
  * through their public create/run calls with the context's overrides set per candidate;

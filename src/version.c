@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 #include <clpsa/clpsa.h>
 
 #define CLPSA__STR2(x) #x

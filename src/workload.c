@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The embedded video-like workload (clpsa_workload.h). */
 #include <clpsa/clpsa_workload.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* `clpsa bench` as a user runs it: the built binary on PoCL, its JSON read back with a strict
  * parser and checked record by record (every field of every method, finite values), its CSV,
  * the exactness anchors (PSA with every threshold at 1 equals dense; the CLBlast baseline agrees

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The program caches: in memory per context, binaries on disk shared between contexts, and
  * every kind of damaged file ignored with a log line, never trusted. */
 #include <stdarg.h>

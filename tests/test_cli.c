@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The `clpsa` command as a user runs it: exit codes, what it prints, the output file it writes
  * (checked against a naive double-precision attention computed here) and an error message
  * naming the problem for every bad input. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The dense method (CLPSA_METHOD_DENSE) against the double-precision reference: every head
  * dimension, storage type, layout, grouped-query sharing, causal alignment and sequence length
  * around the kernel's tile sizes, with poisoned outputs, canaries and a determinism rerun.

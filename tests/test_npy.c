@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* .npy reading and writing: round trips of every type, files laid out byte for byte as NumPy
  * writes them (format 1.0, 2.0 and 3.0), and every malformed file rejected with its status
  * and a message naming both the file and the problem. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Token orderings (clpsa_ordering_permutation): every ordering is a bijection that keeps the
  * text tokens at the end; the Hilbert curve starts at the origin, moves by face steps only,
  * reduces to the 1-D and 2-D curves on flat grids and keeps blocks compact; tiles follow

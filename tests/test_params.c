@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Kernel parameters: device normalisation, lookup precedence (override > tuned cache >
  * built-in table > generic), damaged tuned caches, overrides outside the space, every built-in
  * row against the reference, and a short real tuning run whose cache the next plan uses. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* PSA through the public API against the double-precision reference (tests/ref/ref_psa.h):
  * attention over supplied level maps at every level and block size, the sampled and
  * antidiagonal estimates, level assignment in every mode, presets, read-back, statistics, the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Status codes, version, dtype names and the host storage conversions. */
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The embedded video-like workload, PSA's central claim on it, and token orderings inside the
  * pipeline (gather on load, scatter on store). */
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* `clpsa bench`: dense attention as an OpenCL user would write it without clpsa, from a BLAS
  * library. Per (batch, head) and per chunk of query rows: S = scale * Q K^T (CLBlastSgemm,
  * row-major), a row softmax kernel in place, O = P V (CLBlastSgemm). The full score matrix of a

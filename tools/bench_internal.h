@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Shared by the files of `clpsa bench`: its options, the inputs of one measured case, the records
  * it reports, and the dense-attention baseline built from CLBlast GEMMs. */
 #ifndef CLPSA_TOOLS_BENCH_INTERNAL_H

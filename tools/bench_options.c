@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* `clpsa bench`: its command line. Every value is checked here, so a wrong flag is reported by
  * its name with exit status 2 before any device work (which can take minutes). */
 #include "bench_internal.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* `clpsa bench`: the inputs of one case, on the host as fp32 rounded to the storage type (so the
  * fp32 CLBlast baseline reads exactly the values the clpsa kernels read). */
 #include "bench_internal.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* `clpsa bench`: what it writes. Every record has every key (null where a figure does not
  * apply), so the JSON and the CSV have one schema and bench/plot.py needs no special cases. */
 #include "bench_internal.h"

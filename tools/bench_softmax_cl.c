@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The softmax between the two GEMMs of the CLBlast dense baseline of `clpsa bench`: what an
  * OpenCL user writes by hand, since BLAS has no softmax. One work-group per row of scores
  * (already scaled by the first GEMM's alpha): max, then sum of exp(x - max), then normalise, in

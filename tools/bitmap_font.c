@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The glyphs of bitmap_font.h: each row is 5 bits, the most significant of them leftmost. */
 #include "bitmap_font.h"
 

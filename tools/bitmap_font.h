@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A tiny built-in 5 x 7 bitmap font for the labels of the tool's pictures: only the glyphs they
  * need (digits, a few capitals, space), so no font library is required. */
 #ifndef CLPSA_TOOLS_BITMAP_FONT_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The `clpsa` command: dispatches to its subcommands. */
 #include "tool_common.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* `clpsa bench`: times PSA (pipeline, attend stage, estimate + assign stages), clpsa's dense
  * attention, the binary block-sparse baseline at PSA's density and a dense attention built from
  * CLBlast GEMMs, over workloads, shapes, dtypes and target densities, with each sparse method's

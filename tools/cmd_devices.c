@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* `clpsa devices`: every OpenCL platform and device with the facts that matter for attention
  * kernels, numbered the way CLPSA_DEVICE and --device count them, then the device clpsa
  * itself would pick and why. */

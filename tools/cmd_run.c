@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* `clpsa run`: the main job. Runs PSA on Q, K, V from files or on the embedded video-like
  * workload and puts it next to dense attention and the binary block-sparse baseline at the same
  * density, on the same device: density and level histogram, time per stage, and output error

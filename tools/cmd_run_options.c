@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* `clpsa run`: its command line. Every value is checked here where the rule is simple, so a
  * wrong flag is reported by its name with exit status 2 before any device work; the library
  * re-checks everything when the plan is made. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* `clpsa tune`: searches the kernel parameters of a device, writes the winners to the tuned
  * cache (which later plans on that device use) and reports the gain over the defaults. */
 #include "tool_common.h"

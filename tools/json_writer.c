@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The JSON writer of json_writer.h: objects one member a line; arrays of scalars on one line,
  * since they hold short lists of numbers here. */
 #include "json_writer.h"

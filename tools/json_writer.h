@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A small streaming JSON writer for the tool's --json output: it tracks nesting and commas, so
  * the printing code states only keys and values and the result is always well-formed. */
 #ifndef CLPSA_TOOLS_JSON_WRITER_H

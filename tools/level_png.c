@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The level-map picture of level_png.h, drawn into an RGB buffer and written with libpng's
  * simplified API (which reports errors by return value, so no setjmp here). */
 #include "level_png.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A PSA level map as a PNG picture.
  *
  * Layout (all sizes in pixels; tests rebuild it from these rules):

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* `clpsa run`: how outputs are judged. Dense attention is spot-checked against a double-
  * precision computation done here (so the report's reference is itself verified on this
  * device); PSA and the binary baseline are measured against dense by relative L2 error. */

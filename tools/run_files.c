@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* `clpsa run`: the .npy files it reads besides Q, K, V (a level map or block scores to use) and
  * the ones it writes (output, level map, scores, token permutation). Every problem with a file
  * is reported with its path, the dimension or element at fault and the rule. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Shared by the files of `clpsa run`: its options, the problem it runs (inputs from files or the
  * embedded video workload), the measurements it reports, and the helpers between them. */
 #ifndef CLPSA_TOOLS_RUN_INTERNAL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* `clpsa run`: the problem it runs, either Q, K, V from .npy files or the embedded video-like
  * workload, on the host in the layout the device reads. */
 #include "run_internal.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* `clpsa run`: what it prints. The human form reads top-down as an argument: the device and
  * problem, dense attention as the reference (timed and spot-checked), then per token order
  * PSA's density, speed and error next to the binary baseline's error at the same budget. The

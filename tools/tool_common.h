@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Helpers shared by the `clpsa` subcommands: exit codes, option parsing, error reports in one
  * format, a log callback that keeps the library's last error line, and timing. */
 #ifndef CLPSA_TOOLS_TOOL_COMMON_H

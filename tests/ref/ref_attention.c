@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Double-precision dense attention: the straightforward O(Nq * Nk * D) loops, written for
  * obviousness rather than speed so that a disagreement points at the kernel. */
 #include "ref/ref_attention.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Double-precision host reference of attention (SPEC.md section 4), the oracle every kernel
  * test compares against. Inputs are float arrays that already hold values rounded to the
  * storage type, addressed with the same element strides as the device tensors, so the

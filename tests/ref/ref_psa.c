@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Double-precision PSA reference: straightforward loops over SPEC.md sections 3-8, written for
  * obviousness rather than speed so that a disagreement points at the kernels. */
 #include "ref/ref_psa.h"

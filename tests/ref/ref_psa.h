@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Double-precision host reference of the whole PSA pipeline (SPEC.md sections 3-8): the
  * key/value pyramid, the sampled and antidiagonal block-importance estimates, level
  * assignment (threshold, quantile, energy, binary) with forced blocks and the similarity cap,

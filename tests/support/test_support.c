@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Helpers shared by the cmocka suites; see test_support.h for the contract. */
 #include <setjmp.h>
 #include <stdarg.h>

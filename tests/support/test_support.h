@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Shared helpers of the cmocka suites: reproducible random data, a test context, guarded
  * device buffers (poisoned tensor region, canary after it), dtype-rounded uploads and
  * comparisons against the double-precision reference.

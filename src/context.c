@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The context: the device (wrapped or picked), its facts, the logger and the program cache. */
 #include "internal.h"
 
@@ -49,10 +50,19 @@ static clpsa_status wrap_caller_objects(clpsa_context *ctx, const clpsa_context_
                                (void *)desc->queue, (void *)queue_context,
                                (void *)desc->cl_context);
     }
+    /* Retained so the wrapped objects live as long as this context whatever the caller
+     * releases meanwhile; destroy releases them. */
+    err = clRetainContext(desc->cl_context);
+    if (err != CL_SUCCESS)
+        return clpsa__fail_cl(ctx, err, "clRetainContext(cl_context)");
     ctx->cl_ctx = desc->cl_context;
+    if (desc->queue) {
+        err = clRetainCommandQueue(desc->queue);
+        if (err != CL_SUCCESS)
+            return clpsa__fail_cl(ctx, err, "clRetainCommandQueue(queue)");
+        ctx->queue = desc->queue;
+    }
     ctx->device = desc->device;
-    ctx->queue = desc->queue;
-    ctx->owns_cl_objects = false;
     snprintf(ctx->device_reason, sizeof ctx->device_reason, "wrapped by caller");
     return CLPSA_OK;
 }
@@ -69,7 +79,6 @@ static clpsa_status create_own_objects(clpsa_context *ctx, const clpsa_context_d
     const cl_context_properties properties[] = {CL_CONTEXT_PLATFORM,
                                                 (cl_context_properties)platform, 0};
     cl_int err = CL_SUCCESS;
-    ctx->owns_cl_objects = true;
     ctx->cl_ctx = clCreateContext(properties, 1, &device, NULL, NULL, &err);
     if (err != CL_SUCCESS)
         return clpsa__fail_cl(ctx, err, "clCreateContext");
@@ -82,11 +91,13 @@ static clpsa_status create_own_objects(clpsa_context *ctx, const clpsa_context_d
     return CLPSA_OK;
 }
 
-/* Creation failures are reported through a context-less path: the half-built context still
- * holds last_error, so we copy it to the log before destroying. */
+/* Creation failures have no context to report through: the half-built context's last_error is
+ * logged and copied to the thread's record (clpsa_context_last_error(NULL)) before destroying. */
 clpsa_status clpsa_context_create(const clpsa_context_desc *desc, clpsa_context **out) {
+    clpsa__set_thread_error("");
     if (!out)
-        return CLPSA_ERROR_NULL_ARGUMENT;
+        return clpsa__fail(NULL, CLPSA_ERROR_NULL_ARGUMENT,
+                           "clpsa_context_create: out must not be NULL");
     *out = NULL;
     clpsa_context_desc defaults;
     if (!desc) {
@@ -95,7 +106,9 @@ clpsa_status clpsa_context_create(const clpsa_context_desc *desc, clpsa_context 
     }
     clpsa_context *ctx = calloc(1, sizeof *ctx);
     if (!ctx)
-        return CLPSA_ERROR_OUT_OF_MEMORY;
+        return clpsa__fail(NULL, CLPSA_ERROR_OUT_OF_MEMORY,
+                           "clpsa_context_create: out of host memory for the context (%zu bytes)",
+                           sizeof *ctx);
     ctx->log = desc->log ? desc->log : clpsa__log_to_stderr;
     ctx->log_user = desc->log_user;
     ctx->log_level = desc->log_level ? desc->log_level : clpsa__log_level_from_env();
@@ -110,6 +123,7 @@ clpsa_status clpsa_context_create(const clpsa_context_desc *desc, clpsa_context 
     }
     if (status != CLPSA_OK) {
         clpsa__log(ctx, CLPSA_LOG_ERROR, "context creation failed: %s", ctx->last_error);
+        clpsa__set_thread_error(ctx->last_error);
         clpsa_context_destroy(ctx);
         return status;
     }
@@ -129,17 +143,16 @@ void clpsa_context_destroy(clpsa_context *ctx) {
     if (!ctx)
         return;
     clpsa__program_cache_release(ctx);
-    if (ctx->owns_cl_objects) {
-        if (ctx->queue)
-            clReleaseCommandQueue(ctx->queue);
-        if (ctx->cl_ctx)
-            clReleaseContext(ctx->cl_ctx);
-    }
+    /* Own or wrapped (retained at creation), the references are ours to release. */
+    if (ctx->queue)
+        clReleaseCommandQueue(ctx->queue);
+    if (ctx->cl_ctx)
+        clReleaseContext(ctx->cl_ctx);
     free(ctx);
 }
 
 const char *clpsa_context_last_error(const clpsa_context *ctx) {
-    return ctx ? ctx->last_error : "no context (NULL)";
+    return ctx ? ctx->last_error : clpsa__thread_error();
 }
 
 cl_context clpsa_context_cl_context(const clpsa_context *ctx) {

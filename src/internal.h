@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Declarations shared by the library's source files; never installed. */
 #ifndef CLPSA_INTERNAL_H
 #define CLPSA_INTERNAL_H
@@ -44,10 +45,11 @@ typedef struct clpsa__program_entry {
 } clpsa__program_entry;
 
 struct clpsa_context {
+    /* cl_ctx and queue: created by clpsa, or the caller's retained at creation; released on
+     * destroy either way. */
     cl_context cl_ctx;
     cl_device_id device;
     cl_command_queue queue;
-    bool owns_cl_objects;
     clpsa__device_info info;
     char device_label[3 * CLPSA__NAME_CAPACITY + 16];
     char device_reason[CLPSA__NAME_CAPACITY];
@@ -77,6 +79,10 @@ clpsa_status clpsa__fail_cl(clpsa_context *ctx, cl_int cl_error, const char *wha
 clpsa_status clpsa__status_from_cl(cl_int cl_error);
 const char *clpsa__cl_error_name(cl_int cl_error);
 void clpsa__clear_error(clpsa_context *ctx);
+/* The calling thread's record of failures that had no context (clpsa_context_last_error(NULL)). */
+#define CLPSA__THREAD_ERROR_CAPACITY 4096
+const char *clpsa__thread_error(void);
+void clpsa__set_thread_error(const char *message);
 
 void clpsa__log(const clpsa_context *ctx, clpsa_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

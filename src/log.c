@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Logging through the context's callback and the last-error record. */
 #include "internal.h"
 
@@ -61,11 +62,26 @@ void clpsa__clear_error(clpsa_context *ctx) {
         ctx->last_error[0] = '\0';
 }
 
+/* A failure with no context to hold its detail (context creation, a NULL context argument, the
+ * context-free helpers) is kept per thread, so threads do not see each other's errors. */
+static _Thread_local char thread_error[CLPSA__THREAD_ERROR_CAPACITY];
+
+const char *clpsa__thread_error(void) {
+    return thread_error;
+}
+
+void clpsa__set_thread_error(const char *message) {
+    snprintf(thread_error, sizeof thread_error, "%s", message ? message : "");
+}
+
 clpsa_status clpsa__fail(clpsa_context *ctx, clpsa_status status, const char *fmt, ...) {
-    if (!ctx)
-        return status;
     va_list args;
     va_start(args, fmt);
+    if (!ctx) {
+        vsnprintf(thread_error, sizeof thread_error, fmt, args);
+        va_end(args);
+        return status;
+    }
     vsnprintf(ctx->last_error, sizeof ctx->last_error, fmt, args);
     va_end(args);
     clpsa__log(ctx, CLPSA_LOG_DEBUG, "%s: %s", clpsa_status_name(status), ctx->last_error);

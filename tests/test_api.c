@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Bad input through the public API: every rejected value gets its status, a sentence naming
  * the value and the rule in last_error, and nothing written to the output. */
 #include <stdarg.h>
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <unistd.h>
 
 static clpsa_context *ctx;
@@ -55,6 +57,20 @@ static clpsa_plan_desc small_desc(void) {
     return d;
 }
 
+static cl_uint context_refs(cl_context c) {
+    cl_uint refs = 0;
+    assert_int_equal(clGetContextInfo(c, CL_CONTEXT_REFERENCE_COUNT, sizeof refs, &refs, NULL),
+                     CL_SUCCESS);
+    return refs;
+}
+
+static cl_uint queue_refs(cl_command_queue q) {
+    cl_uint refs = 0;
+    assert_int_equal(clGetCommandQueueInfo(q, CL_QUEUE_REFERENCE_COUNT, sizeof refs, &refs, NULL),
+                     CL_SUCCESS);
+    return refs;
+}
+
 static clpsa_status try_plan(const clpsa_plan_desc *d) {
     clpsa_plan *plan = (clpsa_plan *)0x1; /* must be reset to NULL on failure */
     const clpsa_status status = clpsa_plan_create(ctx, d, &plan);
@@ -68,7 +84,8 @@ static void test_destroy_null_is_noop(void **state) {
     (void)state;
     clpsa_context_destroy(NULL);
     clpsa_plan_destroy(NULL);
-    assert_string_equal(clpsa_context_last_error(NULL), "no context (NULL)");
+    /* No failure without a context on this thread yet: the record is empty. */
+    assert_string_equal(clpsa_context_last_error(NULL), "");
 }
 
 static void test_context_create_rejects_null_and_half_wrapped(void **state) {
@@ -77,14 +94,53 @@ static void test_context_create_rejects_null_and_half_wrapped(void **state) {
     clpsa_context_desc desc;
     clpsa_context_desc_init(&desc);
     desc.log_level = CLPSA_LOG_OFF + 1;
+    assert_non_null(strstr(clpsa_context_last_error(NULL), "out must not be NULL"));
     desc.device = clpsa_context_device(ctx); /* device without its cl_context */
     clpsa_context *other = (clpsa_context *)0x1;
     assert_int_equal(clpsa_context_create(&desc, &other), CLPSA_ERROR_NULL_ARGUMENT);
     assert_null(other);
+    /* No context came back, so the detail is the thread's, read with a NULL context. */
+    assert_non_null(strstr(clpsa_context_last_error(NULL), "cl_context"));
     clpsa_context_desc_init(&desc);
     desc.log_level = CLPSA_LOG_OFF + 1;
     desc.queue = clpsa_context_queue(ctx); /* queue without its cl_context */
     assert_int_equal(clpsa_context_create(&desc, &other), CLPSA_ERROR_NULL_ARGUMENT);
+    assert_non_null(strstr(clpsa_context_last_error(NULL), "queue was given without"));
+}
+
+/* Another thread's failure is not this thread's last error. */
+static void *fail_create_in_thread(void *arg) {
+    clpsa_context_desc desc;
+    clpsa_context_desc_init(&desc);
+    desc.log_level = CLPSA_LOG_OFF + 1;
+    desc.device_spec = "thread-only-device-name";
+    clpsa_context *other = NULL;
+    *(clpsa_status *)arg = clpsa_context_create(&desc, &other);
+    if (!strstr(clpsa_context_last_error(NULL), "thread-only-device-name"))
+        *(clpsa_status *)arg = CLPSA_OK; /* the detail must be there, in this thread */
+    return NULL;
+}
+
+static void test_context_create_error_is_per_thread(void **state) {
+    (void)state;
+    clpsa_context_desc desc;
+    clpsa_context_desc_init(&desc);
+    desc.log_level = CLPSA_LOG_OFF + 1;
+    desc.device_spec = "main-thread-device-name";
+    clpsa_context *other = NULL;
+    assert_int_equal(clpsa_context_create(&desc, &other), CLPSA_ERROR_DEVICE_NOT_FOUND);
+    clpsa_status in_thread = CLPSA_OK;
+    pthread_t thread;
+    assert_int_equal(pthread_create(&thread, NULL, fail_create_in_thread, &in_thread), 0);
+    assert_int_equal(pthread_join(thread, NULL), 0);
+    assert_int_equal(in_thread, CLPSA_ERROR_DEVICE_NOT_FOUND);
+    assert_non_null(strstr(clpsa_context_last_error(NULL), "main-thread-device-name"));
+    assert_null(strstr(clpsa_context_last_error(NULL), "thread-only-device-name"));
+    /* A successful creation starts the record afresh. */
+    desc.device_spec = NULL;
+    assert_int_equal(clpsa_context_create(&desc, &other), CLPSA_OK);
+    assert_string_equal(clpsa_context_last_error(NULL), "");
+    clpsa_context_destroy(other);
 }
 
 static void test_device_spec_not_found(void **state) {
@@ -95,6 +151,7 @@ static void test_device_spec_not_found(void **state) {
     clpsa_context *other = NULL;
     desc.device_spec = "no-such-device-anywhere";
     assert_int_equal(clpsa_context_create(&desc, &other), CLPSA_ERROR_DEVICE_NOT_FOUND);
+    assert_non_null(strstr(clpsa_context_last_error(NULL), "no-such-device-anywhere"));
     desc.device_spec = "999";
     assert_int_equal(clpsa_context_create(&desc, &other), CLPSA_ERROR_DEVICE_NOT_FOUND);
     assert_null(other);
@@ -122,18 +179,66 @@ static void test_wraps_caller_objects_and_checks_queue(void **state) {
     clpsa_context *wrapped = NULL;
     assert_int_equal(clpsa_context_create(&desc, &wrapped), CLPSA_ERROR_WRONG_CONTEXT);
     desc.queue = my_queue;
+    const cl_uint context_before = context_refs(mine), queue_before = queue_refs(my_queue);
     assert_int_equal(clpsa_context_create(&desc, &wrapped), CLPSA_OK);
     assert_ptr_equal(clpsa_context_cl_context(wrapped), mine);
     assert_ptr_equal(clpsa_context_queue(wrapped), my_queue);
     assert_string_equal(clpsa_context_device_reason(wrapped), "wrapped by caller");
+    /* The wrapped context and queue are retained: one reference more each while wrapped (the
+     * driver's own references, such as the queue's on its context, come on top of the
+     * caller's)... */
+    assert_int_equal(context_refs(mine), context_before + 1);
+    assert_int_equal(queue_refs(my_queue), queue_before + 1);
     clpsa_context_destroy(wrapped);
-    /* The caller still owns its objects: they must still be valid after destroy. */
-    cl_uint refs = 0;
-    assert_int_equal(clGetContextInfo(mine, CL_CONTEXT_REFERENCE_COUNT, sizeof refs, &refs, NULL),
-                     CL_SUCCESS);
-    assert_true(refs >= 1);
+    /* ...and released on destroy: the caller's own references remain. */
+    assert_int_equal(context_refs(mine), context_before);
+    assert_int_equal(queue_refs(my_queue), queue_before);
     clReleaseCommandQueue(my_queue);
     clReleaseContext(mine);
+}
+
+/* The caller may release its cl_context and queue right after wrapping them: clpsa holds its
+ * own references, and a plan still builds and runs on them. */
+static void test_wrapped_objects_outlive_the_callers_references(void **state) {
+    (void)state;
+    cl_device_id device = clpsa_context_device(ctx);
+    cl_int err = CL_SUCCESS;
+    cl_context mine = clCreateContext(NULL, 1, &device, NULL, NULL, &err);
+    assert_int_equal(err, CL_SUCCESS);
+    cl_command_queue my_queue = clCreateCommandQueue(mine, device, 0, &err);
+    assert_int_equal(err, CL_SUCCESS);
+    clpsa_context_desc desc;
+    clpsa_context_desc_init(&desc);
+    desc.log_level = CLPSA_LOG_OFF + 1;
+    desc.cl_context = mine;
+    desc.device = device;
+    desc.queue = my_queue;
+    clpsa_context *wrapped = NULL;
+    assert_int_equal(clpsa_context_create(&desc, &wrapped), CLPSA_OK);
+    clReleaseCommandQueue(my_queue);
+    clReleaseContext(mine);
+
+    clpsa_plan_desc d = small_desc();
+    d.method = CLPSA_METHOD_DENSE;
+    clpsa_plan *plan = NULL;
+    assert_int_equal(clpsa_plan_create(wrapped, &d, &plan), CLPSA_OK);
+    clpsa_buffer_sizes sizes;
+    assert_int_equal(clpsa_plan_buffer_sizes(plan, &sizes), CLPSA_OK);
+    cl_mem q = NULL, k = NULL, v = NULL, out = NULL;
+    assert_int_equal(clpsa_context_alloc(wrapped, sizes.q, &q), CLPSA_OK);
+    assert_int_equal(clpsa_context_alloc(wrapped, sizes.k, &k), CLPSA_OK);
+    assert_int_equal(clpsa_context_alloc(wrapped, sizes.v, &v), CLPSA_OK);
+    assert_int_equal(clpsa_context_alloc(wrapped, sizes.out, &out), CLPSA_OK);
+    cl_event done = NULL;
+    assert_int_equal(clpsa_plan_run(plan, NULL, q, k, v, out, 0, NULL, &done), CLPSA_OK);
+    assert_int_equal(clWaitForEvents(1, &done), CL_SUCCESS);
+    clReleaseEvent(done);
+    clReleaseMemObject(q);
+    clReleaseMemObject(k);
+    clReleaseMemObject(v);
+    clReleaseMemObject(out);
+    clpsa_plan_destroy(plan);
+    clpsa_context_destroy(wrapped);
 }
 
 static void test_plan_create_null_arguments(void **state) {
@@ -552,7 +657,9 @@ int main(void) {
         cmocka_unit_test(test_destroy_null_is_noop),
         cmocka_unit_test(test_context_create_rejects_null_and_half_wrapped),
         cmocka_unit_test(test_device_spec_not_found),
+        cmocka_unit_test(test_context_create_error_is_per_thread),
         cmocka_unit_test(test_wraps_caller_objects_and_checks_queue),
+        cmocka_unit_test(test_wrapped_objects_outlive_the_callers_references),
         cmocka_unit_test(test_plan_create_null_arguments),
         cmocka_unit_test(test_plan_rejects_bad_sizes),
         cmocka_unit_test(test_plan_rejects_heads_not_multiple),

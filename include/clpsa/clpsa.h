@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * clpsa: Pyramid Sparse Attention with OpenCL kernels compiled at run time.
  *
@@ -20,12 +21,25 @@
 #ifndef CLPSA_CLPSA_H
 #define CLPSA_CLPSA_H
 
+/* The OpenCL API version is the caller's choice: a CL_TARGET_OPENCL_VERSION defined before
+ * this header (or before an earlier CL/cl.h) is kept. Otherwise 300 is set, the default of the
+ * Khronos headers themselves, so including clpsa.h first hides no OpenCL 2.x/3.0 declaration
+ * and silences their "not defined" message. clpsa's API uses only OpenCL 1.2 types. */
 #ifndef CL_TARGET_OPENCL_VERSION
-#define CL_TARGET_OPENCL_VERSION 120
+#define CL_TARGET_OPENCL_VERSION 300
 #endif
 #include <CL/cl.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* Marks the functions the shared library exports; everything else in it is hidden. */
+#ifndef CLPSA_API
+#if defined(__GNUC__) || defined(__clang__)
+#define CLPSA_API __attribute__((visibility("default")))
+#else
+#define CLPSA_API
+#endif
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -38,8 +52,8 @@ extern "C" {
     (CLPSA_VERSION_MAJOR * 10000 + CLPSA_VERSION_MINOR * 100 + CLPSA_VERSION_PATCH)
 
 /* "MAJOR.MINOR.PATCH" of the library actually linked. */
-const char *clpsa_version(void);
-int clpsa_version_number(void);
+CLPSA_API const char *clpsa_version(void);
+CLPSA_API int clpsa_version_number(void);
 
 /* ---- Status codes: defined once, here. X(name, value, sentence) ---- */
 #define CLPSA_STATUS_LIST(X)                                                                       \
@@ -66,13 +80,13 @@ typedef enum clpsa_status {
 } clpsa_status;
 
 /* "CLPSA_ERROR_INVALID_SHAPE"; "CLPSA_UNKNOWN_STATUS" for values not in the list. */
-const char *clpsa_status_name(clpsa_status status);
+CLPSA_API const char *clpsa_status_name(clpsa_status status);
 /* The status's sentence, e.g. "a tensor size is zero, negative or inconsistent". */
-const char *clpsa_status_string(clpsa_status status);
+CLPSA_API const char *clpsa_status_string(clpsa_status status);
 
 /* "CL_OUT_OF_RESOURCES" for -5, and so on; "unknown OpenCL error" for codes it does not
  * know. For reporting raw OpenCL errors (last_error quotes them the same way). */
-const char *clpsa_opencl_error_name(cl_int error);
+CLPSA_API const char *clpsa_opencl_error_name(cl_int error);
 
 /* ---- Storage types ---- */
 typedef enum clpsa_dtype {
@@ -83,12 +97,14 @@ typedef enum clpsa_dtype {
 } clpsa_dtype;
 
 /* Bytes per element (4 or 2); 0 for an unknown type. */
-size_t clpsa_dtype_size(clpsa_dtype dtype);
+CLPSA_API size_t clpsa_dtype_size(clpsa_dtype dtype);
 /* "fp32", "fp16", "bf16"; NULL for an unknown type. */
-const char *clpsa_dtype_name(clpsa_dtype dtype);
+CLPSA_API const char *clpsa_dtype_name(clpsa_dtype dtype);
 /* Host conversions with round-to-nearest-even, the same rounding the kernels use. */
-clpsa_status clpsa_convert_from_float(clpsa_dtype dtype, const float *src, void *dst, size_t count);
-clpsa_status clpsa_convert_to_float(clpsa_dtype dtype, const void *src, float *dst, size_t count);
+CLPSA_API clpsa_status clpsa_convert_from_float(clpsa_dtype dtype, const float *src, void *dst,
+                                                size_t count);
+CLPSA_API clpsa_status clpsa_convert_to_float(clpsa_dtype dtype, const void *src, float *dst,
+                                              size_t count);
 
 /* ---- Logging ---- */
 typedef enum clpsa_log_level {
@@ -123,24 +139,24 @@ typedef struct clpsa_context_desc {
     int disable_disk_cache;    /* non-zero: keep compiled programs in memory only */
 } clpsa_context_desc;
 
-void clpsa_context_desc_init(clpsa_context_desc *desc);
-clpsa_status clpsa_context_create(const clpsa_context_desc *desc, clpsa_context **out);
-void clpsa_context_destroy(clpsa_context *ctx);
+CLPSA_API void clpsa_context_desc_init(clpsa_context_desc *desc);
+CLPSA_API clpsa_status clpsa_context_create(const clpsa_context_desc *desc, clpsa_context **out);
+CLPSA_API void clpsa_context_destroy(clpsa_context *ctx);
 
 /* Detail of the last failure on this context ("" if none). Valid until the next call. */
-const char *clpsa_context_last_error(const clpsa_context *ctx);
-cl_context clpsa_context_cl_context(const clpsa_context *ctx);
-cl_device_id clpsa_context_device(const clpsa_context *ctx);
+CLPSA_API const char *clpsa_context_last_error(const clpsa_context *ctx);
+CLPSA_API cl_context clpsa_context_cl_context(const clpsa_context *ctx);
+CLPSA_API cl_device_id clpsa_context_device(const clpsa_context *ctx);
 /* The queue given at creation or created by clpsa (NULL when wrapping without a queue). */
-cl_command_queue clpsa_context_queue(const clpsa_context *ctx);
+CLPSA_API cl_command_queue clpsa_context_queue(const clpsa_context *ctx);
 /* Human-readable "platform / device (driver)" of the context's device. */
-const char *clpsa_context_device_name(const clpsa_context *ctx);
+CLPSA_API const char *clpsa_context_device_name(const clpsa_context *ctx);
 /* Why this device was chosen: "wrapped by caller", "CLPSA_DEVICE=...", "first GPU", ... */
-const char *clpsa_context_device_reason(const clpsa_context *ctx);
+CLPSA_API const char *clpsa_context_device_reason(const clpsa_context *ctx);
 
 /* Allocates a device buffer of `bytes`, checked against the device's limits first, so an
  * impossible request returns CLPSA_ERROR_OUT_OF_MEMORY with the sizes in last_error. */
-clpsa_status clpsa_context_alloc(clpsa_context *ctx, size_t bytes, cl_mem *out);
+CLPSA_API clpsa_status clpsa_context_alloc(clpsa_context *ctx, size_t bytes, cl_mem *out);
 
 /* Counters of the program cache (for tests and diagnostics). */
 typedef struct clpsa_cache_stats {
@@ -149,9 +165,9 @@ typedef struct clpsa_cache_stats {
     uint64_t disk_rejects; /* on-disk file ignored: corrupt, truncated, stale or mismatched */
     uint64_t builds;       /* programs compiled from source */
 } clpsa_cache_stats;
-void clpsa_context_cache_stats(const clpsa_context *ctx, clpsa_cache_stats *out);
+CLPSA_API void clpsa_context_cache_stats(const clpsa_context *ctx, clpsa_cache_stats *out);
 /* The directory used for the on-disk program cache ("" when disabled). */
-const char *clpsa_context_cache_dir(const clpsa_context *ctx);
+CLPSA_API const char *clpsa_context_cache_dir(const clpsa_context *ctx);
 
 /* ---- Plans ---- */
 /* Element strides of a 4-D tensor [batch, head, seq, dim]. dim must be 1. All zero means
@@ -161,8 +177,8 @@ typedef struct clpsa_strides {
 } clpsa_strides;
 
 /* Contiguous [B, H, N, D] and [B, N, H, D] strides for a tensor of H heads, N tokens, D. */
-clpsa_strides clpsa_strides_bhnd(int64_t heads, int64_t seq, int64_t dim);
-clpsa_strides clpsa_strides_bnhd(int64_t heads, int64_t seq, int64_t dim);
+CLPSA_API clpsa_strides clpsa_strides_bhnd(int64_t heads, int64_t seq, int64_t dim);
+CLPSA_API clpsa_strides clpsa_strides_bnhd(int64_t heads, int64_t seq, int64_t dim);
 
 typedef enum clpsa_method {
     CLPSA_METHOD_PSA = 1,    /* Pyramid Sparse Attention (SPEC.md): the default */
@@ -199,8 +215,9 @@ typedef enum clpsa_ordering {
 /* perm[i] = the token (raster index) at position i of the reordered sequence, for
  * frames * height * width video tokens followed by text_tokens text tokens (which map to
  * themselves). tile is {tt, th, tw} for CLPSA_ORDER_TILES (ignored otherwise; may be NULL). */
-clpsa_status clpsa_ordering_permutation(clpsa_ordering ordering, int frames, int height, int width,
-                                        const int *tile, int text_tokens, int32_t *perm);
+CLPSA_API clpsa_status clpsa_ordering_permutation(clpsa_ordering ordering, int frames, int height,
+                                                  int width, const int *tile, int text_tokens,
+                                                  int32_t *perm);
 
 typedef struct clpsa_plan_desc {
     clpsa_method method;     /* 0: PSA */
@@ -249,31 +266,32 @@ typedef struct clpsa_plan_desc {
 
 typedef struct clpsa_plan clpsa_plan;
 
-void clpsa_plan_desc_init(clpsa_plan_desc *desc);
+CLPSA_API void clpsa_plan_desc_init(clpsa_plan_desc *desc);
 /* Validates the description, compiles (or loads from the caches) the kernels. */
-clpsa_status clpsa_plan_create(clpsa_context *ctx, const clpsa_plan_desc *desc, clpsa_plan **out);
-void clpsa_plan_destroy(clpsa_plan *plan);
+CLPSA_API clpsa_status clpsa_plan_create(clpsa_context *ctx, const clpsa_plan_desc *desc,
+                                         clpsa_plan **out);
+CLPSA_API void clpsa_plan_destroy(clpsa_plan *plan);
 /* The description with every default resolved. */
-clpsa_status clpsa_plan_get_desc(const clpsa_plan *plan, clpsa_plan_desc *out);
+CLPSA_API clpsa_status clpsa_plan_get_desc(const clpsa_plan *plan, clpsa_plan_desc *out);
 
 /* Enqueues the attention on `queue` (NULL: the context's queue) after the wait list, and
  * returns the event of its last command in *event when event is not NULL (the caller then
  * releases it). Never blocks, never allocates device memory. Buffers are checked against the
  * plan (context, size) before anything is enqueued; on failure nothing is enqueued and the
  * output is not touched. */
-clpsa_status clpsa_plan_run(clpsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k, cl_mem v,
-                            cl_mem out, cl_uint num_events, const cl_event *wait_list,
-                            cl_event *event);
+CLPSA_API clpsa_status clpsa_plan_run(clpsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k,
+                                      cl_mem v, cl_mem out, cl_uint num_events,
+                                      const cl_event *wait_list, cl_event *event);
 
 /* Minimum buffer sizes in bytes for the plan's tensors. */
 typedef struct clpsa_buffer_sizes {
     size_t q, k, v, out;
 } clpsa_buffer_sizes;
-clpsa_status clpsa_plan_buffer_sizes(const clpsa_plan *plan, clpsa_buffer_sizes *out);
+CLPSA_API clpsa_status clpsa_plan_buffer_sizes(const clpsa_plan *plan, clpsa_buffer_sizes *out);
 
 /* Where the plan's kernel parameters (tile sizes, work-group sizes) came from, and what they
  * are, e.g. "built-in defaults for CPU devices: attend ATT_M=32 TILE_N=32 ...". */
-const char *clpsa_plan_parameter_source(const clpsa_plan *plan);
+CLPSA_API const char *clpsa_plan_parameter_source(const clpsa_plan *plan);
 
 /* The kernel variant that runs a family ("dense", "attend", "estimate") of this plan: e.g.
  * "portable", "portable-staged", "nvidia-mma"; NULL when the plan has no such kernel (the
@@ -281,12 +299,12 @@ const char *clpsa_plan_parameter_source(const clpsa_plan *plan);
  * ("nvidia-mma") round attention probabilities to the 16-bit storage type before P.V, as
  * flash attention on tensor cores does: their outputs carry that rounding besides the
  * output type's. */
-const char *clpsa_plan_kernel_variant(const clpsa_plan *plan, const char *family);
+CLPSA_API const char *clpsa_plan_kernel_variant(const clpsa_plan *plan, const char *family);
 
 /* Floating-point operations of dense attention on the plan's shapes: 4·B·Hq·Nq·Nk·D without
  * a mask, the visible pairs only when causal. For PSA and binary plans this is the dense
  * equivalent: the work a run does is this times the density (clpsa_plan_read_stats). */
-double clpsa_plan_flops(const clpsa_plan *plan);
+CLPSA_API double clpsa_plan_flops(const clpsa_plan *plan);
 
 /* ---- PSA: supplied inputs and read-back (not for CLPSA_METHOD_DENSE) ----
  * Level maps M are int8 [B, Hq, nq, nk] with values in {0, 1, 2, 4, 8}; scores S are float
@@ -297,33 +315,33 @@ typedef struct clpsa_block_grid {
     int blocks_q, blocks_k; /* nq, nk */
     size_t count;           /* B * Hq * nq * nk */
 } clpsa_block_grid;
-clpsa_status clpsa_plan_block_grid(const clpsa_plan *plan, clpsa_block_grid *out);
+CLPSA_API clpsa_status clpsa_plan_block_grid(const clpsa_plan *plan, clpsa_block_grid *out);
 
 /* Later runs use these scores (skipping the estimate) or this level map (skipping estimate and
  * assignment). The host array is checked and copied (blocking) before the call returns;
  * a rejected array leaves the plan as it was. NULL returns to estimating. */
-clpsa_status clpsa_plan_set_scores(clpsa_plan *plan, const float *scores);
-clpsa_status clpsa_plan_set_levels(clpsa_plan *plan, const int8_t *levels);
+CLPSA_API clpsa_status clpsa_plan_set_scores(clpsa_plan *plan, const float *scores);
+CLPSA_API clpsa_status clpsa_plan_set_levels(clpsa_plan *plan, const int8_t *levels);
 
 /* Read back, blocking, what the last run used. */
-clpsa_status clpsa_plan_read_levels(clpsa_plan *plan, int8_t *levels);
-clpsa_status clpsa_plan_read_scores(clpsa_plan *plan, float *scores);
+CLPSA_API clpsa_status clpsa_plan_read_levels(clpsa_plan *plan, int8_t *levels);
+CLPSA_API clpsa_status clpsa_plan_read_scores(clpsa_plan *plan, float *scores);
 
 typedef struct clpsa_level_stats {
     double density;        /* mean over rows of sum_j (1/f_j) / nk (SPEC.md section 8) */
     uint64_t histogram[5]; /* blocks at level 0, 1, 2, 4, 8 */
 } clpsa_level_stats;
-clpsa_status clpsa_plan_read_stats(clpsa_plan *plan, clpsa_level_stats *out);
+CLPSA_API clpsa_status clpsa_plan_read_stats(clpsa_plan *plan, clpsa_level_stats *out);
 /* The same statistics of a level map on the host. */
-clpsa_status clpsa_level_stats_compute(const int8_t *levels, size_t rows, int blocks_k,
-                                       clpsa_level_stats *out);
+CLPSA_API clpsa_status clpsa_level_stats_compute(const int8_t *levels, size_t rows, int blocks_k,
+                                                 clpsa_level_stats *out);
 
 /* Per-stage device time (ms) of the last run, from profiling events when the queue has
  * profiling enabled; zeros otherwise. Blocks until the last run finished. */
 typedef struct clpsa_stage_times {
     double pool_ms, estimate_ms, assign_ms, attend_ms, total_ms;
 } clpsa_stage_times;
-clpsa_status clpsa_plan_read_stage_times(clpsa_plan *plan, clpsa_stage_times *out);
+CLPSA_API clpsa_status clpsa_plan_read_stage_times(clpsa_plan *plan, clpsa_stage_times *out);
 
 #ifdef __cplusplus
 }

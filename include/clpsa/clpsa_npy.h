@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Minimal .npy (NumPy format 1.0/2.0/3.0) reading and writing for clpsa's tools and tests.
  * Only little-endian, C-order arrays of the types below are accepted; anything else is
@@ -29,16 +30,17 @@ typedef struct clpsa_npy_array {
     void *data;   /* count elements, owned by the array: free with clpsa_npy_free */
 } clpsa_npy_array;
 
-size_t clpsa_npy_type_size(clpsa_npy_type type);
+CLPSA_API size_t clpsa_npy_type_size(clpsa_npy_type type);
 
 /* Reads `path`. On failure returns a status and writes "<path>: <problem>" into message
  * (when message is not NULL); *out is then left empty. */
-clpsa_status clpsa_npy_read(const char *path, clpsa_npy_array *out, char *message,
-                            size_t message_size);
+CLPSA_API clpsa_status clpsa_npy_read(const char *path, clpsa_npy_array *out, char *message,
+                                      size_t message_size);
 /* Writes `path` atomically (temporary file + rename). */
-clpsa_status clpsa_npy_write(const char *path, clpsa_npy_type type, int ndim, const int64_t *shape,
-                             const void *data, char *message, size_t message_size);
-void clpsa_npy_free(clpsa_npy_array *array);
+CLPSA_API clpsa_status clpsa_npy_write(const char *path, clpsa_npy_type type, int ndim,
+                                       const int64_t *shape, const void *data, char *message,
+                                       size_t message_size);
+CLPSA_API void clpsa_npy_free(clpsa_npy_array *array);
 
 #ifdef __cplusplus
 }

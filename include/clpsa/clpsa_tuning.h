@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Per-device kernel parameters: tile and work-group sizes that change speed, never results.
  *
@@ -25,32 +26,33 @@ extern "C" {
 
 /* Replaces the context's overrides (NULL or "" clears them). Rejected text leaves the
  * previous overrides in place. */
-clpsa_status clpsa_context_set_params(clpsa_context *ctx, const char *overrides);
+CLPSA_API clpsa_status clpsa_context_set_params(clpsa_context *ctx, const char *overrides);
 
 /* The normalised device key: "vendor/architecture/device name", e.g.
  * "nvidia/sm_90/NVIDIA H100 80GB HBM3" or "pocl/skylake-avx512/pthread-skylake-avx512-...". */
-const char *clpsa_context_device_key(const clpsa_context *ctx);
+CLPSA_API const char *clpsa_context_device_key(const clpsa_context *ctx);
 
 /* Normalises device facts into vendor ("nvidia", "amd", "intel", "pocl" or the lower-case
  * vendor name) and architecture ("sm_90", "gfx90a", the PoCL CPU's LLVM name, or ""). */
-void clpsa_normalize_device(unsigned vendor_id, const char *vendor_name, const char *platform_name,
-                            const char *device_name, int nv_compute_major, int nv_compute_minor,
-                            char *vendor, size_t vendor_size, char *arch, size_t arch_size);
+CLPSA_API void clpsa_normalize_device(unsigned vendor_id, const char *vendor_name,
+                                      const char *platform_name, const char *device_name,
+                                      int nv_compute_major, int nv_compute_minor, char *vendor,
+                                      size_t vendor_size, char *arch, size_t arch_size);
 
 /* One line per parameter, "family.NAME=value (source)", as the next plan with default
  * algorithm options would get them (before per-plan constraints). */
-clpsa_status clpsa_context_describe_params(clpsa_context *ctx, char *out, size_t size);
+CLPSA_API clpsa_status clpsa_context_describe_params(clpsa_context *ctx, char *out, size_t size);
 
 /* One line per kernel family with variants (dense, attend, estimate): each variant, the value
  * of family.VARIANT that selects it, and whether this device can run it (and why not). A plan
  * takes the first variant that fits it, unless family.VARIANT names one. */
-clpsa_status clpsa_context_describe_variants(clpsa_context *ctx, char *out, size_t size);
+CLPSA_API clpsa_status clpsa_context_describe_variants(clpsa_context *ctx, char *out, size_t size);
 
 /* The built-in table, row by row: its device match ("vendor", "vendor/arch" or
  * "vendor/arch/device name") and its values as override text ("family.NAME=value,..."). */
-size_t clpsa_builtin_params_count(void);
-clpsa_status clpsa_builtin_params_row(size_t index, char *match, size_t match_size, char *params,
-                                      size_t params_size);
+CLPSA_API size_t clpsa_builtin_params_count(void);
+CLPSA_API clpsa_status clpsa_builtin_params_row(size_t index, char *match, size_t match_size,
+                                                char *params, size_t params_size);
 
 /* ---- Tuning ---- */
 typedef void (*clpsa_tune_progress_fn)(void *user, const char *family, int done, int total,
@@ -84,12 +86,13 @@ typedef struct clpsa_tune_result {
     char cache_path[4096]; /* where the winners were written ("" for a dry run) */
 } clpsa_tune_result;
 
-void clpsa_tune_desc_init(clpsa_tune_desc *desc);
+CLPSA_API void clpsa_tune_desc_init(clpsa_tune_desc *desc);
 /* Searches each family's space on the context's device: the defaults first as the reference,
  * then candidates (all of them when the space is small, a random sample otherwise, within the
  * budget), each verified against the reference (results equal within rounding) and timed
  * (min of repetitions after a warm-up). Writes the winners to the on-disk tuned cache. */
-clpsa_status clpsa_tune(clpsa_context *ctx, const clpsa_tune_desc *desc, clpsa_tune_result *out);
+CLPSA_API clpsa_status clpsa_tune(clpsa_context *ctx, const clpsa_tune_desc *desc,
+                                  clpsa_tune_result *out);
 
 #ifdef __cplusplus
 }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The embedded video-like workload: Q, K, V for a procedurally generated token grid of
  * frames x height x width, in raster order (frame, row, column), batch 1.
@@ -32,11 +33,11 @@ typedef struct clpsa_video_workload_desc {
 } clpsa_video_workload_desc;
 
 /* Defaults: 8 x 16 x 16 tokens (2048), 2 heads, D = 64: a second or two on 2 CPU cores. */
-void clpsa_video_workload_desc_init(clpsa_video_workload_desc *desc);
+CLPSA_API void clpsa_video_workload_desc_init(clpsa_video_workload_desc *desc);
 
 /* Fills q [1, heads_q, N, D] and k, v [1, heads_kv, N, D], contiguous fp32. */
-clpsa_status clpsa_video_workload_generate(const clpsa_video_workload_desc *desc, float *q,
-                                           float *k, float *v);
+CLPSA_API clpsa_status clpsa_video_workload_generate(const clpsa_video_workload_desc *desc,
+                                                     float *q, float *k, float *v);
 
 #ifdef __cplusplus
 }

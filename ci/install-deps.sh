@@ -15,6 +15,7 @@ packages=(
     clinfo                          # diagnosing OpenCL set-ups
     clang-format                    # ci/format-check.sh (Debian 12: version 14)
     libpng-dev                      # pictures of level maps
+    doxygen                         # API reference (the clpsa_docs target; a ctest builds it)
 )
 
 missing=()

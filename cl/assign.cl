@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Level assignment (SPEC.md section 6) and the per-query-block work list. Built after
+/* Level assignment (docs/algorithm.md section 6) and the per-query-block work list. Built after
  * common.cl. One work-group per row (bh, i) of S. The sort is parallel (bitonic, in local
  * memory); the assignment rules are a short sequential walk over the sorted row, done by
- * work-item 0 exactly as SPEC.md writes them.
+ * work-item 0 exactly as docs/algorithm.md writes them.
  * Parameters: SORT_N (power of two >= nk), ASSIGN_WG (work-items, power of two). */
 #ifndef SORT_N
 #define SORT_N 1024 /* padded row length for the sort */

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Multi-level attention over the work list (SPEC.md section 4). Built after common.cl.
+/* Multi-level attention over the work list (docs/algorithm.md section 4). Built after common.cl.
  *
  * A work-group owns ATT_M rows of one query block (bm may be larger than ATT_M: several
  * work-groups share a block and its work list). For each level f = 1, 2, 4, 8 the selected

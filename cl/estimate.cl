@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Block importance S (SPEC.md section 5). Built after common.cl.
+/* Block importance S (docs/algorithm.md section 5). Built after common.cl.
  * Tunables:
  *   EST_WG   work-items per work-group (sampled rows or stride rows are spread over them)
  * Parameters: BLOCK_Q, BLOCK_K (bm, bn); SAMPLE_Q, SAMPLE_K (s_q, s_k) for the sampled path;

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The key/value pyramid (SPEC.md section 3) and the block self-similarity behind the
+/* The key/value pyramid (docs/algorithm.md section 3) and the block self-similarity behind the
  * similarity cap (section 6). Built after common.cl.
  *
  * Pyramid layout, per (batch, kv head) bh: P = np2 + np4 + np8 pooled tokens of D values,

@@ -81,7 +81,7 @@ clpsa_status clpsa__psa_resolve(clpsa_context *ctx, const clpsa_plan_desc *desc,
 /* Completes the options that depend on nk (call after the block grid is known). */
 void clpsa__psa_finish(const clpsa_plan_desc *desc, int blocks_k, clpsa__psa_options *psa);
 
-/* The sampled estimate's offsets (SPEC.md section 5): s of n, for stream start x0. */
+/* The sampled estimate's offsets (docs/algorithm.md §5): s of n, for stream start x0. */
 void clpsa__draw_offsets(uint64_t x0, int n, int s, int *out);
 
 clpsa_status clpsa__plan_build_psa(clpsa_plan *plan);

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* PSA options: presets (SPEC.md section 7), defaults, explicit overrides, and their rules. */
+/* PSA options: presets (docs/algorithm.md §7), defaults, explicit overrides, and their rules. */
 #include "plan_internal.h"
 
 #include <math.h>
@@ -65,7 +65,7 @@ static const preset presets[] = {
      CLPSA_ESTIMATOR_ANTIDIAGONAL},
 };
 
-/* Defaults without a preset: bm/bn of SPEC.md section 2, the wan21-1.3b thresholds. */
+/* Defaults without a preset: bm/bn of docs/algorithm.md §2, the wan21-1.3b thresholds. */
 static const preset defaults = {
     NULL, {0.5f, 0.6f, 0.7f, 0.8f}, CLPSA_MODE_THRESHOLD, 128, 64, 0, {0.7f, 0.65f, 0.6f},
     0,    CLPSA_ESTIMATOR_SAMPLED};

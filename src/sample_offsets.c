@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The reproducible offset draw of the sampled estimate (SPEC.md section 5): splitmix64 and a
+/* The reproducible offset draw of the sampled estimate (docs/algorithm.md §5): splitmix64 and a
  * partial Fisher-Yates shuffle, so the host, the reference and every device agree bit for bit. */
 #include "plan_internal.h"
 

@@ -690,7 +690,7 @@ static const char *file_inputs(void) {
 
 static void test_run_levels_in(void **state) {
     (void)state;
-    /* An all-level-1 map is dense attention (SPEC.md section 4). */
+    /* An all-level-1 map is dense attention (docs/algorithm.md §4). */
     int8_t ones[32];
     memset(ones, 1, sizeof ones);
     write_npy("ones.npy", CLPSA_NPY_INT8, 4, file_map, ones);

@@ -184,7 +184,8 @@ static void check_output(const dense_case *c, const dense_data *data, const floa
     ts_gather(extent, qd, data->out_strides, got);
     ts_assert_close(what, got, data->ref, qd, tol);
     if (c->causal) {
-        /* SPEC.md: a row with nothing visible is zeros, exactly, never NaN or a tiny mean. */
+        /* docs/algorithm.md §4: a row with nothing visible is zeros, exactly, never NaN or a tiny
+         * mean. */
         const int64_t blind_rows = (int64_t)c->seq_q - c->seq_k;
         for (int64_t b = 0; b < qd.batch; ++b)
             for (int64_t h = 0; h < qd.heads; ++h)

@@ -53,7 +53,8 @@ static int ceil_div(int a, int b) {
     return (a + b - 1) / b;
 }
 
-/* ---- Resolving a desc the way SPEC.md and the header say, independently of the library ---- */
+/* ---- Resolving a desc the way docs/algorithm.md and the header say, independently of the library
+ * ---- */
 
 static int any_nonzero(const float *values, int count) {
     for (int i = 0; i < count; ++i)
@@ -638,7 +639,7 @@ static void expect_row(const int *got, const int *want, int nk, const char *what
         }
 }
 
-/* Hand-worked rows of SPEC.md section 6. */
+/* Hand-worked rows of docs/algorithm.md §6. */
 static void test_ref_assignment_by_hand(void **state) {
     (void)state;
     ts_case_begin("ref_assignment_by_hand");
@@ -1224,7 +1225,7 @@ static void test_antidiagonal_estimate(void **state) {
  * ======================================================================================== */
 
 /* Compares the device's M with the reference assignment of the device's S; rows where an E or
- * a similarity is within 1e-5 of a threshold are skipped (SPEC.md allows them to differ).
+ * a similarity is within 1e-5 of a threshold are skipped (docs/algorithm.md allows them to differ).
  * Returns the number of rows compared. Also checks the output against the device's M and the
  * statistics. */
 static size_t check_assignment(psa_case *c, const float *device_s, const char *what) {
@@ -1430,8 +1431,8 @@ static void test_presets(void **state) {
     }
 }
 
-/* Nothing but the shape set: the defaults of SPEC.md and the header, resolved independently
- * by resolve() above, drive the whole pipeline. */
+/* Nothing but the shape set: the defaults of docs/algorithm.md and the header, resolved
+ * independently by resolve() above, drive the whole pipeline. */
 static void test_defaults(void **state) {
     (void)state;
     ts_case_begin("defaults");
@@ -1536,7 +1537,7 @@ static void test_supplied_scores(void **state) {
 
 /* Counts from fractions use the decimal the caller wrote: min_full = 0.06 at nk = 50 keeps
  * floor(0.06 * 50) + 1 = 4 blocks at level 1, although 0.06f * 50 is 2.99999993 in float
- * (SPEC.md's min_full rule; the release computes it in double). Likewise quantile's
+ * (docs/algorithm.md's min_full rule; the release computes it in double). Likewise quantile's
  * floor(nk * tau) with tau = 0.35f at nk = 20 gives 7, not 6. */
 static void test_counts_from_decimal_fractions(void **state) {
     (void)state;

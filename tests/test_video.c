@@ -183,7 +183,7 @@ static void test_workload_is_deterministic_and_checked(void **state) {
     }
 }
 
-/* SPEC.md section 8: at the same budget, PSA's error against dense is below the binary
+/* docs/algorithm.md §8: at the same budget, PSA's error against dense is below the binary
  * block-sparse baseline's. The thresholds put the embedded workload near density 0.15. */
 static void test_psa_beats_binary_at_equal_density(void **state) {
     (void)state;

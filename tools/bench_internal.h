@@ -17,7 +17,7 @@
 /* Measured density within this of the target ends the threshold search. */
 #define CLPSA__BENCH_DENSITY_TOLERANCE 0.02
 /* The threshold family searched: tau_f = min(1, s * base_f), base = the wan21-14b preset's
- * thresholds (SPEC.md section 7), s in [CLPSA__BENCH_SCALE_MIN, 1 / base_1]: s = 1 is that
+ * thresholds (docs/algorithm.md §7), s in [CLPSA__BENCH_SCALE_MIN, 1 / base_1]: s = 1 is that
  * preset, s = 1 / base_1 puts every block at level 1. */
 #define CLPSA__BENCH_SCALE_MIN 1e-4
 extern const float clpsa__bench_tau_base[4];

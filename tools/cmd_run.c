@@ -186,7 +186,7 @@ static void psa_desc(const run_options *o, const run_problem *p, clpsa_ordering 
     if (o->tau_given) {
         memcpy(d->thresholds, o->tau, sizeof d->thresholds);
     } else if (p->workload && !o->preset) {
-        /* The wan21-14b values (SPEC.md section 7): near density 0.15 on the workload. */
+        /* The wan21-14b values (docs/algorithm.md §7): near density 0.15 on the workload. */
         static const float workload_tau[4] = {0.4f, 0.5f, 0.6f, 0.8f};
         memcpy(d->thresholds, workload_tau, sizeof d->thresholds);
     }

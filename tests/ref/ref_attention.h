@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Double-precision host reference of attention (SPEC.md section 4), the oracle every kernel
+/* Double-precision host reference of attention (docs/algorithm.md §4), the oracle every kernel
  * test compares against. Inputs are float arrays that already hold values rounded to the
  * storage type, addressed with the same element strides as the device tensors, so the
  * reference reads exactly the numbers the device reads and only the device's fp32
@@ -54,8 +54,8 @@ int ref_visible_keys(const ref_attention_problem *p, int t);
 double ref_dot(const float *a, const float *b, int n);
 
 /* out[0..dim) = sum_i softmax(logits)_i * values[i][0..dim), in double with the maximum
- * subtracted first. count == 0 writes zeros, the result SPEC.md requires for a row that
- * sees nothing. */
+ * subtracted first. count == 0 writes zeros, the result docs/algorithm.md §4 requires for a row
+ * that sees nothing. */
 void ref_softmax_combine(const double *logits, const float *const *values, size_t count, int dim,
                          double *out);
 

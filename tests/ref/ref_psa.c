@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Double-precision PSA reference: straightforward loops over SPEC.md sections 3-8, written for
+/* Double-precision PSA reference: straightforward loops over docs/algorithm.md §3-§8, written for
  * obviousness rather than speed so that a disagreement points at the kernels. */
 #include "ref/ref_psa.h"
 
@@ -198,7 +198,7 @@ int ref_psa_attention(const ref_attention_problem *p, int block_q, int block_k,
                 for (int d = 0; d < dim; ++d)
                     o[d] = 0.0;
                 if (count == 0)
-                    continue; /* SPEC.md section 4: a row that sees nothing is zero */
+                    continue; /* docs/algorithm.md §4: a row that sees nothing is zero */
                 double max = -INFINITY, sum = 0.0;
                 for (size_t x = 0; x < count; ++x)
                     max = logits[x] > max ? logits[x] : max;
@@ -428,7 +428,8 @@ void ref_psa_sort_row(const double *scores, int nk, int *order) {
     }
 }
 
-/* Sorted positions [prev, end) get level f after SPEC.md's alignment; returns the new prev. */
+/* Sorted positions [prev, end) get level f after docs/algorithm.md's alignment; returns the new
+ * prev. */
 static int give_range(int *by_position, int prev, int end, int f, int nk, int align,
                       int min_full_blocks) {
     if (align > 1) {

@@ -1,16 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Double-precision host reference of the whole PSA pipeline (SPEC.md sections 3-8): the
+/* Double-precision host reference of the whole PSA pipeline (docs/algorithm.md §3-§8): the
  * key/value pyramid, the sampled and antidiagonal block-importance estimates, level
  * assignment (threshold, quantile, energy, binary) with forced blocks and the similarity cap,
  * attention over a level map, level statistics and the presets.
  *
- * It is written from SPEC.md alone, as plain loops, so that a disagreement with the device
- * points at the kernels. Inputs are float arrays holding values already rounded to the storage
- * type, addressed with the device's element strides (ref_attention_problem). Every pipeline
+ * It is written from docs/algorithm.md alone, as plain loops, so that a disagreement with the
+ * device points at the kernels. Inputs are float arrays holding values already rounded to the
+ * storage type, addressed with the device's element strides (ref_attention_problem). Every pipeline
  * stage is its own function so a test can feed one stage the device's output of the previous
  * one (for example assign the device's S) and compare stage by stage.
  *
- * Conventions the SPEC leaves open, resolved here (and by the library the same way):
+ * Conventions docs/algorithm.md leaves open, resolved here (and by the library the same way):
  * - A row of S that sums to 0 (antidiagonal estimate of a query block that sees no key) has
  *   E[p] = 1 at every sorted position.
  * - The diagonal block of query block i: r = min((i+1)*bm, Nq) - 1 (its last row),
@@ -35,7 +35,7 @@ extern "C" {
 /* Levels are stored by index l = 0..3 for f = 1, 2, 4, 8 wherever a table is per level. */
 #define REF_PSA_LEVELS 4
 
-/* Tolerance on the thresholds in SPEC.md section 6 ("E[p] <= tau + 1e-6"). */
+/* Tolerance on the thresholds in docs/algorithm.md §6 ("E[p] <= tau + 1e-6"). */
 #define REF_PSA_TAU_SLACK 1e-6
 /* Width of the band around a threshold where implementations may legitimately differ. */
 #define REF_PSA_NEAR 1e-5
@@ -76,11 +76,11 @@ int ref_psa_attention(const ref_attention_problem *p, int block_q, int block_k,
 
 /* ---- Section 5: block importance estimates ---- */
 
-/* One splitmix64 step exactly as SPEC.md writes it: *x is advanced first, then mixed. */
+/* One splitmix64 step exactly as docs/algorithm.md writes it: *x is advanced first, then mixed. */
 uint64_t ref_psa_splitmix64(uint64_t *x);
 
 /* s distinct offsets of [0, n) from stream start x0 by the partial Fisher-Yates draw of
- * SPEC.md section 5 (1 <= s <= n). out receives a[0..s). Returns 0, or -1 on bad arguments. */
+ * docs/algorithm.md §5 (1 <= s <= n). out receives a[0..s). Returns 0, or -1 on bad arguments. */
 int ref_psa_draw_offsets(uint64_t x0, int n, int s, int *out);
 
 /* Stream starts of (b, h): rows use seed + 2*(b*Hq + h), keys that plus 1 (mod 2^64). */
@@ -115,11 +115,11 @@ typedef struct ref_psa_params {
     double binary_density;           /* binary: keep ceil(density * nk) blocks per row */
 } ref_psa_params;
 
-/* Parameters with SPEC.md's defaults: bm 128, bn 64, threshold mode, 0.5/0.6/0.7/0.8,
+/* Parameters with docs/algorithm.md's defaults: bm 128, bn 64, threshold mode, 0.5/0.6/0.7/0.8,
  * align_tile 32, min_full 0.06 (as float), no text tokens, not causal, no cap. */
 void ref_psa_params_default(ref_psa_params *params);
 
-/* align(f) of SPEC.md section 6 (align_tile 0: 1 for every f). */
+/* align(f) of docs/algorithm.md §6 (align_tile 0: 1 for every f). */
 int ref_psa_align(int f, int align_tile, int block_k);
 
 /* The key blocks of a row ordered by score descending, ties by lower index first. */
@@ -144,7 +144,7 @@ int ref_psa_diagonal_block(int i, int block_q, int block_k, int seq_q, int seq_k
  * every key block, -INFINITY where the block has no complete group. Returns 0 or -1. */
 int ref_psa_block_similarity(const ref_attention_problem *p, int block_k, const float *k,
                              double *sims);
-/* L_j of SPEC.md section 6 from one block's (sim_2, sim_4, sim_8). */
+/* L_j of docs/algorithm.md §6 from one block's (sim_2, sim_4, sim_8). */
 int ref_psa_similarity_cap(const double sim[3], const double thresholds[3]);
 /* Whether any sim_f of a block lies within eps of its threshold t_f. */
 int ref_psa_similarity_near(const double sim[3], const double thresholds[3], double eps);

@@ -21,8 +21,8 @@ extern "C" {
 
 /* ---- Random numbers ---- */
 
-/* splitmix64: tiny, fast, statistically fine for test data, and the same generator SPEC.md
- * uses for sampled offsets, so one implementation is understood everywhere. */
+/* splitmix64: tiny, fast, statistically fine for test data, and the same generator
+ * docs/algorithm.md uses for sampled offsets, so one implementation is understood everywhere. */
 typedef struct ts_rng {
     uint64_t state;
     bool has_spare; /* Box-Muller yields pairs; the second one is kept for the next call */

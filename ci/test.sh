@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# The test command: installs what is missing, checks formatting, builds with -Werror and runs
-# the test suites (Release), builds again with AddressSanitizer + UndefinedBehaviorSanitizer
-# and runs them again, then runs the main job once (`clpsa run`). Exits non-zero on any
+# The test command: installs what is missing, checks formatting and SPDX lines, builds with
+# -Werror and runs the test suites (Release; they include the examples, the export list, the
+# API reference, installing + consumers and the Debian package), builds again with
+# AddressSanitizer + UndefinedBehaviorSanitizer and runs them again, then runs the main job once (`clpsa run`). Exits non-zero on any
 # failure and prints a summary. Run from anywhere, as root on a fresh Debian 12 machine:
 #   bash ci/test.sh
 # Environment (all optional):
@@ -179,6 +180,7 @@ run_step "install deps" bash ci/install-deps.sh
 run_step "environment" step_environment
 [ $last_rc -eq 0 ] || exit 1
 run_step "format check" bash ci/format-check.sh
+run_step "SPDX lines" bash ci/check-spdx.sh
 
 release_ok=0
 run_step "configure Release" configure "$BUILD" -DCMAKE_BUILD_TYPE=Release

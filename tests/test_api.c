@@ -161,20 +161,28 @@ static void test_device_spec_not_found(void **state) {
     clpsa_context_destroy(other);
 }
 
-static void test_wraps_caller_objects_and_checks_queue(void **state) {
-    (void)state;
+/* A cl_context and queue of the test's own on ctx's device, and a desc that wraps them. */
+static clpsa_context_desc own_objects(cl_context *context, cl_command_queue *queue) {
     cl_device_id device = clpsa_context_device(ctx);
     cl_int err = CL_SUCCESS;
-    cl_context mine = clCreateContext(NULL, 1, &device, NULL, NULL, &err);
+    *context = clCreateContext(NULL, 1, &device, NULL, NULL, &err);
     assert_int_equal(err, CL_SUCCESS);
-    cl_command_queue my_queue = clCreateCommandQueue(mine, device, 0, &err);
+    *queue = clCreateCommandQueue(*context, device, 0, &err);
     assert_int_equal(err, CL_SUCCESS);
-
     clpsa_context_desc desc;
     clpsa_context_desc_init(&desc);
     desc.log_level = CLPSA_LOG_OFF + 1;
-    desc.cl_context = mine;
+    desc.cl_context = *context;
     desc.device = device;
+    desc.queue = *queue;
+    return desc;
+}
+
+static void test_wraps_caller_objects_and_checks_queue(void **state) {
+    (void)state;
+    cl_context mine = NULL;
+    cl_command_queue my_queue = NULL;
+    clpsa_context_desc desc = own_objects(&mine, &my_queue);
     desc.queue = clpsa_context_queue(ctx); /* belongs to ctx's own cl_context */
     clpsa_context *wrapped = NULL;
     assert_int_equal(clpsa_context_create(&desc, &wrapped), CLPSA_ERROR_WRONG_CONTEXT);
@@ -201,18 +209,9 @@ static void test_wraps_caller_objects_and_checks_queue(void **state) {
  * own references, and a plan still builds and runs on them. */
 static void test_wrapped_objects_outlive_the_callers_references(void **state) {
     (void)state;
-    cl_device_id device = clpsa_context_device(ctx);
-    cl_int err = CL_SUCCESS;
-    cl_context mine = clCreateContext(NULL, 1, &device, NULL, NULL, &err);
-    assert_int_equal(err, CL_SUCCESS);
-    cl_command_queue my_queue = clCreateCommandQueue(mine, device, 0, &err);
-    assert_int_equal(err, CL_SUCCESS);
-    clpsa_context_desc desc;
-    clpsa_context_desc_init(&desc);
-    desc.log_level = CLPSA_LOG_OFF + 1;
-    desc.cl_context = mine;
-    desc.device = device;
-    desc.queue = my_queue;
+    cl_context mine = NULL;
+    cl_command_queue my_queue = NULL;
+    const clpsa_context_desc desc = own_objects(&mine, &my_queue);
     clpsa_context *wrapped = NULL;
     assert_int_equal(clpsa_context_create(&desc, &wrapped), CLPSA_OK);
     clReleaseCommandQueue(my_queue);

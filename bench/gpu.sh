@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # ONE run on the GPU machine (bench/NOTES.md, GPU section): builds nothing there; checks first
 # (every kernel variant builds, with its register report; the correctness suites against the
 # double-precision reference with the NVIDIA matrix-unit variants and with the portable ones),

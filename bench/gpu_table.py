@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Prints the ratio table of one bench/gpu.sh run: clpsa's figures (clpsa bench JSON) beside
 the peers' (peer_bench.py lines), all from the same run on the same machine.
 

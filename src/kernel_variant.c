@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The kernel-variant table and its selector (kernel_variant.h). */
 #include "kernel_variant.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Kernel variants: a kernel family (dense, attend) has several implementations, described as
  * data. The plan asks for "the attend kernel of this plan"; the selector returns the first
  * variant that fits the plan and the device (or the one family.VARIANT names), builds it, and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* NVIDIA's matrix-unit variants (cl/nvidia/): flash attention on mma.sync through inline PTX,
  * for compute capability 8.0 and newer with fp16 or bf16 storage. Everything clpsa knows about
  * NVIDIA devices beyond their parameters lives in this file. */

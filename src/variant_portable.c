@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The portable kernels (cl/dense.cl, cl/attend.cl): one work-item per query row; they run on
  * every OpenCL device, so they end every family's list of variants. */
 #include "kernel_variant.h"

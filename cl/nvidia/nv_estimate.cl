@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The sampled block-importance estimate on the tensor cores; built after common.cl and
  * nv_mma.cl, with the arguments of estimate.cl's estimate_sampled. For query block i, the
  * sampled rows r meet every key block's sampled keys c:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Flash attention on the tensor cores (mma.sync m16n8k16, fp32 accumulation) for NVIDIA
  * devices of compute capability 8.0 and newer; built after common.cl and nv_mma.cl. One file
  * gives two kernels with the portable kernels' signatures:

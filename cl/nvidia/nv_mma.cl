@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* NVIDIA matrix-unit building blocks in inline PTX (compute capability 8.0 and newer), built
  * after common.cl by the nvidia-mma variants. NVIDIA's OpenCL compiler passes inline PTX
  * through, so mma.sync, ldmatrix, cp.async and warp shuffles are reachable from OpenCL C.

@@ -33,10 +33,10 @@ const clpsa__param_def clpsa__param_defs[CLPSA__PARAM_COUNT] = {
     [CLPSA__P_ATTEND_NV_TILE_N] = {"attend", "NV_TILE_N", {32, 64}, 2, 64, 64},
     [CLPSA__P_ESTIMATE_NV_WARPS] = {"estimate", "NV_WARPS", {2, 4, 8}, 3, 8, 8},
     [CLPSA__P_ESTIMATE_NV_TILE_N] = {"estimate", "NV_TILE_N", {32, 64}, 2, 64, 64},
-    /* registers per work-item the compiler may use (-cl-nv-maxrregcount; 255: no cap): fewer
-     * registers let more work-groups share an SM */
-    [CLPSA__P_DENSE_NV_REGS] = {"dense", "NV_REGS", {255, 168, 128}, 3, 255, 255},
-    [CLPSA__P_ATTEND_NV_REGS] = {"attend", "NV_REGS", {255, 168, 128}, 3, 255, 255},
+    /* local-memory buffers of keys and of values (the pipeline's depth): 2 loads a tile ahead
+     * while one is computed, where local memory holds them (else 1) */
+    [CLPSA__P_DENSE_NV_STAGES] = {"dense", "NV_STAGES", {1, 2}, 2, 2, 2},
+    [CLPSA__P_ATTEND_NV_STAGES] = {"attend", "NV_STAGES", {1, 2}, 2, 2, 2},
 };
 
 const char *clpsa__param_source_name(clpsa__param_source source) {

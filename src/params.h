@@ -23,8 +23,8 @@ typedef enum clpsa__param_id {
     CLPSA__P_ATTEND_NV_TILE_N,
     CLPSA__P_ESTIMATE_NV_WARPS,
     CLPSA__P_ESTIMATE_NV_TILE_N,
-    CLPSA__P_DENSE_NV_REGS,
-    CLPSA__P_ATTEND_NV_REGS,
+    CLPSA__P_DENSE_NV_STAGES,
+    CLPSA__P_ATTEND_NV_STAGES,
     CLPSA__PARAM_COUNT
 } clpsa__param_id;
 

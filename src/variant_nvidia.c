@@ -46,16 +46,16 @@ static bool mma_plan(const clpsa_plan *plan, char *why, size_t size) {
 
 /* Warps (16 rows each) and keys per tile for a family's two parameters. */
 static clpsa_status configure(clpsa_plan *plan, int attempt, clpsa__param_id warps_id,
-                              clpsa__param_id tile_id, clpsa__param_id regs_id, int max_rows,
+                              clpsa__param_id tile_id, clpsa__param_id stages_id, int max_rows,
                               bool dense, clpsa__kernel_config *out) {
     clpsa_context *ctx = plan->ctx;
-    int warps = 0, tile = 0, regs = 0;
-    bool warps_overridden = false, tile_overridden = false;
+    int warps = 0, tile = 0, stages = 0;
+    bool warps_overridden = false, tile_overridden = false, stages_overridden = false;
     clpsa_status status = clpsa__plan_param(plan, warps_id, &warps, &warps_overridden);
     if (status == CLPSA_OK)
         status = clpsa__plan_param(plan, tile_id, &tile, &tile_overridden);
     if (status == CLPSA_OK)
-        status = clpsa__plan_param(plan, regs_id, &regs, NULL);
+        status = clpsa__plan_param(plan, stages_id, &stages, &stages_overridden);
     if (status != CLPSA_OK)
         return status;
     while (warps > 1 && 16 * (warps / 2) >= max_rows)
@@ -65,36 +65,40 @@ static clpsa_status configure(clpsa_plan *plan, int attempt, clpsa__param_id war
             return CLPSA_ERROR_UNSUPPORTED;
         warps >>= attempt;
     }
+    /* Shrink the tile, then the pipeline, to what local memory holds (never an override). */
     const cl_ulong d = (cl_ulong)plan->desc.head_dim;
-    const cl_ulong local = 2 * (cl_ulong)tile * (d + 8) * 2 + 2 * (cl_ulong)tile * 12;
-    if (local > ctx->info.local_mem_size) {
-        if (tile_overridden || tile <= 32)
+    for (;;) {
+        const cl_ulong local =
+            (cl_ulong)stages * 2 * tile * (d + 8) * 2 + (cl_ulong)(stages + 1) * tile * 12;
+        if (local <= ctx->info.local_mem_size)
+            break;
+        if (tile > 32 && !tile_overridden)
+            tile = 32;
+        else if (stages > 1 && !stages_overridden)
+            stages = 1;
+        else
             return clpsa__fail(ctx, CLPSA_ERROR_UNSUPPORTED,
-                               "the nvidia-mma kernel with NV_TILE_N=%d needs %llu bytes of "
-                               "local memory at D = %llu; the device has %llu",
-                               tile, (unsigned long long)local, (unsigned long long)d,
+                               "the nvidia-mma kernel with NV_TILE_N=%d, NV_STAGES=%d needs "
+                               "%llu bytes of local memory at D = %llu; the device has %llu",
+                               tile, stages, (unsigned long long)local, (unsigned long long)d,
                                (unsigned long long)ctx->info.local_mem_size);
-        tile = 32;
     }
     out->rows = 16 * warps;
     out->items = 32 * warps;
-    char cap[48] = "";
-    if (regs < 255)
-        snprintf(cap, sizeof cap, " -cl-nv-maxrregcount=%d", regs);
     snprintf(out->options, sizeof out->options,
-             "-DNV_WARPS=%d -DNV_TILE_N=%d -DNV_DENSE=%d -cl-nv-verbose%s", warps, tile,
-             dense ? 1 : 0, cap);
+             "-DNV_WARPS=%d -DNV_TILE_N=%d -DNV_STAGES=%d -DNV_DENSE=%d -cl-nv-verbose", warps,
+             tile, stages, dense ? 1 : 0);
     return CLPSA_OK;
 }
 
 static clpsa_status configure_dense(clpsa_plan *plan, int attempt, clpsa__kernel_config *out) {
     return configure(plan, attempt, CLPSA__P_DENSE_NV_WARPS, CLPSA__P_DENSE_NV_TILE_N,
-                     CLPSA__P_DENSE_NV_REGS, 1 << 30, true, out);
+                     CLPSA__P_DENSE_NV_STAGES, 1 << 30, true, out);
 }
 
 static clpsa_status configure_attend(clpsa_plan *plan, int attempt, clpsa__kernel_config *out) {
     return configure(plan, attempt, CLPSA__P_ATTEND_NV_WARPS, CLPSA__P_ATTEND_NV_TILE_N,
-                     CLPSA__P_ATTEND_NV_REGS, plan->psa.block_q, false, out);
+                     CLPSA__P_ATTEND_NV_STAGES, plan->psa.block_q, false, out);
 }
 
 const clpsa__kernel_variant clpsa__nvidia_mma_dense = {
@@ -103,7 +107,7 @@ const clpsa__kernel_variant clpsa__nvidia_mma_dense = {
     "nvidia-mma",
     {"common.cl", "nvidia/nv_mma.cl", "nvidia/nv_flash.cl", NULL},
     "dense_attention",
-    {CLPSA__P_DENSE_NV_WARPS, CLPSA__P_DENSE_NV_TILE_N, CLPSA__P_DENSE_NV_REGS},
+    {CLPSA__P_DENSE_NV_WARPS, CLPSA__P_DENSE_NV_TILE_N, CLPSA__P_DENSE_NV_STAGES},
     nvidia_sm80,
     mma_plan,
     configure_dense,
@@ -115,7 +119,7 @@ const clpsa__kernel_variant clpsa__nvidia_mma_attend = {
     "nvidia-mma",
     {"common.cl", "nvidia/nv_mma.cl", "nvidia/nv_flash.cl", NULL},
     "psa_attend",
-    {CLPSA__P_ATTEND_NV_WARPS, CLPSA__P_ATTEND_NV_TILE_N, CLPSA__P_ATTEND_NV_REGS},
+    {CLPSA__P_ATTEND_NV_WARPS, CLPSA__P_ATTEND_NV_TILE_N, CLPSA__P_ATTEND_NV_STAGES},
     nvidia_sm80,
     mma_plan,
     configure_attend,

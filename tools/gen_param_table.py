@@ -32,8 +32,8 @@ PARAMS = [  # the order of clpsa__param_id in src/params.h
     "attend.NV_TILE_N",
     "estimate.NV_WARPS",
     "estimate.NV_TILE_N",
-    "dense.NV_REGS",
-    "attend.NV_REGS",
+    "dense.NV_STAGES",
+    "attend.NV_STAGES",
 ]
 
 

@@ -22,6 +22,9 @@
 #ifndef NV_TILE_N
 #define NV_TILE_N 64 /* keys per tile */
 #endif
+#ifndef NV_STAGES
+#define NV_STAGES 1 /* local-memory buffers of keys and of values (1 or 2) */
+#endif
 #ifndef NV_DENSE
 #define NV_DENSE 0 /* 1: the dense kernel, 0: the PSA attend kernel */
 #endif
@@ -137,15 +140,129 @@ NV_INLINE void store_fragment_row(__global out_t *o_row, const float4 *o, const 
     }
 }
 
-/* The tile loop shared by both kernels: rows ta (fragment row g) and tb (g + 8) of this lane,
- * their Q rows q_a, q_b (valid_a/b false: zeros), output rows o_a, o_b. */
+/* The online-softmax state of this lane's two rows (fragment rows g and g + 8). */
+typedef struct row_state {
+    float m_a, m_b, l_a, l_b;
+} row_state;
+
+/* S = Q K^T on one staged tile of keys. */
+NV_INLINE void tile_scores(const uint4 *qf, __local const ushort *k_tile, float4 *s) {
+    const int lane = get_local_id(0) & 31;
+#pragma unroll
+    for (int nt = 0; nt < NV_S_TILES; ++nt)
+        s[nt] = (float4)(0.0f);
+#pragma unroll
+    for (int kc = 0; kc < HEAD_DIM / 16; kc += 2) {
+#pragma unroll
+        for (int nt = 0; nt < NV_S_TILES; ++nt) {
+            const uint4 kb =
+                ldmatrix_x4(k_tile + (nt * 8 + (lane & 7)) * NV_PITCH + kc * 16 + (lane >> 3) * 8);
+            s[nt] = mma_16x8x16(qf[kc], (uint2)(kb.x, kb.y), s[nt]);
+            s[nt] = mma_16x8x16(qf[kc + 1], (uint2)(kb.z, kb.w), s[nt]);
+        }
+    }
+}
+
+/* Base-2 logits with the level's bias, masked by visibility; the online-softmax update;
+ * O += P V with the tile's values. */
+NV_INLINE void tile_apply(float4 *s, float4 *o, row_state *st, const float q_scale, const int vis_a,
+                          const int vis_b, __local const ushort *v_tile, __local const float *bias,
+                          __local const int *last) {
+    const int lane = get_local_id(0) & 31;
+    const int c = lane & 3;
+    float tile_a = -INFINITY, tile_b = -INFINITY;
+#pragma unroll
+    for (int nt = 0; nt < NV_S_TILES; ++nt) {
+        const int j = nt * 8 + 2 * c;
+        const float b0 = bias[j], b1 = bias[j + 1];
+        const int e0 = last[j], e1 = last[j + 1];
+        s[nt].x = e0 <= vis_a ? fma(s[nt].x, q_scale, b0) : -INFINITY;
+        s[nt].y = e1 <= vis_a ? fma(s[nt].y, q_scale, b1) : -INFINITY;
+        s[nt].z = e0 <= vis_b ? fma(s[nt].z, q_scale, b0) : -INFINITY;
+        s[nt].w = e1 <= vis_b ? fma(s[nt].w, q_scale, b1) : -INFINITY;
+        tile_a = fmax(tile_a, fmax(s[nt].x, s[nt].y));
+        tile_b = fmax(tile_b, fmax(s[nt].z, s[nt].w));
+    }
+    const float new_a = fmax(st->m_a, quad_max(tile_a));
+    const float new_b = fmax(st->m_b, quad_max(tile_b));
+    /* A row that has seen nothing yet keeps m = -inf; subtracting 0 keeps exp2 finite. */
+    const float ref_a = new_a == -INFINITY ? 0.0f : new_a;
+    const float ref_b = new_b == -INFINITY ? 0.0f : new_b;
+    const float corr_a = exp2(st->m_a - ref_a), corr_b = exp2(st->m_b - ref_b);
+    st->m_a = new_a;
+    st->m_b = new_b;
+    st->l_a *= corr_a;
+    st->l_b *= corr_b;
+#pragma unroll
+    for (int dt = 0; dt < NV_O_TILES; ++dt) {
+        o[dt].x *= corr_a;
+        o[dt].y *= corr_a;
+        o[dt].z *= corr_b;
+        o[dt].w *= corr_b;
+    }
+#pragma unroll
+    for (int nt = 0; nt < NV_S_TILES; ++nt) {
+        s[nt].x = exp2(s[nt].x - ref_a);
+        s[nt].y = exp2(s[nt].y - ref_a);
+        s[nt].z = exp2(s[nt].z - ref_b);
+        s[nt].w = exp2(s[nt].w - ref_b);
+        st->l_a += s[nt].x + s[nt].y;
+        st->l_b += s[nt].z + s[nt].w;
+    }
+#pragma unroll
+    for (int kk = 0; kk < NV_TILE_N / 16; ++kk) {
+        const uint4 pa = (uint4)(pack2(s[2 * kk].x, s[2 * kk].y), pack2(s[2 * kk].z, s[2 * kk].w),
+                                 pack2(s[2 * kk + 1].x, s[2 * kk + 1].y),
+                                 pack2(s[2 * kk + 1].z, s[2 * kk + 1].w));
+        __local const ushort *v_rows =
+            v_tile + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * NV_PITCH + (lane >> 4) * 8;
+#pragma unroll
+        for (int dt = 0; dt < NV_O_TILES; dt += 2) {
+            const uint4 vb = ldmatrix_x4_trans(v_rows + dt * 8);
+            o[dt] = mma_16x8x16(pa, (uint2)(vb.x, vb.y), o[dt]);
+            o[dt + 1] = mma_16x8x16(pa, (uint2)(vb.z, vb.w), o[dt + 1]);
+        }
+    }
+}
+
+/* Where the tiles' K and V rows live: the caller's tensors for level 1, the pyramid else. */
+typedef struct tile_sources {
+    rows16_t k_full, v_full, k_pyr_head, v_pyr_head;
+    long k_step, v_step;
+    int4 pooled_offset; /* first pooled token of each level in the pyramid */
+} tile_sources;
+
+NV_INLINE void stage_keys(__local ushort *dst, const tile_sources *src, const int level,
+                          __local const int *row_of) {
+    stage_tile(dst,
+               level == 0 ? src->k_full
+                          : src->k_pyr_head + (long)pick(src->pooled_offset, level) * HEAD_DIM,
+               level == 0 ? src->k_step : HEAD_DIM, row_of);
+}
+
+NV_INLINE void stage_values(__local ushort *dst, const tile_sources *src, const int level,
+                            __local const int *row_of) {
+    stage_tile(dst,
+               level == 0 ? src->v_full
+                          : src->v_pyr_head + (long)pick(src->pooled_offset, level) * HEAD_DIM,
+               level == 0 ? src->v_step : HEAD_DIM, row_of);
+}
+
+NV_INLINE void cursor_next(tile_cursor *c) {
+    c->slot0 += NV_TILE_N;
+    cursor_skip_empty(c);
+}
+
+/* The tile loop shared by both kernels: rows of fragment row g (a) and g + 8 (b) of this
+ * lane, their Q rows q_a, q_b (valid_a/b false: zeros), output rows o_a, o_b. Local memory:
+ * NV_STAGES buffers of keys and of values, NV_STAGES + 1 of slot descriptions. */
 NV_INLINE void flash_rows(rows16_t q_a, rows16_t q_b, const bool valid_a, const bool valid_b,
                           const int vis_a, const int vis_b, tile_cursor cur,
-                          __global const int *row_list, __global const int *perm, rows16_t k_full,
-                          rows16_t v_full, const long k_step, const long v_step,
-                          rows16_t k_pyr_head, rows16_t v_pyr_head, const int seq_k, const int np2,
-                          const int np4, const int np8, const float scale, __global out_t *o_a,
-                          __global out_t *o_b, __local ushort *k_tile, __local ushort *v_tile,
+                          __global const int *row_list, __global const int *perm,
+                          const tile_sources *src, const int seq_k, const int np2, const int np4,
+                          const int np8, const float scale, __global out_t *o_a,
+                          __global out_t *o_b, __local ushort (*k_tile)[NV_TILE_N * NV_PITCH],
+                          __local ushort (*v_tile)[NV_TILE_N * NV_PITCH],
                           __local int (*row_of)[NV_TILE_N], __local float (*bias)[NV_TILE_N],
                           __local int (*last)[NV_TILE_N]) {
     const int lane = get_local_id(0) & 31;
@@ -161,130 +278,85 @@ NV_INLINE void flash_rows(rows16_t q_a, rows16_t q_b, const bool valid_a, const 
 #pragma unroll
     for (int dt = 0; dt < NV_O_TILES; ++dt)
         o[dt] = (float4)(0.0f);
-    float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.0f, l_b = 0.0f;
+    row_state st = {-INFINITY, -INFINITY, 0.0f, 0.0f};
     const float q_scale = scale * LOG2E;
 
     const int4 tile_counts = (cur.tokens + NV_TILE_N - 1) / NV_TILE_N;
     const int tiles = tile_counts.x + tile_counts.y + tile_counts.z + tile_counts.w;
     cursor_skip_empty(&cur);
-    const int4 pooled_offset = (int4)(0, 0, np2, np2 + np4);
+#if NV_STAGES == 1
+    /* One buffer each: a tile's values load while its scores are computed, the next tile's
+     * keys while its values are applied. */
     if (tiles > 0) {
         describe_tile(&cur, row_list, perm, seq_k, np2, np4, np8, row_of[0], bias[0], last[0]);
         barrier(CLK_LOCAL_MEM_FENCE);
-        const bool full = cur.level == 0;
-        stage_tile(k_tile,
-                   full ? k_full : k_pyr_head + (long)pick(pooled_offset, cur.level) * HEAD_DIM,
-                   full ? k_step : HEAD_DIM, row_of[0]);
+        stage_keys(k_tile[0], src, cur.level, row_of[0]);
         copy_async_commit();
     }
     for (int t = 0; t < tiles; ++t) {
         const int buf = t & 1;
-        const bool full = cur.level == 0;
-        const long level_rows = (long)pick(pooled_offset, cur.level) * HEAD_DIM;
-        stage_tile(v_tile, full ? v_full : v_pyr_head + level_rows, full ? v_step : HEAD_DIM,
-                   row_of[buf]);
+        stage_values(v_tile[0], src, cur.level, row_of[buf]);
         copy_async_commit();
         tile_cursor next = cur;
-        next.slot0 += NV_TILE_N;
-        cursor_skip_empty(&next);
+        cursor_next(&next);
         const bool has_next = t + 1 < tiles;
         if (has_next)
             describe_tile(&next, row_list, perm, seq_k, np2, np4, np8, row_of[buf ^ 1],
                           bias[buf ^ 1], last[buf ^ 1]);
         COPY_ASYNC_WAIT(1); /* this tile's keys */
         barrier(CLK_LOCAL_MEM_FENCE);
-
         float4 s[NV_S_TILES];
-#pragma unroll
-        for (int nt = 0; nt < NV_S_TILES; ++nt)
-            s[nt] = (float4)(0.0f);
-#pragma unroll
-        for (int kc = 0; kc < HEAD_DIM / 16; kc += 2) {
-#pragma unroll
-            for (int nt = 0; nt < NV_S_TILES; ++nt) {
-                const uint4 kb = ldmatrix_x4(k_tile + (nt * 8 + (lane & 7)) * NV_PITCH + kc * 16 +
-                                             (lane >> 3) * 8);
-                s[nt] = mma_16x8x16(qf[kc], (uint2)(kb.x, kb.y), s[nt]);
-                s[nt] = mma_16x8x16(qf[kc + 1], (uint2)(kb.z, kb.w), s[nt]);
-            }
-        }
-        barrier(CLK_LOCAL_MEM_FENCE); /* every warp is done with k_tile */
+        tile_scores(qf, k_tile[0], s);
+        barrier(CLK_LOCAL_MEM_FENCE); /* every warp is done with the keys */
         if (has_next) {
-            const bool next_full = next.level == 0;
-            stage_tile(k_tile,
-                       next_full ? k_full
-                                 : k_pyr_head + (long)pick(pooled_offset, next.level) * HEAD_DIM,
-                       next_full ? k_step : HEAD_DIM, row_of[buf ^ 1]);
+            stage_keys(k_tile[0], src, next.level, row_of[buf ^ 1]);
             copy_async_commit();
             COPY_ASYNC_WAIT(1); /* this tile's values */
         } else {
             COPY_ASYNC_WAIT(0);
         }
         barrier(CLK_LOCAL_MEM_FENCE);
-
-        /* Base-2 logits with the level's bias, masked by visibility; online softmax. */
-        float tile_a = -INFINITY, tile_b = -INFINITY;
-#pragma unroll
-        for (int nt = 0; nt < NV_S_TILES; ++nt) {
-            const int j = nt * 8 + 2 * c;
-            const float b0 = bias[buf][j], b1 = bias[buf][j + 1];
-            const int e0 = last[buf][j], e1 = last[buf][j + 1];
-            s[nt].x = e0 <= vis_a ? fma(s[nt].x, q_scale, b0) : -INFINITY;
-            s[nt].y = e1 <= vis_a ? fma(s[nt].y, q_scale, b1) : -INFINITY;
-            s[nt].z = e0 <= vis_b ? fma(s[nt].z, q_scale, b0) : -INFINITY;
-            s[nt].w = e1 <= vis_b ? fma(s[nt].w, q_scale, b1) : -INFINITY;
-            tile_a = fmax(tile_a, fmax(s[nt].x, s[nt].y));
-            tile_b = fmax(tile_b, fmax(s[nt].z, s[nt].w));
-        }
-        const float new_a = fmax(m_a, quad_max(tile_a));
-        const float new_b = fmax(m_b, quad_max(tile_b));
-        /* A row that has seen nothing yet keeps m = -inf; subtracting 0 keeps exp2 finite. */
-        const float ref_a = new_a == -INFINITY ? 0.0f : new_a;
-        const float ref_b = new_b == -INFINITY ? 0.0f : new_b;
-        const float corr_a = exp2(m_a - ref_a), corr_b = exp2(m_b - ref_b);
-        m_a = new_a;
-        m_b = new_b;
-        l_a *= corr_a;
-        l_b *= corr_b;
-#pragma unroll
-        for (int dt = 0; dt < NV_O_TILES; ++dt) {
-            o[dt].x *= corr_a;
-            o[dt].y *= corr_a;
-            o[dt].z *= corr_b;
-            o[dt].w *= corr_b;
-        }
-#pragma unroll
-        for (int nt = 0; nt < NV_S_TILES; ++nt) {
-            s[nt].x = exp2(s[nt].x - ref_a);
-            s[nt].y = exp2(s[nt].y - ref_a);
-            s[nt].z = exp2(s[nt].z - ref_b);
-            s[nt].w = exp2(s[nt].w - ref_b);
-            l_a += s[nt].x + s[nt].y;
-            l_b += s[nt].z + s[nt].w;
-        }
-#pragma unroll
-        for (int kk = 0; kk < NV_TILE_N / 16; ++kk) {
-            const uint4 pa =
-                (uint4)(pack2(s[2 * kk].x, s[2 * kk].y), pack2(s[2 * kk].z, s[2 * kk].w),
-                        pack2(s[2 * kk + 1].x, s[2 * kk + 1].y),
-                        pack2(s[2 * kk + 1].z, s[2 * kk + 1].w));
-            __local const ushort *v_rows =
-                v_tile + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * NV_PITCH +
-                (lane >> 4) * 8;
-#pragma unroll
-            for (int dt = 0; dt < NV_O_TILES; dt += 2) {
-                const uint4 vb = ldmatrix_x4_trans(v_rows + dt * 8);
-                o[dt] = mma_16x8x16(pa, (uint2)(vb.x, vb.y), o[dt]);
-                o[dt + 1] = mma_16x8x16(pa, (uint2)(vb.z, vb.w), o[dt + 1]);
-            }
-        }
-        barrier(CLK_LOCAL_MEM_FENCE); /* v_tile and this tile's descriptions are free */
+        tile_apply(s, o, &st, q_scale, vis_a, vis_b, v_tile[0], bias[buf], last[buf]);
+        barrier(CLK_LOCAL_MEM_FENCE); /* the values and this tile's descriptions are free */
         cur = next;
     }
+#else
+    /* Two buffers each: tile t + 2 loads while tile t is computed; its slots are described
+     * (global reads of the work list) before the wait, into the third description buffer. */
+    tile_cursor ahead = cur;
+    for (int t = 0; t < 2 && t < tiles; ++t) {
+        describe_tile(&ahead, row_list, perm, seq_k, np2, np4, np8, row_of[t], bias[t], last[t]);
+        barrier(CLK_LOCAL_MEM_FENCE);
+        stage_keys(k_tile[t], src, ahead.level, row_of[t]);
+        stage_values(v_tile[t], src, ahead.level, row_of[t]);
+        copy_async_commit();
+        cursor_next(&ahead);
+    }
+    for (int t = 0; t < tiles; ++t) {
+        const int buf = t & 1, info = t % 3, info_ahead = (t + 2) % 3;
+        if (t + 2 < tiles)
+            describe_tile(&ahead, row_list, perm, seq_k, np2, np4, np8, row_of[info_ahead],
+                          bias[info_ahead], last[info_ahead]);
+        if (t + 1 < tiles)
+            COPY_ASYNC_WAIT(1); /* tile t has landed; tile t + 1 may still be in flight */
+        else
+            COPY_ASYNC_WAIT(0);
+        barrier(CLK_LOCAL_MEM_FENCE);
+        float4 s[NV_S_TILES];
+        tile_scores(qf, k_tile[buf], s);
+        tile_apply(s, o, &st, q_scale, vis_a, vis_b, v_tile[buf], bias[info], last[info]);
+        barrier(CLK_LOCAL_MEM_FENCE); /* every warp is done with buffer `buf` */
+        if (t + 2 < tiles) {
+            stage_keys(k_tile[buf], src, ahead.level, row_of[info_ahead]);
+            stage_values(v_tile[buf], src, ahead.level, row_of[info_ahead]);
+            copy_async_commit();
+            cursor_next(&ahead);
+        }
+    }
+#endif
 
     /* l was summed per lane; the quad shares m, so the row total is the quad's sum. */
-    l_a = quad_sum(l_a);
-    l_b = quad_sum(l_b);
+    const float l_a = quad_sum(st.l_a), l_b = quad_sum(st.l_b);
     if (valid_a)
         store_fragment_row(o_a, o, c, false, l_a > 0.0f ? 1.0f / l_a : 0.0f);
     if (valid_b)
@@ -292,11 +364,11 @@ NV_INLINE void flash_rows(rows16_t q_a, rows16_t q_b, const bool valid_a, const 
 }
 
 #define NV_LOCAL_TILES                                                                             \
-    __local ushort k_tile[NV_TILE_N * NV_PITCH] __attribute__((aligned(16)));                      \
-    __local ushort v_tile[NV_TILE_N * NV_PITCH] __attribute__((aligned(16)));                      \
-    __local int row_of[2][NV_TILE_N];                                                              \
-    __local float bias[2][NV_TILE_N];                                                              \
-    __local int last[2][NV_TILE_N]
+    __local ushort k_tile[NV_STAGES][NV_TILE_N * NV_PITCH] __attribute__((aligned(16)));           \
+    __local ushort v_tile[NV_STAGES][NV_TILE_N * NV_PITCH] __attribute__((aligned(16)));           \
+    __local int row_of[NV_STAGES + 1][NV_TILE_N];                                                  \
+    __local float bias[NV_STAGES + 1][NV_TILE_N];                                                  \
+    __local int last[NV_STAGES + 1][NV_TILE_N]
 
 #if NV_DENSE
 __kernel __attribute__((reqd_work_group_size(NV_THREADS, 1, 1))) void
@@ -322,12 +394,17 @@ dense_attention(__global const in_t *q, __global const in_t *k, __global const i
     tile_cursor cur = {0, 0, 0, (int4)(0), (int4)(0)};
     cur.tokens.x = causal ? clamp(min(row0 + NV_ROWS, seq_q) - 1 + shift + 1, 0, seq_k) : seq_k;
     __global out_t *o_head = out + b * o_sb + h * o_sh;
+    const tile_sources src = {(rows16_t)k + b * k_sb + kvh * k_sh,
+                              (rows16_t)v + b * v_sb + kvh * v_sh,
+                              NULL,
+                              NULL,
+                              k_sn,
+                              v_sn,
+                              (int4)(0)};
     flash_rows(q_head + (long)(valid_a ? ta : 0) * q_sn, q_head + (long)(valid_b ? tb : 0) * q_sn,
                valid_a, valid_b, causal ? ta + shift : seq_k - 1, causal ? tb + shift : seq_k - 1,
-               cur, NULL, NULL, (rows16_t)k + b * k_sb + kvh * k_sh,
-               (rows16_t)v + b * v_sb + kvh * v_sh, k_sn, v_sn, NULL, NULL, seq_k, 0, 0, 0, scale,
-               o_head + (long)ta * o_sn, o_head + (long)tb * o_sn, k_tile, v_tile, row_of, bias,
-               last);
+               cur, NULL, NULL, &src, seq_k, 0, 0, 0, scale, o_head + (long)ta * o_sn,
+               o_head + (long)tb * o_sn, k_tile, v_tile, row_of, bias, last);
 }
 #else
 __kernel __attribute__((reqd_work_group_size(NV_THREADS, 1, 1))) void
@@ -363,11 +440,16 @@ psa_attend(__global const in_t *q, __global const in_t *k, __global const in_t *
     cur.tokens = cur.count * (int4)(BLOCK_K, BLOCK_K / 2, BLOCK_K / 4, BLOCK_K / 8);
     const long pyramid_head = ((long)b * heads_kv + kvh) * ((long)np2 + np4 + np8) * HEAD_DIM;
     __global out_t *o_head = out + b * o_sb + h * o_sh;
+    const tile_sources src = {(rows16_t)k + b * k_sb + kvh * k_sh,
+                              (rows16_t)v + b * v_sb + kvh * v_sh,
+                              (rows16_t)k_pyr + pyramid_head,
+                              (rows16_t)v_pyr + pyramid_head,
+                              k_sn,
+                              v_sn,
+                              (int4)(0, 0, np2, np2 + np4)};
     flash_rows(q_head + (long)row_a * q_sn, q_head + (long)row_b * q_sn, valid_a, valid_b,
                causal ? ta + shift : seq_k - 1, causal ? tb + shift : seq_k - 1, cur,
-               list + row * blocks_k, perm, (rows16_t)k + b * k_sb + kvh * k_sh,
-               (rows16_t)v + b * v_sb + kvh * v_sh, k_sn, v_sn, (rows16_t)k_pyr + pyramid_head,
-               (rows16_t)v_pyr + pyramid_head, seq_k, np2, np4, np8, scale,
+               list + row * blocks_k, perm, &src, seq_k, np2, np4, np8, scale,
                o_head + (long)row_a * o_sn, o_head + (long)row_b * o_sn, k_tile, v_tile, row_of,
                bias, last);
 }

@@ -116,19 +116,24 @@ if [ "$what" = tune ]; then
 fi
 
 if [ "$what" = all ] || [ "$what" = times ]; then
-    stage "times: clpsa"
-    timeout 300 "$clpsa" bench --workload video-hilbert --grid 18,45,80 --shapes 1x12x64800x128 \
-        --dtype bf16 --densities 0.15 --reps 10 --no-clblast --json "$OUT/psa_64800.json" \
+    stage "times: clpsa (parameters: $(grep -c . "$CLPSA_CACHE_DIR"/params-*.txt 2>/dev/null || echo 0) tuned-cache lines)"
+    # Target 1-2: the release's default level shares (quantile rule, density 0.150 exactly).
+    timeout 200 "$benches/clpsa_bench_psa" --grid 18,45,80 --heads 12 --dim 128 --dtype bf16 \
+        --order hilbert --mode quantile --tau 0.10,0.15,0.15,0.35 --reps 10 \
         >"$OUT/psa_64800.txt" 2>&1
-    echo "psa 64800 rc $?"
-    timeout 200 "$clpsa" bench --workload random --shapes 1x12x32768x128 --dtype bf16 \
-        --tau 0.4,0.5,0.6,0.8 --reps 10 --no-clblast --json "$OUT/dense_32768.json" \
-        >"$OUT/dense_32768.txt" 2>&1
-    echo "dense 32768 rc $?"
-    CLPSA_PARAMS=$portable timeout 200 "$clpsa" bench --workload random \
-        --shapes 1x12x16384x128 --dtype fp32 --tau 0.4,0.5,0.6,0.8 --reps 5 --no-clblast \
-        --json "$OUT/portable_16384.json" >"$OUT/portable_16384.txt" 2>&1
-    echo "portable fp32 16384 rc $?"
+    echo "psa 64800 rc $?"; cat "$OUT/psa_64800.txt"
+    # Target 3: dense through the matrix path.
+    timeout 100 "$benches/clpsa_bench_dense" --heads 12 --seq 32768 --dim 128 --dtype bf16 \
+        --reps 10 --check-rows 16 >"$OUT/dense_32768.txt" 2>&1
+    echo "dense 32768 rc $?"; cat "$OUT/dense_32768.txt"
+    # Issue 11 target 3: the portable kernels (vendor path off), fp32.
+    CLPSA_PARAMS=$portable timeout 100 "$benches/clpsa_bench_dense" --heads 12 --seq 16384 \
+        --dim 128 --dtype fp32 --reps 5 --check-rows 8 >"$OUT/portable_dense_16384.txt" 2>&1
+    echo "portable dense rc $?"; cat "$OUT/portable_dense_16384.txt"
+    CLPSA_PARAMS=$portable timeout 150 "$benches/clpsa_bench_psa" --grid 16,32,32 --heads 12 \
+        --dim 128 --dtype fp32 --order hilbert --mode quantile --tau 0.10,0.15,0.15,0.35 \
+        --reps 3 >"$OUT/portable_psa_16384.txt" 2>&1
+    echo "portable psa rc $?"; cat "$OUT/portable_psa_16384.txt"
 
     stage "times: peers"
     timeout 200 python3 .peers/peer_bench.py --shape 1,12,64800,128 --dtypes bf16 --psa \

@@ -168,7 +168,7 @@ const char *clpsa__param_idle_variant(const clpsa__device_info *info, clpsa__par
         for (size_t i = 0; i < families[f].count; ++i) {
             const clpsa__kernel_variant *v = variant_at((clpsa__kernel_family)f, i);
             bool uses = false;
-            for (int p = 0; p < 4 && v->params[p] != CLPSA__PARAM_COUNT; ++p)
+            for (int p = 0; p < 5 && v->params[p] != CLPSA__PARAM_COUNT; ++p)
                 uses = uses || v->params[p] == id;
             if (!uses)
                 continue;

@@ -29,7 +29,8 @@ typedef struct clpsa__kernel_variant {
     const char *files[4];      /* program sources in build order, NULL-terminated */
     const char *kernel;        /* the kernel function; every variant of a family has the same
                                   arguments */
-    clpsa__param_id params[4]; /* its tunables (CLPSA__PARAM_COUNT ends a shorter list) */
+    clpsa__param_id params[5]; /* its tunables, CLPSA__PARAM_COUNT after the last (always:
+                                  an unset entry would read as parameter 0) */
     /* Whether the device can run the variant at all, from device facts alone; why not. */
     bool (*device_fits)(const clpsa__device_info *info, char *why, size_t size);
     /* Whether it covers this plan (storage types, head dim, strides, local memory). */

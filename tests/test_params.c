@@ -275,6 +275,15 @@ static void test_tuning_writes_cache_next_plan_uses(void **state) {
         assert_true(result.family[f].tried >= 1);
         assert_int_equal(result.family[f].rejected, 0);
         assert_true(strlen(result.family[f].best) > 0);
+        /* A winner names only its own family's parameters (its variant's, and which variant). */
+        char best[sizeof result.family[f].best];
+        snprintf(best, sizeof best, "%s", result.family[f].best);
+        const size_t family_length = strlen(result.family[f].family);
+        for (char *item = strtok(best, ","); item; item = strtok(NULL, ","))
+            if (strncmp(item, result.family[f].family, family_length) != 0 ||
+                item[family_length] != '.')
+                fail_msg("tuned %s names another family's parameter: %s", result.family[f].family,
+                         result.family[f].best);
     }
     assert_true(strlen(result.cache_path) > 0);
     assert_int_equal(access(result.cache_path, R_OK), 0);

@@ -38,30 +38,36 @@
 #define BLOCKS_PER_GROUP (NV_WARPS / WARPS_PER_BLOCK)
 #define KEY_BLOCKS_PER_TILE (NV_TILE_N / SAMPLE_K)
 #define TILES_PER_KEY_BLOCK (SAMPLE_K / 8) /* n-tiles of 8 keys in one key block */
+#define PIECES_PER_ITEM ((NV_TILE_N * NV_CHUNKS + NV_THREADS - 1) / NV_THREADS)
 
 #if SAMPLE_K % 8 != 0 || NV_TILE_N % SAMPLE_K != 0 || NV_WARPS % WARPS_PER_BLOCK != 0 ||           \
-    HEAD_DIM % 32 != 0
+    HEAD_DIM % 32 != 0 || NV_CHUNKS % PIECES_PER_ITEM != 0
 #error "nv_estimate.cl: unsupported SAMPLE_K, NV_TILE_N, NV_WARPS or HEAD_DIM"
 #endif
 
 typedef __global const ushort *rows16_t;
 
-/* Starts the copy of tile `tile` of the sampled keys (replicate padding past the end). */
+/* Starts the copy of tile `tile` of the sampled keys (replicate padding past the end). The
+ * work-items of one key row copy its pieces, so each looks up the row (offsets, then the
+ * ordering: two dependent global reads) once. */
 NV_INLINE void stage_sampled_keys(__local ushort *dst, rows16_t k_head, const long k_sn,
                                   __global const int *cols, __global const int *perm,
                                   const int tile, const int keys, const int seq_k) {
-    for (int c = get_local_id(0); c < NV_TILE_N * NV_CHUNKS; c += NV_THREADS) {
-        const int j = c / NV_CHUNKS;
-        const int piece = c - j * NV_CHUNKS;
+    for (int first = get_local_id(0) * PIECES_PER_ITEM; first < NV_TILE_N * NV_CHUNKS;
+         first += NV_THREADS * PIECES_PER_ITEM) {
+        const int j = first / NV_CHUNKS; /* NV_CHUNKS is a multiple of PIECES_PER_ITEM */
         const int slot = tile * NV_TILE_N + j;
-        rows16_t src = k_head;
+        rows16_t row = k_head;
         if (slot < keys) {
             const int block = slot / SAMPLE_K;
             const int key =
                 TOKEN(perm, min(block * BLOCK_K + cols[slot - block * SAMPLE_K], seq_k - 1));
-            src = k_head + (long)key * k_sn + piece * 8;
+            row = k_head + (long)key * k_sn;
         }
-        copy16_async(dst + j * NV_PITCH + piece * 8, src, slot < keys ? 16 : 0);
+        const int piece0 = first - j * NV_CHUNKS;
+        for (int piece = piece0; piece < piece0 + PIECES_PER_ITEM; ++piece)
+            copy16_async(dst + j * NV_PITCH + piece * 8, slot < keys ? row + piece * 8 : k_head,
+                         slot < keys ? 16 : 0);
     }
 }
 

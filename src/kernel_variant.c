@@ -117,8 +117,8 @@ clpsa_status clpsa__kernel_variant_build(clpsa_plan *plan, clpsa__kernel_family 
                                    "parameter override %s.VARIANT=%d (%s) cannot run this plan on "
                                    "this device: %s",
                                    name, requested, v->name, why);
-            else
-                clpsa__log(ctx, CLPSA_LOG_WARN,
+            else /* a device-wide table or cache value meets a plan it does not cover */
+                clpsa__log(ctx, CLPSA_LOG_INFO,
                            "%s.VARIANT=%d (%s, %s) cannot run this plan: %s; choosing another",
                            name, requested, v->name, clpsa__param_source_name(source), why);
         }

@@ -6,8 +6,10 @@
 #include "params.h"
 
 const clpsa__param_row clpsa__param_table[] = {
+    /* nvidia/sm_90/NVIDIA H200 (driver 580.159.04), tuned at B,H,N,D = 1x12x8192x128 bf16 */
+    {"nvidia", "sm_90", NULL, {0, 0, 0, 0, 0, 128, 3, 2, 2, 4, 32, 8, 64, 8, 32, 1, 1}},
     /* pocl/skylake-avx512/pthread-skylake-avx512-Intel(R) Xeon(R) Processor @ 2.80GHz (driver
      * 3.1+debian), tuned at B,H,N,D = 1x2x2048x64 fp32 */
-    {"pocl", "skylake-avx512", NULL, {128, 64, 128, 64, 32, 64, 0}},
+    {"pocl", "skylake-avx512", NULL, {128, 64, 128, 64, 32, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}},
 };
-const size_t clpsa__param_table_size = 1;
+const size_t clpsa__param_table_size = 2;

@@ -232,20 +232,23 @@ typedef struct tile_sources {
     int4 pooled_offset; /* first pooled token of each level in the pyramid */
 } tile_sources;
 
+/* Starts the copy of a tile of keys (values) of `level`: full from the caller's tensor
+ * (rows `full_step` apart), pooled from the pyramid head (rows of HEAD_DIM). */
+NV_INLINE void stage_level(__local ushort *dst, rows16_t full, rows16_t pyramid_head,
+                           const long full_step, const int4 pooled_offset, const int level,
+                           __local const int *row_of) {
+    stage_tile(dst, level == 0 ? full : pyramid_head + (long)pick(pooled_offset, level) * HEAD_DIM,
+               level == 0 ? full_step : HEAD_DIM, row_of);
+}
+
 NV_INLINE void stage_keys(__local ushort *dst, const tile_sources *src, const int level,
                           __local const int *row_of) {
-    stage_tile(dst,
-               level == 0 ? src->k_full
-                          : src->k_pyr_head + (long)pick(src->pooled_offset, level) * HEAD_DIM,
-               level == 0 ? src->k_step : HEAD_DIM, row_of);
+    stage_level(dst, src->k_full, src->k_pyr_head, src->k_step, src->pooled_offset, level, row_of);
 }
 
 NV_INLINE void stage_values(__local ushort *dst, const tile_sources *src, const int level,
                             __local const int *row_of) {
-    stage_tile(dst,
-               level == 0 ? src->v_full
-                          : src->v_pyr_head + (long)pick(src->pooled_offset, level) * HEAD_DIM,
-               level == 0 ? src->v_step : HEAD_DIM, row_of);
+    stage_level(dst, src->v_full, src->v_pyr_head, src->v_step, src->pooled_offset, level, row_of);
 }
 
 NV_INLINE void cursor_next(tile_cursor *c) {

@@ -16,6 +16,8 @@ packages=(
     clang-format                    # ci/format-check.sh (Debian 12: version 14)
     libpng-dev                      # pictures of level maps
     doxygen                         # API reference (the clpsa_docs target; a ctest builds it)
+    python3-numpy python3-pyopencl  # the Python package's runtime dependencies
+    python3-pytest python3-venv     # its tests (ci/test.sh installs it into a venv)
 )
 
 missing=()

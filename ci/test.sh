@@ -3,7 +3,9 @@
 # The test command: installs what is missing, checks formatting and SPDX lines, builds with
 # -Werror and runs the test suites (Release; they include the examples, the export list, the
 # API reference, installing + consumers and the Debian package), builds again with
-# AddressSanitizer + UndefinedBehaviorSanitizer and runs them again, then runs the main job once (`clpsa run`). Exits non-zero on any
+# AddressSanitizer + UndefinedBehaviorSanitizer and runs them again, then runs the main job once (`clpsa run`).
+# The Python package (python/) is installed with pip into a virtual environment over the
+# system's numpy and PyOpenCL, which builds its own libclpsa, and its pytest suite runs on it. Exits non-zero on any
 # failure and prints a summary. Run from anywhere, as root on a fresh Debian 12 machine:
 #   bash ci/test.sh
 # Environment (all optional):
@@ -13,6 +15,8 @@
 #   POCL_CACHE_DIR        PoCL's kernel cache (default build-ci/pocl-cache, so a run neither
 #                         reads nor fills ~/.cache/pocl; the sanitizer run reuses it)
 #   CLPSA_CI_SKIP_ASAN=1  skip the sanitizer build (local iterations only; CI runs it)
+#   CLPSA_CI_PYTHON       the Python the package is tested with (default /usr/bin/python3, the
+#                         one apt's python3-numpy and python3-pyopencl belong to)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
@@ -88,6 +92,10 @@ summary() {
                 "$(grep -E 'tests passed|tests failed' "$f" | tail -1 || true)"
         fi
     done
+    if [ -f "$LOG_DIR/pytest.log" ]; then
+        printf '  %-24s %s\n' "pytest:" \
+            "$(grep -E '[0-9]+ (passed|failed|error)' "$LOG_DIR/pytest.log" | tail -1 || true)"
+    fi
     if [ -f "$LOG_DIR/smoke.log" ]; then
         local lines
         lines=$(grep -E 'check|error|density' "$LOG_DIR/smoke.log" | head -n 6 || true)
@@ -167,6 +175,28 @@ run_ctest_asan() {
         UBSAN_OPTIONS=$SAN_UBSAN_OPTIONS run_ctest "$ASAN_BUILD" "$LOG_DIR/ctest-asan.log"
 }
 
+# `pip install ./python` into a fresh venv (system site packages: apt's numpy, PyOpenCL and
+# pytest), then the suite on the installed package, run from outside the source tree so the
+# import cannot pick up python/src. pip fetches scikit-build-core (build only) and ml_dtypes.
+python_tests() {
+    local py=${CLPSA_CI_PYTHON:-/usr/bin/python3} venv=$ROOT/$BUILD/python-venv
+    rm -rf "$venv"
+    "$py" -m venv --system-site-packages "$venv"
+    "$venv/bin/pip" install --disable-pip-version-check "$ROOT/python[bfloat16]" </dev/null
+    mkdir -p "$LOG_DIR"
+    cd "$LOG_DIR"
+    env -u CLPSA_LIBRARY "$venv/bin/python" -c \
+        'import clpsa, sys; p = clpsa._lib.lib.clpsa_path; print("clpsa from", p); sys.exit(sys.prefix not in p)'
+    local rc=0
+    env -u CLPSA_LIBRARY CLPSA_CACHE_DIR="$ROOT/$BUILD/test-cache" \
+        "$venv/bin/python" -m pytest -p no:cacheprovider -rs "$ROOT/python/tests" </dev/null \
+        2>&1 | tee "$LOG_DIR/pytest.log" || rc=$?
+    if [ $rc -eq 5 ]; then
+        echo "ci: pytest collected no tests" >&2
+    fi
+    return $rc
+}
+
 smoke() {
     mkdir -p "$LOG_DIR"
     # The main job's binary on its embedded default workload; must exit 0.
@@ -192,6 +222,7 @@ if [ $last_rc -eq 0 ]; then
     fi
 fi
 [ $release_ok -eq 1 ] || skip_step "ctest Release" "no build"
+run_step "Python package" python_tests
 
 if [ "${CLPSA_CI_SKIP_ASAN:-0}" = 1 ]; then
     skip_step "ASan+UBSan" "CLPSA_CI_SKIP_ASAN=1"

@@ -6,32 +6,36 @@ algorithm's description, not from the library's code."""
 import numpy as np
 
 
-def _heads(q, k):
-    hq, hkv = q.shape[1], k.shape[1]
-    return hq // hkv
+def _prepare(q, k, v, scale):
+    """float64 copies, the query heads per kv head, the scale and a zero output."""
+    q, k, v = (np.asarray(x, dtype=np.float64) for x in (q, k, v))
+    scale = 1.0 / np.sqrt(q.shape[3]) if scale is None else scale
+    return q, k, v, q.shape[1] // k.shape[1], scale, np.zeros(q.shape)
+
+
+def _softmax_apply(logits, values, visible):
+    """softmax over the visible logits of each row, applied to values; 0 for a row that sees
+    nothing."""
+    if visible is not None:
+        logits = np.where(visible, logits, -np.inf)
+    m = logits.max(axis=1, keepdims=True)
+    p = np.exp(logits - np.where(np.isfinite(m), m, 0.0))
+    s = p.sum(axis=1, keepdims=True)
+    return np.where(s > 0, (p @ values) / np.where(s > 0, s, 1), 0.0)
 
 
 def dense(q, k, v, scale=None, causal=False):
     """softmax(scale * q k^T) v per (batch, head), [B, Hq, Nq, D] in float64; grouped heads:
     query head h reads kv head h // (Hq / Hkv); causal: key c visible to row t when
     c <= t + (Nk - Nq)."""
-    q, k, v = (np.asarray(x, dtype=np.float64) for x in (q, k, v))
-    b, hq, nq, d = q.shape
+    q, k, v, group, scale, out = _prepare(q, k, v, scale)
+    b, hq, nq, _ = q.shape
     nk = k.shape[2]
-    group = _heads(q, k)
-    scale = 1.0 / np.sqrt(d) if scale is None else scale
-    out = np.zeros((b, hq, nq, d))
+    visible = np.arange(nk)[None, :] <= np.arange(nq)[:, None] + (nk - nq) if causal else None
     for bi in range(b):
         for h in range(hq):
             logits = scale * q[bi, h] @ k[bi, h // group].T
-            if causal:
-                visible = np.arange(nk)[None, :] <= np.arange(nq)[:, None] + (nk - nq)
-                logits = np.where(visible, logits, -np.inf)
-            m = logits.max(axis=1, keepdims=True)
-            m = np.where(np.isfinite(m), m, 0.0)
-            p = np.exp(logits - m)
-            s = p.sum(axis=1, keepdims=True)
-            out[bi, h] = np.where(s > 0, p @ v[bi, h // group] / np.where(s > 0, s, 1), 0.0)
+            out[bi, h] = _softmax_apply(logits, v[bi, h // group], visible)
     return out
 
 
@@ -49,12 +53,9 @@ def psa(q, k, v, levels, block_q, block_k, scale=None, causal=False):
     """PSA for the level map levels [B, Hq, nq, nk] in {0, 1, 2, 4, 8}: row t of query block i
     attends, for every key block j with level f > 0, to block j's keys and values pooled in
     groups of f with logit scale * q.k + ln(count); a row with nothing visible outputs 0."""
-    q, k, v = (np.asarray(x, dtype=np.float64) for x in (q, k, v))
-    b, hq, nq, d = q.shape
+    q, k, v, group, scale, out = _prepare(q, k, v, scale)
+    b, hq, nq, _ = q.shape
     nk = k.shape[2]
-    group = _heads(q, k)
-    scale = 1.0 / np.sqrt(d) if scale is None else scale
-    out = np.zeros((b, hq, nq, d))
     for bi in range(b):
         for h in range(hq):
             keys, values = k[bi, h // group], v[bi, h // group]
@@ -73,14 +74,8 @@ def psa(q, k, v, levels, block_q, block_k, scale=None, causal=False):
                 counts = np.concatenate([p[2] for p in parts])
                 last = np.concatenate([p[3] for p in parts])
                 logits = scale * q[bi, h, rows] @ kp.T + np.log(counts)[None, :]
-                if causal:
-                    visible = last[None, :] <= rows[:, None] + (nk - nq)
-                    logits = np.where(visible, logits, -np.inf)
-                m = logits.max(axis=1, keepdims=True)
-                m = np.where(np.isfinite(m), m, 0.0)
-                p = np.exp(logits - m)
-                s = p.sum(axis=1, keepdims=True)
-                out[bi, h, rows] = np.where(s > 0, (p @ vp) / np.where(s > 0, s, 1), 0.0)
+                visible = last[None, :] <= rows[:, None] + (nk - nq) if causal else None
+                out[bi, h, rows] = _softmax_apply(logits, vp, visible)
     return out
 
 

@@ -104,22 +104,23 @@ def _numpy_of_storage(storage):
     return _BF16_NUMPY if _BF16_NUMPY is not None else np.dtype(np.uint16)
 
 
+def _convert(fn, call, values, src_dtype, dst_dtype):
+    src = np.ascontiguousarray(values, dtype=src_dtype)
+    dst = np.empty(src.shape, dtype=dst_dtype)
+    _check(fn(BF16, src.ctypes.data, dst.ctypes.data, src.size), None, call)
+    return dst
+
+
 def to_bf16_words(array):
     """bfloat16 words (uint16) of a float array, rounded to nearest even by the library."""
-    src = np.ascontiguousarray(array, dtype=np.float32)
-    dst = np.empty(src.shape, dtype=np.uint16)
-    _check(lib.clpsa_convert_from_float(BF16, src.ctypes.data, dst.ctypes.data, src.size),
-           None, "clpsa_convert_from_float")
-    return dst
+    return _convert(lib.clpsa_convert_from_float, "clpsa_convert_from_float", array,
+                    np.float32, np.uint16)
 
 
 def from_bf16_words(words):
     """float32 values of bfloat16 words (uint16)."""
-    src = np.ascontiguousarray(words, dtype=np.uint16)
-    dst = np.empty(src.shape, dtype=np.float32)
-    _check(lib.clpsa_convert_to_float(BF16, src.ctypes.data, dst.ctypes.data, src.size),
-           None, "clpsa_convert_to_float")
-    return dst
+    return _convert(lib.clpsa_convert_to_float, "clpsa_convert_to_float", words, np.uint16,
+                    np.float32)
 
 
 # ---- option names ----

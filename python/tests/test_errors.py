@@ -134,6 +134,8 @@ def test_device_array_wrong_dtype_or_kind(cl_setup, rng):
     dev = [cl_array.to_device(queue, x) for x in host]
     with pytest.raises(TypeError, match="never converted"):
         clpsa.attention(*dev, method="dense", dtype="fp16")
+    with pytest.raises(ValueError, match="device= is for numpy inputs"):
+        clpsa.attention(*dev, method="dense", device=0)
     with pytest.raises(TypeError, match="all be numpy arrays or all pyopencl arrays"):
         clpsa.attention(dev[0], host[1], host[2], method="dense")
     with pytest.raises(TypeError, match="float64"):

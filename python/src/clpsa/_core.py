@@ -552,6 +552,9 @@ class Plan:
         if self.on_device:
             import pyopencl as cl
 
+            if device is not None:
+                raise ValueError("clpsa: device= is for numpy inputs; pyopencl arrays run on "
+                                 "the device of their queue (or of queue=)")
             first = arrays[0]
             self.queue = queue if queue is not None else first.queue
             if self.queue is None:

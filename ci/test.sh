@@ -182,7 +182,12 @@ python_tests() {
     local py=${CLPSA_CI_PYTHON:-/usr/bin/python3} venv=$ROOT/$BUILD/python-venv
     rm -rf "$venv"
     "$py" -m venv --system-site-packages "$venv"
-    "$venv/bin/pip" install --disable-pip-version-check "$ROOT/python[bfloat16]" </dev/null
+    # Keep apt's numpy: a numpy 2 from PyPI (which the newest ml_dtypes wants) would break
+    # apt's PyOpenCL, built against numpy 1.
+    "$venv/bin/python" -c 'import numpy; print("numpy==" + numpy.__version__)' \
+        >"$venv/constraints.txt"
+    "$venv/bin/pip" install --disable-pip-version-check -c "$venv/constraints.txt" \
+        "$ROOT/python[bfloat16]" </dev/null
     mkdir -p "$LOG_DIR"
     cd "$LOG_DIR"
     env -u CLPSA_LIBRARY "$venv/bin/python" -c \

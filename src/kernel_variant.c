@@ -5,11 +5,12 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Preference order: a vendor variant first, where it fits; the portable kernel always fits. */
-static const clpsa__kernel_variant *const dense_variants[] = {&clpsa__nvidia_mma_dense,
-                                                              &clpsa__portable_dense};
-static const clpsa__kernel_variant *const attend_variants[] = {&clpsa__nvidia_mma_attend,
-                                                               &clpsa__portable_attend};
+/* Preference order: a vendor variant first, where it fits, then the CPU-shaped one on CPUs;
+ * the portable kernel always fits. */
+static const clpsa__kernel_variant *const dense_variants[] = {
+    &clpsa__nvidia_mma_dense, &clpsa__portable_cpu_dense, &clpsa__portable_dense};
+static const clpsa__kernel_variant *const attend_variants[] = {
+    &clpsa__nvidia_mma_attend, &clpsa__portable_cpu_attend, &clpsa__portable_attend};
 static const clpsa__kernel_variant *const estimate_variants[] = {
     &clpsa__nvidia_mma_estimate, &clpsa__portable_estimate_staged, &clpsa__portable_estimate};
 
@@ -19,8 +20,8 @@ static const struct {
     size_t count;
     clpsa__param_id variant_param;
 } families[CLPSA__KERNEL_FAMILIES] = {
-    [CLPSA__FAMILY_DENSE] = {"dense", dense_variants, 2, CLPSA__P_DENSE_VARIANT},
-    [CLPSA__FAMILY_ATTEND] = {"attend", attend_variants, 2, CLPSA__P_ATTEND_VARIANT},
+    [CLPSA__FAMILY_DENSE] = {"dense", dense_variants, 3, CLPSA__P_DENSE_VARIANT},
+    [CLPSA__FAMILY_ATTEND] = {"attend", attend_variants, 3, CLPSA__P_ATTEND_VARIANT},
     [CLPSA__FAMILY_ESTIMATE] = {"estimate", estimate_variants, 3, CLPSA__P_ESTIMATE_VARIANT},
 };
 

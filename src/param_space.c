@@ -22,10 +22,10 @@ const clpsa__param_def clpsa__param_defs[CLPSA__PARAM_COUNT] = {
      * memory); 2 sampled rows staged in local memory, work-items own key blocks (needs
      * sample_q * D floats of it); 3 nvidia-mma; unset, the first that fits */
     [CLPSA__P_ESTIMATE_VARIANT] = {"estimate", "VARIANT", {1, 2, 3}, 3, 0, 0},
-    /* which kernel variant runs the family (src/kernel_variant.c: 1 portable, 2 nvidia-mma);
-     * unset, the first variant in the table that fits the plan and the device */
-    [CLPSA__P_DENSE_VARIANT] = {"dense", "VARIANT", {1, 2}, 2, 0, 0},
-    [CLPSA__P_ATTEND_VARIANT] = {"attend", "VARIANT", {1, 2}, 2, 0, 0},
+    /* which kernel variant runs the family (src/kernel_variant.c: 1 portable, 2 nvidia-mma,
+     * 3 portable-cpu); unset, the first variant in the table that fits the plan and the device */
+    [CLPSA__P_DENSE_VARIANT] = {"dense", "VARIANT", {1, 2, 3}, 3, 0, 0},
+    [CLPSA__P_ATTEND_VARIANT] = {"attend", "VARIANT", {1, 2, 3}, 3, 0, 0},
     /* nvidia-mma variants: warps per work-group (16 query rows each) and keys per tile */
     [CLPSA__P_DENSE_NV_WARPS] = {"dense", "NV_WARPS", {2, 4, 8}, 3, 4, 4},
     [CLPSA__P_DENSE_NV_TILE_N] = {"dense", "NV_TILE_N", {32, 64}, 2, 64, 64},
@@ -37,6 +37,12 @@ const clpsa__param_def clpsa__param_defs[CLPSA__PARAM_COUNT] = {
      * while one is computed, where local memory holds them (else 1) */
     [CLPSA__P_DENSE_NV_STAGES] = {"dense", "NV_STAGES", {1, 2}, 2, 2, 2},
     [CLPSA__P_ATTEND_NV_STAGES] = {"attend", "NV_STAGES", {1, 2}, 2, 2, 2},
+    /* portable-cpu variants: query rows per work-item (the rows of its register tiles) and keys
+     * per staged tile */
+    [CLPSA__P_DENSE_CPU_ROWS] = {"dense", "CPU_ROWS", {16, 32, 64, 128}, 4, 64, 64},
+    [CLPSA__P_DENSE_CPU_TILE_N] = {"dense", "CPU_TILE_N", {16, 32, 64}, 3, 32, 32},
+    [CLPSA__P_ATTEND_CPU_ROWS] = {"attend", "CPU_ROWS", {16, 32, 64, 128}, 4, 64, 64},
+    [CLPSA__P_ATTEND_CPU_TILE_N] = {"attend", "CPU_TILE_N", {16, 32, 64}, 3, 32, 32},
 };
 
 const char *clpsa__param_source_name(clpsa__param_source source) {

@@ -25,6 +25,10 @@ typedef enum clpsa__param_id {
     CLPSA__P_ESTIMATE_NV_TILE_N,
     CLPSA__P_DENSE_NV_STAGES,
     CLPSA__P_ATTEND_NV_STAGES,
+    CLPSA__P_DENSE_CPU_ROWS,
+    CLPSA__P_DENSE_CPU_TILE_N,
+    CLPSA__P_ATTEND_CPU_ROWS,
+    CLPSA__P_ATTEND_CPU_TILE_N,
     CLPSA__PARAM_COUNT
 } clpsa__param_id;
 

@@ -138,3 +138,63 @@ const clpsa__kernel_variant clpsa__portable_estimate_staged = {
     staged_fits,
     configure_staged,
 };
+
+/* The CPU-shaped variants (cl/portable/): one work-item per group owns CPU_ROWS query rows and
+ * register-blocks them with float16 vectors (rows along the lanes), which PoCL compiles to
+ * AVX-512 without relying on its work-item loop vectoriser. */
+static bool cpu_device(const clpsa__device_info *info, char *why, size_t size) {
+    if (info->type & CL_DEVICE_TYPE_CPU)
+        return true;
+    snprintf(why, size, "not a CPU device (shaped for one work-item per core with wide vectors)");
+    return false;
+}
+
+/* Rows per work-item: CPU_ROWS, at most the query block rounded up to whole vectors of 16. */
+static clpsa_status configure_cpu(clpsa_plan *plan, int attempt, clpsa__param_id rows_id,
+                                  clpsa__param_id tile_id, int max_rows,
+                                  clpsa__kernel_config *out) {
+    int tile = 0;
+    if (attempt > 0)
+        return CLPSA_ERROR_UNSUPPORTED; /* one work-item per group: nothing to shrink */
+    clpsa_status status = clpsa__plan_param(plan, rows_id, &out->rows, NULL);
+    if (status == CLPSA_OK)
+        status = clpsa__plan_param(plan, tile_id, &tile, NULL);
+    if (status != CLPSA_OK)
+        return status;
+    const int cap = (max_rows + 15) / 16 * 16;
+    if (out->rows > cap)
+        out->rows = cap;
+    out->items = 1;
+    snprintf(out->options, sizeof out->options, "-DCPU_ROWS=%d -DCPU_TILE_N=%d", out->rows, tile);
+    return CLPSA_OK;
+}
+
+static clpsa_status configure_cpu_dense(clpsa_plan *plan, int attempt, clpsa__kernel_config *out) {
+    return configure_cpu(plan, attempt, CLPSA__P_DENSE_CPU_ROWS, CLPSA__P_DENSE_CPU_TILE_N, 1 << 30,
+                         out);
+}
+
+static clpsa_status configure_cpu_attend(clpsa_plan *plan, int attempt, clpsa__kernel_config *out) {
+    return configure_cpu(plan, attempt, CLPSA__P_ATTEND_CPU_ROWS, CLPSA__P_ATTEND_CPU_TILE_N,
+                         plan->psa.block_q, out);
+}
+
+const clpsa__kernel_variant clpsa__portable_cpu_dense = {
+    CLPSA__FAMILY_DENSE, 3,
+    "portable-cpu",      {"common.cl", "portable/cpu_flash.cl", "portable/dense_cpu.cl", NULL},
+    "dense_attention",   {CLPSA__P_DENSE_CPU_ROWS, CLPSA__P_DENSE_CPU_TILE_N, CLPSA__PARAM_COUNT},
+    cpu_device,          any_plan,
+    configure_cpu_dense,
+};
+
+const clpsa__kernel_variant clpsa__portable_cpu_attend = {
+    CLPSA__FAMILY_ATTEND,
+    3,
+    "portable-cpu",
+    {"common.cl", "portable/cpu_flash.cl", "portable/attend_cpu.cl", NULL},
+    "psa_attend",
+    {CLPSA__P_ATTEND_CPU_ROWS, CLPSA__P_ATTEND_CPU_TILE_N, CLPSA__PARAM_COUNT},
+    cpu_device,
+    any_plan,
+    configure_cpu_attend,
+};

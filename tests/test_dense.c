@@ -16,6 +16,8 @@
 #include "ref/ref_attention.h"
 #include "support/test_support.h"
 
+#include <clpsa/clpsa_tuning.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +34,8 @@ typedef struct dense_case {
     int q_pad, kv_pad, out_pad; /* unused elements after each D-vector */
     float scale;                /* 0: the library's default, 1/sqrt(D) */
     int causal;
+    char params[96]; /* clpsa_context_set_params text: the kernel variant and its tiles */
+    int variant;     /* the dense.VARIANT that must have run */
 } dense_case;
 
 /* Tolerances follow the output type only. Inputs are rounded to their storage type on the
@@ -258,8 +262,13 @@ static void test_dense_case(void **state) {
     dense_data_layout(c, &data);
     const clpsa_plan_desc desc = plan_desc_of(c, &data);
     ts_case_begin(c->name);
+    ts_check(ctx, clpsa_context_set_params(ctx, c->params));
     clpsa_plan *plan = NULL;
     ts_check(ctx, clpsa_plan_create(ctx, &desc, &plan));
+    char ran[32];
+    snprintf(ran, sizeof ran, "dense.VARIANT=%d ", c->variant);
+    if (!strstr(clpsa_plan_parameter_source(plan), ran))
+        ts_fail("asked for %s, the plan reports %s", c->params, clpsa_plan_parameter_source(plan));
     clpsa_plan_desc resolved;
     ts_check(ctx, clpsa_plan_get_desc(plan, &resolved));
     const float want_scale = c->scale != 0.0f ? c->scale : 1.0f / sqrtf((float)c->head_dim);
@@ -437,7 +446,7 @@ static void test_default_scale_equals_explicit(void **state) {
 
 /* ---- The case table ---- */
 
-#define MAX_CASES 160
+#define MAX_CASES 480
 static dense_case cases[MAX_CASES];
 static size_t case_count;
 
@@ -459,6 +468,12 @@ static dense_case base(int d, clpsa_dtype dtype, int nq, int nk) {
     return c;
 }
 
+/* The variant (and tile overrides) the cases added next run with, and their name prefix. */
+static struct {
+    char params[96], tag[24];
+    int variant;
+} current;
+
 static void add(dense_case c, const char *group) {
     if (case_count == MAX_CASES) {
         fprintf(stderr, "test_dense: more than %d cases\n", MAX_CASES);
@@ -472,13 +487,38 @@ static void add(dense_case c, const char *group) {
     char scale[24] = "";
     if (c.scale != 0.0f)
         snprintf(scale, sizeof scale, "_s%g", (double)c.scale);
-    snprintf(c.name, sizeof c.name, "%s_d%d_%s_o%s_b%d_h%d-%d_n%d-%d%s%s%s", group, c.head_dim,
-             clpsa_dtype_name(c.dtype), dtype_tag(c.out_dtype), c.batch, c.heads_q, c.heads_kv,
-             c.seq_q, c.seq_k, layout, scale, c.causal ? "_causal" : "");
+    snprintf(c.params, sizeof c.params, "%s", current.params);
+    c.variant = current.variant;
+    snprintf(c.name, sizeof c.name, "%s_%s_d%d_%s_o%s_b%d_h%d-%d_n%d-%d%s%s%s", current.tag, group,
+             c.head_dim, clpsa_dtype_name(c.dtype), dtype_tag(c.out_dtype), c.batch, c.heads_q,
+             c.heads_kv, c.seq_q, c.seq_k, layout, scale, c.causal ? "_causal" : "");
     cases[case_count++] = c;
 }
 
-static void build_cases(void) {
+/* Sequence lengths around the tiles (assumed 16..128 rows and keys): 1, tile - 1, tile,
+ * tile + 1, primes, Nq != Nk both ways. */
+static void add_size_cases(void) {
+    const int sizes[][2] = {{1, 1},     {1, 2},     {2, 7},      {7, 2},     {15, 17},   {16, 16},
+                            {31, 31},   {32, 32},   {33, 33},    {63, 64},   {64, 63},   {65, 65},
+                            {127, 128}, {128, 127}, {129, 129},  {257, 211}, {211, 257}, {1, 509},
+                            {509, 1},   {509, 509}, {1021, 1031}};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; ++i)
+        add(base(64, CLPSA_DTYPE_FP32, sizes[i][0], sizes[i][1]), "sizes");
+    add(base(128, CLPSA_DTYPE_FP16, 129, 127), "sizes");
+    add(base(32, CLPSA_DTYPE_BF16, 127, 257), "sizes");
+    {
+        dense_case c = base(64, CLPSA_DTYPE_FP16, 1031, 1021);
+        c.causal = 1;
+        add(c, "sizes");
+    }
+    {
+        dense_case c = base(64, CLPSA_DTYPE_FP32, 129, 257);
+        c.causal = 1;
+        add(c, "sizes");
+    }
+}
+
+static void build_variant_cases(void) {
     const clpsa_dtype dtypes[3] = {CLPSA_DTYPE_FP32, CLPSA_DTYPE_FP16, CLPSA_DTYPE_BF16};
     const int dims[5] = {32, 64, 96, 128, 256};
 
@@ -518,21 +558,7 @@ static void build_cases(void) {
         add(c, "outdtype");
     }
 
-    /* Sequence lengths around the tiles (assumed 32..128 rows and keys): 1, tile - 1, tile,
-     * tile + 1, primes, Nq != Nk both ways. */
-    const int sizes[][2] = {{1, 1},     {1, 2},     {2, 7},     {7, 2},      {31, 31},
-                            {32, 32},   {33, 33},   {63, 64},   {64, 63},    {65, 65},
-                            {127, 128}, {128, 127}, {129, 129}, {257, 211},  {211, 257},
-                            {1, 509},   {509, 1},   {509, 509}, {1021, 1031}};
-    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; ++i)
-        add(base(64, CLPSA_DTYPE_FP32, sizes[i][0], sizes[i][1]), "sizes");
-    add(base(128, CLPSA_DTYPE_FP16, 129, 127), "sizes");
-    add(base(32, CLPSA_DTYPE_BF16, 127, 257), "sizes");
-    {
-        dense_case c = base(64, CLPSA_DTYPE_FP16, 1031, 1021);
-        c.causal = 1;
-        add(c, "sizes");
-    }
+    add_size_cases();
 
     /* Layouts: all BNHD, mixed (Q BNHD, K/V BHND, out BHND), padded rows in both layouts; two
      * batches and two kv heads so every stride is exercised. */
@@ -621,9 +647,35 @@ static void build_cases(void) {
     }
 }
 
+/* Every case for every variant the device can run (the first is what a plan gets without
+ * an override), and the sizes again with the CPU variant's smallest and largest tiles. */
+static void build_cases(void) {
+    int variants[8];
+    const int count = ts_variants_available(ctx, "dense", variants, 8);
+    if (count < 1 || variants[count - 1] != 1) {
+        fprintf(stderr, "test_dense: the portable variant (dense.VARIANT=1) must always run\n");
+        abort();
+    }
+    for (int i = 0; i < count; ++i) {
+        current.variant = variants[i];
+        snprintf(current.params, sizeof current.params, "dense.VARIANT=%d", variants[i]);
+        snprintf(current.tag, sizeof current.tag, "v%d", variants[i]);
+        build_variant_cases();
+        if (variants[i] != 3)
+            continue;
+        static const int tiles[][2] = {{16, 16}, {128, 64}, {32, 64}};
+        for (size_t t = 0; t < sizeof tiles / sizeof tiles[0]; ++t) {
+            snprintf(current.params, sizeof current.params,
+                     "dense.VARIANT=3,dense.CPU_ROWS=%d,dense.CPU_TILE_N=%d", tiles[t][0],
+                     tiles[t][1]);
+            snprintf(current.tag, sizeof current.tag, "v3r%dt%d", tiles[t][0], tiles[t][1]);
+            add_size_cases();
+        }
+    }
+}
+
 static int group_setup(void **state) {
     (void)state;
-    ctx = ts_context_create();
     return ctx ? 0 : -1;
 }
 
@@ -634,6 +686,9 @@ static int group_teardown(void **state) {
 }
 
 int main(void) {
+    ctx = ts_context_create();
+    if (!ctx)
+        return 1;
     build_cases();
     static struct CMUnitTest tests[MAX_CASES + 2];
     size_t count = 0;

@@ -29,6 +29,11 @@
 
 static clpsa_context *ctx;
 
+/* The attend variant (attend.VARIANT) the level-map cases run with, and the override text
+ * that asked for it (each_attend_variant); 0 and "": whatever the plan chooses. */
+static int attend_variant;
+static char attend_params[96];
+
 static int group_setup(void **state) {
     (void)state;
     ctx = ts_context_create();
@@ -195,6 +200,12 @@ static void case_init_padded(psa_case *c, const clpsa_plan_desc *desc, ts_layout
     ts_check(ctx, clpsa_plan_create(ctx, d, &c->plan));
     if (d->method != CLPSA_METHOD_DENSE)
         ts_check(ctx, clpsa_plan_block_grid(c->plan, &c->grid));
+    char ran[32];
+    snprintf(ran, sizeof ran, "attend.VARIANT=%d ", attend_variant);
+    if (attend_variant && d->method != CLPSA_METHOD_DENSE &&
+        !strstr(clpsa_plan_parameter_source(c->plan), ran))
+        ts_fail("asked for %s, the plan reports %s", attend_params,
+                clpsa_plan_parameter_source(c->plan));
 
     ref_attention_problem *p = &c->prob;
     p->batch = d->batch;
@@ -878,10 +889,10 @@ static void run_level_config(const level_config *cfg, clpsa_dtype dtype, clpsa_d
                              int maps) {
     char name[160];
     snprintf(name, sizeof name,
-             "levels bm=%d bn=%d B=%d Hq=%d Hkv=%d Nq=%d Nk=%d D=%d %s pad=%d%s %s", cfg->bm,
+             "levels bm=%d bn=%d B=%d Hq=%d Hkv=%d Nq=%d Nk=%d D=%d %s pad=%d%s %s %s", cfg->bm,
              cfg->bn, cfg->batch, cfg->heads_q, cfg->heads_kv, cfg->seq_q, cfg->seq_k, cfg->dim,
              ts_layout_name(cfg->layout), cfg->row_pad, cfg->causal ? " causal" : "",
-             dtype_label(dtype));
+             dtype_label(dtype), attend_params);
     ts_case_begin(name);
     clpsa_plan_desc d =
         base_desc(cfg->batch, cfg->heads_q, cfg->heads_kv, cfg->seq_q, cfg->seq_k, cfg->dim);
@@ -916,8 +927,31 @@ static void run_level_config(const level_config *cfg, clpsa_dtype dtype, clpsa_d
     case_free(&c);
 }
 
-static void test_levels_fp32(void **state) {
-    (void)state;
+/* Runs `body` once per attend variant the device can run (the plan's own choice first), and
+ * for the CPU variant again with its smallest and largest tiles (rows capped at bm). */
+static void each_attend_variant(void (*body)(void), bool tile_configs) {
+    int variants[8];
+    const int count = ts_variants_available(ctx, "attend", variants, 8);
+    if (count < 1 || variants[count - 1] != 1)
+        ts_fail("the portable variant (attend.VARIANT=1) must always be available");
+    for (int i = 0; i < count; ++i) {
+        static const char *const cpu_tiles[] = {"", ",attend.CPU_ROWS=16,attend.CPU_TILE_N=16",
+                                                ",attend.CPU_ROWS=128,attend.CPU_TILE_N=64"};
+        const int configs = variants[i] == 3 && tile_configs ? 3 : 1;
+        for (int t = 0; t < configs; ++t) {
+            attend_variant = variants[i];
+            snprintf(attend_params, sizeof attend_params, "attend.VARIANT=%d%s", variants[i],
+                     cpu_tiles[t]);
+            ts_check(ctx, clpsa_context_set_params(ctx, attend_params));
+            body();
+        }
+    }
+    attend_variant = 0;
+    attend_params[0] = '\0';
+    ts_check(ctx, clpsa_context_set_params(ctx, NULL));
+}
+
+static void levels_fp32(void) {
     /* Every bn in {16, 32, 64, 128} and bm in {32, 64, 128}; ragged Nq and Nk, Nq != Nk, GQA,
      * both layouts, causal with Nk > Nq and Nk < Nq (rows that see nothing). */
     const level_config configs[] = {
@@ -936,8 +970,12 @@ static void test_levels_fp32(void **state) {
         run_level_config(&configs[i], CLPSA_DTYPE_FP32, CLPSA_DTYPE_DEFAULT, 2);
 }
 
-static void test_levels_fp16_bf16(void **state) {
+static void test_levels_fp32(void **state) {
     (void)state;
+    each_attend_variant(levels_fp32, true);
+}
+
+static void levels_fp16_bf16(void) {
     const level_config a = {64, 32, 1, 2, 1, 90, 150, 32, TS_BNHD, 1, 8};
     const level_config b = {32, 16, 1, 2, 2, 70, 61, 32, TS_BHND, 0, 0};
     run_level_config(&a, CLPSA_DTYPE_FP16, CLPSA_DTYPE_DEFAULT, 2);
@@ -946,11 +984,15 @@ static void test_levels_fp16_bf16(void **state) {
     run_level_config(&b, CLPSA_DTYPE_FP16, CLPSA_DTYPE_FP32, 1);
 }
 
-static void test_level1_equals_dense_and_level0_is_zero(void **state) {
+static void test_levels_fp16_bf16(void **state) {
     (void)state;
+    each_attend_variant(levels_fp16_bf16, false);
+}
+
+static void level1_equals_dense_and_level0_is_zero(void) {
     for (int causal = 0; causal < 2; ++causal) {
-        char name[64];
-        snprintf(name, sizeof name, "level1 dense%s", causal ? " causal" : "");
+        char name[160];
+        snprintf(name, sizeof name, "level1 dense%s %s", causal ? " causal" : "", attend_params);
         ts_case_begin(name);
         clpsa_plan_desc d = base_desc(1, 4, 2, 99, 140, 32);
         d.block_q = 64;
@@ -1005,9 +1047,15 @@ static void test_level1_equals_dense_and_level0_is_zero(void **state) {
 
 /* One block at level 8 and the rest 0 is attention to that block's group means, each repeated
  * once per real member (written out here without the pyramid or the ln(cnt) bias). */
-static void test_single_level8_block(void **state) {
+static void test_level1_equals_dense_and_level0_is_zero(void **state) {
     (void)state;
-    ts_case_begin("single level-8 block");
+    each_attend_variant(level1_equals_dense_and_level0_is_zero, true);
+}
+
+static void single_level8_block(void) {
+    char name[160];
+    snprintf(name, sizeof name, "single level-8 block %s", attend_params);
+    ts_case_begin(name);
     const int bm = 32, bn = 32, seq_q = 70, seq_k = 101; /* last block: 5 tokens */
     clpsa_plan_desc d = base_desc(1, 2, 1, seq_q, seq_k, 32);
     d.block_q = bm;
@@ -1069,6 +1117,11 @@ static void test_single_level8_block(void **state) {
     free(ref);
     free(levels);
     case_free(&c);
+}
+
+static void test_single_level8_block(void **state) {
+    (void)state;
+    each_attend_variant(single_level8_block, true);
 }
 
 /* ========================================================================================

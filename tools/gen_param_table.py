@@ -34,6 +34,10 @@ PARAMS = [  # the order of clpsa__param_id in src/params.h
     "estimate.NV_TILE_N",
     "dense.NV_STAGES",
     "attend.NV_STAGES",
+    "dense.CPU_ROWS",
+    "dense.CPU_TILE_N",
+    "attend.CPU_ROWS",
+    "attend.CPU_TILE_N",
 ]
 
 

@@ -8,6 +8,8 @@
 
 #include "support/test_support.h"
 
+#include <clpsa/clpsa_tuning.h>
+
 #include <math.h>
 #include <dirent.h>
 #include <errno.h>
@@ -163,6 +165,22 @@ clpsa_context *ts_context_create(void) {
     fprintf(stderr, "test_support: device %s (%s)\n", clpsa_context_device_name(ctx),
             clpsa_context_device_reason(ctx));
     return ctx;
+}
+
+int ts_variants_available(clpsa_context *ctx, const char *family, int *ids, int max) {
+    static char text[8192];
+    if (clpsa_context_describe_params(ctx, text, sizeof text) != CLPSA_OK)
+        return 0;
+    char key[64];
+    snprintf(key, sizeof key, "(%s.VARIANT=", family);
+    int count = 0;
+    for (const char *at = strstr(text, key); at && count < max; at = strstr(at + 1, key)) {
+        int id = 0, used = 0;
+        if (sscanf(at + strlen(key), "%d) %n", &id, &used) == 1 && used > 0 &&
+            strncmp(at + strlen(key) + used, "available", 9) == 0)
+            ids[count++] = id;
+    }
+    return count;
 }
 
 void ts_apply_test_filter(void) {

@@ -66,6 +66,11 @@ void ts_check_cl_impl(const char *file, int line, cl_int err, const char *what);
  * Returns NULL (after printing why to stderr) if no context can be made. */
 clpsa_context *ts_context_create(void);
 
+/* The kernel variants of `family` ("dense", "attend") that the context's device can run, from
+ * clpsa_context_describe_params: their family.VARIANT ids in preference order, at most `max`;
+ * returns how many. The suites run their cases once per variant through these overrides. */
+int ts_variants_available(clpsa_context *ctx, const char *family, int *ids, int max);
+
 /* Runs only the tests whose names match $CLPSA_TEST_FILTER (cmocka wildcards), so one
  * failing case can be rerun alone. Call before cmocka_run_group_tests. */
 void ts_apply_test_filter(void);

@@ -93,6 +93,29 @@ static void note_variant(clpsa_plan *plan, const char *family, const clpsa__kern
              "%s%s.VARIANT=%d %s (%s)", used ? ", " : "", family, v->id, v->name, why);
 }
 
+/* The first variant of the family that fits the plan and has a tunable the user overrode;
+ * which tunable, in `what`. */
+static const clpsa__kernel_variant *
+overridden_variant(const clpsa_plan *plan, clpsa__kernel_family family, char *what, size_t size) {
+    clpsa_context *ctx = plan->ctx;
+    for (size_t i = 0; i < families[family].count; ++i) {
+        const clpsa__kernel_variant *v = variant_at(family, i);
+        char why[256];
+        if (!fits(plan, v, why, sizeof why))
+            continue;
+        for (int p = 0; p < 4 && v->params[p] != CLPSA__PARAM_COUNT; ++p) {
+            clpsa__param_source source;
+            clpsa__param_value(ctx, v->params[p], &source);
+            if (source != CLPSA__SOURCE_OVERRIDE)
+                continue;
+            snprintf(what, size, "user override of %s.%s", clpsa__param_defs[v->params[p]].family,
+                     clpsa__param_defs[v->params[p]].name);
+            return v;
+        }
+    }
+    return NULL;
+}
+
 clpsa_status clpsa__kernel_variant_build(clpsa_plan *plan, clpsa__kernel_family family,
                                          const char *options, cl_kernel *kernel,
                                          const clpsa__kernel_variant **variant,
@@ -100,8 +123,19 @@ clpsa_status clpsa__kernel_variant_build(clpsa_plan *plan, clpsa__kernel_family 
     clpsa_context *ctx = plan->ctx;
     const char *name = families[family].name;
     clpsa__param_source source;
-    const int requested = clpsa__param_value(ctx, families[family].variant_param, &source);
+    int requested = clpsa__param_value(ctx, families[family].variant_param, &source);
+    const char *asked_by = clpsa__param_source_name(source);
     char why[512];
+    /* A user override of one variant's own tunable (dense.TILE_N) asks for that variant,
+     * unless VARIANT itself is overridden: the override would otherwise do nothing. */
+    char implied[96];
+    if (source != CLPSA__SOURCE_OVERRIDE) {
+        const clpsa__kernel_variant *v = overridden_variant(plan, family, implied, sizeof implied);
+        if (v) {
+            requested = v->id;
+            asked_by = implied;
+        }
+    }
 
     /* The named variant first (where it fits), then the table's order. */
     const clpsa__kernel_variant *order[8];
@@ -121,7 +155,7 @@ clpsa_status clpsa__kernel_variant_build(clpsa_plan *plan, clpsa__kernel_family 
             else /* a device-wide table or cache value meets a plan it does not cover */
                 clpsa__log(ctx, CLPSA_LOG_INFO,
                            "%s.VARIANT=%d (%s, %s) cannot run this plan: %s; choosing another",
-                           name, requested, v->name, clpsa__param_source_name(source), why);
+                           name, requested, v->name, asked_by, why);
         }
     }
     for (size_t i = 0; i < families[family].count; ++i) {
@@ -139,7 +173,7 @@ clpsa_status clpsa__kernel_variant_build(clpsa_plan *plan, clpsa__kernel_family 
         const clpsa__kernel_variant *v = order[c];
         plan->parameter_source[source_length] = '\0';
         const bool asked = requested == v->id;
-        note_variant(plan, name, v, asked ? clpsa__param_source_name(source) : "first that fits");
+        note_variant(plan, name, v, asked ? asked_by : "first that fits");
         status = build_one(plan, v, options, kernel, config);
         if (status == CLPSA_OK) {
             *variant = v;
@@ -149,11 +183,11 @@ clpsa_status clpsa__kernel_variant_build(clpsa_plan *plan, clpsa__kernel_family 
                        name, v->name, config->rows, config->items);
             return CLPSA_OK;
         }
-        /* A build that fails on some driver, or a kernel that cannot take the group it needs,
-         * falls back to the next variant; anything else (an impossible override, out of
-         * memory) is the caller's answer. */
-        const bool fall_back =
-            status == CLPSA_ERROR_BUILD_FAILED || status == CLPSA_ERROR_UNSUPPORTED;
+        /* A build that fails on some driver, a kernel that cannot take the group it needs, or
+         * a source file that a CLPSA_KERNEL_DIR lacks falls back to the next variant; anything
+         * else (an impossible override, out of memory) is the caller's answer. */
+        const bool fall_back = status == CLPSA_ERROR_BUILD_FAILED ||
+                               status == CLPSA_ERROR_UNSUPPORTED || status == CLPSA_ERROR_IO;
         if (!fall_back || c + 1 == n)
             return status;
         clpsa__log(ctx, CLPSA_LOG_WARN, "%s variant %s failed (%s); falling back to %s", name,

@@ -351,6 +351,16 @@ static clpsa_status tune_family(bench *b, int f, double budget, const clpsa_tune
         order[i] = order[j];
         order[j] = swap;
     }
+    /* The fastest accepted candidate of each variant id (index into space), so the cache also
+     * holds tuned values for the variants that lost (a later VARIANT override uses them). */
+    const clpsa__param_id variant_param = families[f].variant_param;
+    enum { MAX_VARIANT_ID = 16 };
+    int variant_best[MAX_VARIANT_ID];
+    double variant_ms[MAX_VARIANT_ID];
+    for (int v = 0; v < MAX_VARIANT_ID; ++v) {
+        variant_best[v] = -1;
+        variant_ms[v] = INFINITY;
+    }
     r->exhaustive = 1;
     for (int i = 0; i < size; ++i) {
         /* At least one candidate besides the reference, however small the budget. */
@@ -369,9 +379,16 @@ static clpsa_status tune_family(bench *b, int f, double budget, const clpsa_tune
             clpsa__log(ctx, CLPSA_LOG_INFO, "tune %s: candidate %d rejected (%s)", families[f].name,
                        order[i], s != CLPSA_OK ? clpsa_status_name(s) : "result differs");
             clpsa__clear_error(ctx);
-        } else if (got.ms < r->best_ms) {
-            r->best_ms = got.ms;
-            memcpy(best_values, ctx->overrides, sizeof best_values);
+        } else {
+            const int id = variant_param < CLPSA__PARAM_COUNT ? candidate[variant_param] : 0;
+            if (id >= 0 && id < MAX_VARIANT_ID && got.ms < variant_ms[id]) {
+                variant_ms[id] = got.ms;
+                variant_best[id] = order[i];
+            }
+            if (got.ms < r->best_ms) {
+                r->best_ms = got.ms;
+                memcpy(best_values, ctx->overrides, sizeof best_values);
+            }
         }
         outcome_free(&got);
         if (t->progress)
@@ -379,9 +396,13 @@ static clpsa_status tune_family(bench *b, int f, double budget, const clpsa_tune
     }
     free(order);
     outcome_free(&reference);
-    /* The winner's own values: the parameters its candidate set. The reference names no
-     * variant: when it won, it stands for the variant it ran with the default values. */
-    const clpsa__param_id variant_param = families[f].variant_param;
+    /* The losing variants' own tunables first, then the winner's own values: the parameters
+     * its candidate set. The reference names no variant: when it won, it stands for the
+     * variant it ran with the default values. */
+    for (int v = 0; v < MAX_VARIANT_ID; ++v)
+        for (int id = 0; id < CLPSA__PARAM_COUNT && variant_best[v] >= 0; ++id)
+            if (id != (int)variant_param && space.values[variant_best[v]][id])
+                winners[id] = space.values[variant_best[v]][id];
     if (variant_param < CLPSA__PARAM_COUNT && best_values[variant_param] == 0)
         best_values[variant_param] = reference_variant;
     int family_values[CLPSA__PARAM_COUNT] = {0};

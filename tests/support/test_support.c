@@ -169,7 +169,7 @@ clpsa_context *ts_context_create(void) {
 
 int ts_variants_available(clpsa_context *ctx, const char *family, int *ids, int max) {
     static char text[8192];
-    if (clpsa_context_describe_params(ctx, text, sizeof text) != CLPSA_OK)
+    if (clpsa_context_describe_variants(ctx, text, sizeof text) != CLPSA_OK)
         return 0;
     char key[64];
     snprintf(key, sizeof key, "(%s.VARIANT=", family);
@@ -177,7 +177,7 @@ int ts_variants_available(clpsa_context *ctx, const char *family, int *ids, int 
     for (const char *at = strstr(text, key); at && count < max; at = strstr(at + 1, key)) {
         int id = 0, used = 0;
         if (sscanf(at + strlen(key), "%d) %n", &id, &used) == 1 && used > 0 &&
-            strncmp(at + strlen(key) + used, "available", 9) == 0)
+            strncmp(at + strlen(key) + used, "runs here", 9) == 0)
             ids[count++] = id;
     }
     return count;

@@ -67,7 +67,7 @@ void ts_check_cl_impl(const char *file, int line, cl_int err, const char *what);
 clpsa_context *ts_context_create(void);
 
 /* The kernel variants of `family` ("dense", "attend") that the context's device can run, from
- * clpsa_context_describe_params: their family.VARIANT ids in preference order, at most `max`;
+ * clpsa_context_describe_variants: their family.VARIANT ids in preference order, at most `max`;
  * returns how many. The suites run their cases once per variant through these overrides. */
 int ts_variants_available(clpsa_context *ctx, const char *family, int *ids, int max);
 

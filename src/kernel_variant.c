@@ -12,7 +12,8 @@ static const clpsa__kernel_variant *const dense_variants[] = {
 static const clpsa__kernel_variant *const attend_variants[] = {
     &clpsa__nvidia_mma_attend, &clpsa__portable_cpu_attend, &clpsa__portable_attend};
 static const clpsa__kernel_variant *const estimate_variants[] = {
-    &clpsa__nvidia_mma_estimate, &clpsa__portable_estimate_staged, &clpsa__portable_estimate};
+    &clpsa__nvidia_mma_estimate, &clpsa__portable_cpu_estimate, &clpsa__portable_estimate_staged,
+    &clpsa__portable_estimate};
 
 static const struct {
     const char *name;
@@ -22,7 +23,7 @@ static const struct {
 } families[CLPSA__KERNEL_FAMILIES] = {
     [CLPSA__FAMILY_DENSE] = {"dense", dense_variants, 3, CLPSA__P_DENSE_VARIANT},
     [CLPSA__FAMILY_ATTEND] = {"attend", attend_variants, 3, CLPSA__P_ATTEND_VARIANT},
-    [CLPSA__FAMILY_ESTIMATE] = {"estimate", estimate_variants, 3, CLPSA__P_ESTIMATE_VARIANT},
+    [CLPSA__FAMILY_ESTIMATE] = {"estimate", estimate_variants, 4, CLPSA__P_ESTIMATE_VARIANT},
 };
 
 const clpsa__kernel_variant *const *clpsa__kernel_variants(clpsa__kernel_family family,

@@ -63,6 +63,7 @@ void clpsa__kernel_variants_describe(const clpsa__device_info *info, char *out, 
 extern const clpsa__kernel_variant clpsa__portable_dense, clpsa__portable_attend;
 extern const clpsa__kernel_variant clpsa__portable_estimate, clpsa__portable_estimate_staged;
 extern const clpsa__kernel_variant clpsa__portable_cpu_dense, clpsa__portable_cpu_attend;
+extern const clpsa__kernel_variant clpsa__portable_cpu_estimate;
 extern const clpsa__kernel_variant clpsa__nvidia_mma_dense, clpsa__nvidia_mma_attend;
 extern const clpsa__kernel_variant clpsa__nvidia_mma_estimate;
 

@@ -20,8 +20,9 @@ const clpsa__param_def clpsa__param_defs[CLPSA__PARAM_COUNT] = {
     [CLPSA__P_ASSIGN_WG] = {"assign", "ASSIGN_WG", {32, 64, 128, 256}, 4, 64, 64},
     /* sampled estimate kernel (src/kernel_variant.c): 1 work-items own sampled rows (no local
      * memory); 2 sampled rows staged in local memory, work-items own key blocks (needs
-     * sample_q * D floats of it); 3 nvidia-mma; unset, the first that fits */
-    [CLPSA__P_ESTIMATE_VARIANT] = {"estimate", "VARIANT", {1, 2, 3}, 3, 0, 0},
+     * sample_q * D floats of it); 3 nvidia-mma; 4 portable-cpu (one work-item per query block,
+     * sampled rows along the vector lanes); unset, the first that fits */
+    [CLPSA__P_ESTIMATE_VARIANT] = {"estimate", "VARIANT", {1, 2, 3, 4}, 4, 0, 0},
     /* which kernel variant runs the family (src/kernel_variant.c: 1 portable, 2 nvidia-mma,
      * 3 portable-cpu); unset, the first variant in the table that fits the plan and the device */
     [CLPSA__P_DENSE_VARIANT] = {"dense", "VARIANT", {1, 2, 3}, 3, 0, 0},

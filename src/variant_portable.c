@@ -198,3 +198,28 @@ const clpsa__kernel_variant clpsa__portable_cpu_attend = {
     any_plan,
     configure_cpu_attend,
 };
+
+/* The sampled estimate for CPUs: one work-item per query block, its sampled rows along the
+ * lanes; nothing to tune. */
+static clpsa_status configure_cpu_estimate(clpsa_plan *plan, int attempt,
+                                           clpsa__kernel_config *out) {
+    (void)plan;
+    if (attempt > 0)
+        return CLPSA_ERROR_UNSUPPORTED;
+    out->rows = 1;
+    out->items = 1;
+    out->options[0] = '\0';
+    return CLPSA_OK;
+}
+
+const clpsa__kernel_variant clpsa__portable_cpu_estimate = {
+    CLPSA__FAMILY_ESTIMATE,
+    4,
+    "portable-cpu",
+    {"common.cl", "portable/estimate_cpu.cl", NULL},
+    "estimate_sampled",
+    {CLPSA__PARAM_COUNT},
+    cpu_device,
+    any_plan,
+    configure_cpu_estimate,
+};

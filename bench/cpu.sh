@@ -23,7 +23,7 @@ export POCL_MAX_PTHREAD_COUNT=$threads
 
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores;" \
     "$(date -u +%Y-%m-%dT%H:%MZ); threads $threads"
-"$build/clpsa" devices 2>/dev/null | grep -E "^\s+(name|driver)" | head -2 || true
+"$build/clpsa" devices 2>/dev/null | grep -E "^  device 0|^\s+(driver|key) " | head -3 || true
 for round in $(seq 1 "$rounds"); do
     echo "== round $round, load $(cut -d' ' -f1-3 /proc/loadavg)"
     "$build/clpsa" bench --workload random --shapes 1x2x4096x64 --densities 0.5 --no-clblast \

@@ -66,14 +66,13 @@ psa_attend(__global const in_t *q, __global const in_t *k, __global const in_t *
         const int f = 1 << level;
         const int per_block = BLOCK_K / f;
         const int count = counts[row * 4 + level];
-        const int pooled = level == 0 ? seq_k : level == 1 ? np2 : level == 2 ? np4 : np8;
-        const int level_offset = level == 1 ? 0 : level == 2 ? np2 : np2 + np4;
-        __global const in_t *k_base = level == 0 ? k + b * k_sb + kvh * k_sh
-                                                 : k_pyr + (pyramid_head + level_offset) * HEAD_DIM;
-        __global const in_t *v_base = level == 0 ? v + b * v_sb + kvh * v_sh
-                                                 : v_pyr + (pyramid_head + level_offset) * HEAD_DIM;
-        const long k_step = level == 0 ? k_sn : HEAD_DIM;
-        const long v_step = level == 0 ? v_sn : HEAD_DIM;
+        const psa_level rows_of =
+            psa_level_rows(level, k + b * k_sb + kvh * k_sh, v + b * v_sb + kvh * v_sh, k_sn, v_sn,
+                           k_pyr, v_pyr, pyramid_head, seq_k, np2, np4, np8);
+        const int pooled = rows_of.pooled;
+        __global const in_t *k_base = rows_of.k;
+        __global const in_t *v_base = rows_of.v;
+        const long k_step = rows_of.k_step, v_step = rows_of.v_step;
         const int tokens = count * per_block;
         for (int slot0 = 0; slot0 < tokens; slot0 += TILE_N) {
             barrier(CLK_LOCAL_MEM_FENCE);

@@ -69,6 +69,30 @@ typedef ushort out_t;
 #define TOKEN(perm, t) (t)
 #endif
 
+/* Where level `level` of a PSA work list (f = 2^level keys per pooled token) reads its keys
+ * and values: the caller's K, V of the head at level 0 (row stride k_sn, v_sn), else the
+ * head's part of the pyramid (levels 2, 4, 8 back to back, np2 + np4 + np8 rows of D), and
+ * how many pooled tokens the level has. */
+typedef struct psa_level {
+    __global const in_t *k, *v;
+    long k_step, v_step;
+    int pooled;
+} psa_level;
+
+inline psa_level psa_level_rows(int level, __global const in_t *k_head, __global const in_t *v_head,
+                                long k_sn, long v_sn, __global const in_t *k_pyr,
+                                __global const in_t *v_pyr, long pyramid_head, int seq_k, int np2,
+                                int np4, int np8) {
+    psa_level out;
+    const long offset = pyramid_head + (level == 1 ? 0 : level == 2 ? np2 : np2 + np4);
+    out.k = level == 0 ? k_head : k_pyr + offset * HEAD_DIM;
+    out.v = level == 0 ? v_head : v_pyr + offset * HEAD_DIM;
+    out.k_step = level == 0 ? k_sn : HEAD_DIM;
+    out.v_step = level == 0 ? v_sn : HEAD_DIM;
+    out.pooled = level == 0 ? seq_k : level == 1 ? np2 : level == 2 ? np4 : np8;
+    return out;
+}
+
 /* Round to nearest even, NaN kept quiet: the same rule as the host's clpsa_convert_from_float. */
 inline ushort float_to_bf16(float x) {
     uint u = as_uint(x);

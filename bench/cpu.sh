@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Issue 11's CPU targets in one run (bench/NOTES.md): clpsa on PoCL against PyTorch's CPU
 # scaled_dot_product_attention on the same shapes, fp32:
 #   1. dense B=1 H=2 N=4096 D=64: clpsa dense at least 0.5x PyTorch SDPA's speed;

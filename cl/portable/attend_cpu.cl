@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Multi-level attention over the work list for CPUs: the tiling of attend.cl (levels in turn,
  * the selected blocks' pooled tokens end to end, staged CPU_TILE_N at a time) with one
  * work-item per CPU_ROWS rows of a query block and portable/cpu_flash.cl's register-blocked

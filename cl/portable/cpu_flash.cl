@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Flash-attention tile step shaped for CPUs (PoCL), shared by portable/dense_cpu.cl and
  * portable/attend_cpu.cl; built after common.cl.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Dense attention for CPUs: one work-item per (CPU_ROWS query rows, batch, head), walking every
  * key in tiles of CPU_TILE_N through portable/cpu_flash.cl's register-blocked step. The same
  * arguments as dense.cl's kernel. Built after common.cl and portable/cpu_flash.cl. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The sampled block estimate (estimate.cl's estimate_sampled, the same arguments and scores)
  * shaped for CPUs: one work-item per (query block, head). Its sampled rows lie along float16
  * lanes (qt[d][rows]), so the logits of 8 sampled keys against all of them are an 8 x 16-lane

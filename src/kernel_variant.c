@@ -6,11 +6,14 @@
 #include <string.h>
 
 /* Preference order: a vendor variant first, where it fits, then the CPU-shaped one on CPUs;
- * the portable kernel always fits. */
+ * the portable kernel always fits, so a variant after it (portable-simt, not yet measured on
+ * a GPU) runs only when asked for: family.VARIANT, a table row or the tuner's choice. */
 static const clpsa__kernel_variant *const dense_variants[] = {
-    &clpsa__nvidia_mma_dense, &clpsa__portable_cpu_dense, &clpsa__portable_dense};
+    &clpsa__nvidia_mma_dense, &clpsa__portable_cpu_dense, &clpsa__portable_dense,
+    &clpsa__portable_simt_dense};
 static const clpsa__kernel_variant *const attend_variants[] = {
-    &clpsa__nvidia_mma_attend, &clpsa__portable_cpu_attend, &clpsa__portable_attend};
+    &clpsa__nvidia_mma_attend, &clpsa__portable_cpu_attend, &clpsa__portable_attend,
+    &clpsa__portable_simt_attend};
 static const clpsa__kernel_variant *const estimate_variants[] = {
     &clpsa__nvidia_mma_estimate, &clpsa__portable_cpu_estimate, &clpsa__portable_estimate_staged,
     &clpsa__portable_estimate};
@@ -21,8 +24,8 @@ static const struct {
     size_t count;
     clpsa__param_id variant_param;
 } families[CLPSA__KERNEL_FAMILIES] = {
-    [CLPSA__FAMILY_DENSE] = {"dense", dense_variants, 3, CLPSA__P_DENSE_VARIANT},
-    [CLPSA__FAMILY_ATTEND] = {"attend", attend_variants, 3, CLPSA__P_ATTEND_VARIANT},
+    [CLPSA__FAMILY_DENSE] = {"dense", dense_variants, 4, CLPSA__P_DENSE_VARIANT},
+    [CLPSA__FAMILY_ATTEND] = {"attend", attend_variants, 4, CLPSA__P_ATTEND_VARIANT},
     [CLPSA__FAMILY_ESTIMATE] = {"estimate", estimate_variants, 4, CLPSA__P_ESTIMATE_VARIANT},
 };
 

@@ -64,6 +64,7 @@ extern const clpsa__kernel_variant clpsa__portable_dense, clpsa__portable_attend
 extern const clpsa__kernel_variant clpsa__portable_estimate, clpsa__portable_estimate_staged;
 extern const clpsa__kernel_variant clpsa__portable_cpu_dense, clpsa__portable_cpu_attend;
 extern const clpsa__kernel_variant clpsa__portable_cpu_estimate;
+extern const clpsa__kernel_variant clpsa__portable_simt_dense, clpsa__portable_simt_attend;
 extern const clpsa__kernel_variant clpsa__nvidia_mma_dense, clpsa__nvidia_mma_attend;
 extern const clpsa__kernel_variant clpsa__nvidia_mma_estimate;
 

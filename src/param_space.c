@@ -24,9 +24,10 @@ const clpsa__param_def clpsa__param_defs[CLPSA__PARAM_COUNT] = {
      * sampled rows along the vector lanes); unset, the first that fits */
     [CLPSA__P_ESTIMATE_VARIANT] = {"estimate", "VARIANT", {1, 2, 3, 4}, 4, 0, 0},
     /* which kernel variant runs the family (src/kernel_variant.c: 1 portable, 2 nvidia-mma,
-     * 3 portable-cpu); unset, the first variant in the table that fits the plan and the device */
-    [CLPSA__P_DENSE_VARIANT] = {"dense", "VARIANT", {1, 2, 3}, 3, 0, 0},
-    [CLPSA__P_ATTEND_VARIANT] = {"attend", "VARIANT", {1, 2, 3}, 3, 0, 0},
+     * 3 portable-cpu, 4 portable-simt); unset, the first variant in the table that fits the
+     * plan and the device */
+    [CLPSA__P_DENSE_VARIANT] = {"dense", "VARIANT", {1, 2, 3, 4}, 4, 0, 0},
+    [CLPSA__P_ATTEND_VARIANT] = {"attend", "VARIANT", {1, 2, 3, 4}, 4, 0, 0},
     /* nvidia-mma variants: warps per work-group (16 query rows each) and keys per tile */
     [CLPSA__P_DENSE_NV_WARPS] = {"dense", "NV_WARPS", {2, 4, 8}, 3, 4, 4},
     [CLPSA__P_DENSE_NV_TILE_N] = {"dense", "NV_TILE_N", {32, 64}, 2, 64, 64},
@@ -44,6 +45,12 @@ const clpsa__param_def clpsa__param_defs[CLPSA__PARAM_COUNT] = {
     [CLPSA__P_DENSE_CPU_TILE_N] = {"dense", "CPU_TILE_N", {16, 32, 64}, 3, 32, 32},
     [CLPSA__P_ATTEND_CPU_ROWS] = {"attend", "CPU_ROWS", {16, 32, 64, 128}, 4, 64, 64},
     [CLPSA__P_ATTEND_CPU_TILE_N] = {"attend", "CPU_TILE_N", {16, 32, 64}, 3, 32, 32},
+    /* portable-simt variants: query rows per work-group (two work-items per row) and keys per
+     * tile; smaller where local memory is short */
+    [CLPSA__P_DENSE_SIMT_ROWS] = {"dense", "SIMT_ROWS", {32, 64}, 2, 64, 64},
+    [CLPSA__P_DENSE_SIMT_TILE_N] = {"dense", "SIMT_TILE_N", {32, 64}, 2, 32, 32},
+    [CLPSA__P_ATTEND_SIMT_ROWS] = {"attend", "SIMT_ROWS", {32, 64}, 2, 64, 64},
+    [CLPSA__P_ATTEND_SIMT_TILE_N] = {"attend", "SIMT_TILE_N", {32, 64}, 2, 32, 32},
 };
 
 const char *clpsa__param_source_name(clpsa__param_source source) {

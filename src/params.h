@@ -29,6 +29,10 @@ typedef enum clpsa__param_id {
     CLPSA__P_DENSE_CPU_TILE_N,
     CLPSA__P_ATTEND_CPU_ROWS,
     CLPSA__P_ATTEND_CPU_TILE_N,
+    CLPSA__P_DENSE_SIMT_ROWS,
+    CLPSA__P_DENSE_SIMT_TILE_N,
+    CLPSA__P_ATTEND_SIMT_ROWS,
+    CLPSA__P_ATTEND_SIMT_TILE_N,
     CLPSA__PARAM_COUNT
 } clpsa__param_id;
 

@@ -223,3 +223,93 @@ const clpsa__kernel_variant clpsa__portable_cpu_estimate = {
     any_plan,
     configure_cpu_estimate,
 };
+
+/* The SIMT-shaped variants (cl/portable/simt_flash.cl): work-groups of 2 x SIMT_ROWS work-items
+ * with 4 x 4k register tiles of logits and outputs, Q^T, K^T / V and P^T in local memory.
+ * Opt-in (VARIANT=4, a table row or the tuner) until measured on GPUs: the table lists them
+ * after the portable kernel, which every device runs. */
+static cl_ulong simt_local_bytes(int d, int rows, int tile) {
+    return 4 * ((cl_ulong)d * rows + (cl_ulong)tile * d + (cl_ulong)tile * rows +
+                (cl_ulong)rows * 8 + 3 * (cl_ulong)tile + rows + 1);
+}
+
+static bool simt_plan(const clpsa_plan *plan, char *why, size_t size) {
+    const int d = plan->desc.head_dim;
+    if (d % 32 != 0 || d > 128) {
+        snprintf(why, size, "head_dim = %d: needs a multiple of 32 up to 128", d);
+        return false;
+    }
+    if (simt_local_bytes(d, 32, 32) > plan->ctx->info.local_mem_size) {
+        snprintf(why, size, "needs %llu bytes of local memory at D = %d; the device has %llu",
+                 (unsigned long long)simt_local_bytes(d, 32, 32), d,
+                 (unsigned long long)plan->ctx->info.local_mem_size);
+        return false;
+    }
+    return true;
+}
+
+/* SIMT_ROWS and SIMT_TILE_N as looked up, made smaller (tile first) until local memory holds
+ * them, and rows halved per earlier attempt whose kernel allowed fewer work-items. */
+static clpsa_status configure_simt(clpsa_plan *plan, int attempt, clpsa__param_id rows_id,
+                                   clpsa__param_id tile_id, int max_rows,
+                                   clpsa__kernel_config *out) {
+    int rows = 0, tile = 0;
+    bool rows_overridden = false;
+    clpsa_status status = clpsa__plan_param(plan, rows_id, &rows, &rows_overridden);
+    if (status == CLPSA_OK)
+        status = clpsa__plan_param(plan, tile_id, &tile, NULL);
+    if (status != CLPSA_OK)
+        return status;
+    if (rows > 32 && max_rows <= 32)
+        rows = 32; /* rows past the query block would idle */
+    if (attempt > 0) {
+        if (rows_overridden || rows <= 32)
+            return CLPSA_ERROR_UNSUPPORTED;
+        rows = 32;
+    }
+    const int d = plan->desc.head_dim;
+    const cl_ulong have = plan->ctx->info.local_mem_size;
+    if (simt_local_bytes(d, rows, tile) > have)
+        tile = 32;
+    if (simt_local_bytes(d, rows, tile) > have)
+        rows = 32;
+    out->rows = rows;
+    out->items = 2 * rows;
+    snprintf(out->options, sizeof out->options, "-DSIMT_ROWS=%d -DSIMT_TILE_N=%d", rows, tile);
+    return CLPSA_OK;
+}
+
+static clpsa_status configure_simt_dense(clpsa_plan *plan, int attempt, clpsa__kernel_config *out) {
+    return configure_simt(plan, attempt, CLPSA__P_DENSE_SIMT_ROWS, CLPSA__P_DENSE_SIMT_TILE_N,
+                          1 << 30, out);
+}
+
+static clpsa_status configure_simt_attend(clpsa_plan *plan, int attempt,
+                                          clpsa__kernel_config *out) {
+    return configure_simt(plan, attempt, CLPSA__P_ATTEND_SIMT_ROWS, CLPSA__P_ATTEND_SIMT_TILE_N,
+                          plan->psa.block_q, out);
+}
+
+const clpsa__kernel_variant clpsa__portable_simt_dense = {
+    CLPSA__FAMILY_DENSE,
+    4,
+    "portable-simt",
+    {"common.cl", "portable/simt_flash.cl", "portable/dense_simt.cl", NULL},
+    "dense_attention",
+    {CLPSA__P_DENSE_SIMT_ROWS, CLPSA__P_DENSE_SIMT_TILE_N, CLPSA__PARAM_COUNT},
+    always,
+    simt_plan,
+    configure_simt_dense,
+};
+
+const clpsa__kernel_variant clpsa__portable_simt_attend = {
+    CLPSA__FAMILY_ATTEND,
+    4,
+    "portable-simt",
+    {"common.cl", "portable/simt_flash.cl", "portable/attend_simt.cl", NULL},
+    "psa_attend",
+    {CLPSA__P_ATTEND_SIMT_ROWS, CLPSA__P_ATTEND_SIMT_TILE_N, CLPSA__PARAM_COUNT},
+    always,
+    simt_plan,
+    configure_simt_attend,
+};

@@ -26,7 +26,7 @@
 static clpsa_context *ctx;
 
 typedef struct dense_case {
-    char name[112];
+    char name[160];
     int batch, heads_q, heads_kv, seq_q, seq_k, head_dim;
     clpsa_dtype dtype;
     clpsa_dtype out_dtype; /* CLPSA_DTYPE_DEFAULT: the input type */
@@ -446,7 +446,7 @@ static void test_default_scale_equals_explicit(void **state) {
 
 /* ---- The case table ---- */
 
-#define MAX_CASES 480
+#define MAX_CASES 640
 static dense_case cases[MAX_CASES];
 static size_t case_count;
 
@@ -475,6 +475,8 @@ static struct {
 } current;
 
 static void add(dense_case c, const char *group) {
+    if (current.variant == 4 && (c.head_dim % 32 != 0 || c.head_dim > 128))
+        return; /* the SIMT variant covers head dims of 32, 64, 96 and 128 */
     if (case_count == MAX_CASES) {
         fprintf(stderr, "test_dense: more than %d cases\n", MAX_CASES);
         abort();
@@ -652,7 +654,10 @@ static void build_variant_cases(void) {
 static void build_cases(void) {
     int variants[8];
     const int count = ts_variants_available(ctx, "dense", variants, 8);
-    if (count < 1 || variants[count - 1] != 1) {
+    bool portable = false;
+    for (int i = 0; i < count; ++i)
+        portable = portable || variants[i] == 1;
+    if (!portable) {
         fprintf(stderr, "test_dense: the portable variant (dense.VARIANT=1) must always run\n");
         abort();
     }
@@ -661,14 +666,23 @@ static void build_cases(void) {
         snprintf(current.params, sizeof current.params, "dense.VARIANT=%d", variants[i]);
         snprintf(current.tag, sizeof current.tag, "v%d", variants[i]);
         build_variant_cases();
-        if (variants[i] != 3)
-            continue;
-        static const int tiles[][2] = {{16, 16}, {128, 64}, {32, 64}};
+        /* The tiles of the CPU and SIMT variants other than their defaults. */
+        static const struct {
+            int variant, rows, tile;
+            const char *prefix;
+        } tiles[] = {{3, 16, 16, "CPU"},
+                     {3, 128, 64, "CPU"},
+                     {3, 32, 64, "CPU"},
+                     {4, 32, 32, "SIMT"},
+                     {4, 64, 64, "SIMT"}};
         for (size_t t = 0; t < sizeof tiles / sizeof tiles[0]; ++t) {
+            if (tiles[t].variant != variants[i])
+                continue;
             snprintf(current.params, sizeof current.params,
-                     "dense.VARIANT=3,dense.CPU_ROWS=%d,dense.CPU_TILE_N=%d", tiles[t][0],
-                     tiles[t][1]);
-            snprintf(current.tag, sizeof current.tag, "v3r%dt%d", tiles[t][0], tiles[t][1]);
+                     "dense.VARIANT=%d,dense.%s_ROWS=%d,dense.%s_TILE_N=%d", tiles[t].variant,
+                     tiles[t].prefix, tiles[t].rows, tiles[t].prefix, tiles[t].tile);
+            snprintf(current.tag, sizeof current.tag, "v%dr%dt%d", tiles[t].variant, tiles[t].rows,
+                     tiles[t].tile);
             add_size_cases();
         }
     }

@@ -40,6 +40,10 @@ PARAMS = [  # the order of clpsa__param_id in src/params.h
     "dense.CPU_TILE_N",
     "attend.CPU_ROWS",
     "attend.CPU_TILE_N",
+    "dense.SIMT_ROWS",
+    "dense.SIMT_TILE_N",
+    "attend.SIMT_ROWS",
+    "attend.SIMT_TILE_N",
 ]
 
 

@@ -1,0 +1,228 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Flash-attention tile step shaped for SIMT GPUs without a matrix-unit path (AMD, Intel, or
+ * NVIDIA with fp32 storage), shared by portable/dense_simt.cl and portable/attend_simt.cl;
+ * built after common.cl.
+ *
+ * A work-group of 2 * SIMT_ROWS work-items owns SIMT_ROWS query rows. Work-item (g, c),
+ * g = lid / 8, c = lid % 8, owns rows 4g..4g+3 and, of each tile, the keys 32e + 4c + x
+ * (x < 4, e < SIMT_TILE_N / 32) of the logits and the head dimensions 32e + 4c + x of the
+ * output: register tiles of 4 x SIMT_TILE_N/8 logits and 4 x D/8 accumulators, so each float4
+ * read from local memory feeds 16 FMAs, and the eight work-items of a row group read 128
+ * contiguous bytes (no bank conflicts). Q^T, K^T (then V, in the same buffer) and P^T live in
+ * local memory; the row maxima meet through a small local array; each work-item keeps partial
+ * row sums over its own keys, added up once at the end.
+ *
+ * Tunables (speed only, never the result):
+ *   SIMT_ROWS    query rows per work-group (32 or 64; 2 work-items per row)
+ *   SIMT_TILE_N  keys per staged tile (32 or 64)
+ */
+#ifndef SIMT_ROWS
+#define SIMT_ROWS 64 /* query rows per work-group */
+#endif
+#ifndef SIMT_TILE_N
+#define SIMT_TILE_N 32 /* keys per staged tile */
+#endif
+#define SIMT_ITEMS (2 * SIMT_ROWS)
+#define SIMT_KV4 (SIMT_TILE_N / 32) /* float4 of keys per work-item */
+#define SIMT_DV4 (HEAD_DIM / 32)    /* float4 of head dimensions per work-item */
+
+#if SIMT_ROWS % 32 != 0 || SIMT_TILE_N % 32 != 0 || HEAD_DIM % 32 != 0
+#error "SIMT_ROWS, SIMT_TILE_N and HEAD_DIM must be multiples of 32"
+#endif
+
+/* What one tile's keys are: row of each slot in its level's K and V (-1: padding), the
+ * base-2 bias added to its logits and its last member (visible to row t iff last <= limit). */
+typedef struct simt_slots {
+    int row[SIMT_TILE_N];
+    int last[SIMT_TILE_N];
+    float bias[SIMT_TILE_N];
+} simt_slots;
+
+/* The work-group's local memory. */
+typedef struct simt_shared {
+    float qt[HEAD_DIM * SIMT_ROWS];    /* Q^T, scaled to base-2 logits */
+    float kv[SIMT_TILE_N * HEAD_DIM];  /* K^T [D][tile], then V [tile][D] */
+    float pt[SIMT_TILE_N * SIMT_ROWS]; /* P^T */
+    float red[SIMT_ROWS * 8];          /* per-row partials of the 8 work-items of a row */
+    simt_slots slots;
+} simt_shared;
+
+/* Per work-item state: its 4 rows' accumulators (D/8 each), maxima and partial sums. */
+typedef struct simt_state {
+    float4 acc[4][SIMT_DV4];
+    float m[4], l[4];
+    int limit[4];
+} simt_state;
+
+/* Q^T from rows[r] of q_head (-1: a padding row of zeros); every work-item calls it. */
+inline void simt_load_queries(__local simt_shared *sh, __global const in_t *q_head, long q_sn,
+                              __local const int *rows, float q_scale) {
+    for (int idx = get_local_id(0); idx < SIMT_ROWS * HEAD_DIM / 4; idx += SIMT_ITEMS) {
+        const int r = idx / (HEAD_DIM / 4), d = (idx - r * (HEAD_DIM / 4)) * 4;
+        const float4 x =
+            rows[r] >= 0 ? LOAD_IN4(q_head, (long)rows[r] * q_sn + d) * q_scale : (float4)(0.0f);
+        sh->qt[(d + 0) * SIMT_ROWS + r] = x.x;
+        sh->qt[(d + 1) * SIMT_ROWS + r] = x.y;
+        sh->qt[(d + 2) * SIMT_ROWS + r] = x.z;
+        sh->qt[(d + 3) * SIMT_ROWS + r] = x.w;
+    }
+}
+
+/* limit0: the causal limit of the work-item's first row (keys up to it are visible). */
+inline void simt_state_init(simt_state *st, int limit0, bool causal) {
+    for (int r = 0; r < 4; ++r) {
+        for (int e = 0; e < SIMT_DV4; ++e)
+            st->acc[r][e] = (float4)(0.0f);
+        st->m[r] = -INFINITY;
+        st->l[r] = 0.0f;
+        st->limit[r] = causal ? limit0 + r : INT_MAX - 1;
+    }
+}
+
+/* One online-softmax step over the tile the slots describe (set by the caller, then a
+ * barrier). Keys come from k_base + row * k_step, values from v_base + row * v_step. masked == 0
+ * promises every slot is visible to every row. Ends with a barrier-free PV; the caller
+ * barriers before it rewrites the slots. */
+inline void simt_tile_step(__local simt_shared *sh, simt_state *st, __global const in_t *k_base,
+                           long k_step, __global const in_t *v_base, long v_step, bool masked) {
+    const int lid = get_local_id(0);
+    const int g4 = (lid >> 3) * 4, c4 = (lid & 7) * 4;
+    /* K^T: consecutive work-items take consecutive keys, so the local writes do not
+     * conflict. */
+    for (int idx = lid; idx < SIMT_TILE_N * HEAD_DIM / 4; idx += SIMT_ITEMS) {
+        const int d = (idx / SIMT_TILE_N) * 4, j = idx - (d / 4) * SIMT_TILE_N;
+        const int row = sh->slots.row[j];
+        const float4 x = row >= 0 ? LOAD_IN4(k_base, (long)row * k_step + d) : (float4)(0.0f);
+        sh->kv[(d + 0) * SIMT_TILE_N + j] = x.x;
+        sh->kv[(d + 1) * SIMT_TILE_N + j] = x.y;
+        sh->kv[(d + 2) * SIMT_TILE_N + j] = x.z;
+        sh->kv[(d + 3) * SIMT_TILE_N + j] = x.w;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    /* S = Q K^T for 4 rows x 4 SIMT_KV4 keys, plus the bias, masked. */
+    float4 s[4][SIMT_KV4];
+#pragma unroll
+    for (int e = 0; e < SIMT_KV4; ++e) {
+        const float4 b = vload4(0, sh->slots.bias + 32 * e + c4);
+#pragma unroll
+        for (int r = 0; r < 4; ++r)
+            s[r][e] = b;
+    }
+    for (int d = 0; d < HEAD_DIM; ++d) {
+        const float4 q = vload4(0, sh->qt + d * SIMT_ROWS + g4);
+#pragma unroll
+        for (int e = 0; e < SIMT_KV4; ++e) {
+            const float4 k = vload4(0, sh->kv + d * SIMT_TILE_N + 32 * e + c4);
+            s[0][e] = fma((float4)(q.x), k, s[0][e]);
+            s[1][e] = fma((float4)(q.y), k, s[1][e]);
+            s[2][e] = fma((float4)(q.z), k, s[2][e]);
+            s[3][e] = fma((float4)(q.w), k, s[3][e]);
+        }
+    }
+    if (masked)
+#pragma unroll
+        for (int e = 0; e < SIMT_KV4; ++e) {
+            const int4 last = vload4(0, sh->slots.last + 32 * e + c4);
+#pragma unroll
+            for (int r = 0; r < 4; ++r)
+                s[r][e] = select(s[r][e], (float4)(-INFINITY), last > (int4)(st->limit[r]));
+        }
+    float part[4];
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+        float4 x = s[r][0];
+#pragma unroll
+        for (int e = 1; e < SIMT_KV4; ++e)
+            x = fmax(x, s[r][e]);
+        part[r] = fmax(fmax(x.x, x.y), fmax(x.z, x.w));
+        sh->red[(g4 + r) * 8 + (lid & 7)] = part[r];
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    /* Online softmax: every work-item of a row group derives the same maximum. */
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+        const float8 all = vload8(0, sh->red + (g4 + r) * 8);
+        const float4 half_max = fmax(all.lo, all.hi);
+        const float tile_max = fmax(fmax(half_max.x, half_max.y), fmax(half_max.z, half_max.w));
+        const float m_new = fmax(st->m[r], tile_max);
+        /* A row that has seen nothing yet subtracts 0, not -inf: exp2(-inf) = 0, no NaN. */
+        const float m_use = m_new == -INFINITY ? 0.0f : m_new;
+        const float correction = exp2(st->m[r] - m_use);
+        float sum = st->l[r] * correction;
+#pragma unroll
+        for (int e = 0; e < SIMT_KV4; ++e) {
+            s[r][e] = exp2(s[r][e] - m_use);
+            sum += (s[r][e].x + s[r][e].y) + (s[r][e].z + s[r][e].w);
+        }
+        st->l[r] = sum;
+        st->m[r] = m_new;
+#pragma unroll
+        for (int e = 0; e < SIMT_DV4; ++e)
+            st->acc[r][e] *= correction;
+    }
+#pragma unroll
+    for (int e = 0; e < SIMT_KV4; ++e) {
+        const int j = 32 * e + c4;
+        vstore4((float4)(s[0][e].x, s[1][e].x, s[2][e].x, s[3][e].x), 0,
+                sh->pt + (j + 0) * SIMT_ROWS + g4);
+        vstore4((float4)(s[0][e].y, s[1][e].y, s[2][e].y, s[3][e].y), 0,
+                sh->pt + (j + 1) * SIMT_ROWS + g4);
+        vstore4((float4)(s[0][e].z, s[1][e].z, s[2][e].z, s[3][e].z), 0,
+                sh->pt + (j + 2) * SIMT_ROWS + g4);
+        vstore4((float4)(s[0][e].w, s[1][e].w, s[2][e].w, s[3][e].w), 0,
+                sh->pt + (j + 3) * SIMT_ROWS + g4);
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    /* V into the buffer K^T used, row by row. */
+    for (int idx = lid; idx < SIMT_TILE_N * HEAD_DIM / 4; idx += SIMT_ITEMS) {
+        const int j = idx / (HEAD_DIM / 4), d = (idx - j * (HEAD_DIM / 4)) * 4;
+        const int row = sh->slots.row[j];
+        vstore4(row >= 0 ? LOAD_IN4(v_base, (long)row * v_step + d) : (float4)(0.0f), 0,
+                sh->kv + j * HEAD_DIM + d);
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    /* O += P V for 4 rows x 4 SIMT_DV4 head dimensions. */
+    for (int j = 0; j < SIMT_TILE_N; ++j) {
+        const float4 p = vload4(0, sh->pt + j * SIMT_ROWS + g4);
+#pragma unroll
+        for (int e = 0; e < SIMT_DV4; ++e) {
+            const float4 x = vload4(0, sh->kv + j * HEAD_DIM + 32 * e + c4);
+            st->acc[0][e] = fma((float4)(p.x), x, st->acc[0][e]);
+            st->acc[1][e] = fma((float4)(p.y), x, st->acc[1][e]);
+            st->acc[2][e] = fma((float4)(p.z), x, st->acc[2][e]);
+            st->acc[3][e] = fma((float4)(p.w), x, st->acc[3][e]);
+        }
+    }
+}
+
+/* The row sums over the eight work-items of each row group, then row r of the group (NULL: a
+ * padding row) gets acc / l, or zeros for a row that saw nothing (never NaN). Every work-item
+ * calls it. */
+inline void simt_store(__local simt_shared *sh, simt_state *st, __global out_t *const dst[4]) {
+    const int lid = get_local_id(0);
+    const int g4 = (lid >> 3) * 4, c4 = (lid & 7) * 4;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int r = 0; r < 4; ++r)
+        sh->red[(g4 + r) * 8 + (lid & 7)] = st->l[r];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int r = 0; r < 4; ++r) {
+        const float8 all = vload8(0, sh->red + (g4 + r) * 8);
+        const float4 half_sum = all.lo + all.hi;
+        const float sum = (half_sum.x + half_sum.y) + (half_sum.z + half_sum.w);
+        const float inv_l = sum > 0.0f ? 1.0f / sum : 0.0f;
+        if (!dst[r])
+            continue;
+        for (int e = 0; e < SIMT_DV4; ++e) {
+            const float4 x = st->acc[r][e] * inv_l;
+            const int d = 32 * e + c4;
+            STORE_OUT(dst[r], d + 0, x.x);
+            STORE_OUT(dst[r], d + 1, x.y);
+            STORE_OUT(dst[r], d + 2, x.z);
+            STORE_OUT(dst[r], d + 3, x.w);
+        }
+    }
+}

@@ -6,8 +6,10 @@
 #include <string.h>
 
 /* Preference order: a vendor variant first, where it fits, then the CPU-shaped one on CPUs;
- * the portable kernel always fits, so a variant after it (portable-simt, not yet measured on
- * a GPU) runs only when asked for: family.VARIANT, a table row or the tuner's choice. */
+ * the portable kernel always fits. The variants after a family's first `automatic` ones are
+ * opt-in (portable-simt, not yet measured on a GPU): they run only when asked for
+ * (family.VARIANT from an override, the tuned cache or a table row, or an override of their
+ * own tunable), never as the first that fits or as a fallback. */
 static const clpsa__kernel_variant *const dense_variants[] = {
     &clpsa__nvidia_mma_dense, &clpsa__portable_cpu_dense, &clpsa__portable_dense,
     &clpsa__portable_simt_dense};
@@ -23,10 +25,11 @@ static const struct {
     const clpsa__kernel_variant *const *variants;
     size_t count;
     clpsa__param_id variant_param;
+    size_t automatic;
 } families[CLPSA__KERNEL_FAMILIES] = {
-    [CLPSA__FAMILY_DENSE] = {"dense", dense_variants, 4, CLPSA__P_DENSE_VARIANT},
-    [CLPSA__FAMILY_ATTEND] = {"attend", attend_variants, 4, CLPSA__P_ATTEND_VARIANT},
-    [CLPSA__FAMILY_ESTIMATE] = {"estimate", estimate_variants, 4, CLPSA__P_ESTIMATE_VARIANT},
+    [CLPSA__FAMILY_DENSE] = {"dense", dense_variants, 4, CLPSA__P_DENSE_VARIANT, 3},
+    [CLPSA__FAMILY_ATTEND] = {"attend", attend_variants, 4, CLPSA__P_ATTEND_VARIANT, 3},
+    [CLPSA__FAMILY_ESTIMATE] = {"estimate", estimate_variants, 4, CLPSA__P_ESTIMATE_VARIANT, 4},
 };
 
 const clpsa__kernel_variant *const *clpsa__kernel_variants(clpsa__kernel_family family,
@@ -164,9 +167,11 @@ clpsa_status clpsa__kernel_variant_build(clpsa_plan *plan, clpsa__kernel_family 
     }
     for (size_t i = 0; i < families[family].count; ++i) {
         const clpsa__kernel_variant *v = variant_at(family, i);
-        if ((n == 0 || order[0] != v) && fits(plan, v, why, sizeof why))
+        if ((n > 0 && order[0] == v) || i >= families[family].automatic)
+            continue;
+        if (fits(plan, v, why, sizeof why))
             order[n++] = v;
-        else if (n == 0 || order[0] != v)
+        else
             clpsa__log(ctx, CLPSA_LOG_DEBUG, "%s variant %s does not fit: %s", name, v->name, why);
     }
     clpsa_status status =
@@ -230,7 +235,8 @@ void clpsa__kernel_variants_describe(const clpsa__device_info *info, char *out, 
             const bool ok = v->device_fits(info, why, sizeof why);
             used = strlen(out);
             snprintf(out + used, size - used, "%s %s (%s.VARIANT=%d) %s%s", i ? ";" : "", v->name,
-                     families[f].name, v->id, ok ? "runs here" : "not here: ", ok ? "" : why);
+                     families[f].name, v->id, ok ? "runs here" : "not here: ",
+                     ok ? (i >= families[f].automatic ? " when asked for" : "") : why);
         }
         used = strlen(out);
         snprintf(out + used, size - used, "\n");

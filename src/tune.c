@@ -396,13 +396,19 @@ static clpsa_status tune_family(bench *b, int f, double budget, const clpsa_tune
     }
     free(order);
     outcome_free(&reference);
-    /* The losing variants' own tunables first, then the winner's own values: the parameters
-     * its candidate set. The reference names no variant: when it won, it stands for the
-     * variant it ran with the default values. */
-    for (int v = 0; v < MAX_VARIANT_ID; ++v)
-        for (int id = 0; id < CLPSA__PARAM_COUNT && variant_best[v] >= 0; ++id)
-            if (id != (int)variant_param && space.values[variant_best[v]][id])
-                winners[id] = space.values[variant_best[v]][id];
+    /* The losing variants' own tunables first (their defaults where the budget ran out before
+     * any of their candidates), then the winner's own values: the parameters its candidate
+     * set. The reference names no variant: when it won, it stands for the variant it ran with
+     * the default values. */
+    for (int c = 0; c < size; ++c) {
+        const int id = variant_param < CLPSA__PARAM_COUNT ? space.values[c][variant_param] : 0;
+        const int *from = id >= 0 && id < MAX_VARIANT_ID && variant_best[id] >= 0
+                              ? space.values[variant_best[id]]
+                              : values;
+        for (int p = 0; p < CLPSA__PARAM_COUNT; ++p)
+            if (p != (int)variant_param && space.values[c][p])
+                winners[p] = from[p];
+    }
     if (variant_param < CLPSA__PARAM_COUNT && best_values[variant_param] == 0)
         best_values[variant_param] = reference_variant;
     int family_values[CLPSA__PARAM_COUNT] = {0};

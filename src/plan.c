@@ -89,6 +89,15 @@ static clpsa_status resolve_desc(clpsa_context *ctx, const clpsa_plan_desc *in,
                            (double)d->scale);
     if (d->scale == 0.0f)
         d->scale = 1.0f / sqrtf((float)d->head_dim);
+    if (d->shard_heads_q == 0 && d->shard_head_first == 0)
+        d->shard_heads_q = d->heads_q;
+    if (d->shard_head_first < 0 || d->shard_heads_q < 1 ||
+        (long long)d->shard_head_first + d->heads_q > d->shard_heads_q)
+        return clpsa__fail(ctx, CLPSA_ERROR_INVALID_SHAPE,
+                           "shard_head_first = %d, heads_q = %d, shard_heads_q = %d: a shard's "
+                           "heads [shard_head_first, shard_head_first + heads_q) must lie inside "
+                           "[0, shard_heads_q) (both 0: not a shard)",
+                           d->shard_head_first, d->heads_q, d->shard_heads_q);
     if (strides_unset(&d->q_strides))
         d->q_strides = clpsa_strides_bhnd(d->heads_q, d->seq_q, d->head_dim);
     if (strides_unset(&d->k_strides))

@@ -113,8 +113,12 @@ static clpsa_status create_buffers(clpsa_plan *plan) {
             free(keys);
             return clpsa__fail(plan->ctx, CLPSA_ERROR_OUT_OF_MEMORY, "sample offsets");
         }
+        const size_t shard_heads = (size_t)plan->desc.heads_q;
         for (size_t x = 0; x < bh; ++x) {
-            const uint64_t stream = plan->psa.seed + 2 * (uint64_t)x;
+            /* (b, h) of the whole model when the plan is a head shard */
+            const uint64_t global = (x / shard_heads) * (uint64_t)plan->desc.shard_heads_q +
+                                    (uint64_t)plan->desc.shard_head_first + x % shard_heads;
+            const uint64_t stream = plan->psa.seed + 2 * global;
             clpsa__draw_offsets(stream, plan->psa.block_q, sq, rows + x * sq);
             clpsa__draw_offsets(stream + 1, plan->psa.block_k, sk, keys + x * sk);
         }

@@ -411,6 +411,13 @@ typedef struct clpsa_plan_desc {
     int grid[3];             /**< frames, height, width; all 0: no grid */
     clpsa_ordering ordering; /**< 0: raster */
     int tile[3];             /**< tt, th, tw for CLPSA_ORDER_TILES; all 0: 2, 4, 4 */
+
+    /* Head sharding (clpsa_multi.h, clpsa_mpi.h): the plan's heads are query heads
+     * [shard_head_first, shard_head_first + heads_q) of a model with shard_heads_q query heads.
+     * Only the sampled estimate's offsets depend on it (§5): a shard draws the offsets the whole
+     * model's plan draws for the same heads, so sharded results equal unsharded ones. */
+    int shard_head_first; /**< >= 0; 0 with shard_heads_q 0: not a shard */
+    int shard_heads_q;    /**< >= shard_head_first + heads_q; 0: heads_q (not a shard) */
 } clpsa_plan_desc;
 
 /** @brief One attention shape with its options, kernels and scratch buffers. Opaque. */

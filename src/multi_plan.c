@@ -21,10 +21,10 @@ typedef struct multi_device {
     cl_command_queue queue; /* retained */
     clpsa_plan *plan;
     clpsa_multi_shard shard;
-    bool same_context;         /* ctx's cl_context is the home device's */
-    cl_mem staging[T_COUNT];   /* slice buffers in ctx when the tensor is not used in place */
+    bool same_context;            /* ctx's cl_context is the home device's */
+    cl_mem staging[T_COUNT];      /* slice buffers in ctx when the tensor is not used in place */
     unsigned char *host[T_COUNT]; /* host staging when not same_context */
-    cl_event last;             /* last command of the last whole-tensor run (home cl_context) */
+    cl_event last;                /* last command of the last whole-tensor run (home cl_context) */
 } multi_device;
 
 struct clpsa_multi_plan {
@@ -36,9 +36,8 @@ struct clpsa_multi_plan {
 };
 
 /* Failure detail goes to the plan, or to the thread's record while there is no plan yet. */
-__attribute__((format(printf, 3, 4))) static clpsa_status mfail(clpsa_multi_plan *mp,
-                                                                 clpsa_status status,
-                                                                 const char *fmt, ...) {
+__attribute__((format(printf, 3, 4))) static clpsa_status
+mfail(clpsa_multi_plan *mp, clpsa_status status, const char *fmt, ...) {
     char message[CLPSA__THREAD_ERROR_CAPACITY];
     va_list args;
     va_start(args, fmt);
@@ -183,8 +182,7 @@ static cl_int enqueue_rect(copy_kind kind, cl_command_queue queue, cl_mem whole,
 }
 
 /* Joins the events of several commands into one (a marker), releasing them. */
-static cl_int join_events(cl_command_queue queue, cl_event *events, cl_uint count,
-                          cl_event *out) {
+static cl_int join_events(cl_command_queue queue, cl_event *events, cl_uint count, cl_event *out) {
     if (count == 1) {
         *out = events[0];
         return CL_SUCCESS;
@@ -344,8 +342,12 @@ static clpsa_status whole_tensors(const clpsa_plan_desc *desc, clpsa_plan_desc *
     for (int i = 0; i < T_COUNT; ++i) {
         if (strides_unset(strides[i]))
             *strides[i] = clpsa_strides_bhnd(heads[i], seq[i], d->head_dim);
-        const clpsa__tensor x = {tensor_names[i], d->batch,  heads[i],
-                                 seq[i],          d->head_dim, *strides[i],
+        const clpsa__tensor x = {tensor_names[i],
+                                 d->batch,
+                                 heads[i],
+                                 seq[i],
+                                 d->head_dim,
+                                 *strides[i],
                                  i == T_OUT ? d->out_dtype : d->dtype};
         t[i] = x;
     }
@@ -576,8 +578,8 @@ clpsa_status clpsa_multi_plan_create(const clpsa_multi_desc *multi, const clpsa_
     for (int i = 0; i < n; ++i) {
         multi_device *dv = &mp->dev[i];
         dv->ctx = multi->devices[i].ctx;
-        dv->queue = multi->devices[i].queue ? multi->devices[i].queue
-                                            : clpsa_context_queue(dv->ctx);
+        dv->queue =
+            multi->devices[i].queue ? multi->devices[i].queue : clpsa_context_queue(dv->ctx);
         clRetainCommandQueue(dv->queue);
         dv->same_context = clpsa_context_cl_context(dv->ctx) == home_cl;
         weights[i] = multi->weights ? multi->weights[i] : 1.0;
@@ -652,16 +654,15 @@ int clpsa_multi_plan_device_count(const clpsa_multi_plan *mp) {
     return mp ? mp->count : 0;
 }
 
-clpsa_status clpsa_multi_plan_shard(const clpsa_multi_plan *mp, int index,
-                                    clpsa_multi_shard *out) {
+clpsa_status clpsa_multi_plan_shard(const clpsa_multi_plan *mp, int index, clpsa_multi_shard *out) {
     if (!mp || !out)
         return mfail(NULL, CLPSA_ERROR_NULL_ARGUMENT,
                      "clpsa_multi_plan_shard: mp (%p) and out (%p) must not be NULL",
                      (const void *)mp, (void *)out);
     if (index < 0 || index >= mp->count)
         return mfail((clpsa_multi_plan *)mp, CLPSA_ERROR_INVALID_VALUE,
-                     "clpsa_multi_plan_shard: index = %d is outside the device list [0, %d)",
-                     index, mp->count);
+                     "clpsa_multi_plan_shard: index = %d is outside the device list [0, %d)", index,
+                     mp->count);
     *out = mp->dev[index].shard;
     return CLPSA_OK;
 }
@@ -712,12 +713,12 @@ static cl_int forward_event(cl_event source, cl_event user) {
 }
 
 typedef struct run_state {
-    cl_mem slice[T_COUNT];   /* what the device plan reads and writes */
-    cl_mem sub[T_COUNT];     /* sub-buffers created for this run (released at the end) */
-    cl_event inputs_ready;   /* device cl_context: every input slice is in place */
-    cl_event ran;            /* device cl_context: the device plan's last command */
-    cl_event host_in_done;   /* home cl_context: host staging filled (another cl_context) */
-    cl_event user_in;        /* device cl_context: stands for host_in_done */
+    cl_mem slice[T_COUNT]; /* what the device plan reads and writes */
+    cl_mem sub[T_COUNT];   /* sub-buffers created for this run (released at the end) */
+    cl_event inputs_ready; /* device cl_context: every input slice is in place */
+    cl_event ran;          /* device cl_context: the device plan's last command */
+    cl_event host_in_done; /* home cl_context: host staging filled (another cl_context) */
+    cl_event user_in;      /* device cl_context: stands for host_in_done */
 } run_state;
 
 static clpsa_status stage_inputs(clpsa_multi_plan *mp, int i, cl_mem const whole_buffers[T_COUNT],
@@ -794,8 +795,9 @@ static clpsa_status stage_inputs(clpsa_multi_plan *mp, int i, cl_mem const whole
     for (int t = 0; t < T_OUT && err == CL_SUCCESS; ++t) {
         if (mp->in_place[t])
             continue;
-        const size_t bytes = t == T_Q ? dv->shard.q_bytes : t == T_K ? dv->shard.k_bytes
-                                                                     : dv->shard.v_bytes;
+        const size_t bytes = t == T_Q   ? dv->shard.q_bytes
+                             : t == T_K ? dv->shard.k_bytes
+                                        : dv->shard.v_bytes;
         err = clEnqueueWriteBuffer(dv->queue, dv->staging[t], CL_FALSE, 0, bytes, dv->host[t], 1,
                                    &rs->user_in, &writes[nwrites]);
         if (err == CL_SUCCESS)
@@ -841,9 +843,9 @@ static clpsa_status unstage_output(clpsa_multi_plan *mp, int i, cl_mem whole_out
         clReleaseEvent(read);
         return mfail_cl(mp, i, err, "clCreateUserEvent");
     }
-    err = copy_slice(WRITE_FROM_HOST, home->queue, &mp->whole[T_OUT], whole_out,
-                     dv->shard.head_first, dv->shard.heads_q, NULL, dv->host[T_OUT], 1, &user,
-                     done);
+    err =
+        copy_slice(WRITE_FROM_HOST, home->queue, &mp->whole[T_OUT], whole_out, dv->shard.head_first,
+                   dv->shard.heads_q, NULL, dv->host[T_OUT], 1, &user, done);
     if (err != CL_SUCCESS) {
         clSetUserEventStatus(user, -1);
         clReleaseEvent(user);
@@ -873,8 +875,7 @@ static void flush_all(clpsa_multi_plan *mp) {
 }
 
 clpsa_status clpsa_multi_plan_run(clpsa_multi_plan *mp, cl_mem q, cl_mem k, cl_mem v, cl_mem out,
-                                  cl_uint num_events, const cl_event *wait_list,
-                                  cl_event *events) {
+                                  cl_uint num_events, const cl_event *wait_list, cl_event *events) {
     if (!mp)
         return mfail(NULL, CLPSA_ERROR_NULL_ARGUMENT, "clpsa_multi_plan_run: mp is NULL");
     for (int i = 0; events && i < mp->count; ++i)

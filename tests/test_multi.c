@@ -232,8 +232,8 @@ static void check_whole_run(clpsa_context *const ctxs[2], const double *weights,
     }
     assert_int_equal(total, s->heads_kv);
     const size_t nq = elements(s, s->heads_q), nk = elements(s, s->heads_kv);
-    cl_mem q = upload(ctxs[0], t.q, nq), k = upload(ctxs[0], t.k, nk),
-           v = upload(ctxs[0], t.v, nk), out = NULL;
+    cl_mem q = upload(ctxs[0], t.q, nq), k = upload(ctxs[0], t.k, nk), v = upload(ctxs[0], t.v, nk),
+           out = NULL;
     ts_check(ctxs[0], clpsa_context_alloc(ctxs[0], nq * sizeof(float), &out));
     for (int run = 0; run < 2; ++run) {
         poison(ctxs[0], out, nq);
@@ -376,8 +376,7 @@ static void test_sliced(void **state) {
             for (int n = 0; n < s.seq; ++n)
                 for (int h = 0; h < sh.heads_q; ++h)
                     expect_equal(
-                        "sliced run",
-                        got + (((size_t)b * s.seq + n) * sh.heads_q + h) * s.dim,
+                        "sliced run", got + (((size_t)b * s.seq + n) * sh.heads_q + h) * s.dim,
                         t.ref + (((size_t)b * s.seq + n) * s.heads_q + sh.head_first + h) * s.dim,
                         (size_t)s.dim);
         free(got);
@@ -470,6 +469,15 @@ static void test_create_errors(void **state) {
     clpsa_plan_desc bad_dim = d;
     bad_dim.head_dim = 12; /* rejected by the device plans: the device is named */
     expect_create_error(&m, &bad_dim, CLPSA_ERROR_UNSUPPORTED, "device 0");
+
+    /* a plan's shard must lie inside the model's heads */
+    clpsa_plan_desc shard = d;
+    shard.shard_head_first = 3;
+    shard.shard_heads_q = 6;
+    clpsa_plan *plan = (clpsa_plan *)&plan;
+    assert_int_equal(clpsa_plan_create(shared_ctx[0], &shard, &plan), CLPSA_ERROR_INVALID_SHAPE);
+    assert_null(plan);
+    assert_non_null(strstr(clpsa_context_last_error(shared_ctx[0]), "must lie inside"));
 
     int counts[2];
     assert_int_equal(clpsa_split_heads(2, 3, NULL, counts), CLPSA_ERROR_INVALID_SHAPE);

@@ -58,11 +58,11 @@ typedef struct clpsa_multi_plan clpsa_multi_plan;
 
 /** @brief What one device computes, and the layout of its slice tensors. */
 typedef struct clpsa_multi_shard {
-    int head_first;  /**< first query head of the slice */
-    int heads_q;     /**< query heads of the slice */
-    int kv_first;    /**< first kv head of the slice */
-    int heads_kv;    /**< kv heads of the slice */
-    double weight;   /**< the weight the split used (given, 1, or 1 / timed ms) */
+    int head_first; /**< first query head of the slice */
+    int heads_q;    /**< query heads of the slice */
+    int kv_first;   /**< first kv head of the slice */
+    int heads_kv;   /**< kv heads of the slice */
+    double weight;  /**< the weight the split used (given, 1, or 1 / timed ms) */
     /** Element strides of the device's slice tensors as clpsa_multi_plan_run_sliced() takes
      * them: contiguous [B, h, N, D] when the whole tensor's heads are outside its tokens
      * (larger head than token stride), else contiguous [B, N, h, D]. */
@@ -84,8 +84,7 @@ CLPSA_API void clpsa_multi_desc_init(clpsa_multi_desc *desc);
  *         CLPSA_ERROR_INVALID_VALUE for a weight that is not finite or not > 0.
  * The detail is in clpsa_context_last_error(NULL).
  */
-CLPSA_API clpsa_status clpsa_split_heads(int groups, int parts, const double *weights,
-                                         int *counts);
+CLPSA_API clpsa_status clpsa_split_heads(int groups, int parts, const double *weights, int *counts);
 
 /**
  * @brief Creates one plan per device for its slice of desc's heads and returns them in *out.
@@ -109,8 +108,7 @@ CLPSA_API clpsa_status clpsa_split_heads(int groups, int parts, const double *we
  *   any status of clpsa_plan_create() on a device.
  */
 CLPSA_API clpsa_status clpsa_multi_plan_create(const clpsa_multi_desc *multi,
-                                               const clpsa_plan_desc *desc,
-                                               clpsa_multi_plan **out);
+                                               const clpsa_plan_desc *desc, clpsa_multi_plan **out);
 /**
  * @brief Waits for the plan's runs in flight (its host staging and events are in use until
  * then), then destroys the per-device plans and buffers. NULL is a no-op. The devices'

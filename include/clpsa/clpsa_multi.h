@@ -63,11 +63,17 @@ typedef struct clpsa_multi_shard {
     int kv_first;   /**< first kv head of the slice */
     int heads_kv;   /**< kv heads of the slice */
     double weight;  /**< the weight the split used (given, 1, or 1 / timed ms) */
-    /** Element strides of the device's slice tensors as clpsa_multi_plan_run_sliced() takes
-     * them: contiguous [B, h, N, D] when the whole tensor's heads are outside its tokens
-     * (larger head than token stride), else contiguous [B, N, h, D]. */
-    clpsa_strides q_strides, k_strides, v_strides, out_strides;
-    size_t q_bytes, k_bytes, v_bytes, out_bytes; /**< smallest slice buffers, in bytes */
+    /** Element strides of the device's slice of Q as clpsa_multi_plan_run_sliced() takes it:
+     * contiguous [B, h, N, D] when the whole tensor's heads are outside its tokens (larger head
+     * than token stride), else contiguous [B, N, h, D]. The same rule gives the others. */
+    clpsa_strides q_strides;
+    clpsa_strides k_strides;   /**< of the slice of K */
+    clpsa_strides v_strides;   /**< of the slice of V */
+    clpsa_strides out_strides; /**< of the slice of the output */
+    size_t q_bytes;            /**< smallest buffer of the Q slice, in bytes */
+    size_t k_bytes;            /**< of the K slice */
+    size_t v_bytes;            /**< of the V slice */
+    size_t out_bytes;          /**< of the output slice */
 } clpsa_multi_shard;
 
 /** @brief Sets every field of desc to its default (zero). NULL is ignored. Any thread. */

@@ -277,6 +277,14 @@ clpsa_plan *clpsa_mpi_plan_local(const clpsa_mpi_plan *mp) {
     return mp ? mp->plan : NULL;
 }
 
+/* The all-to-all of the send buffer into the receive buffer, with the counts and
+ * displacements the caller set, in rows of `type`. */
+static clpsa_status exchange(clpsa_mpi_plan *mp, MPI_Datatype type, const char *what) {
+    const int err = MPI_Alltoallv(mp->send, mp->send_counts, mp->send_displs, type, mp->recv,
+                                  mp->recv_counts, mp->recv_displs, type, mp->comm);
+    return err == MPI_SUCCESS ? CLPSA_OK : fail_mpi(mp, err, what);
+}
+
 /* First all-to-all of one input: the rank's [B, n_r, H, D] tokens -> [B, N, h_r, D] of its
  * heads. heads_first/count are per rank (query or kv heads); seq_first/count the split of
  * this tensor's sequence. */
@@ -303,10 +311,9 @@ static clpsa_status scatter_heads(clpsa_mpi_plan *mp, const unsigned char *src, 
         mp->recv_counts[s] = B * seq_count[s] * h_me;
         r += mp->recv_counts[s];
     }
-    const int err = MPI_Alltoallv(mp->send, mp->send_counts, mp->send_displs, mp->row_in, mp->recv,
-                                  mp->recv_counts, mp->recv_displs, mp->row_in, mp->comm);
-    if (err != MPI_SUCCESS)
-        return fail_mpi(mp, err, "MPI_Alltoallv (tokens to heads)");
+    const clpsa_status status = exchange(mp, mp->row_in, "MPI_Alltoallv (tokens to heads)");
+    if (status != CLPSA_OK)
+        return status;
     for (int s = 0; s < P; ++s) /* from s: [B, n_s, h_me, D] -> tokens [first_s, +n_s) */
         for (int b = 0; b < B; ++b)
             for (int t = 0; t < seq_count[s]; ++t)
@@ -339,10 +346,9 @@ static clpsa_status gather_heads(clpsa_mpi_plan *mp, const unsigned char *src, u
         mp->recv_counts[s] = B * n_me * mp->head_count[s];
         r += mp->recv_counts[s];
     }
-    const int err = MPI_Alltoallv(mp->send, mp->send_counts, mp->send_displs, mp->row_out, mp->recv,
-                                  mp->recv_counts, mp->recv_displs, mp->row_out, mp->comm);
-    if (err != MPI_SUCCESS)
-        return fail_mpi(mp, err, "MPI_Alltoallv (heads to tokens)");
+    const clpsa_status status = exchange(mp, mp->row_out, "MPI_Alltoallv (heads to tokens)");
+    if (status != CLPSA_OK)
+        return status;
     for (int s = 0; s < P; ++s) /* from s: [B, n_me, h_s, D] -> heads [first_s, +h_s) */
         for (int b = 0; b < B; ++b)
             for (int t = 0; t < n_me; ++t)

@@ -435,8 +435,8 @@ CLPSA_API void clpsa_plan_desc_init(clpsa_plan_desc *desc);
  * while it uploads small tables; enqueues nothing on the caller's queues.
  * @return CLPSA_OK (on failure *out is NULL and last_error names the field and the rule);
  *   CLPSA_ERROR_NULL_ARGUMENT when ctx, desc or out is NULL;
- *   CLPSA_ERROR_INVALID_SHAPE for sizes below 1, heads_q not a multiple of heads_kv, or a
- *   grid that does not match seq_q / seq_k;
+ *   CLPSA_ERROR_INVALID_SHAPE for sizes below 1, heads_q not a multiple of heads_kv, a
+ *   grid that does not match seq_q / seq_k, or a head shard outside shard_heads_q;
  *   CLPSA_ERROR_INVALID_VALUE for an option outside its range (method, dtype, preset name,
  *   thresholds, block sizes, samples, densities, ordering, tile);
  *   CLPSA_ERROR_INVALID_STRIDES for negative, overlapping or non-unit-dim strides;

@@ -76,6 +76,8 @@ class PlanDesc(ctypes.Structure):
         ("grid", c_int * 3),
         ("ordering", c_int),
         ("tile", c_int * 3),
+        ("shard_head_first", c_int),
+        ("shard_heads_q", c_int),
     ]
 
 

@@ -608,6 +608,27 @@ clpsa_status clpsa_multi_plan_create(const clpsa_multi_desc *multi, const clpsa_
     for (int t = 0; t < T_COUNT; ++t)
         mp->in_place[t] = tensor_in_place(mp, t, align);
     for (int i = 0; i < n; ++i) {
+        const multi_device *dv = &mp->dev[i];
+        clpsa__log(home_ctx, CLPSA_LOG_INFO,
+                   "multi-device plan: device %d (%s): query heads [%d, %d), kv heads [%d, %d), "
+                   "weight %g; q %s, k %s, v %s, out %s",
+                   i, clpsa_context_device_name(dv->ctx), dv->shard.head_first,
+                   dv->shard.head_first + dv->shard.heads_q, dv->shard.kv_first,
+                   dv->shard.kv_first + dv->shard.heads_kv, dv->shard.weight,
+                   mp->in_place[T_Q]  ? "in place"
+                   : dv->same_context ? "copied"
+                                      : "via host",
+                   mp->in_place[T_K]  ? "in place"
+                   : dv->same_context ? "copied"
+                                      : "via host",
+                   mp->in_place[T_V]  ? "in place"
+                   : dv->same_context ? "copied"
+                                      : "via host",
+                   mp->in_place[T_OUT] ? "in place"
+                   : dv->same_context  ? "copied"
+                                       : "via host");
+    }
+    for (int i = 0; i < n; ++i) {
         status = create_staging(mp, i);
         if (status != CLPSA_OK)
             goto fail;
@@ -748,9 +769,9 @@ static clpsa_status stage_inputs(clpsa_multi_plan *mp, int i, cl_mem const whole
             clpsa__tensor s;
             shard_tensor(w, heads, &s);
             region.size = clpsa__tensor_bytes(&s);
-            const cl_mem_flags flags = t == T_OUT ? CL_MEM_WRITE_ONLY : CL_MEM_READ_ONLY;
-            rs->sub[t] = clCreateSubBuffer(whole_buffers[t], flags, CL_BUFFER_CREATE_TYPE_REGION,
-                                           &region, &err);
+            /* flags 0: the parent's access flags, whatever the caller created it with */
+            rs->sub[t] =
+                clCreateSubBuffer(whole_buffers[t], 0, CL_BUFFER_CREATE_TYPE_REGION, &region, &err);
             if (err != CL_SUCCESS)
                 return mfail_cl(mp, i, err, "clCreateSubBuffer(head slice)");
             rs->slice[t] = rs->sub[t];

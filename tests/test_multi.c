@@ -26,7 +26,9 @@ static cl_context own_cl[2];         /* one device each */
 static clpsa_context *shared_ctx[2]; /* on shared_cl */
 static clpsa_context *own_ctx[2];    /* on own_cl[i] */
 
-static clpsa_context *wrap(cl_context cl, cl_device_id device) {
+static ts_log home_log; /* INFO lines of shared_ctx[0], the home device of its plans */
+
+static clpsa_context *wrap(cl_context cl, cl_device_id device, ts_log *log) {
     cl_int err = CL_SUCCESS;
     cl_command_queue queue = clCreateCommandQueue(cl, device, 0, &err);
     if (err != CL_SUCCESS)
@@ -36,7 +38,11 @@ static clpsa_context *wrap(cl_context cl, cl_device_id device) {
     desc.cl_context = cl;
     desc.device = device;
     desc.queue = queue;
-    desc.log_level = CLPSA_LOG_ERROR;
+    desc.log_level = log ? CLPSA_LOG_INFO : CLPSA_LOG_ERROR;
+    if (log) {
+        desc.log = ts_log_callback;
+        desc.log_user = log;
+    }
     clpsa_context *ctx = NULL;
     clpsa_context_create(&desc, &ctx);
     clReleaseCommandQueue(queue);
@@ -68,8 +74,8 @@ static int group_setup(void **state) {
     if (err != CL_SUCCESS)
         return -1;
     for (int i = 0; i < 2; ++i) {
-        shared_ctx[i] = wrap(shared_cl, devices[i]);
-        own_ctx[i] = wrap(own_cl[i], devices[i]);
+        shared_ctx[i] = wrap(shared_cl, devices[i], i == 0 ? &home_log : NULL);
+        own_ctx[i] = wrap(own_cl[i], devices[i], NULL);
         if (!shared_ctx[i] || !own_ctx[i])
             return -1;
     }
@@ -287,6 +293,10 @@ static void test_in_place_shared_context(void **state) {
      * through sub-buffers. */
     const shape s = {1, 4, 4, 200, 32, 0, CLPSA_METHOD_PSA};
     check_whole_run(shared_ctx, NULL, 0, &s, (const int[2]){2, 2});
+    /* the plan said how it moves the slices; the last line is device 1's */
+    if (!strstr(home_log.last, "device 1") ||
+        !strstr(home_log.last, "q in place, k in place, v in place, out in place"))
+        ts_fail("expected every tensor of device 1 in place, the plan logged: %s", home_log.last);
 }
 
 static void test_copies_shared_context_gqa(void **state) {
@@ -296,6 +306,8 @@ static void test_copies_shared_context_gqa(void **state) {
     const shape s = {2, 6, 3, 150, 32, 1, CLPSA_METHOD_PSA};
     const double w[2] = {2.0, 1.0};
     check_whole_run(shared_ctx, w, 0, &s, (const int[2]){2, 1});
+    if (!strstr(home_log.last, "q copied, k copied, v copied, out copied"))
+        ts_fail("expected rectangular copies for [B, N, H, D], the plan logged: %s", home_log.last);
 }
 
 static void test_host_staging_two_contexts(void **state) {

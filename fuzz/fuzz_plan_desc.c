@@ -151,7 +151,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     clpsa__tensor tensors[4];
     const clpsa_status status = clpsa__plan_desc_check(ctx, &desc, &d, &psa, tensors);
     if (status != CLPSA_OK) {
-        FUZZ_CHECK(ctx->last_error[0] != '\0');
+        FUZZ_CHECK(clpsa_context_last_error(ctx)[0] != '\0');
     } else {
         FUZZ_CHECK(d.batch >= 1 && d.heads_q >= 1 && d.heads_kv >= 1 && d.seq_q >= 1 &&
                    d.seq_k >= 1 && d.head_dim >= 8 && d.heads_q % d.heads_kv == 0);

@@ -226,7 +226,7 @@ const clpsa__kernel_variant clpsa__portable_cpu_estimate = {
 
 /* The SIMT-shaped variants (cl/portable/simt_flash.cl): work-groups of 2 x SIMT_ROWS work-items
  * with 4 x 4k register tiles of logits and outputs, Q^T, K^T / V and P^T in local memory.
- * Opt-in (VARIANT=4, a table row or the tuner) until measured on GPUs. */
+ * Chosen automatically on devices no vendor or CPU variant serves (GPUs without a vendor path). */
 static cl_ulong simt_local_bytes(int d, int rows, int tile) {
     return 4 * ((cl_ulong)d * rows + (cl_ulong)tile * d + (cl_ulong)tile * rows +
                 (cl_ulong)rows * 8 + 3 * (cl_ulong)tile + rows + 1);

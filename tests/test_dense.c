@@ -476,8 +476,11 @@ static struct {
 } current;
 
 static void add(dense_case c, const char *group) {
-    if (current.variant == 4 && (c.head_dim % 32 != 0 || c.head_dim > 128))
-        return; /* the SIMT variant covers head dims of 32, 64, 96 and 128 */
+    dense_data layout_only;
+    dense_data_layout(&c, &layout_only);
+    const clpsa_plan_desc desc = plan_desc_of(&c, &layout_only);
+    if (!ts_variant_takes(current.variant, &desc))
+        return; /* the plan's own choice runs this case in the first pass */
     /* Runs beyond the plan's own choice and the portable kernel (other tiles, opt-in
      * variants) keep every case of a few programs: fp32 at each D, and D = 64 in each storage
      * type. PoCL compiles each (D, dtype, out dtype) program anew. */

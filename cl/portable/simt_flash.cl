@@ -70,7 +70,12 @@ inline void simt_load_queries(__local simt_shared *sh, __global const in_t *q_he
 
 /* limit0: the causal limit of the work-item's first row (keys up to it are visible). */
 inline void simt_state_init(simt_state *st, int limit0, bool causal) {
+    /* Every loop over the state is unrolled: an index the compiler cannot resolve puts the
+     * whole state in (slow, off-chip) private memory, as clang -> ptxas showed (336-byte
+     * stack frame) before these pragmas. */
+#pragma unroll
     for (int r = 0; r < 4; ++r) {
+#pragma unroll
         for (int e = 0; e < SIMT_DV4; ++e)
             st->acc[r][e] = (float4)(0.0f);
         st->m[r] = -INFINITY;
@@ -206,9 +211,11 @@ inline void simt_store(__local simt_shared *sh, simt_state *st, __global out_t *
     const int lid = get_local_id(0);
     const int g4 = (lid >> 3) * 4, c4 = (lid & 7) * 4;
     barrier(CLK_LOCAL_MEM_FENCE);
+#pragma unroll
     for (int r = 0; r < 4; ++r)
         sh->red[(g4 + r) * 8 + (lid & 7)] = st->l[r];
     barrier(CLK_LOCAL_MEM_FENCE);
+#pragma unroll
     for (int r = 0; r < 4; ++r) {
         const float8 all = vload8(0, sh->red + (g4 + r) * 8);
         const float4 half_sum = all.lo + all.hi;
@@ -216,6 +223,7 @@ inline void simt_store(__local simt_shared *sh, simt_state *st, __global out_t *
         const float inv_l = sum > 0.0f ? 1.0f / sum : 0.0f;
         if (!dst[r])
             continue;
+#pragma unroll
         for (int e = 0; e < SIMT_DV4; ++e) {
             const float4 x = st->acc[r][e] * inv_l;
             const int d = 32 * e + c4;

@@ -27,7 +27,7 @@ fi
 files=()
 while IFS= read -r -d '' f; do
     files+=("$f")
-done < <(find include src tools tests bench cl mpi -type f \
+done < <(find include src tools tests bench cl mpi fuzz -type f \
     \( -name '*.c' -o -name '*.h' -o -name '*.cl' \) -print0 2>/dev/null | sort -z)
 
 if [ ${#files[@]} -eq 0 ]; then

@@ -3,7 +3,8 @@
 # The test command: installs what is missing, checks formatting and SPDX lines, builds with
 # -Werror and runs the test suites (Release; they include the examples, the export list, the
 # API reference, installing + consumers and the Debian package), builds again with
-# AddressSanitizer + UndefinedBehaviorSanitizer and runs them again, then runs the main job once (`clpsa run`).
+# AddressSanitizer + UndefinedBehaviorSanitizer and runs them again, runs the libFuzzer targets
+# for a bounded time (ci/fuzz.sh, about 8 s each), then runs the main job once (`clpsa run`).
 # The Python package (python/) is installed with pip into a virtual environment over the
 # system's numpy and PyOpenCL, which builds its own libclpsa, and its pytest suite runs on it. Exits non-zero on any
 # failure and prints a summary. Run from anywhere, as root on a fresh Debian 12 machine:
@@ -95,6 +96,9 @@ summary() {
     if [ -f "$LOG_DIR/pytest.log" ]; then
         printf '  %-24s %s\n' "pytest:" \
             "$(grep -E '[0-9]+ (passed|failed|error)' "$LOG_DIR/pytest.log" | tail -1 || true)"
+    fi
+    if [ -f "$LOG_DIR/fuzz.log" ]; then
+        grep -E '^  fuzz_' "$LOG_DIR/fuzz.log" | sed 's/^/  /' || true
     fi
     if [ -f "$LOG_DIR/smoke.log" ]; then
         local lines
@@ -202,6 +206,11 @@ python_tests() {
     return $rc
 }
 
+fuzz() {
+    mkdir -p "$LOG_DIR"
+    bash ci/fuzz.sh 2>&1 | tee "$LOG_DIR/fuzz.log"
+}
+
 smoke() {
     mkdir -p "$LOG_DIR"
     # The main job's binary on its embedded default workload; must exit 0.
@@ -245,6 +254,7 @@ else
     [ $asan_ok -eq 1 ] || skip_step "ctest ASan+UBSan" "no build"
 fi
 
+run_step "fuzz (libFuzzer)" fuzz
 if [ $release_ok -eq 1 ]; then
     run_step "clpsa run (main job)" smoke
 else

@@ -42,6 +42,7 @@ clpsa_status clpsa__device_info_query(cl_device_id device, clpsa__device_info *o
 typedef struct clpsa__program_entry {
     char *key;
     cl_program program;
+    bool from_disk; /* loaded from a cached binary, not yet proven by a kernel made from it */
 } clpsa__program_entry;
 
 struct clpsa_context {
@@ -108,10 +109,12 @@ typedef struct clpsa__kernel_source {
 clpsa_status clpsa__kernel_source_load(clpsa_context *ctx, const char *name, char **text,
                                        size_t *size);
 
-/* Builds (or fetches from the memory/disk caches) the program made of the kernel files, joined
- * in order, with the options. The returned program is owned by the context. */
-clpsa_status clpsa__program_get(clpsa_context *ctx, const char *const *files, size_t count,
-                                const char *options, cl_program *out);
+/* Creates kernel `name` of the program made of the kernel files, joined in order, with the
+ * options; the program is built or fetched from the memory/disk caches and owned by the
+ * context, the kernel by the caller. A cached binary that cannot make the kernel is rebuilt
+ * from source. */
+clpsa_status clpsa__program_kernel(clpsa_context *ctx, const char *const *files, size_t count,
+                                   const char *options, const char *name, cl_kernel *out);
 void clpsa__program_cache_release(clpsa_context *ctx);
 
 /* On-disk binary cache. A miss, a corrupt or a stale file returns false (with a log line for
@@ -120,7 +123,21 @@ bool clpsa__disk_cache_load(clpsa_context *ctx, const char *key, unsigned char *
                             size_t *size);
 void clpsa__disk_cache_store(clpsa_context *ctx, const char *key, const unsigned char *binary,
                              size_t size);
+/* Checks a whole program cache file read into memory against the key it should hold: NULL
+ * when every byte is as written (*binary then points into data), else why it is refused. */
+const char *clpsa__disk_cache_check(const unsigned char *data, size_t size, const char *key,
+                                    const unsigned char **binary, size_t *binary_size);
 void clpsa__disk_cache_resolve_dir(const char *requested, char *out, size_t capacity);
+/* Reads a file the library wrote for itself into memory (NUL-terminated, malloc'ed) when it is
+ * a regular file of at most max_size bytes; never blocks on a FIFO or device. REJECTED says
+ * why in `why`. */
+typedef enum clpsa__file_result {
+    CLPSA__FILE_MISSING,
+    CLPSA__FILE_READ,
+    CLPSA__FILE_REJECTED,
+} clpsa__file_result;
+clpsa__file_result clpsa__file_read_regular(const char *path, size_t max_size, unsigned char **data,
+                                            size_t *size, char *why, size_t why_size);
 /* mkdir -p; false (errno set) on failure. */
 bool clpsa__make_dirs(const char *dir);
 
@@ -132,6 +149,10 @@ void clpsa__params_cache_path(const clpsa_context *ctx, char *out, size_t size);
 /* Reads the tuned cache of the device into values (0 = absent); false when absent or ignored
  * (a damaged or stale file is logged). */
 bool clpsa__params_cache_load(clpsa_context *ctx, int *values);
+/* Checks the text of a tuned-parameter file (NUL-terminated, size bytes) written for this
+ * device and driver and fills values; false with the reason in `why`. */
+bool clpsa__params_cache_parse(const char *text, size_t size, const char *device_key,
+                               const char *driver, int *values, char *why, size_t why_size);
 clpsa_status clpsa__params_cache_store(clpsa_context *ctx, const int *values);
 
 /* Tensor description checks shared by plan creation and run. */

@@ -62,20 +62,13 @@ static clpsa_status build_one(clpsa_plan *plan, const clpsa__kernel_variant *v, 
             return status;
         char all[1024];
         snprintf(all, sizeof all, "%s %s", options, config->options);
-        cl_program program = NULL;
-        status = clpsa__program_get(ctx, v->files, files, all, &program);
+        cl_kernel built = NULL;
+        status = clpsa__program_kernel(ctx, v->files, files, all, v->kernel, &built);
         if (status != CLPSA_OK)
             return status;
-        cl_int err = CL_SUCCESS;
-        cl_kernel built = clCreateKernel(program, v->kernel, &err);
-        if (err != CL_SUCCESS) {
-            char what[96];
-            snprintf(what, sizeof what, "clCreateKernel(%s)", v->kernel);
-            return clpsa__fail_cl(ctx, err, what);
-        }
         size_t limit = 0;
-        err = clGetKernelWorkGroupInfo(built, ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof limit,
-                                       &limit, NULL);
+        const cl_int err = clGetKernelWorkGroupInfo(built, ctx->device, CL_KERNEL_WORK_GROUP_SIZE,
+                                                    sizeof limit, &limit, NULL);
         if (err != CL_SUCCESS) {
             clReleaseKernel(built);
             return clpsa__fail_cl(ctx, err, "clGetKernelWorkGroupInfo");

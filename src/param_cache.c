@@ -19,6 +19,8 @@
 #include <unistd.h>
 
 #define CLPSA__PARAMS_MAGIC "clpsa-params 1"
+/* What the store below can write (its text buffer, less the NUL). */
+#define CLPSA__PARAMS_MAX_FILE 8191
 
 void clpsa__params_cache_path(const clpsa_context *ctx, char *out, size_t size) {
     if (!ctx->cache_dir[0]) {
@@ -35,70 +37,69 @@ static void ignore(clpsa_context *ctx, const char *path, const char *why) {
     clpsa__log(ctx, CLPSA_LOG_WARN, "tuned parameters: ignoring %s: %s", path, why);
 }
 
-bool clpsa__params_cache_load(clpsa_context *ctx, int *values) {
+bool clpsa__params_cache_parse(const char *text, size_t size, const char *device_key,
+                               const char *driver, int *values, char *why, size_t why_size) {
     for (int id = 0; id < CLPSA__PARAM_COUNT; ++id)
         values[id] = 0;
-    char path[4300];
-    clpsa__params_cache_path(ctx, path, sizeof path);
-    if (!path[0])
-        return false;
-    FILE *file = fopen(path, "rb");
-    if (!file)
-        return false;
-    char text[8192];
-    const size_t size = fread(text, 1, sizeof text - 1, file);
-    const bool too_long = !feof(file);
-    fclose(file);
-    text[size] = '\0';
-    if (too_long) {
-        ignore(ctx, path, "larger than any file clpsa writes (corrupt)");
+    /* The checks below read text as a C string: a NUL would hide what follows it. */
+    if (memchr(text, '\0', size)) {
+        snprintf(why, why_size, "it contains a NUL byte (not a clpsa parameter file)");
         return false;
     }
     const char *checksum = strstr(text, "checksum=");
-    char expected_device[sizeof ctx->device_key + 16], expected_driver[CLPSA__NAME_CAPACITY + 16];
-    snprintf(expected_device, sizeof expected_device, "device=%s\n", ctx->device_key);
-    snprintf(expected_driver, sizeof expected_driver, "driver=%s\n", ctx->info.driver_version);
     const size_t magic_length = strlen(CLPSA__PARAMS_MAGIC);
     if (strncmp(text, "clpsa-params ", 13) != 0) {
-        ignore(ctx, path, "bad magic (not a clpsa parameter file)");
+        snprintf(why, why_size, "bad magic (not a clpsa parameter file)");
         return false;
     }
     if (strncmp(text, CLPSA__PARAMS_MAGIC "\n", magic_length + 1) != 0) {
-        ignore(ctx, path, "written by another format version");
+        snprintf(why, why_size, "written by another format version");
         return false;
     }
-    if (!checksum || (checksum != text && checksum[-1] != '\n')) {
-        ignore(ctx, path, "no checksum line (truncated)");
+    if (!checksum || checksum[-1] != '\n') {
+        snprintf(why, why_size, "no checksum line (truncated)");
         return false;
     }
     char written[17] = "";
     snprintf(written, sizeof written, "%016llx",
              (unsigned long long)clpsa__hash64(text, (size_t)(checksum - text), CLPSA__HASH_SEED));
     if (strncmp(checksum + 9, written, 16) != 0) {
-        ignore(ctx, path, "checksum mismatch (corrupt)");
+        snprintf(why, why_size, "checksum mismatch (corrupt)");
         return false;
     }
     const char *line = text + magic_length + 1;
-    if (strncmp(line, expected_device, strlen(expected_device)) != 0) {
-        ignore(ctx, path, "written for another device (stale)");
+    const size_t device_length = strlen(device_key), driver_length = strlen(driver);
+    if (strncmp(line, "device=", 7) != 0 || strncmp(line + 7, device_key, device_length) != 0 ||
+        line[7 + device_length] != '\n') {
+        snprintf(why, why_size, "written for another device (stale)");
         return false;
     }
-    line += strlen(expected_device);
-    if (strncmp(line, expected_driver, strlen(expected_driver)) != 0) {
-        ignore(ctx, path, "written for another driver version (stale)");
+    line += 7 + device_length + 1;
+    if (strncmp(line, "driver=", 7) != 0 || strncmp(line + 7, driver, driver_length) != 0 ||
+        line[7 + driver_length] != '\n') {
+        snprintf(why, why_size, "written for another driver version (stale)");
         return false;
     }
-    line += strlen(expected_driver);
-    while (line < checksum) {
-        const char *end = strchr(line, '\n');
+    line += 7 + driver_length + 1;
+    for (int number = 4; line < checksum; ++number) {
+        const char *end = strchr(line, '\n'); /* found: checksum[-1] is one */
+        /* clpsa writes "family.NAME=value" lines of a few dozen characters; a longer one was
+         * never written by it, and cutting it could turn an invalid value into a valid one. */
         char one[256];
-        snprintf(one, sizeof one, "%.*s", (int)(end - line), line);
+        const size_t length = (size_t)(end - line);
+        if (length >= sizeof one) {
+            snprintf(why, why_size, "line %d has %zu characters, more than the %zu allowed", number,
+                     length, sizeof one - 1);
+            for (int id = 0; id < CLPSA__PARAM_COUNT; ++id)
+                values[id] = 0;
+            return false;
+        }
+        memcpy(one, line, length);
+        one[length] = '\0';
         int parsed[CLPSA__PARAM_COUNT];
-        char why[256];
-        if (!clpsa__params_parse(one, parsed, why, sizeof why)) {
-            char message[400];
-            snprintf(message, sizeof message, "bad line: %s", why);
-            ignore(ctx, path, message);
+        char reason[256];
+        if (!clpsa__params_parse(one, parsed, reason, sizeof reason)) {
+            snprintf(why, why_size, "bad line %d: %s", number, reason);
             for (int id = 0; id < CLPSA__PARAM_COUNT; ++id)
                 values[id] = 0;
             return false;
@@ -107,6 +108,31 @@ bool clpsa__params_cache_load(clpsa_context *ctx, int *values) {
             if (parsed[id])
                 values[id] = parsed[id];
         line = end + 1;
+    }
+    return true;
+}
+
+bool clpsa__params_cache_load(clpsa_context *ctx, int *values) {
+    for (int id = 0; id < CLPSA__PARAM_COUNT; ++id)
+        values[id] = 0;
+    char path[4300];
+    clpsa__params_cache_path(ctx, path, sizeof path);
+    if (!path[0])
+        return false;
+    unsigned char *data = NULL;
+    size_t size = 0;
+    char why[512];
+    const clpsa__file_result read =
+        clpsa__file_read_regular(path, CLPSA__PARAMS_MAX_FILE, &data, &size, why, sizeof why);
+    if (read == CLPSA__FILE_MISSING)
+        return false;
+    bool ok = read == CLPSA__FILE_READ &&
+              clpsa__params_cache_parse((const char *)data, size, ctx->device_key,
+                                        ctx->info.driver_version, values, why, sizeof why);
+    free(data);
+    if (!ok) {
+        ignore(ctx, path, why);
+        return false;
     }
     clpsa__log(ctx, CLPSA_LOG_INFO, "tuned parameters loaded from %s", path);
     return true;

@@ -115,6 +115,24 @@ static clpsa__tensor make_tensor(const char *name, const clpsa_plan_desc *d, int
     return t;
 }
 
+clpsa_status clpsa__plan_desc_check(clpsa_context *ctx, const clpsa_plan_desc *desc,
+                                    clpsa_plan_desc *d, clpsa__psa_options *psa,
+                                    clpsa__tensor tensors[4]) {
+    memset(psa, 0, sizeof *psa);
+    clpsa_status status = resolve_desc(ctx, desc, d);
+    if (status == CLPSA_OK && d->method != CLPSA_METHOD_DENSE)
+        status = clpsa__psa_resolve(ctx, desc, d, psa);
+    if (status != CLPSA_OK)
+        return status;
+    tensors[0] = make_tensor("q", d, d->heads_q, d->seq_q, d->q_strides, d->dtype);
+    tensors[1] = make_tensor("k", d, d->heads_kv, d->seq_k, d->k_strides, d->dtype);
+    tensors[2] = make_tensor("v", d, d->heads_kv, d->seq_k, d->v_strides, d->dtype);
+    tensors[3] = make_tensor("out", d, d->heads_q, d->seq_q, d->out_strides, d->out_dtype);
+    for (int i = 0; i < 4 && status == CLPSA_OK; ++i)
+        status = clpsa__tensor_check_strides(ctx, &tensors[i]);
+    return status;
+}
+
 /* Builds the dense kernel: the first variant that fits the plan and the device. */
 static clpsa_status build_dense(clpsa_plan *plan) {
     char options[256];
@@ -144,20 +162,8 @@ clpsa_status clpsa_plan_create(clpsa_context *ctx, const clpsa_plan_desc *desc, 
     clpsa__clear_error(ctx);
     clpsa_plan_desc d;
     clpsa__psa_options psa;
-    memset(&psa, 0, sizeof psa);
-    clpsa_status status = resolve_desc(ctx, desc, &d);
-    if (status == CLPSA_OK && d.method != CLPSA_METHOD_DENSE)
-        status = clpsa__psa_resolve(ctx, desc, &d, &psa);
-    if (status != CLPSA_OK)
-        return status;
-    clpsa__tensor tensors[4] = {
-        make_tensor("q", &d, d.heads_q, d.seq_q, d.q_strides, d.dtype),
-        make_tensor("k", &d, d.heads_kv, d.seq_k, d.k_strides, d.dtype),
-        make_tensor("v", &d, d.heads_kv, d.seq_k, d.v_strides, d.dtype),
-        make_tensor("out", &d, d.heads_q, d.seq_q, d.out_strides, d.out_dtype),
-    };
-    for (int i = 0; i < 4 && status == CLPSA_OK; ++i)
-        status = clpsa__tensor_check_strides(ctx, &tensors[i]);
+    clpsa__tensor tensors[4];
+    clpsa_status status = clpsa__plan_desc_check(ctx, desc, &d, &psa, tensors);
     if (status != CLPSA_OK)
         return status;
 

@@ -78,6 +78,11 @@ struct clpsa_plan {
 
 clpsa_status clpsa__psa_resolve(clpsa_context *ctx, const clpsa_plan_desc *desc,
                                 clpsa_plan_desc *resolved, clpsa__psa_options *out);
+/* Every rule of clpsa_plan_create that needs no device or buffer: fills the resolved
+ * description, the PSA options and the four tensors (q, k, v, out). */
+clpsa_status clpsa__plan_desc_check(clpsa_context *ctx, const clpsa_plan_desc *desc,
+                                    clpsa_plan_desc *d, clpsa__psa_options *psa,
+                                    clpsa__tensor tensors[4]);
 /* Completes the options that depend on nk (call after the block grid is known). */
 void clpsa__psa_finish(const clpsa_plan_desc *desc, int blocks_k, clpsa__psa_options *psa);
 

@@ -19,18 +19,7 @@ static int next_power_of_two(int x) {
 static clpsa_status create_kernel(clpsa_plan *plan, const char *file, const char *options,
                                   const char *name, cl_kernel *out) {
     const char *const files[2] = {"common.cl", file};
-    cl_program program = NULL;
-    clpsa_status status = clpsa__program_get(plan->ctx, files, 2, options, &program);
-    if (status != CLPSA_OK)
-        return status;
-    cl_int err = CL_SUCCESS;
-    *out = clCreateKernel(program, name, &err);
-    if (err != CL_SUCCESS) {
-        char what[96];
-        snprintf(what, sizeof what, "clCreateKernel(%s)", name);
-        return clpsa__fail_cl(plan->ctx, err, what);
-    }
-    return CLPSA_OK;
+    return clpsa__program_kernel(plan->ctx, files, 2, options, name, out);
 }
 
 /* The PSA kernels' parameters for this plan (context lookup, checked against the device). */

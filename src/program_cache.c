@@ -24,15 +24,16 @@ static char *make_key(const clpsa_context *ctx, const char *file, const char *so
     return key;
 }
 
-static cl_program find_in_memory(const clpsa_context *ctx, const char *key) {
+/* The index of the entry with this key, or program_count when there is none. */
+static size_t find_in_memory(const clpsa_context *ctx, const char *key) {
     for (size_t i = 0; i < ctx->program_count; ++i)
         if (strcmp(ctx->programs[i].key, key) == 0)
-            return ctx->programs[i].program;
-    return NULL;
+            return i;
+    return ctx->program_count;
 }
 
 /* Takes ownership of key and program. */
-static clpsa_status remember(clpsa_context *ctx, char *key, cl_program program) {
+static clpsa_status remember(clpsa_context *ctx, char *key, cl_program program, bool from_disk) {
     if (ctx->program_count == ctx->program_capacity) {
         const size_t capacity = ctx->program_capacity ? 2 * ctx->program_capacity : 8;
         clpsa__program_entry *grown = realloc(ctx->programs, capacity * sizeof *grown);
@@ -46,6 +47,7 @@ static clpsa_status remember(clpsa_context *ctx, char *key, cl_program program) 
     }
     ctx->programs[ctx->program_count].key = key;
     ctx->programs[ctx->program_count].program = program;
+    ctx->programs[ctx->program_count].from_disk = from_disk;
     ctx->program_count++;
     return CLPSA_OK;
 }
@@ -187,41 +189,78 @@ static clpsa_status load_sources(clpsa_context *ctx, const char *const *files, s
     return CLPSA_OK;
 }
 
-clpsa_status clpsa__program_get(clpsa_context *ctx, const char *const *files, size_t count,
-                                const char *options, cl_program *out) {
-    *out = NULL;
-    char *source = NULL;
-    size_t source_size = 0;
-    char file[512];
-    clpsa_status status = load_sources(ctx, files, count, &source, &source_size, file, sizeof file);
+/* The cache entry of the program made of the files with the options: from memory, else from
+ * the disk cache, else built from source (and stored on disk). */
+static clpsa_status program_entry(clpsa_context *ctx, const char *const *files, size_t count,
+                                  const char *options, size_t *index, char **source,
+                                  size_t *source_size, char *file, size_t file_capacity) {
+    clpsa_status status = load_sources(ctx, files, count, source, source_size, file, file_capacity);
     if (status != CLPSA_OK)
         return status;
-    char *key = make_key(ctx, file, source, source_size, options);
-    if (!key) {
-        free(source);
+    char *key = make_key(ctx, file, *source, *source_size, options);
+    if (!key)
         return clpsa__fail(ctx, CLPSA_ERROR_OUT_OF_MEMORY, "program cache: out of memory");
-    }
-    cl_program program = find_in_memory(ctx, key);
-    if (program) {
+    *index = find_in_memory(ctx, key);
+    if (*index < ctx->program_count) {
         ctx->cache_stats.memory_hits++;
-        free(source);
         free(key);
-        *out = program;
         return CLPSA_OK;
     }
-    program = load_binary(ctx, key, options);
+    cl_program program = load_binary(ctx, key, options);
+    const bool from_disk = program != NULL;
     if (!program) {
-        status = build_from_source(ctx, file, source, source_size, options, &program);
-        if (status == CLPSA_OK)
-            store_binary(ctx, key, program);
+        status = build_from_source(ctx, file, *source, *source_size, options, &program);
+        if (status != CLPSA_OK) {
+            free(key);
+            return status;
+        }
+        store_binary(ctx, key, program);
     }
-    free(source);
+    *index = ctx->program_count;
+    return remember(ctx, key, program, from_disk);
+}
+
+clpsa_status clpsa__program_kernel(clpsa_context *ctx, const char *const *files, size_t count,
+                                   const char *options, const char *name, cl_kernel *out) {
+    *out = NULL;
+    char *source = NULL;
+    size_t source_size = 0, index = 0;
+    char file[512];
+    clpsa_status status =
+        program_entry(ctx, files, count, options, &index, &source, &source_size, file, sizeof file);
     if (status != CLPSA_OK) {
-        free(key);
+        free(source);
         return status;
     }
-    status = remember(ctx, key, program);
-    if (status == CLPSA_OK)
-        *out = program;
-    return status;
+    clpsa__program_entry *entry = &ctx->programs[index];
+    cl_int err = CL_SUCCESS;
+    cl_kernel kernel = clCreateKernel(entry->program, name, &err);
+    if (err != CL_SUCCESS && entry->from_disk) {
+        /* A binary that loads can still be the wrong one (entries swapped, a driver that keeps
+         * only part of it): whatever went wrong, the source is the authority. */
+        clpsa__log(ctx, CLPSA_LOG_WARN,
+                   "program cache: the cached binary of %s cannot make kernel %s (%s); "
+                   "rebuilding from source",
+                   file, name, clpsa__cl_error_name(err));
+        ctx->cache_stats.disk_rejects++;
+        cl_program rebuilt = NULL;
+        status = build_from_source(ctx, file, source, source_size, options, &rebuilt);
+        if (status != CLPSA_OK) {
+            free(source);
+            return status;
+        }
+        store_binary(ctx, entry->key, rebuilt); /* replaces the bad file */
+        clReleaseProgram(entry->program);       /* kernels made from it keep their reference */
+        entry->program = rebuilt;
+        entry->from_disk = false;
+        kernel = clCreateKernel(rebuilt, name, &err);
+    }
+    free(source);
+    if (err != CL_SUCCESS) {
+        char what[768];
+        snprintf(what, sizeof what, "clCreateKernel(%s) of %s", name, file);
+        return clpsa__fail_cl(ctx, err, what);
+    }
+    *out = kernel;
+    return CLPSA_OK;
 }

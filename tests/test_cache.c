@@ -12,6 +12,8 @@
 #include "support/test_support.h"
 
 #include <dirent.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,7 +201,7 @@ static void check_damage_is_ignored(damage kind, const char *why) {
 
 static void test_corrupt_binary_is_ignored(void **state) {
     (void)state;
-    check_damage_is_ignored(FLIP_BINARY_BYTE, "checksum");
+    check_damage_is_ignored(FLIP_BINARY_BYTE, "digest");
 }
 
 static void test_truncated_file_is_ignored(void **state) {
@@ -220,6 +222,197 @@ static void test_other_format_version_is_ignored(void **state) {
 static void test_empty_file_is_ignored(void **state) {
     (void)state;
     check_damage_is_ignored(EMPTY, "truncated");
+}
+
+/* ---- Entries written by hand (docs/api.md, "Caches on disk", gives the layout) ---- */
+
+typedef struct entry {
+    unsigned char header[32]; /* magic, version, key size, binary size, digest */
+    char *key;
+    unsigned char *binary;
+    uint32_t key_size;
+    uint64_t binary_size;
+} entry;
+
+static uint64_t fnv1a(const void *data, size_t size, uint64_t h) {
+    const unsigned char *bytes = data;
+    for (size_t i = 0; i < size; ++i)
+        h = (h ^ bytes[i]) * 0x100000001b3ull;
+    return h;
+}
+#define FNV_SEED 0xcbf29ce484222325ull
+
+static void read_entry(const char *path, entry *e) {
+    FILE *file = fopen(path, "rb");
+    assert_non_null(file);
+    assert_int_equal(fread(e->header, 1, sizeof e->header, file), sizeof e->header);
+    memcpy(&e->key_size, e->header + 12, 4);
+    memcpy(&e->binary_size, e->header + 16, 8);
+    e->key = malloc(e->key_size);
+    e->binary = malloc(e->binary_size);
+    assert_int_equal(fread(e->key, 1, e->key_size, file), e->key_size);
+    assert_int_equal(fread(e->binary, 1, e->binary_size, file), e->binary_size);
+    fclose(file);
+}
+
+static void free_entry(entry *e) {
+    free(e->key);
+    free(e->binary);
+}
+
+/* Writes e's header (version kept) with binary_size set to `size` and the digest over the whole
+ * entry (whole_digest) or, as format version 1 had it, over the binary alone. */
+static void write_entry(const char *path, const entry *e, const unsigned char *binary,
+                        uint64_t size, bool whole_digest) {
+    unsigned char header[32];
+    memcpy(header, e->header, sizeof header);
+    memcpy(header + 16, &size, 8);
+    uint64_t digest = FNV_SEED;
+    if (whole_digest) {
+        digest = fnv1a(header, 24, digest);
+        digest = fnv1a(e->key, e->key_size, digest);
+    }
+    digest = fnv1a(binary, size, digest);
+    memcpy(header + 24, &digest, 8);
+    FILE *file = fopen(path, "wb");
+    assert_non_null(file);
+    fwrite(header, 1, sizeof header, file);
+    fwrite(e->key, 1, e->key_size, file);
+    fwrite(binary, 1, size, file);
+    assert_int_equal(fclose(file), 0);
+}
+
+/* Runs the tiny plan in a fresh context on the doctored cache and checks that the bad entry was
+ * refused (`why` in the one warning), the result equals `reference` and the rebuilt program
+ * replaced the file. */
+static void check_rebuilt(const float *reference, const char *why, uint64_t disk_hits) {
+    ts_log log = {0};
+    clpsa_context *reader = make_context(&log, cache_dir);
+    float *result = run_tiny(reader);
+    const clpsa_cache_stats s = stats_of(reader);
+    clpsa_context_destroy(reader);
+    assert_int_equal(s.disk_rejects, 1);
+    assert_int_equal(s.disk_hits, disk_hits);
+    assert_int_equal(s.builds, 1);
+    assert_int_equal(log.warnings, 1);
+    if (!strstr(log.last_warning, why))
+        fail_msg("log line \"%s\" should say: %s", log.last_warning, why);
+    assert_memory_equal(reference, result, 40 * 64 * sizeof(float));
+    free(result);
+    clpsa_context *healed = make_context(&log, cache_dir);
+    free(run_tiny(healed));
+    assert_int_equal(stats_of(healed).disk_hits, 1);
+    assert_int_equal(stats_of(healed).disk_rejects, 0);
+    clpsa_context_destroy(healed);
+}
+
+/* Issue 14, defect 1: the first half of a real binary under a header whose sizes and (format 1)
+ * checksum agree with it. Version 1 handed it to the driver, and PoCL crashed. */
+static void test_half_binary_with_valid_checksum_is_refused(void **state) {
+    (void)state;
+    ts_log log = {0};
+    clpsa_context *writer = make_context(&log, cache_dir);
+    float *reference = run_tiny(writer);
+    clpsa_context_destroy(writer);
+    char path[512];
+    find_cache_file(path, sizeof path);
+    entry e;
+    read_entry(path, &e);
+    write_entry(path, &e, e.binary, e.binary_size / 2, false);
+    check_rebuilt(reference, "digest does not match", 0);
+    free_entry(&e);
+    free(reference);
+}
+
+/* Issue 14, defect 3: sizes whose 64-bit sum wraps to the file size of 101 bytes; version 1
+ * believed them and asked malloc for about 2^64 bytes. */
+static void test_wrapping_sizes_are_refused(void **state) {
+    (void)state;
+    ts_log log = {0};
+    clpsa_context *writer = make_context(&log, cache_dir);
+    float *reference = run_tiny(writer);
+    clpsa_context_destroy(writer);
+    char path[512];
+    find_cache_file(path, sizeof path);
+    entry e;
+    read_entry(path, &e);
+    const uint64_t wrapped = (uint64_t)101 - 32 - e.key_size; /* mod 2^64 */
+    memcpy(e.header + 16, &wrapped, 8);
+    FILE *file = fopen(path, "wb");
+    assert_non_null(file);
+    fwrite(e.header, 1, 32, file);
+    fwrite(e.key, 1, 69, file); /* 101 bytes in all */
+    assert_int_equal(fclose(file), 0);
+    check_rebuilt(reference, "size disagrees with its header", 0);
+    free_entry(&e);
+    free(reference);
+}
+
+/* Issue 14, defect 2: a whole, valid binary of another program (entries swapped) loads and
+ * builds, but has no dense_attention kernel. The plan must be built from source. */
+static void test_binary_without_the_kernel_is_rebuilt(void **state) {
+    (void)state;
+    ts_log log = {0};
+    clpsa_context *writer = make_context(&log, cache_dir);
+    float *reference = run_tiny(writer);
+    /* A real binary for this device that holds another kernel. */
+    const char *source = "__kernel void other_kernel(__global float *x) { x[0] = 1.0f; }";
+    cl_int err = CL_SUCCESS;
+    cl_context cl_ctx = clpsa_context_cl_context(writer);
+    cl_device_id device = clpsa_context_device(writer);
+    cl_program program = clCreateProgramWithSource(cl_ctx, 1, &source, NULL, &err);
+    assert_int_equal(err, CL_SUCCESS);
+    assert_int_equal(clBuildProgram(program, 1, &device, "", NULL, NULL), CL_SUCCESS);
+    size_t size = 0;
+    assert_int_equal(clGetProgramInfo(program, CL_PROGRAM_BINARY_SIZES, sizeof size, &size, NULL),
+                     CL_SUCCESS);
+    unsigned char *other = malloc(size);
+    assert_int_equal(clGetProgramInfo(program, CL_PROGRAM_BINARIES, sizeof other, &other, NULL),
+                     CL_SUCCESS);
+    clReleaseProgram(program);
+    clpsa_context_destroy(writer);
+
+    char path[512];
+    find_cache_file(path, sizeof path);
+    entry e;
+    read_entry(path, &e);
+    write_entry(path, &e, other, size, true);
+    /* The binary loads (a disk hit), then cannot make the kernel (a reject). */
+    check_rebuilt(reference, "cannot make kernel dense_attention", 1);
+    free(other);
+    free_entry(&e);
+    free(reference);
+}
+
+/* Issue 14, defect 4: a FIFO in place of the entry. Opening it for reading used to wait for a
+ * writer forever; the alarm turns such a hang into a failure. */
+static void test_fifo_in_place_of_an_entry_is_refused(void **state) {
+    (void)state;
+    ts_log log = {0};
+    clpsa_context *writer = make_context(&log, cache_dir);
+    float *reference = run_tiny(writer);
+    clpsa_context_destroy(writer);
+    char path[512];
+    find_cache_file(path, sizeof path);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    alarm(60);
+    clpsa_context *reader = make_context(&log, cache_dir);
+    float *result = run_tiny(reader);
+    alarm(0);
+    const clpsa_cache_stats s = stats_of(reader);
+    clpsa_context_destroy(reader);
+    assert_int_equal(s.disk_rejects, 1);
+    assert_int_equal(s.builds, 1);
+    if (!strstr(log.last_warning, "not a regular file (a FIFO)"))
+        fail_msg("log line \"%s\" should say the entry is a FIFO", log.last_warning);
+    /* The rebuilt binary took the FIFO's place: rename() replaces any directory entry. */
+    assert_memory_equal(reference, result, 40 * 64 * sizeof(float));
+    struct stat info;
+    assert_int_equal(stat(path, &info), 0);
+    assert_true(S_ISREG(info.st_mode));
+    free(result);
+    free(reference);
 }
 
 static void test_cache_dir_resolution(void **state) {
@@ -287,6 +480,7 @@ static void test_unwritable_cache_dir_only_warns(void **state) {
 }
 
 int main(void) {
+    ts_apply_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_memory_then_disk_hits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_binary_is_ignored, setup, teardown),
@@ -294,6 +488,11 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_bad_magic_is_ignored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_format_version_is_ignored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_file_is_ignored, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_half_binary_with_valid_checksum_is_refused, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_wrapping_sizes_are_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_binary_without_the_kernel_is_rebuilt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fifo_in_place_of_an_entry_is_refused, setup, teardown),
         cmocka_unit_test(test_cache_dir_resolution),
         cmocka_unit_test_setup_teardown(test_disk_cache_can_be_disabled, setup, teardown),
         cmocka_unit_test(test_unwritable_cache_dir_only_warns),

@@ -15,6 +15,7 @@
 #include "support/test_support.h"
 
 #include <dirent.h>
+#include <sys/stat.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -339,7 +340,23 @@ static void test_tuning_writes_cache_next_plan_uses(void **state) {
     assert_int_equal(log.warnings, 0);
 }
 
-typedef enum damage { TRUNCATE, FLIP, OTHER_VERSION, BAD_MAGIC, OTHER_DRIVER } damage;
+typedef enum damage {
+    TRUNCATE,
+    FLIP,
+    OTHER_VERSION,
+    BAD_MAGIC,
+    OTHER_DRIVER,
+    LONG_LINE,
+    FIFO,
+} damage;
+
+/* The file's checksum: FNV-1a of every byte before the checksum line. */
+static uint64_t fnv1a(const char *text, size_t size) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < size; ++i)
+        h = (h ^ (unsigned char)text[i]) * 0x100000001b3ull;
+    return h;
+}
 
 static void damage_params(const char *path, damage kind) {
     FILE *file = fopen(path, "r+b");
@@ -348,8 +365,35 @@ static void damage_params(const char *path, damage kind) {
     const size_t size = fread(text, 1, sizeof text - 1, file);
     text[size] = '\0';
     fclose(file);
+    if (kind == FIFO) {
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(mkfifo(path, 0600), 0);
+        return;
+    }
     file = fopen(path, "wb");
     switch (kind) {
+    case FIFO:
+        break;
+    case LONG_LINE: {
+        /* Issue 14, defect 7: a line whose first 255 characters are a valid setting and whose
+         * whole is not (BLOCK_M=7 is not allowed), with a correct checksum. Cut at 255 it
+         * loaded as dense.BLOCK_M=16. */
+        char *end = strstr(text, "driver=");
+        assert_non_null(end);
+        end = strchr(end, '\n') + 1;
+        char doctored[8192];
+        int length =
+            snprintf(doctored, sizeof doctored, "%.*sdense.BLOCK_M=16", (int)(end - text), text);
+        while (length < (int)(end - text) + 300)
+            doctored[length++] = ',';
+        length +=
+            snprintf(doctored + length, sizeof doctored - (size_t)length, "dense.BLOCK_M=7\n");
+        length +=
+            snprintf(doctored + length, sizeof doctored - (size_t)length, "checksum=%016llx\n",
+                     (unsigned long long)fnv1a(doctored, (size_t)length));
+        fwrite(doctored, 1, (size_t)length, file);
+        break;
+    }
     case TRUNCATE:
         fwrite(text, 1, size / 2, file);
         break;
@@ -405,14 +449,19 @@ static void test_damaged_tuned_cache_is_ignored(void **state) {
                  {FLIP, "checksum"},
                  {OTHER_VERSION, "format version"},
                  {BAD_MAGIC, "magic"},
-                 {OTHER_DRIVER, "checksum"}};
+                 {OTHER_DRIVER, "checksum"},
+                 {LONG_LINE, "line 4 has 315 characters, more than the 255 allowed"},
+                 {FIFO, "not a regular file (a FIFO)"}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
+        unlink(path); /* the FIFO case leaves a FIFO, which fopen would wait on */
         file = fopen(path, "wb");
         fwrite(good, 1, good_size, file);
         fclose(file);
         damage_params(path, cases[i].kind);
         log.warnings = 0;
+        alarm(60); /* opening a FIFO used to wait for a writer forever */
         ctx = make_context(&log);
+        alarm(0);
         char text[8192];
         describe(ctx, text, sizeof text);
         assert_null(strstr(text, "tuned cache"));

@@ -5,6 +5,7 @@
  * against dense. On the workload it does so in raster and in hilbert token order, which shows
  * what a locality-preserving order gains at the same thresholds. */
 #include "level_png.h"
+#include "run_outputs.h"
 #include "run_internal.h"
 
 #include <ctype.h>
@@ -377,27 +378,39 @@ static int run_order(run_state *st, clpsa_plan *plan, const clpsa_plan_desc *d, 
     return run_binary(st, d, r, primary);
 }
 
+/* Every output is written to a temporary first; they replace their destinations together,
+ * only when all were written (a failure in the last one leaves none of the others). */
 static int write_files(run_state *st) {
     const run_options *o = st->o;
     const run_problem *p = st->p;
     const clpsa_block_grid *g = &st->report.grid;
+    run_outputs staged;
+    memset(&staged, 0, sizeof staged);
+    const char *temp = NULL;
     int rc = CLPSA__EXIT_OK;
-    if (o->out)
-        rc = clpsa__run_write_output(o->out, p, st->primary_out);
-    if (rc == CLPSA__EXIT_OK && o->levels_out)
-        rc = clpsa__run_write_map(o->levels_out, p, g, false, st->levels);
-    if (rc == CLPSA__EXIT_OK && o->scores_out && st->have_scores)
-        rc = clpsa__run_write_map(o->scores_out, p, g, true, st->scores);
-    if (rc == CLPSA__EXIT_OK && o->perm_out)
-        rc = clpsa__run_write_permutation(o->perm_out, p, st->primary_desc.ordering,
-                                          st->primary_desc.tile);
-    if (rc == CLPSA__EXIT_OK && o->png) {
+    if (o->out && (rc = clpsa__run_outputs_stage(&staged, o->out, &temp)) == CLPSA__EXIT_OK)
+        rc = clpsa__run_write_output(temp, p, st->primary_out);
+    if (rc == CLPSA__EXIT_OK && o->levels_out &&
+        (rc = clpsa__run_outputs_stage(&staged, o->levels_out, &temp)) == CLPSA__EXIT_OK)
+        rc = clpsa__run_write_map(temp, p, g, false, st->levels);
+    if (rc == CLPSA__EXIT_OK && o->scores_out && st->have_scores &&
+        (rc = clpsa__run_outputs_stage(&staged, o->scores_out, &temp)) == CLPSA__EXIT_OK)
+        rc = clpsa__run_write_map(temp, p, g, true, st->scores);
+    if (rc == CLPSA__EXIT_OK && o->perm_out &&
+        (rc = clpsa__run_outputs_stage(&staged, o->perm_out, &temp)) == CLPSA__EXIT_OK)
+        rc =
+            clpsa__run_write_permutation(temp, p, st->primary_desc.ordering, st->primary_desc.tile);
+    if (rc == CLPSA__EXIT_OK && o->png &&
+        (rc = clpsa__run_outputs_stage(&staged, o->png, &temp)) == CLPSA__EXIT_OK) {
         char message[MESSAGE];
         /* Batch 0 only: a picture of every batch would mostly repeat the same structure. */
-        if (clpsa__level_png_write(o->png, st->levels, p->heads_q, g->blocks_q, g->blocks_k,
-                                   message, sizeof message) != 0)
+        if (clpsa__level_png_write(temp, st->levels, p->heads_q, g->blocks_q, g->blocks_k, message,
+                                   sizeof message) != 0)
             rc = clpsa__tool_fail(COMMAND, "%s", message);
     }
+    if (rc == CLPSA__EXIT_OK)
+        return clpsa__run_outputs_commit(&staged);
+    clpsa__run_outputs_discard(&staged);
     return rc;
 }
 

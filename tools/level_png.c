@@ -8,6 +8,7 @@
 #include <png.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,15 +78,23 @@ static void draw_legend(uint8_t *rgb, int width, int height, int x, int y) {
     }
 }
 
-/* Writes the image through a temporary file so a reader never sees half a PNG. */
+/* Writes the image through a temporary file so a reader never sees half a PNG. The temporary
+ * is created with mode 0666 (not mkstemp's 0600), so the umask decides the picture's
+ * permissions as it does for every other output; O_EXCL keeps it ours alone. */
 static int write_atomically(const char *path, const uint8_t *rgb, int width, int height,
                             char *message, size_t message_size) {
     char temp[4096];
-    if (snprintf(temp, sizeof temp, "%s.tmp.XXXXXX", path) >= (int)sizeof temp) {
-        snprintf(message, message_size, "%s: path too long", path);
-        return -1;
+    int fd = -1;
+    for (int attempt = 0; attempt < 100 && fd < 0; ++attempt) {
+        if (snprintf(temp, sizeof temp, "%s.tmp.%ld.%d", path, (long)getpid(), attempt) >=
+            (int)sizeof temp) {
+            snprintf(message, message_size, "%s: path too long", path);
+            return -1;
+        }
+        fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd < 0 && errno != EEXIST)
+            break;
     }
-    const int fd = mkstemp(temp);
     if (fd < 0) {
         snprintf(message, message_size, "%s: cannot create a temporary file: %s", path,
                  strerror(errno));

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 bool clpsa__tool_option(int argc, char **argv, int *i, const char *name, const char **value) {
@@ -73,33 +74,41 @@ int clpsa__tool_fail(const char *command, const char *fmt, ...) {
     return CLPSA__EXIT_FAILURE;
 }
 
-/* The last error line the library logged: context creation has no context to ask for
- * last_error afterwards, so the logger keeps it. */
+/* The last error line the library logged (and the logger printed), so a failure report does
+ * not print its detail twice. */
 static char logged_error[4096];
 
 static void tool_log(void *user, clpsa_log_level level, const char *message) {
     (void)user;
-    if (level == CLPSA_LOG_ERROR) {
-        snprintf(logged_error, sizeof logged_error, "%s", message);
-        return;
-    }
     static const char *const names[] = {"off", "error", "warn", "info", "debug", "trace"};
     const char *name = level >= CLPSA_LOG_OFF && level <= CLPSA_LOG_TRACE ? names[level] : "log";
+    /* Errors show when they happen: some (a malformed CLPSA_PARAMS) fail no call, and would
+     * otherwise never be seen. */
     fprintf(stderr, "clpsa %s: %s\n", name, message);
+    if (level == CLPSA_LOG_ERROR)
+        snprintf(logged_error, sizeof logged_error, "%s", message);
 }
 
 void clpsa__tool_context_desc_init(clpsa_context_desc *desc, const char *device_spec) {
     clpsa_context_desc_init(desc);
     desc->device_spec = device_spec;
     desc->log = tool_log;
+    /* CLPSA_LOG decides (log_level 0), except that errors are always shown: "off" and "0"
+     * become "error". */
+    const char *env = getenv("CLPSA_LOG");
+    if (env && (strcasecmp(env, "off") == 0 || strcmp(env, "0") == 0))
+        desc->log_level = CLPSA_LOG_ERROR;
 }
 
 int clpsa__tool_library_error(const char *command, const char *call, clpsa_status status,
                               const clpsa_context *ctx) {
     fprintf(stderr, "clpsa %s: %s failed: %s (%s)\n", command, call, clpsa_status_name(status),
             clpsa_status_string(status));
-    const char *detail = ctx ? clpsa_context_last_error(ctx) : logged_error;
-    if (detail && *detail)
+    /* Without a context, the calling thread's record (context creation, context-free calls). */
+    const char *detail = clpsa_context_last_error(ctx);
+    /* The logger printed it already when the library logged it as an error (context creation
+     * logs "context creation failed: DETAIL"). */
+    if (detail && *detail && !strstr(logged_error, detail))
         fprintf(stderr, "  %s\n", detail);
     return CLPSA__EXIT_FAILURE;
 }

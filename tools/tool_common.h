@@ -51,7 +51,7 @@ int clpsa__tool_usage_error(const char *command, const char *fmt, ...)
 int clpsa__tool_fail(const char *command, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Reports a failed library call: the status's name and sentence, then the detail (the
- * context's last error, or the last error the library logged when there is no context yet).
+ * context's last error, or the thread's when there is no context) unless the logger printed it.
  * Returns CLPSA__EXIT_FAILURE. */
 int clpsa__tool_library_error(const char *command, const char *call, clpsa_status status,
                               const clpsa_context *ctx);
@@ -59,9 +59,9 @@ int clpsa__tool_library_error(const char *command, const char *call, clpsa_statu
 int clpsa__tool_cl_error(const char *command, const char *call, cl_int err);
 const char *clpsa__tool_cl_error_name(cl_int err);
 
-/* Fills a context description with the tool's logger: warnings and below go to stderr as the
- * default logger would print them; errors are kept for clpsa__tool_library_error, which prints
- * them once with the status. */
+/* Fills a context description with the tool's logger: lines go to stderr as the default
+ * logger would print them, at the level CLPSA_LOG sets, except that errors always show (even
+ * with CLPSA_LOG=off); clpsa__tool_library_error then does not repeat them. */
 void clpsa__tool_context_desc_init(clpsa_context_desc *desc, const char *device_spec);
 
 /* "1.50 GiB", "64.0 KiB", "512 B". */

@@ -79,6 +79,28 @@ inline void simt_state_init(simt_state *st, int limit0, bool causal) {
     }
 }
 
+/* O += P V over the staged values; with masked, key j adds nothing to row r when
+ * slots.last[j] > limit[r]. Inlined twice, so the unmasked loop has no tests. */
+inline void simt_tile_pv(__local simt_shared *sh, simt_state *st, const int c4, const int g4,
+                         const bool masked) {
+    for (int j = 0; j < SIMT_TILE_N; ++j) {
+        const float4 p = vload4(0, sh->pt + j * SIMT_ROWS + g4);
+        const int last = masked ? sh->slots.last[j] : 0;
+#pragma unroll
+        for (int e = 0; e < SIMT_DV4; ++e) {
+            const float4 x = vload4(0, sh->kv + j * HEAD_DIM + 32 * e + c4);
+            if (!masked || last <= st->limit[0])
+                st->acc[0][e] = fma((float4)(p.x), x, st->acc[0][e]);
+            if (!masked || last <= st->limit[1])
+                st->acc[1][e] = fma((float4)(p.y), x, st->acc[1][e]);
+            if (!masked || last <= st->limit[2])
+                st->acc[2][e] = fma((float4)(p.z), x, st->acc[2][e]);
+            if (!masked || last <= st->limit[3])
+                st->acc[3][e] = fma((float4)(p.w), x, st->acc[3][e]);
+        }
+    }
+}
+
 /* One online-softmax step over the tile the slots describe (set by the caller, then a
  * barrier). Keys come from k_base + row * k_step, values from v_base + row * v_step. masked == 0
  * promises every slot is visible to every row. Ends with a barrier-free PV; the caller
@@ -185,22 +207,17 @@ inline void simt_tile_step(__local simt_shared *sh, simt_state *st, __global con
     }
     barrier(CLK_LOCAL_MEM_FENCE);
 
-    /* O += P V for 4 rows x 4 SIMT_DV4 head dimensions. */
-    for (int j = 0; j < SIMT_TILE_N; ++j) {
-        const float4 p = vload4(0, sh->pt + j * SIMT_ROWS + g4);
-#pragma unroll
-        for (int e = 0; e < SIMT_DV4; ++e) {
-            const float4 x = vload4(0, sh->kv + j * HEAD_DIM + 32 * e + c4);
-            st->acc[0][e] = fma((float4)(p.x), x, st->acc[0][e]);
-            st->acc[1][e] = fma((float4)(p.y), x, st->acc[1][e]);
-            st->acc[2][e] = fma((float4)(p.z), x, st->acc[2][e]);
-            st->acc[3][e] = fma((float4)(p.w), x, st->acc[3][e]);
-        }
-    }
+    /* O += P V for 4 rows x 4 SIMT_DV4 head dimensions; in a masked tile a hidden key must not
+     * add even 0 * v (a NaN or infinite value would reach rows that do not see it). */
+    if (masked)
+        simt_tile_pv(sh, st, c4, g4, true);
+    else
+        simt_tile_pv(sh, st, c4, g4, false);
 }
 
 /* The row sums over the eight work-items of each row group, then row r of the group (NULL: a
- * padding row) gets acc / l, or zeros for a row that saw nothing (never NaN). Every work-item
+ * padding row) gets acc / l, or zeros for a row that saw nothing (a NaN l comes with a NaN
+ * accumulator, so a NaN row stays NaN). Every work-item
  * calls it. */
 inline void simt_store(__local simt_shared *sh, simt_state *st, __global out_t *const dst[4]) {
     const int lid = get_local_id(0);

@@ -477,6 +477,16 @@ CLPSA_API clpsa_status clpsa_plan_get_desc(const clpsa_plan *plan, clpsa_plan_de
  * stay the caller's; the returned event is the caller's to release. The buffers must stay
  * valid until the run completes. A later run, read-back or supply call on the same plan
  * orders itself after this run on any queue. Context's thread.
+ *
+ * NaN and infinity in q, k, v propagate as IEEE arithmetic says, as in PyTorch's
+ * scaled_dot_product_attention (docs/api.md, "NaN and infinity"): a NaN in a query row, or in
+ * the key of a token the row attends, makes that output row NaN; a NaN or infinite value of
+ * an attended token makes that column NaN or infinite; a +inf logit makes the row NaN
+ * (inf - inf), a -inf logit weighs 0. Tokens a row does not attend (causal mask, level 0,
+ * past the sequence) never reach it. A row that attends nothing, or whose every logit is -inf,
+ * is zeros. In the sparse methods a non-finite logit met by the estimate makes that row of
+ * S NaN and gives that query block level 1 for every key block (dense for that block only).
+ * Nothing else is validated or rewritten: the run's cost does not depend on the values.
  * @return CLPSA_OK;
  *   CLPSA_ERROR_NULL_ARGUMENT when plan or a buffer is NULL, when there is no queue (none
  *   given and none in the context), or num_events > 0 with a NULL wait_list;

@@ -19,6 +19,7 @@ packages=(
     python3-numpy python3-pyopencl  # the Python package's runtime dependencies
     python3-pytest python3-venv     # its tests (ci/test.sh installs it into a venv)
     libopenmpi-dev openmpi-bin      # libclpsa_mpi and examples/mpi_ulysses.c (mpirun in ctest)
+    libtsan2                        # ThreadSanitizer runtime (gcc -fsanitize=thread, test_threads)
 )
 
 missing=()

@@ -62,7 +62,9 @@ static clpsa_status build_one(clpsa_plan *plan, const clpsa__kernel_variant *v, 
         char all[1024];
         snprintf(all, sizeof all, "%s %s", options, config->options);
         cl_program program = NULL;
+        clpsa__lock(ctx); /* the context's program list is shared by its threads */
         status = clpsa__program_get(ctx, v->files, files, all, &program);
+        clpsa__unlock(ctx);
         if (status != CLPSA_OK)
             return status;
         cl_int err = CL_SUCCESS;
@@ -89,7 +91,8 @@ static clpsa_status build_one(clpsa_plan *plan, const clpsa__kernel_variant *v, 
                     "the compiled %s kernel (%s) allows at most %zu work-items per group on this "
                     "device, not %d; choose smaller parameters (CLPSA_PARAMS)",
                     v->kernel, v->name, limit, config->items);
-        clpsa__log(ctx, CLPSA_LOG_INFO, "%s: trying a smaller work-group", ctx->last_error);
+        clpsa__log(ctx, CLPSA_LOG_INFO, "%s: trying a smaller work-group",
+                   clpsa__context_error(ctx));
     }
 }
 
@@ -200,7 +203,7 @@ clpsa_status clpsa__kernel_variant_build(clpsa_plan *plan, clpsa__kernel_family 
         if (!fall_back || c + 1 == n)
             return status;
         clpsa__log(ctx, CLPSA_LOG_WARN, "%s variant %s failed (%s); falling back to %s", name,
-                   v->name, ctx->last_error, order[c + 1]->name);
+                   v->name, clpsa__context_error(ctx), order[c + 1]->name);
         clpsa__clear_error(ctx);
     }
     return status;

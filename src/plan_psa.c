@@ -20,7 +20,9 @@ static clpsa_status create_kernel(clpsa_plan *plan, const char *file, const char
                                   const char *name, cl_kernel *out) {
     const char *const files[2] = {"common.cl", file};
     cl_program program = NULL;
+    clpsa__lock(plan->ctx); /* the context's program list is shared by its threads */
     clpsa_status status = clpsa__program_get(plan->ctx, files, 2, options, &program);
+    clpsa__unlock(plan->ctx);
     if (status != CLPSA_OK)
         return status;
     cl_int err = CL_SUCCESS;

@@ -140,7 +140,7 @@ static clpsa_status build_from_source(clpsa_context *ctx, const char *file, cons
                         "building %s with options \"%s\" failed with OpenCL error %d (%s); "
                         "build log:\n%s",
                         file, options, (int)err, clpsa__cl_error_name(err), log ? log : "(no log)");
-        clpsa__log(ctx, CLPSA_LOG_ERROR, "%s", ctx->last_error);
+        clpsa__log(ctx, CLPSA_LOG_ERROR, "%s", clpsa__context_error(ctx));
         free(log);
         return status;
     }

@@ -29,11 +29,15 @@
  * by the library belong to it; each function says how long they stay valid.
  *
  * @par Threads
- * Functions that take no context or plan may be called from any thread at any time.
- * Different contexts (with their plans) may be used from different threads at once. A context
- * and all of its plans must be used by one thread at a time: they share the context's
- * last_error and program cache, which are not locked. "Context's thread" below means that
- * rule. The log callback runs on the thread of the call that logs.
+ * Functions that take no context or plan may be called from any thread at any time. A context
+ * may serve several threads at once: what its plans share (the program cache and its
+ * statistics, the parameter overrides) is locked, and clpsa_context_last_error() gives each
+ * thread its own last failure. A plan is used by one thread at a time (its runs, read-backs
+ * and supply calls); different plans, of one context or of several, may be used by different
+ * threads at once. "Context's thread" below means that rule. Destroy a plan or a context
+ * only when no other thread uses it. clpsa_context_set_params() and clpsa_tune() change what
+ * later plan creations on every thread get. The log callback runs on the thread of the call
+ * that logs, so on several threads at once when they share a context.
  *
  * @par ABI policy
  * Until version 1.0 the ABI may change between minor versions (the shared library's SONAME
@@ -250,12 +254,12 @@ CLPSA_API clpsa_status clpsa_context_create(const clpsa_context_desc *desc, clps
 CLPSA_API void clpsa_context_destroy(clpsa_context *ctx);
 
 /**
- * @brief Detail of the last failure: on ctx ("" if none), or with ctx NULL, of the calling
- * thread's last failure that had no context (above all a failed clpsa_context_create()).
+ * @brief Detail of the calling thread's last failure on ctx ("" if none), or with ctx NULL,
+ * of its last failure that had no context (above all a failed clpsa_context_create()).
  *
- * The string belongs to the library and stays valid until the next call on ctx (with NULL:
- * until the thread's next context creation or context-less failure). Context's thread; with
- * NULL any thread, each reading its own record. Cannot fail.
+ * Threads sharing ctx each read their own record. The string belongs to the library and stays
+ * valid until the thread's next call on ctx (with NULL: until the thread's next context
+ * creation or context-less failure). Any thread. Cannot fail.
  */
 CLPSA_API const char *clpsa_context_last_error(const clpsa_context *ctx);
 /** @brief The context's cl_context (the wrapped one, or its own); NULL for NULL. Not retained

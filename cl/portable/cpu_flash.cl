@@ -88,9 +88,12 @@ inline void cpu_store_row(__global out_t *dst, const rowv (*acc)[CPU_RV], const 
         STORE_OUT(dst, d, column[d * CPU_ROWS] * inv_l);
 }
 
-/* acc += V^T P^T for the tile; with masked, key j adds nothing to rows with last[j] > limit. */
-inline void cpu_tile_pv(rowv (*acc)[CPU_RV], const rowv (*s)[CPU_RV], const float (*vt)[HEAD_DIM],
-                        const rowi *limit, const int *last, const bool masked) {
+/* acc += V^T P^T for a masked tile: key j adds nothing to rows with last[j] > limit, not even
+ * 0 * v (a NaN or infinite value would reach rows that do not see it). Kept out of line so
+ * the unmasked loop in cpu_tile_step stays exactly as fast as without it. */
+__attribute__((noinline)) void cpu_tile_pv_masked(rowv (*acc)[CPU_RV], const rowv (*s)[CPU_RV],
+                                                  const float (*vt)[HEAD_DIM], const rowi *limit,
+                                                  const int *last) {
     for (int d0 = 0; d0 < HEAD_DIM; d0 += CPU_KB)
         for (int v0 = 0; v0 < CPU_RV; v0 += CPU_RB) {
             rowv a[CPU_KB][CPU_RB];
@@ -105,16 +108,14 @@ inline void cpu_tile_pv(rowv (*acc)[CPU_RV], const rowv (*s)[CPU_RV], const floa
 #pragma unroll
                 for (int b = 0; b < CPU_RB; ++b) {
                     pv[b] = s[j][v0 + b];
-                    hidden[b] = masked ? (rowi)(last[j]) > limit[v0 + b] : (rowi)(0);
+                    hidden[b] = (rowi)(last[j]) > limit[v0 + b];
                 }
 #pragma unroll
                 for (int e = 0; e < CPU_KB; ++e) {
                     const rowv vv = (rowv)(vt[j][d0 + e]);
 #pragma unroll
-                    for (int b = 0; b < CPU_RB; ++b) {
-                        const rowv x = fma(vv, pv[b], a[e][b]);
-                        a[e][b] = masked ? select(x, a[e][b], hidden[b]) : x;
-                    }
+                    for (int b = 0; b < CPU_RB; ++b)
+                        a[e][b] = select(fma(vv, pv[b], a[e][b]), a[e][b], hidden[b]);
                 }
             }
 #pragma unroll
@@ -187,11 +188,36 @@ inline void cpu_tile_step(const rowv (*qt)[CPU_RV], rowv (*acc)[CPU_RV], rowv *m
             acc[d][v] *= correction;
     }
 
-    /* O^T += V^T P^T; in a masked tile a hidden key must not add even 0 * v (a NaN or infinite
-     * value would reach rows that do not see it), so that path selects per row. The two calls
-     * inline into separate loops, the unmasked one without the selects. */
-    if (masked)
-        cpu_tile_pv(acc, s, vt, limit, last, true);
-    else
-        cpu_tile_pv(acc, s, vt, limit, last, false);
+    /* O^T += V^T P^T (a masked tile: cpu_tile_pv_masked) */
+    if (masked) {
+        cpu_tile_pv_masked(acc, (const rowv(*)[CPU_RV])s, vt, limit, last);
+        return;
+    }
+    for (int d0 = 0; d0 < HEAD_DIM; d0 += CPU_KB)
+        for (int v0 = 0; v0 < CPU_RV; v0 += CPU_RB) {
+            rowv a[CPU_KB][CPU_RB];
+#pragma unroll
+            for (int e = 0; e < CPU_KB; ++e)
+#pragma unroll
+                for (int b = 0; b < CPU_RB; ++b)
+                    a[e][b] = acc[d0 + e][v0 + b];
+            for (int j = 0; j < CPU_TILE_N; ++j) {
+                rowv pv[CPU_RB];
+#pragma unroll
+                for (int b = 0; b < CPU_RB; ++b)
+                    pv[b] = s[j][v0 + b];
+#pragma unroll
+                for (int e = 0; e < CPU_KB; ++e) {
+                    const rowv vv = (rowv)(vt[j][d0 + e]);
+#pragma unroll
+                    for (int b = 0; b < CPU_RB; ++b)
+                        a[e][b] = fma(vv, pv[b], a[e][b]);
+                }
+            }
+#pragma unroll
+            for (int e = 0; e < CPU_KB; ++e)
+#pragma unroll
+                for (int b = 0; b < CPU_RB; ++b)
+                    acc[d0 + e][v0 + b] = a[e][b];
+        }
 }

@@ -20,6 +20,7 @@ packages=(
     python3-pytest python3-venv     # its tests (ci/test.sh installs it into a venv)
     libopenmpi-dev openmpi-bin      # libclpsa_mpi and examples/mpi_ulysses.c (mpirun in ctest)
     clang libclang-rt-14-dev        # ci/fuzz.sh: libFuzzer and the sanitizer runtimes of clang 14
+    libtsan2                        # ThreadSanitizer runtime (gcc -fsanitize=thread, test_threads)
 )
 
 missing=()

@@ -26,6 +26,7 @@ JOBS=$(nproc 2>/dev/null || echo 2)
 CTEST_JOBS=${CLPSA_CI_CTEST_JOBS:-1}
 BUILD=build-ci
 ASAN_BUILD=build-asan
+TSAN_BUILD=build-tsan
 LOG_DIR=$ROOT/$BUILD/ci-logs
 
 # Sanitizer settings for every process of the sanitizer ctest run (tests, and the `clpsa`
@@ -179,6 +180,19 @@ run_ctest_asan() {
         UBSAN_OPTIONS=$SAN_UBSAN_OPTIONS run_ctest "$ASAN_BUILD" "$LOG_DIR/ctest-asan.log"
 }
 
+# The threads suite alone under ThreadSanitizer: the library and tests/test_threads.c built
+# with -fsanitize=thread (nothing else: the other suites are single-threaded and a whole TSan
+# build would cost minutes), then run with reports fatal. ci/tsan.supp names the driver only.
+tsan_threads() {
+    configure "$TSAN_BUILD" -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_C_FLAGS_DEBUG=-O1 -g" \
+        -DCLPSA_SANITIZE=thread -DCLPSA_BUILD_BENCH=OFF -DCLPSA_BUILD_EXAMPLES=OFF \
+        -DCLPSA_BUILD_MPI=OFF -DCLPSA_BUILD_STATIC=OFF
+    cmake --build "$TSAN_BUILD" -j "$JOBS" --target test_threads
+    mkdir -p "$LOG_DIR"
+    TSAN_OPTIONS="halt_on_error=1:exitcode=66:suppressions=$ROOT/ci/tsan.supp" \
+        "./$TSAN_BUILD/tests/test_threads" </dev/null 2>&1 | tee "$LOG_DIR/tsan-threads.log"
+}
+
 # `pip install ./python` into a fresh venv (system site packages: apt's numpy, PyOpenCL and
 # pytest), then the suite on the installed package, run from outside the source tree so the
 # import cannot pick up python/src. pip fetches scikit-build-core (build only) and ml_dtypes.
@@ -255,6 +269,8 @@ else
 fi
 
 run_step "fuzz (libFuzzer)" fuzz
+run_step "ThreadSanitizer test_threads" tsan_threads
+
 if [ $release_ok -eq 1 ]; then
     run_step "clpsa run (main job)" smoke
 else

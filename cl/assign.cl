@@ -62,6 +62,7 @@ assign_levels(__global const float *scores, __global const float *similarity, __
     __local int index[SORT_N];
     __local char by_position[SORT_N];
     __local char by_block[SORT_N];
+    __local int non_finite;
     const int lid = get_local_id(0);
     const long row = get_group_id(0); /* bh * blocks_q + i */
     const int i = (int)(row % blocks_q);
@@ -69,10 +70,15 @@ assign_levels(__global const float *scores, __global const float *similarity, __
     const int nk = blocks_k;
     __global const float *s_row = scores + row * nk;
 
+    if (lid == 0)
+        non_finite = 0;
+    barrier(CLK_LOCAL_MEM_FENCE);
     for (int p = lid; p < SORT_N; p += ASSIGN_WG) {
         value[p] = p < nk ? s_row[p] : -INFINITY;
         index[p] = p < nk ? p : SORT_N + p; /* padding sorts last */
         by_position[p] = 0;
+        if (p < nk && !isfinite(value[p]))
+            atomic_or(&non_finite, 1);
     }
     barrier(CLK_LOCAL_MEM_FENCE);
     for (int size = 2; size <= SORT_N; size <<= 1) {
@@ -185,7 +191,11 @@ assign_levels(__global const float *scores, __global const float *similarity, __
                 level = min(level, cap);
             }
         }
-        m_row[j] = (char)level;
+        /* A row of S holding NaN or infinity (the estimate met a non-finite logit) ranks
+         * nothing: every block at level 1, as dense attention, whatever the mode, so the
+         * output rows read every key and IEEE propagation decides which of them are NaN
+         * (docs/api.md, "NaN and infinity"). Other rows keep their own levels. */
+        m_row[j] = non_finite ? (char)1 : (char)level;
     }
 }
 

@@ -120,28 +120,38 @@ inline float dot_private_global(const float *a, __global const in_t *b) {
 
 /* One online-softmax step of one query row over a staged tile. Logits are in base 2:
  * x = q_scaled . k + bias, with q pre-multiplied by scale * log2(e) and bias = log2(cnt), so
- * exp2(x) equals exp(scale q.k) * cnt. valid[j] == 0 masks key j. A tile with no valid key
- * leaves the state unchanged (so a row that sees nothing keeps l = 0 and writes zeros). */
+ * exp2(x) equals exp(scale q.k) * cnt. valid[j] == 0 masks key j: a masked key never touches
+ * the row, whatever its key or value holds. A tile with no valid key leaves the state unchanged
+ * (so a row that sees nothing keeps l = 0 and writes zeros).
+ * Non-finite values follow IEEE arithmetic (docs/api.md, "NaN and infinity"): fmax ignores a
+ * NaN logit, but its exp2 is NaN and poisons l and acc; a +inf logit makes m = +inf and its
+ * exp2(inf - inf) NaN; a -inf logit weighs 0. The maximum used for the exponentials is 0 while
+ * every logit seen is -inf, so such a row keeps l = 0 (zeros) instead of exp2(-inf + inf). */
 inline void online_softmax_tile(const float *q_reg, float *acc, float *m, float *l,
                                 __local const float (*k_tile)[HEAD_DIM],
                                 __local const float (*v_tile)[HEAD_DIM], __local const float *bias,
                                 const uchar *valid) {
     float s[TILE_N];
     float tile_max = -INFINITY;
+    bool any_valid = false;
     for (int j = 0; j < TILE_N; ++j) {
         const float dot = bias[j] + dot_private_local(q_reg, k_tile[j]);
         s[j] = valid[j] ? dot : -INFINITY;
         tile_max = fmax(tile_max, s[j]);
+        any_valid |= valid[j] != 0;
     }
-    if (tile_max == -INFINITY)
+    if (!any_valid)
         return;
     const float m_new = fmax(*m, tile_max);
-    const float correction = exp2(*m - m_new); /* m = -inf before the first tile: 0 */
+    const float m_use = m_new == -INFINITY ? 0.0f : m_new;
+    const float correction = exp2(*m - m_use); /* m = -inf before the first tile: 0 */
     *l *= correction;
     for (int d = 0; d < HEAD_DIM; ++d)
         acc[d] *= correction;
     for (int j = 0; j < TILE_N; ++j) {
-        const float p = exp2(s[j] - m_new); /* masked keys: exp2(-inf) = 0 */
+        if (!valid[j])
+            continue; /* not even 0 * v: a masked key's NaN value must not reach the row */
+        const float p = exp2(s[j] - m_use);
         *l += p;
         for (int d = 0; d < HEAD_DIM; d += 4)
             vstore4(fma((float4)(p), vload4(0, &v_tile[j][d]), vload4(0, acc + d)), 0, acc + d);
@@ -149,7 +159,8 @@ inline void online_softmax_tile(const float *q_reg, float *acc, float *m, float 
     *m = m_new;
 }
 
-/* Writes acc / l, or zeros for a row that saw nothing (never NaN). */
+/* Writes acc / l, or zeros for a row that saw nothing. l is NaN only when acc is NaN too (a NaN
+ * weight reaches every element), so the row stays NaN. */
 inline void store_row(__global out_t *o_row, const float *acc, float l) {
     const float inv_l = l > 0.0f ? 1.0f / l : 0.0f;
     for (int d = 0; d < HEAD_DIM; ++d)

@@ -47,11 +47,15 @@ inline float group_sum(float x, __local float *scratch) {
 }
 
 /* S[i][j] = P[i][j] / sum_j P[i][j], P[i][j] = max_r exp2(m2[r][j] - rowmax2[r]): base-2
- * logits, so exp2 of differences equals exp of the natural ones. */
+ * logits, so exp2 of differences equals exp of the natural ones. non_finite: this work-item met
+ * a logit that is NaN or infinite; then the whole row of S is NaN (docs/api.md, "NaN and
+ * infinity": the assignment gives such a row level 1 everywhere), since fmax would have
+ * dropped a NaN and left an arbitrary row. */
 inline void normalise_block_maxima(__global const float *m2, __local const float *row_max,
-                                   __global float *s_row, int blocks_k, __local float *reduce) {
+                                   __global float *s_row, int blocks_k, __local float *reduce,
+                                   bool non_finite) {
     const int lid = get_local_id(0);
-    float partial = 0.0f;
+    float partial = non_finite ? NAN : 0.0f;
     for (int j = lid; j < blocks_k; j += EST_WG) {
         float p = 0.0f;
         for (int r = 0; r < SAMPLE_Q; ++r)
@@ -88,6 +92,7 @@ __kernel __attribute__((reqd_work_group_size(EST_WG, 1, 1))) void estimate_sampl
     __global float *m2 = scratch + ((long)bh_local * blocks_q + i) * SAMPLE_Q * blocks_k;
     const float q_scale = scale * LOG2E;
 
+    bool non_finite = false;
     for (int r = lid; r < SAMPLE_Q; r += EST_WG) {
         const int t = TOKEN(perm, min(i * BLOCK_Q + rows[r], seq_q - 1)); /* replicate pad */
         float q_reg[HEAD_DIM];
@@ -98,7 +103,9 @@ __kernel __attribute__((reqd_work_group_size(EST_WG, 1, 1))) void estimate_sampl
             float block_max = -INFINITY;
             for (int c = 0; c < SAMPLE_K; ++c) {
                 const int key = TOKEN(perm, min(j * BLOCK_K + cols[c], seq_k - 1));
-                block_max = fmax(block_max, dot_private_global(q_reg, k_head + (long)key * k_sn));
+                const float x = dot_private_global(q_reg, k_head + (long)key * k_sn);
+                block_max = fmax(block_max, x);
+                non_finite |= !isfinite(x);
             }
             m2[(long)r * blocks_k + j] = block_max;
             best = fmax(best, block_max);
@@ -108,7 +115,7 @@ __kernel __attribute__((reqd_work_group_size(EST_WG, 1, 1))) void estimate_sampl
     barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
 
     normalise_block_maxima(m2, row_max, scores + ((long)bh * blocks_q + i) * blocks_k, blocks_k,
-                           reduce);
+                           reduce, non_finite);
 }
 
 #if ESTIMATE_STAGED
@@ -158,6 +165,7 @@ __kernel __attribute__((reqd_work_group_size(EST_WG, 1, 1))) void estimate_sampl
     float best[SAMPLE_Q];
     for (int r = 0; r < SAMPLE_Q; ++r)
         best[r] = -INFINITY;
+    bool non_finite = false;
     for (int j = lid; j < blocks_k; j += EST_WG) {
         float block_max[SAMPLE_Q];
         for (int r = 0; r < SAMPLE_Q; ++r)
@@ -168,8 +176,11 @@ __kernel __attribute__((reqd_work_group_size(EST_WG, 1, 1))) void estimate_sampl
             for (int d = 0; d < HEAD_DIM; d += 8)
                 k_reg[d / 8] = (float8)(LOAD_IN4(k_head + (long)key * k_sn, d),
                                         LOAD_IN4(k_head + (long)key * k_sn, d + 4));
-            for (int r = 0; r < SAMPLE_Q; ++r)
-                block_max[r] = fmax(block_max[r], dot8_private_local(k_reg, q_tile[r]));
+            for (int r = 0; r < SAMPLE_Q; ++r) {
+                const float x = dot8_private_local(k_reg, q_tile[r]);
+                block_max[r] = fmax(block_max[r], x);
+                non_finite |= !isfinite(x);
+            }
         }
         for (int r = 0; r < SAMPLE_Q; ++r) {
             m2[(long)r * blocks_k + j] = block_max[r];
@@ -188,7 +199,7 @@ __kernel __attribute__((reqd_work_group_size(EST_WG, 1, 1))) void estimate_sampl
     barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
 
     normalise_block_maxima(m2, row_max, scores + ((long)bh * blocks_q + i) * blocks_k, blocks_k,
-                           reduce);
+                           reduce, non_finite);
 }
 
 #endif
@@ -220,6 +231,7 @@ estimate_antidiagonal(__global const in_t *q, __global const in_t *k, __global c
     const float z_scale = scale * LOG2E / (float)STRIDE;
     const int shift = seq_k - seq_q;
 
+    bool non_finite = false; /* a NaN or infinite z: the row of S is NaN (see above) */
     for (int r = lid; r < ROWS; r += EST_WG) {
         const int a = i * ROWS + r;
         __global float *w_row = w_sum + (long)r * blocks_k;
@@ -249,6 +261,7 @@ estimate_antidiagonal(__global const in_t *q, __global const in_t *k, __global c
                     z += dot_private_global(q_rows[u], k_head + (long)key * k_sn);
                 }
                 if (pass == 0) {
+                    non_finite |= !isfinite(z);
                     const float m_new = fmax(z_max, z);
                     z_total = z_total * exp2(z_max - m_new) + exp2(z - m_new);
                     z_max = m_new;
@@ -277,7 +290,7 @@ estimate_antidiagonal(__global const in_t *q, __global const in_t *k, __global c
     barrier(CLK_GLOBAL_MEM_FENCE);
 
     __global float *s_row = scores + ((long)bh * blocks_q + i) * blocks_k;
-    float partial = 0.0f;
+    float partial = non_finite ? NAN : 0.0f;
     for (int j = lid; j < blocks_k; j += EST_WG) {
         float total = 0.0f;
         for (int r = 0; r < ROWS; ++r)
@@ -287,7 +300,7 @@ estimate_antidiagonal(__global const in_t *q, __global const in_t *k, __global c
     }
     const float row_total = group_sum(partial, reduce);
     for (int j = lid; j < blocks_k; j += EST_WG)
-        s_row[j] = row_total > 0.0f ? s_row[j] / row_total : 0.0f;
+        s_row[j] = row_total > 0.0f ? s_row[j] / row_total : row_total == 0.0f ? 0.0f : NAN;
 #undef ROWS
 #undef COLS_PER_BLOCK
 }

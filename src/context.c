@@ -109,6 +109,17 @@ clpsa_status clpsa_context_create(const clpsa_context_desc *desc, clpsa_context 
         return clpsa__fail(NULL, CLPSA_ERROR_OUT_OF_MEMORY,
                            "clpsa_context_create: out of host memory for the context (%zu bytes)",
                            sizeof *ctx);
+    static _Atomic unsigned long next_id = 1;
+    ctx->id = next_id++;
+    pthread_mutexattr_t attr;
+    if (pthread_mutexattr_init(&attr) != 0 ||
+        pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE) != 0 ||
+        pthread_mutex_init(&ctx->lock, &attr) != 0) {
+        free(ctx);
+        return clpsa__fail(NULL, CLPSA_ERROR_OUT_OF_MEMORY,
+                           "clpsa_context_create: cannot create the context's mutex");
+    }
+    pthread_mutexattr_destroy(&attr);
     ctx->log = desc->log ? desc->log : clpsa__log_to_stderr;
     ctx->log_user = desc->log_user;
     ctx->log_level = desc->log_level ? desc->log_level : clpsa__log_level_from_env();
@@ -122,8 +133,8 @@ clpsa_status clpsa_context_create(const clpsa_context_desc *desc, clpsa_context 
             clpsa__fail_cl(ctx, err, "clGetDeviceInfo");
     }
     if (status != CLPSA_OK) {
-        clpsa__log(ctx, CLPSA_LOG_ERROR, "context creation failed: %s", ctx->last_error);
-        clpsa__set_thread_error(ctx->last_error);
+        clpsa__log(ctx, CLPSA_LOG_ERROR, "context creation failed: %s", clpsa__context_error(ctx));
+        clpsa__set_thread_error(clpsa__context_error(ctx));
         clpsa_context_destroy(ctx);
         return status;
     }
@@ -148,11 +159,22 @@ void clpsa_context_destroy(clpsa_context *ctx) {
         clReleaseCommandQueue(ctx->queue);
     if (ctx->cl_ctx)
         clReleaseContext(ctx->cl_ctx);
+    clpsa__clear_error(ctx);
+    pthread_mutex_destroy(&ctx->lock);
     free(ctx);
 }
 
+/* const: readers of shared state lock too; the mutex is the one mutable part of them. */
+void clpsa__lock(const clpsa_context *ctx) {
+    pthread_mutex_lock((pthread_mutex_t *)&ctx->lock);
+}
+
+void clpsa__unlock(const clpsa_context *ctx) {
+    pthread_mutex_unlock((pthread_mutex_t *)&ctx->lock);
+}
+
 const char *clpsa_context_last_error(const clpsa_context *ctx) {
-    return ctx ? ctx->last_error : clpsa__thread_error();
+    return ctx ? clpsa__context_error(ctx) : clpsa__thread_error();
 }
 
 cl_context clpsa_context_cl_context(const clpsa_context *ctx) {
@@ -183,8 +205,11 @@ void clpsa_context_cache_stats(const clpsa_context *ctx, clpsa_cache_stats *out)
     if (!out)
         return;
     memset(out, 0, sizeof *out);
-    if (ctx)
+    if (ctx) {
+        clpsa__lock(ctx);
         *out = ctx->cache_stats;
+        clpsa__unlock(ctx);
+    }
 }
 
 clpsa_status clpsa_context_alloc(clpsa_context *ctx, size_t bytes, cl_mem *out) {

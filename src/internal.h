@@ -7,6 +7,7 @@
 
 #include "params.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 
@@ -68,8 +69,20 @@ struct clpsa_context {
     size_t program_count, program_capacity;
     clpsa_cache_stats cache_stats;
 
-    char last_error[CLPSA__ERROR_CAPACITY];
+    /* Threads may share a context (docs/api.md, "Threads"): lock guards what it shares and
+     * changes after creation, the program list and its statistics and the parameter
+     * overrides. Recursive, as a cache miss reports its failure while holding it. */
+    pthread_mutex_t lock;
+    /* Failures are recorded per thread (log.c) under this context's id, unique in the
+     * process, so a thread reads its own last failure even while others fail. */
+    unsigned long id;
 };
+
+void clpsa__lock(const clpsa_context *ctx);
+void clpsa__unlock(const clpsa_context *ctx);
+/* The calling thread's last failure on ctx ("" if none), what clpsa_context_last_error(ctx)
+ * returns. */
+const char *clpsa__context_error(const clpsa_context *ctx);
 
 /* Records the failure detail in ctx->last_error (and logs it), returns status. */
 clpsa_status clpsa__fail(clpsa_context *ctx, clpsa_status status, const char *fmt, ...)

@@ -83,7 +83,8 @@ static clpsa_status build_one(clpsa_plan *plan, const clpsa__kernel_variant *v, 
                     "the compiled %s kernel (%s) allows at most %zu work-items per group on this "
                     "device, not %d; choose smaller parameters (CLPSA_PARAMS)",
                     v->kernel, v->name, limit, config->items);
-        clpsa__log(ctx, CLPSA_LOG_INFO, "%s: trying a smaller work-group", ctx->last_error);
+        clpsa__log(ctx, CLPSA_LOG_INFO, "%s: trying a smaller work-group",
+                   clpsa__context_error(ctx));
     }
 }
 
@@ -194,7 +195,7 @@ clpsa_status clpsa__kernel_variant_build(clpsa_plan *plan, clpsa__kernel_family 
         if (!fall_back || c + 1 == n)
             return status;
         clpsa__log(ctx, CLPSA_LOG_WARN, "%s variant %s failed (%s); falling back to %s", name,
-                   v->name, ctx->last_error, order[c + 1]->name);
+                   v->name, clpsa__context_error(ctx), order[c + 1]->name);
         clpsa__clear_error(ctx);
     }
     return status;

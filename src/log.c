@@ -57,9 +57,20 @@ void clpsa__log(const clpsa_context *ctx, clpsa_log_level level, const char *fmt
     va_end(args);
 }
 
+/* The calling thread's last failure on a context: one record per thread, tagged with the
+ * context's id, so threads sharing a context never write or read each other's detail. */
+static _Thread_local struct {
+    unsigned long context_id; /* 0: none */
+    char text[CLPSA__ERROR_CAPACITY];
+} context_error;
+
+const char *clpsa__context_error(const clpsa_context *ctx) {
+    return ctx && context_error.context_id == ctx->id ? context_error.text : "";
+}
+
 void clpsa__clear_error(clpsa_context *ctx) {
-    if (ctx)
-        ctx->last_error[0] = '\0';
+    if (ctx && context_error.context_id == ctx->id)
+        context_error.text[0] = '\0';
 }
 
 /* A failure with no context to hold its detail (context creation, a NULL context argument, the
@@ -82,9 +93,10 @@ clpsa_status clpsa__fail(clpsa_context *ctx, clpsa_status status, const char *fm
         va_end(args);
         return status;
     }
-    vsnprintf(ctx->last_error, sizeof ctx->last_error, fmt, args);
+    context_error.context_id = ctx->id;
+    vsnprintf(context_error.text, sizeof context_error.text, fmt, args);
     va_end(args);
-    clpsa__log(ctx, CLPSA_LOG_DEBUG, "%s: %s", clpsa_status_name(status), ctx->last_error);
+    clpsa__log(ctx, CLPSA_LOG_DEBUG, "%s: %s", clpsa_status_name(status), context_error.text);
     return status;
 }
 

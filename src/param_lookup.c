@@ -126,12 +126,16 @@ void clpsa__params_init(clpsa_context *ctx) {
 }
 
 int clpsa__param_value(const clpsa_context *ctx, clpsa__param_id id, clpsa__param_source *source) {
-    if (ctx->overrides[id]) {
+    clpsa__lock(ctx); /* another thread may be setting overrides or tuning */
+    int value = ctx->overrides[id];
+    if (value) {
         *source = CLPSA__SOURCE_OVERRIDE;
-        return ctx->overrides[id];
+    } else {
+        *source = ctx->params.source[id];
+        value = ctx->params.value[id];
     }
-    *source = ctx->params.source[id];
-    return ctx->params.value[id];
+    clpsa__unlock(ctx);
+    return value;
 }
 
 clpsa_status clpsa_context_set_params(clpsa_context *ctx, const char *overrides) {
@@ -142,7 +146,9 @@ clpsa_status clpsa_context_set_params(clpsa_context *ctx, const char *overrides)
     char why[1024];
     if (!clpsa__params_parse(overrides ? overrides : "", values, why, sizeof why))
         return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE, "parameter override: %s", why);
+    clpsa__lock(ctx);
     memcpy(ctx->overrides, values, sizeof values);
+    clpsa__unlock(ctx);
     return CLPSA_OK;
 }
 

@@ -142,7 +142,7 @@ static clpsa_status build_from_source(clpsa_context *ctx, const char *file, cons
                         "building %s with options \"%s\" failed with OpenCL error %d (%s); "
                         "build log:\n%s",
                         file, options, (int)err, clpsa__cl_error_name(err), log ? log : "(no log)");
-        clpsa__log(ctx, CLPSA_LOG_ERROR, "%s", ctx->last_error);
+        clpsa__log(ctx, CLPSA_LOG_ERROR, "%s", clpsa__context_error(ctx));
         free(log);
         return status;
     }
@@ -220,8 +220,9 @@ static clpsa_status program_entry(clpsa_context *ctx, const char *const *files, 
     return remember(ctx, key, program, from_disk);
 }
 
-clpsa_status clpsa__program_kernel(clpsa_context *ctx, const char *const *files, size_t count,
-                                   const char *options, const char *name, cl_kernel *out) {
+static clpsa_status program_kernel_locked(clpsa_context *ctx, const char *const *files,
+                                          size_t count, const char *options, const char *name,
+                                          cl_kernel *out) {
     *out = NULL;
     char *source = NULL;
     size_t source_size = 0, index = 0;
@@ -263,4 +264,13 @@ clpsa_status clpsa__program_kernel(clpsa_context *ctx, const char *const *files,
     }
     *out = kernel;
     return CLPSA_OK;
+}
+
+/* The context's program list is shared by the threads that use the context: one at a time. */
+clpsa_status clpsa__program_kernel(clpsa_context *ctx, const char *const *files, size_t count,
+                                   const char *options, const char *name, cl_kernel *out) {
+    clpsa__lock(ctx);
+    const clpsa_status status = program_kernel_locked(ctx, files, count, options, name, out);
+    clpsa__unlock(ctx);
+    return status;
 }

@@ -443,9 +443,23 @@ static bool wanted(const char *list, const char *name) {
     return false;
 }
 
+static clpsa_status tune_locked(clpsa_context *ctx, const clpsa_tune_desc *desc,
+                                clpsa_tune_result *out);
+
+/* Tuning sets the context's overrides candidate by candidate: it holds the context's lock
+ * throughout, so plans other threads create meanwhile wait, then see the tuned values, never a
+ * candidate's. */
 clpsa_status clpsa_tune(clpsa_context *ctx, const clpsa_tune_desc *desc, clpsa_tune_result *out) {
     if (!ctx || !out)
         return clpsa__fail(ctx, CLPSA_ERROR_NULL_ARGUMENT, "clpsa_tune: ctx and out are needed");
+    clpsa__lock(ctx);
+    const clpsa_status status = tune_locked(ctx, desc, out);
+    clpsa__unlock(ctx);
+    return status;
+}
+
+static clpsa_status tune_locked(clpsa_context *ctx, const clpsa_tune_desc *desc,
+                                clpsa_tune_result *out) {
     memset(out, 0, sizeof *out);
     clpsa__clear_error(ctx);
     clpsa_tune_desc defaults;

@@ -121,6 +121,7 @@ __kernel __attribute__((reqd_work_group_size(NV_THREADS, 1, 1))) void estimate_s
     const int keys = blocks_k * SAMPLE_K;
     const int tiles = (keys + NV_TILE_N - 1) / NV_TILE_N;
     float best_a = -INFINITY, best_b = -INFINITY;
+    bool bad_a = false, bad_b = false; /* met a NaN or infinite logit (estimate.cl) */
     stage_sampled_keys(k_tile[0], k_head, k_sn, cols, perm, 0, keys, seq_k);
     copy_async_commit();
     for (int t = 0; t < tiles; ++t) {
@@ -150,10 +151,13 @@ __kernel __attribute__((reqd_work_group_size(NV_THREADS, 1, 1))) void estimate_s
 #pragma unroll
         for (int kb = 0; kb < KEY_BLOCKS_PER_TILE; ++kb) {
             float max_a = -INFINITY, max_b = -INFINITY;
+            bool nf_a = false, nf_b = false;
 #pragma unroll
             for (int nt = kb * TILES_PER_KEY_BLOCK; nt < (kb + 1) * TILES_PER_KEY_BLOCK; ++nt) {
                 max_a = fmax(max_a, fmax(s[nt].x, s[nt].y));
                 max_b = fmax(max_b, fmax(s[nt].z, s[nt].w));
+                nf_a |= !isfinite(s[nt].x) || !isfinite(s[nt].y);
+                nf_b |= !isfinite(s[nt].z) || !isfinite(s[nt].w);
             }
             max_a = quad_max(max_a) * q_scale;
             max_b = quad_max(max_b) * q_scale;
@@ -161,6 +165,8 @@ __kernel __attribute__((reqd_work_group_size(NV_THREADS, 1, 1))) void estimate_s
             if (j < blocks_k) {
                 best_a = fmax(best_a, max_a);
                 best_b = fmax(best_b, max_b);
+                bad_a |= nf_a;
+                bad_b |= nf_b;
                 if (c == 0 && valid_a)
                     m2_a[j] = max_a;
                 if (c == 0 && valid_b)
@@ -169,10 +175,14 @@ __kernel __attribute__((reqd_work_group_size(NV_THREADS, 1, 1))) void estimate_s
         }
         barrier(CLK_LOCAL_MEM_FENCE); /* the buffer is free for the tile after next */
     }
+    /* A row whose quad met a non-finite logit gets a NaN maximum; the block's S row turns NaN
+     * below. Every lane takes part in the shuffles. */
+    bad_a = quad_max(bad_a ? 1.0f : 0.0f) > 0.0f;
+    bad_b = quad_max(bad_b ? 1.0f : 0.0f) > 0.0f;
     if (c == 0 && valid_a)
-        row_max[member][ra] = best_a;
+        row_max[member][ra] = bad_a ? NAN : best_a;
     if (c == 0 && valid_b)
-        row_max[member][rb] = best_b;
+        row_max[member][rb] = bad_b ? NAN : best_b;
     barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
 
     /* S[i][.] for each query block of the group, by all of its work-items. */
@@ -183,7 +193,11 @@ __kernel __attribute__((reqd_work_group_size(NV_THREADS, 1, 1))) void estimate_s
         __global const float *m2_block =
             scratch + ((long)bh_local * blocks_q + block) * SAMPLE_Q * blocks_k;
         __global float *s_row = scores + ((long)bh * blocks_q + block) * blocks_k;
+        /* x - x: 0 for a finite row maximum, NaN for a NaN one, so the total and the row are NaN.
+         */
         float partial = 0.0f;
+        for (int r = tid; r < SAMPLE_Q; r += NV_THREADS)
+            partial += row_max[m][r] - row_max[m][r];
         for (int j = tid; j < blocks_k; j += NV_THREADS) {
             float p = 0.0f;
             for (int r = 0; r < SAMPLE_Q; ++r)

@@ -78,13 +78,52 @@ inline void cpu_state_init(rowv (*acc)[CPU_RV], rowv *m, rowv *l) {
     }
 }
 
-/* Writes row r of acc / l, or zeros for a row that saw nothing (never NaN). */
+/* Writes row r of acc / l, or zeros for a row that saw nothing (a NaN l comes with a NaN
+ * accumulator, so a NaN row stays NaN). */
 inline void cpu_store_row(__global out_t *dst, const rowv (*acc)[CPU_RV], const rowv *l, int r) {
     const float *column = (const float *)acc + r;
     const float sum = ((const float *)l)[r];
     const float inv_l = sum > 0.0f ? 1.0f / sum : 0.0f;
     for (int d = 0; d < HEAD_DIM; ++d)
         STORE_OUT(dst, d, column[d * CPU_ROWS] * inv_l);
+}
+
+/* acc += V^T P^T for a masked tile: key j adds nothing to rows with last[j] > limit, not even
+ * 0 * v (a NaN or infinite value would reach rows that do not see it). Kept out of line so
+ * the unmasked loop in cpu_tile_step stays exactly as fast as without it. */
+__attribute__((noinline)) void cpu_tile_pv_masked(rowv (*acc)[CPU_RV], const rowv (*s)[CPU_RV],
+                                                  const float (*vt)[HEAD_DIM], const rowi *limit,
+                                                  const int *last) {
+    for (int d0 = 0; d0 < HEAD_DIM; d0 += CPU_KB)
+        for (int v0 = 0; v0 < CPU_RV; v0 += CPU_RB) {
+            rowv a[CPU_KB][CPU_RB];
+#pragma unroll
+            for (int e = 0; e < CPU_KB; ++e)
+#pragma unroll
+                for (int b = 0; b < CPU_RB; ++b)
+                    a[e][b] = acc[d0 + e][v0 + b];
+            for (int j = 0; j < CPU_TILE_N; ++j) {
+                rowv pv[CPU_RB];
+                rowi hidden[CPU_RB];
+#pragma unroll
+                for (int b = 0; b < CPU_RB; ++b) {
+                    pv[b] = s[j][v0 + b];
+                    hidden[b] = (rowi)(last[j]) > limit[v0 + b];
+                }
+#pragma unroll
+                for (int e = 0; e < CPU_KB; ++e) {
+                    const rowv vv = (rowv)(vt[j][d0 + e]);
+#pragma unroll
+                    for (int b = 0; b < CPU_RB; ++b)
+                        a[e][b] = select(fma(vv, pv[b], a[e][b]), a[e][b], hidden[b]);
+                }
+            }
+#pragma unroll
+            for (int e = 0; e < CPU_KB; ++e)
+#pragma unroll
+                for (int b = 0; b < CPU_RB; ++b)
+                    acc[d0 + e][v0 + b] = a[e][b];
+        }
 }
 
 /* One online-softmax step of every row over a staged tile: kt, vt hold CPU_TILE_N fp32 rows,
@@ -149,7 +188,11 @@ inline void cpu_tile_step(const rowv (*qt)[CPU_RV], rowv (*acc)[CPU_RV], rowv *m
             acc[d][v] *= correction;
     }
 
-    /* O^T += V^T P^T */
+    /* O^T += V^T P^T (a masked tile: cpu_tile_pv_masked) */
+    if (masked) {
+        cpu_tile_pv_masked(acc, (const rowv(*)[CPU_RV])s, vt, limit, last);
+        return;
+    }
     for (int d0 = 0; d0 < HEAD_DIM; d0 += CPU_KB)
         for (int v0 = 0; v0 < CPU_RV; v0 += CPU_RB) {
             rowv a[CPU_KB][CPU_RB];

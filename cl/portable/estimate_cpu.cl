@@ -94,6 +94,9 @@ __kernel __attribute__((reqd_work_group_size(1, 1, 1))) void estimate_sampled(
     est_rowv best[EST_RV];
     for (int v = 0; v < EST_RV; ++v)
         best[v] = (est_rowv)(-INFINITY);
+    /* x - x is 0 for every finite logit and NaN for a NaN or infinite one: one subtraction and
+     * addition per logit instead of a test, and the row of S becomes NaN (estimate.cl). */
+    est_rowv poison = (est_rowv)(0.0f);
     for (int j = 0; j < blocks_k; ++j) {
         /* Sampled keys of block j; slots past SAMPLE_K repeat the last one (same maximum). */
         for (int c = 0; c < EST_KEYS; ++c) {
@@ -115,8 +118,10 @@ __kernel __attribute__((reqd_work_group_size(1, 1, 1))) void estimate_sampled(
                         a[c] = fma((est_rowv)(kt[c0 + c][d]), qv, a[c]);
                 }
 #pragma unroll
-                for (int c = 0; c < EST_KB; ++c)
+                for (int c = 0; c < EST_KB; ++c) {
                     block_max = fmax(block_max, a[c]);
+                    poison += a[c] - a[c];
+                }
             }
             est_store(m2 + (long)j * SAMPLE_Q + v * EST_LANES, block_max,
                       min(EST_LANES, SAMPLE_Q - v * EST_LANES));
@@ -127,7 +132,7 @@ __kernel __attribute__((reqd_work_group_size(1, 1, 1))) void estimate_sampled(
     /* S[i][j] = P[i][j] / sum_j P[i][j], P[i][j] = max_r exp2(m2[r][j] - rowmax2[r]) (base-2
      * logits, as estimate.cl). */
     __global float *s_row = scores + ((long)bh * blocks_q + i) * blocks_k;
-    float total = 0.0f;
+    float total = any(isnan(poison)) ? NAN : 0.0f;
     for (int j = 0; j < blocks_k; ++j) {
         float p = 0.0f;
         for (int v = 0; v < EST_RV; ++v) {

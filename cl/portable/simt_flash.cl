@@ -97,6 +97,31 @@ inline void simt_state_init(simt_state *st, int limit0, bool causal) {
     }
 }
 
+/* O += P V over the staged part of the values (head dimensions 32e + c4 + x for the part's e);
+ * with masked, key j adds nothing to row r when slots.last[j] > limit[r]. Inlined twice, so
+ * the unmasked loop has no tests. */
+inline void simt_tile_pv(__local simt_shared *sh, simt_state *st, const int c4, const int g4,
+                         const bool masked, const int part) {
+#pragma unroll 4
+    for (int j = 0; j < SIMT_TILE_N; ++j) {
+        const float4 p = SIMT_LD4(sh->pt + j * SIMT_ROWS + g4);
+        const int last = masked ? sh->slots.last[j] : 0;
+#pragma unroll
+        for (int e = 0; e < SIMT_DV4 / SIMT_DSPLIT; ++e) {
+            const float4 x = SIMT_LD4(sh->kv + j * SIMT_DPART + 32 * e + c4);
+            const int a = part * (SIMT_DV4 / SIMT_DSPLIT) + e;
+            if (!masked || last <= st->limit[0])
+                st->acc[0][a] = fma((float4)(p.x), x, st->acc[0][a]);
+            if (!masked || last <= st->limit[1])
+                st->acc[1][a] = fma((float4)(p.y), x, st->acc[1][a]);
+            if (!masked || last <= st->limit[2])
+                st->acc[2][a] = fma((float4)(p.z), x, st->acc[2][a]);
+            if (!masked || last <= st->limit[3])
+                st->acc[3][a] = fma((float4)(p.w), x, st->acc[3][a]);
+        }
+    }
+}
+
 /* One online-softmax step over the tile the slots describe (set by the caller, then a
  * barrier). Keys come from k_base + row * k_step, values from v_base + row * v_step. masked == 0
  * promises every slot is visible to every row. Ends with a barrier-free PV; the caller
@@ -202,7 +227,8 @@ inline void simt_tile_step(__local simt_shared *sh, simt_state *st, __global con
     barrier(CLK_LOCAL_MEM_FENCE);
 
     /* V into the buffer K^T used, row by row, one part of the head dimension at a time; each
-     * part feeds the accumulators of its head dimensions (32e + c4 + x, e in the part). */
+     * part feeds the accumulators of its head dimensions. In a masked tile a hidden key must
+     * not add even 0 * v (a NaN or infinite value would reach rows that do not see it). */
 #pragma unroll
     for (int part = 0; part < SIMT_DSPLIT; ++part) {
         const int d0 = part * SIMT_DPART;
@@ -215,26 +241,16 @@ inline void simt_tile_step(__local simt_shared *sh, simt_state *st, __global con
                      row >= 0 ? LOAD_IN4(v_base, (long)row * v_step + d0 + d) : (float4)(0.0f));
         }
         barrier(CLK_LOCAL_MEM_FENCE);
-
-        /* O += P V for 4 rows x the part's SIMT_DV4 / SIMT_DSPLIT head dimensions. */
-#pragma unroll 4
-        for (int j = 0; j < SIMT_TILE_N; ++j) {
-            const float4 p = SIMT_LD4(sh->pt + j * SIMT_ROWS + g4);
-#pragma unroll
-            for (int e = 0; e < SIMT_DV4 / SIMT_DSPLIT; ++e) {
-                const float4 x = SIMT_LD4(sh->kv + j * SIMT_DPART + 32 * e + c4);
-                const int a = part * (SIMT_DV4 / SIMT_DSPLIT) + e;
-                st->acc[0][a] = fma((float4)(p.x), x, st->acc[0][a]);
-                st->acc[1][a] = fma((float4)(p.y), x, st->acc[1][a]);
-                st->acc[2][a] = fma((float4)(p.z), x, st->acc[2][a]);
-                st->acc[3][a] = fma((float4)(p.w), x, st->acc[3][a]);
-            }
-        }
+        if (masked)
+            simt_tile_pv(sh, st, c4, g4, true, part);
+        else
+            simt_tile_pv(sh, st, c4, g4, false, part);
     }
 }
 
 /* The row sums over the eight work-items of each row group, then row r of the group (NULL: a
- * padding row) gets acc / l, or zeros for a row that saw nothing (never NaN). Every work-item
+ * padding row) gets acc / l, or zeros for a row that saw nothing (a NaN l comes with a NaN
+ * accumulator, so a NaN row stays NaN). Every work-item
  * calls it. */
 inline void simt_store(__local simt_shared *sh, simt_state *st, __global out_t *const dst[4]) {
     const int lid = get_local_id(0);

@@ -29,11 +29,15 @@
  * by the library belong to it; each function says how long they stay valid.
  *
  * @par Threads
- * Functions that take no context or plan may be called from any thread at any time.
- * Different contexts (with their plans) may be used from different threads at once. A context
- * and all of its plans must be used by one thread at a time: they share the context's
- * last_error and program cache, which are not locked. "Context's thread" below means that
- * rule. The log callback runs on the thread of the call that logs.
+ * Functions that take no context or plan may be called from any thread at any time. A context
+ * may serve several threads at once: what its plans share (the program cache and its
+ * statistics, the parameter overrides) is locked, and clpsa_context_last_error() gives each
+ * thread its own last failure. A plan is used by one thread at a time (its runs, read-backs
+ * and supply calls); different plans, of one context or of several, may be used by different
+ * threads at once. "Context's thread" below means that rule. Destroy a plan or a context
+ * only when no other thread uses it. clpsa_context_set_params() and clpsa_tune() change what
+ * later plan creations on every thread get. The log callback runs on the thread of the call
+ * that logs, so on several threads at once when they share a context.
  *
  * @par ABI policy
  * Until version 1.0 the ABI may change between minor versions (the shared library's SONAME
@@ -250,12 +254,12 @@ CLPSA_API clpsa_status clpsa_context_create(const clpsa_context_desc *desc, clps
 CLPSA_API void clpsa_context_destroy(clpsa_context *ctx);
 
 /**
- * @brief Detail of the last failure: on ctx ("" if none), or with ctx NULL, of the calling
- * thread's last failure that had no context (above all a failed clpsa_context_create()).
+ * @brief Detail of the calling thread's last failure on ctx ("" if none), or with ctx NULL,
+ * of its last failure that had no context (above all a failed clpsa_context_create()).
  *
- * The string belongs to the library and stays valid until the next call on ctx (with NULL:
- * until the thread's next context creation or context-less failure). Context's thread; with
- * NULL any thread, each reading its own record. Cannot fail.
+ * Threads sharing ctx each read their own record. The string belongs to the library and stays
+ * valid until the thread's next call on ctx (with NULL: until the thread's next context
+ * creation or context-less failure). Any thread. Cannot fail.
  */
 CLPSA_API const char *clpsa_context_last_error(const clpsa_context *ctx);
 /** @brief The context's cl_context (the wrapped one, or its own); NULL for NULL. Not retained
@@ -477,6 +481,16 @@ CLPSA_API clpsa_status clpsa_plan_get_desc(const clpsa_plan *plan, clpsa_plan_de
  * stay the caller's; the returned event is the caller's to release. The buffers must stay
  * valid until the run completes. A later run, read-back or supply call on the same plan
  * orders itself after this run on any queue. Context's thread.
+ *
+ * NaN and infinity in q, k, v propagate as IEEE arithmetic says, as in PyTorch's
+ * scaled_dot_product_attention (docs/api.md, "NaN and infinity"): a NaN in a query row, or in
+ * the key of a token the row attends, makes that output row NaN; a NaN or infinite value of
+ * an attended token makes that column NaN or infinite; a +inf logit makes the row NaN
+ * (inf - inf), a -inf logit weighs 0. Tokens a row does not attend (causal mask, level 0,
+ * past the sequence) never reach it. A row that attends nothing, or whose every logit is -inf,
+ * is zeros. In the sparse methods a non-finite logit met by the estimate makes that row of
+ * S NaN and gives that query block level 1 for every key block (dense for that block only).
+ * Nothing else is validated or rewritten: the run's cost does not depend on the values.
  * @return CLPSA_OK;
  *   CLPSA_ERROR_NULL_ARGUMENT when plan or a buffer is NULL, when there is no queue (none
  *   given and none in the context), or num_events > 0 with a NULL wait_list;

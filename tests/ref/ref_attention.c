@@ -30,9 +30,14 @@ void ref_softmax_combine(const double *logits, const float *const *values, size_
         out[d] = 0.0;
     if (count == 0)
         return;
+    /* IEEE propagation as the kernels (docs/api.md, "NaN and infinity"): the maximum skips NaN
+     * (whose weight is NaN anyway); 0 stands in for it while every logit is -inf, so such a
+     * row weighs nothing and is zero (times its values) instead of exp(-inf + inf). */
     double max = -INFINITY;
     for (size_t i = 0; i < count; ++i)
         max = logits[i] > max ? logits[i] : max;
+    if (max == -INFINITY)
+        max = 0.0;
     double sum = 0.0;
     for (size_t i = 0; i < count; ++i) {
         const double w = exp(logits[i] - max);
@@ -40,9 +45,10 @@ void ref_softmax_combine(const double *logits, const float *const *values, size_
         for (int d = 0; d < dim; ++d)
             out[d] += w * (double)values[i][d];
     }
-    /* sum >= 1: the maximum contributes exp(0). */
+    /* sum >= 1 when the maximum is finite (it contributes exp(0)); 0 or NaN otherwise. */
+    const double inv = sum == 0.0 ? 0.0 : sum;
     for (int d = 0; d < dim; ++d)
-        out[d] /= sum;
+        out[d] = sum > 0.0 ? out[d] / sum : out[d] * inv;
 }
 
 static int problem_valid(const ref_attention_problem *p) {

@@ -199,9 +199,14 @@ int ref_psa_attention(const ref_attention_problem *p, int block_q, int block_k,
                     o[d] = 0.0;
                 if (count == 0)
                     continue; /* docs/algorithm.md §4: a row that sees nothing is zero */
+                /* IEEE propagation as the kernels (docs/api.md, "NaN and infinity"): the
+                 * maximum skips NaN; 0 stands in for it while every logit is -inf, so such a
+                 * row weighs nothing and is zero (times its values). */
                 double max = -INFINITY, sum = 0.0;
                 for (size_t x = 0; x < count; ++x)
                     max = logits[x] > max ? logits[x] : max;
+                if (max == -INFINITY)
+                    max = 0.0;
                 for (size_t x = 0; x < count; ++x) {
                     weights[x] = exp(logits[x] - max);
                     sum += weights[x];
@@ -209,8 +214,9 @@ int ref_psa_attention(const ref_attention_problem *p, int block_q, int block_k,
                 for (size_t x = 0; x < count; ++x)
                     for (int d = 0; d < dim; ++d)
                         o[d] += weights[x] * vrows[x][d];
+                const double inv = sum == 0.0 ? 0.0 : sum; /* 0 or NaN when not positive */
                 for (int d = 0; d < dim; ++d)
-                    o[d] /= sum;
+                    o[d] = sum > 0.0 ? o[d] / sum : o[d] * inv;
             }
         }
     free(logits);
@@ -292,6 +298,7 @@ int ref_psa_estimate_sampled(const ref_attention_problem *p, int block_q, int bl
                 break;
             }
             for (int i = 0; i < nq; ++i) {
+                int finite = 1; /* every sampled logit of the block; else its row of S is NaN */
                 for (int r = 0; r < sample_q; ++r) {
                     int t = i * block_q + rows[r];
                     t = t < p->seq_q ? t : p->seq_q - 1; /* replicate padding */
@@ -302,6 +309,7 @@ int ref_psa_estimate_sampled(const ref_attention_problem *p, int block_q, int bl
                             c = c < p->seq_k ? c : p->seq_k - 1;
                             const double z = scaled_dot(p, q, k, b, h, kvh, t, c);
                             best = z > best ? z : best;
+                            finite &= isfinite(z) != 0;
                         }
                         m[(size_t)r * nk + j] = best;
                     }
@@ -323,7 +331,7 @@ int ref_psa_estimate_sampled(const ref_attention_problem *p, int block_q, int bl
                 double *s_row = scores + (((size_t)b * p->heads_q + h) * nq + i) * nk;
                 /* total >= 1: each sampled row contributes exp(0) at its own maximum. */
                 for (int j = 0; j < nk; ++j)
-                    s_row[j] = prob[j] / total;
+                    s_row[j] = finite ? prob[j] / total : NAN;
             }
         }
     free(rows);
@@ -343,13 +351,19 @@ int ref_psa_estimate_antidiagonal(const ref_attention_problem *p, int block_q, i
     const int stride_rows = ceil_div(p->seq_q, s), stride_cols = ceil_div(p->seq_k, s);
     const int64_t shift = (int64_t)p->seq_k - p->seq_q;
     double *z = malloc((size_t)stride_cols * sizeof *z);
-    if (!z)
+    int *finite = malloc((size_t)nq * sizeof *finite); /* per query block: every z finite */
+    if (!z || !finite) {
+        free(z);
+        free(finite);
         return -1;
+    }
     memset(scores, 0, (size_t)p->batch * p->heads_q * nq * nk * sizeof *scores);
     for (int b = 0; b < p->batch; ++b)
         for (int h = 0; h < p->heads_q; ++h) {
             const int kvh = ref_kv_head(p, h);
             double *s_head = scores + ((size_t)b * p->heads_q + h) * nq * nk;
+            for (int i = 0; i < nq; ++i)
+                finite[i] = 1;
             for (int a = 0; a < stride_rows; ++a) {
                 int visible = 0;
                 double max = -INFINITY;
@@ -365,6 +379,7 @@ int ref_psa_estimate_antidiagonal(const ref_attention_problem *p, int block_q, i
                         sum += scaled_dot(p, q, k, b, h, kvh, t, key);
                     }
                     z[c] = sum / s;
+                    finite[a * s / block_q] &= isfinite(z[c]) != 0;
                     max = z[c] > max ? z[c] : max;
                     ++visible;
                 }
@@ -383,12 +398,16 @@ int ref_psa_estimate_antidiagonal(const ref_attention_problem *p, int block_q, i
                 double total = 0.0;
                 for (int j = 0; j < nk; ++j)
                     total += row[j];
-                if (total > 0.0)
+                if (!finite[i])
+                    for (int j = 0; j < nk; ++j)
+                        row[j] = NAN;
+                else if (total > 0.0)
                     for (int j = 0; j < nk; ++j)
                         row[j] /= total;
             }
         }
     free(z);
+    free(finite);
     return 0;
 }
 
@@ -624,6 +643,18 @@ int ref_psa_assign(const ref_attention_problem *p, const ref_psa_params *params,
         for (int h = 0; status == 0 && h < p->heads_q; ++h)
             for (int i = 0; status == 0 && i < nq; ++i) {
                 const size_t row = ((size_t)b * p->heads_q + h) * nq + i;
+                /* docs/api.md, "NaN and infinity": a row of S that is not all finite ranks
+                 * nothing and gets level 1 everywhere, whatever the mode. */
+                int finite = 1;
+                for (int j = 0; j < nk; ++j)
+                    finite &= isfinite(scores[row * nk + j]) != 0;
+                if (!finite) {
+                    for (int j = 0; j < nk; ++j)
+                        levels[row * nk + j] = 1;
+                    if (near_row)
+                        near_row[row] = 0;
+                    continue;
+                }
                 status = ref_psa_assign_row_rule(scores + row * nk, nk, params, row_levels, energy,
                                                  NULL);
                 if (status != 0)

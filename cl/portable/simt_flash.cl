@@ -97,26 +97,24 @@ inline void simt_state_init(simt_state *st, int limit0, bool causal) {
     }
 }
 
-/* O += P V over the staged part of the values (head dimensions 32e + c4 + x for the part's e);
- * with masked, key j adds nothing to row r when slots.last[j] > limit[r]. Inlined twice, so
- * the unmasked loop has no tests. */
-inline void simt_tile_pv(__local simt_shared *sh, simt_state *st, const int c4, const int g4,
-                         const bool masked, const int part) {
-#pragma unroll 4
+/* O += P V of one part of the head dimension for a masked tile: key j adds nothing to row r
+ * when slots.last[j] > limit[r]. Only masked tiles (causal diagonals, ragged ends) take it. */
+inline void simt_tile_pv_masked(__local simt_shared *sh, simt_state *st, const int c4, const int g4,
+                                const int part) {
     for (int j = 0; j < SIMT_TILE_N; ++j) {
         const float4 p = SIMT_LD4(sh->pt + j * SIMT_ROWS + g4);
-        const int last = masked ? sh->slots.last[j] : 0;
+        const int last = sh->slots.last[j];
 #pragma unroll
         for (int e = 0; e < SIMT_DV4 / SIMT_DSPLIT; ++e) {
             const float4 x = SIMT_LD4(sh->kv + j * SIMT_DPART + 32 * e + c4);
             const int a = part * (SIMT_DV4 / SIMT_DSPLIT) + e;
-            if (!masked || last <= st->limit[0])
+            if (last <= st->limit[0])
                 st->acc[0][a] = fma((float4)(p.x), x, st->acc[0][a]);
-            if (!masked || last <= st->limit[1])
+            if (last <= st->limit[1])
                 st->acc[1][a] = fma((float4)(p.y), x, st->acc[1][a]);
-            if (!masked || last <= st->limit[2])
+            if (last <= st->limit[2])
                 st->acc[2][a] = fma((float4)(p.z), x, st->acc[2][a]);
-            if (!masked || last <= st->limit[3])
+            if (last <= st->limit[3])
                 st->acc[3][a] = fma((float4)(p.w), x, st->acc[3][a]);
         }
     }
@@ -227,8 +225,7 @@ inline void simt_tile_step(__local simt_shared *sh, simt_state *st, __global con
     barrier(CLK_LOCAL_MEM_FENCE);
 
     /* V into the buffer K^T used, row by row, one part of the head dimension at a time; each
-     * part feeds the accumulators of its head dimensions. In a masked tile a hidden key must
-     * not add even 0 * v (a NaN or infinite value would reach rows that do not see it). */
+     * part feeds the accumulators of its head dimensions (32e + c4 + x, e in the part). */
 #pragma unroll
     for (int part = 0; part < SIMT_DSPLIT; ++part) {
         const int d0 = part * SIMT_DPART;
@@ -241,10 +238,27 @@ inline void simt_tile_step(__local simt_shared *sh, simt_state *st, __global con
                      row >= 0 ? LOAD_IN4(v_base, (long)row * v_step + d0 + d) : (float4)(0.0f));
         }
         barrier(CLK_LOCAL_MEM_FENCE);
-        if (masked)
-            simt_tile_pv(sh, st, c4, g4, true, part);
-        else
-            simt_tile_pv(sh, st, c4, g4, false, part);
+
+        /* O += P V for 4 rows x the part's SIMT_DV4 / SIMT_DSPLIT head dimensions; in a masked
+         * tile a hidden key must not add even 0 * v (a NaN or infinite value would reach rows
+         * that do not see it), so that loop is simt_tile_pv_masked's. */
+        if (masked) {
+            simt_tile_pv_masked(sh, st, c4, g4, part);
+            continue;
+        }
+#pragma unroll 4
+        for (int j = 0; j < SIMT_TILE_N; ++j) {
+            const float4 p = SIMT_LD4(sh->pt + j * SIMT_ROWS + g4);
+#pragma unroll
+            for (int e = 0; e < SIMT_DV4 / SIMT_DSPLIT; ++e) {
+                const float4 x = SIMT_LD4(sh->kv + j * SIMT_DPART + 32 * e + c4);
+                const int a = part * (SIMT_DV4 / SIMT_DSPLIT) + e;
+                st->acc[0][a] = fma((float4)(p.x), x, st->acc[0][a]);
+                st->acc[1][a] = fma((float4)(p.y), x, st->acc[1][a]);
+                st->acc[2][a] = fma((float4)(p.z), x, st->acc[2][a]);
+                st->acc[3][a] = fma((float4)(p.w), x, st->acc[3][a]);
+            }
+        }
     }
 }
 

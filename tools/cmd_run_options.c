@@ -100,6 +100,8 @@ const char *clpsa__run_mode_name(clpsa_mode mode) {
         return "quantile";
     case CLPSA_MODE_ENERGY:
         return "energy";
+    case CLPSA_MODE_BUDGET:
+        return "budget";
     }
     return "?";
 }

@@ -44,6 +44,8 @@ PARAMS = [  # the order of clpsa__param_id in src/params.h
     "dense.SIMT_TILE_N",
     "attend.SIMT_ROWS",
     "attend.SIMT_TILE_N",
+    "budget.BUDGET_WG",
+    "budget.VARIANT",
 ]
 
 

@@ -330,6 +330,9 @@ typedef enum clpsa_mode {
                                  release */
     CLPSA_MODE_QUANTILE = 2,  /**< fixed shares of the sorted blocks */
     CLPSA_MODE_ENERGY = 3,    /**< each block by its cumulative score (the paper's rule) */
+    CLPSA_MODE_BUDGET = 4,    /**< a target density (clpsa_plan_desc.density): every row spends
+                                 density * nk block-units where a measurement on sampled rows
+                                 says pooling loses the least attention mass (§6) */
 } clpsa_mode;
 
 /** @brief Block importance estimates (§5). */
@@ -418,6 +421,12 @@ typedef struct clpsa_plan_desc {
      * model's plan draws for the same heads, so sharded results equal unsharded ones. */
     int shard_head_first; /**< >= 0; 0 with shard_heads_q 0: not a shard */
     int shard_heads_q;    /**< >= shard_head_first + heads_q; 0: heads_q (not a shard) */
+
+    /* Budget mode (§6): the target density, the share of dense compute every row may spend
+     * (level f costs 1/f of a block). Only with CLPSA_MODE_BUDGET, which needs the sampled
+     * estimator's row offsets (sample_q; 0: bm/16) and takes no similarity cap, alignment or
+     * min_full. */
+    float density; /**< CLPSA_MODE_BUDGET: in [1/(8 nk), 1]; 0: 0.15 */
 } clpsa_plan_desc;
 
 /** @brief One attention shape with its options, kernels and scratch buffers. Opaque. */

@@ -524,7 +524,8 @@ CLPSA_API clpsa_status clpsa_plan_buffer_sizes(const clpsa_plan *plan, clpsa_buf
 CLPSA_API const char *clpsa_plan_parameter_source(const clpsa_plan *plan);
 
 /**
- * @brief The kernel variant that runs a family ("dense", "attend", "estimate") of this plan:
+ * @brief The kernel variant that runs a family ("dense", "attend", "estimate", "budget": budget
+ * mode's measurement) of this plan:
  * e.g. "portable", "portable-staged", "nvidia-mma"; NULL when the plan has no such kernel (the
  * dense family of a PSA plan, the estimate of an antidiagonal one), for an unknown family, or
  * for NULL arguments.
@@ -573,8 +574,9 @@ CLPSA_API clpsa_status clpsa_plan_block_grid(const clpsa_plan *plan, clpsa_block
  * call returns: the caller keeps it. Blocks until the copy to the device finished (after the
  * plan's last run). A rejected array leaves the plan as it was. Context's thread.
  * @return CLPSA_OK; CLPSA_ERROR_NULL_ARGUMENT when plan is NULL;
- *         CLPSA_ERROR_INVALID_VALUE for a dense plan, or a value that is negative, not finite,
- *         or a row without a positive sum (last_error names the entry);
+ *         CLPSA_ERROR_INVALID_VALUE for a dense plan, a budget-mode plan (it measures its
+ *         own scores; NULL is accepted), or a value that is negative, not finite, or a row
+ *         without a positive sum (last_error names the entry);
  *         CLPSA_ERROR_OUT_OF_MEMORY, CLPSA_ERROR_OPENCL when the copy fails.
  */
 CLPSA_API clpsa_status clpsa_plan_set_scores(clpsa_plan *plan, const float *scores);

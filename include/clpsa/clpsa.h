@@ -403,7 +403,7 @@ typedef struct clpsa_plan_desc {
     int similarity_cap;  /**< non-zero: cap levels by block self-similarity (§6) */
     float similarity_thresholds[3]; /**< t2, t4, t8; all 0: 0.7/0.65/0.6 (or the preset's) */
     clpsa_estimator estimator;      /**< 0: sampled (antidiagonal for the understanding preset) */
-    int sample_q;                   /**< sampled rows per query block; 0: bm/4; = bm: exact */
+    int sample_q;                   /**< sampled rows; 0: bm/4 (budget: bm/16); = bm: exact */
     int sample_k;                   /**< sampled keys per key block; 0: bn/4; = bn: exact */
     int antidiagonal_stride;        /**< 0: 8; bm and bn must be multiples of it */
     uint64_t seed;                  /**< offsets of the sampled estimate (§5) */

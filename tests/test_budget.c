@@ -444,10 +444,13 @@ static void test_budget_fp32_shapes(void **state) {
     const budget_config configs[] = {
         /* ragged N (not a multiple of bm or bn), GQA, two batches */
         {"ragged gqa bn64", 2, 4, 2, 301, 301, 64, 128, 64, 0, 0, 0, 0, {0}},
-        /* every bn: 16, 32, 128; bm smaller and larger than bn; Nq != Nk, primes */
+        /* bn 16, 32, 128; bm smaller and larger than bn; Nq != Nk, primes */
         {"bn16", 1, 2, 1, 97, 131, 32, 32, 16, 0, 0, 0, 0, {0}},
         {"bn32 sq8", 1, 2, 2, 256, 211, 64, 64, 32, 8, 0, 0, 0, {0}},
         {"bn128 exact rows", 1, 1, 1, 70, 389, 32, 16, 128, 16, 0, 0, 0, {0}},
+        /* bn not a power of two (pooled blocks of 20, 10 and 5 tokens), and the largest bn */
+        {"bn40", 1, 2, 1, 150, 203, 32, 32, 40, 0, 0, 0, 0, {0}},
+        {"bn256", 1, 1, 1, 64, 700, 32, 32, 256, 0, 0, 0, 0, {0}},
         /* one query row, one key block */
         {"single row", 1, 1, 1, 1, 40, 32, 16, 64, 0, 0, 0, 0, {0}},
     };

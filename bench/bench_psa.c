@@ -5,9 +5,11 @@
  *
  *   clpsa_bench_psa [--device SPEC] [--grid T,H,W] [--heads H] [--dim D] [--dtype fp32|...]
  *                   [--tau t1,t2,t4,t8] [--bm N] [--bn N] [--order raster|hilbert|tiles]
- *                   [--mode threshold|quantile|energy] [--reps R]
+ *                   [--mode threshold|quantile|energy|budget] [--density D] [--sample-q S]
+ *                   [--reps R]
  * (--mode quantile --tau 0.10,0.15,0.15,0.35 gives the public release's default shares of
- * levels 1, 2, 4, 8: density 0.15.)
+ * levels 1, 2, 4, 8: density 0.15. --density D alone is --mode budget at that target; the
+ * measurement's share of the pipeline is the estimate column there.)
  */
 #include <clpsa/clpsa.h>
 #include <clpsa/clpsa_workload.h>
@@ -106,6 +108,8 @@ int main(int argc, char **argv) {
     clpsa_ordering order = CLPSA_ORDER_RASTER;
     clpsa_dtype dtype = CLPSA_DTYPE_FP32;
     clpsa_mode mode = (clpsa_mode)0; /* the default rule */
+    float density = 0.0f;            /* budget mode's target */
+    int sample_q = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *a = argv[i], *v = argv[i + 1];
         if (!strcmp(a, "--device"))
@@ -131,7 +135,12 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--mode"))
             mode = !strcmp(v, "quantile") ? CLPSA_MODE_QUANTILE
                    : !strcmp(v, "energy") ? CLPSA_MODE_ENERGY
+                   : !strcmp(v, "budget") ? CLPSA_MODE_BUDGET
                                           : CLPSA_MODE_THRESHOLD;
+        else if (!strcmp(a, "--density"))
+            density = (float)atof(v);
+        else if (!strcmp(a, "--sample-q"))
+            sample_q = atoi(v);
         else if (!strcmp(a, "--dtype"))
             dtype = !strcmp(v, "fp16")   ? CLPSA_DTYPE_FP16
                     : !strcmp(v, "bf16") ? CLPSA_DTYPE_BF16
@@ -172,7 +181,11 @@ int main(int argc, char **argv) {
     d.block_q = bm;
     d.block_k = bn;
     memcpy(d.thresholds, tau, sizeof tau);
+    if (density > 0.0f && !mode)
+        mode = CLPSA_MODE_BUDGET;
     d.mode = mode;
+    d.density = density;
+    d.sample_q = sample_q;
     d.grid[0] = w.frames, d.grid[1] = w.height, d.grid[2] = w.width;
     d.ordering = order;
 
@@ -185,6 +198,11 @@ int main(int argc, char **argv) {
     const double psa_err = rel_l2(out, out_dense, count);
     d.method = CLPSA_METHOD_BINARY;
     d.binary_density = (float)psa.density;
+    if (d.mode == CLPSA_MODE_BUDGET) { /* binary keeps blocks by the sampled estimate */
+        d.mode = (clpsa_mode)0;
+        d.density = 0.0f;
+        d.sample_q = 0;
+    }
     const measured binary = time_plan(&d, buffers, reps);
     clEnqueueReadBuffer(queue, buffers[3], CL_TRUE, 0, count * 4, out, 0, NULL, NULL);
     const double binary_err = rel_l2(out, out_dense, count);
@@ -203,7 +221,8 @@ int main(int argc, char **argv) {
                rows[r]->total_ms, rows[r]->total_ms / dense.total_ms, rows[r]->pool_ms,
                rows[r]->estimate_ms, rows[r]->assign_ms, rows[r]->attend_ms, rows[r]->density,
                errors[r]);
-    printf("psa: estimate+assign = %.1f%% of the pipeline\n",
+    printf("psa: %s; estimate+assign = %.1f%% of the pipeline\n",
+           mode == CLPSA_MODE_BUDGET ? "budget mode (estimate = the measurement)" : "thresholds",
            100.0 * (psa.estimate_ms + psa.assign_ms) / psa.total_ms);
     for (int t = 0; t < 4; ++t)
         clReleaseMemObject(buffers[t]);

@@ -21,12 +21,13 @@ import sys
 import textwrap
 
 # Drawn as lines against density, in this order; the dense methods as horizontal references.
-SPARSE = ["psa", "psa_attend", "psa_estimate_assign", "binary"]
+SPARSE = ["psa", "psa_attend", "psa_estimate_assign", "binary", "psa_threshold"]
 DENSE = ["dense", "dense_clblast"]
 # psa_attend and psa_estimate_assign are parts of the PSA run: their output is PSA's.
-WITH_ERROR = ["psa", "binary"]
+WITH_ERROR = ["psa", "binary", "psa_threshold"]
 LABELS = {
-    "psa": "PSA pipeline",
+    "psa": "PSA pipeline (budget mode in density sweeps)",
+    "psa_threshold": "PSA, threshold rule (same density)",
     "psa_attend": "PSA attend only",
     "psa_estimate_assign": "PSA estimate + assign",
     "binary": "binary block-sparse (same density)",
@@ -35,6 +36,7 @@ LABELS = {
 }
 STYLES = {
     "psa": dict(color="tab:blue", marker="o"),
+    "psa_threshold": dict(color="tab:green", marker="v", linestyle="--"),
     "psa_attend": dict(color="tab:cyan", marker="s", linestyle="--"),
     "psa_estimate_assign": dict(color="tab:purple", marker="^", linestyle=":"),
     "binary": dict(color="tab:orange", marker="D"),

@@ -12,6 +12,7 @@ typedef enum clpsa__kernel_family {
     CLPSA__FAMILY_DENSE,
     CLPSA__FAMILY_ATTEND,
     CLPSA__FAMILY_ESTIMATE, /* the sampled estimate (the antidiagonal one has one kernel) */
+    CLPSA__FAMILY_BUDGET,   /* budget mode's measurement on sampled rows */
     CLPSA__KERNEL_FAMILIES
 } clpsa__kernel_family;
 
@@ -62,6 +63,7 @@ void clpsa__kernel_variants_describe(const clpsa__device_info *info, char *out, 
 /* The variants of each vendor (variant_portable.c, variant_nvidia.c). */
 extern const clpsa__kernel_variant clpsa__portable_dense, clpsa__portable_attend;
 extern const clpsa__kernel_variant clpsa__portable_estimate, clpsa__portable_estimate_staged;
+extern const clpsa__kernel_variant clpsa__portable_budget;
 extern const clpsa__kernel_variant clpsa__portable_cpu_dense, clpsa__portable_cpu_attend;
 extern const clpsa__kernel_variant clpsa__portable_cpu_estimate;
 extern const clpsa__kernel_variant clpsa__portable_simt_dense, clpsa__portable_simt_attend;

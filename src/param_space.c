@@ -55,6 +55,11 @@ const clpsa__param_def clpsa__param_defs[CLPSA__PARAM_COUNT] = {
      * where D % 64 == 0, and chosen anyway where the tiles would not fit otherwise) */
     [CLPSA__P_DENSE_SIMT_DSPLIT] = {"dense", "SIMT_DSPLIT", {1, 2}, 2, 1, 1},
     [CLPSA__P_ATTEND_SIMT_DSPLIT] = {"attend", "SIMT_DSPLIT", {1, 2}, 2, 1, 1},
+    /* budget mode's measurement (cl/budget.cl): work-items sharing one query block's sampled
+     * rows, each owning key blocks */
+    [CLPSA__P_BUDGET_WG] = {"budget", "BUDGET_WG", {16, 32, 64, 128}, 4, 32, 64},
+    /* its kernel variant (src/kernel_variant.c: 1 portable); unset, the first that fits */
+    [CLPSA__P_BUDGET_VARIANT] = {"budget", "VARIANT", {1}, 1, 0, 0},
 };
 
 const char *clpsa__param_source_name(clpsa__param_source source) {

@@ -222,6 +222,7 @@ const char *clpsa_plan_kernel_variant(const clpsa_plan *plan, const char *family
     const clpsa__kernel_variant *v = !strcmp(family, "dense")      ? plan->dense_variant
                                      : !strcmp(family, "attend")   ? plan->attend_variant
                                      : !strcmp(family, "estimate") ? plan->estimate_variant
+                                     : !strcmp(family, "budget")   ? plan->budget_variant
                                                                    : NULL;
     return v ? v->name : NULL;
 }

@@ -5,6 +5,10 @@
 
 #include "internal.h"
 
+/* Budget mode's default sampled rows per query block: bm / this (bench/NOTES.md, "Budget mode
+ * (issue 12)", chose it). */
+#define CLPSA__BUDGET_SAMPLE_DIVISOR 16
+
 /* PSA options with every default and preset resolved, in the form the kernels take. */
 typedef struct clpsa__psa_options {
     int block_q, block_k;
@@ -19,8 +23,10 @@ typedef struct clpsa__psa_options {
     clpsa_estimator estimator;
     int sample_q, sample_k, stride;
     uint64_t seed;
-    int binary_keep; /* ceil(binary_density * nk) */
-    int grid[3];     /* frames, height, width; all 0 without a grid */
+    int binary_keep;  /* ceil(binary_density * nk) */
+    double density;   /* budget mode: the target density, else 0 */
+    int budget_units; /* budget mode: the row budget density * nk in eighths of a block */
+    int grid[3];      /* frames, height, width; all 0 without a grid */
     clpsa_ordering ordering;
     int tile[3];
     int permuted; /* a non-raster ordering: kernels gather through perm */
@@ -61,6 +67,11 @@ struct clpsa_plan {
     int assign_wg, sort_n;
     int attend_rows, attend_items;
     const struct clpsa__kernel_variant *attend_variant;
+    /* budget mode: the measurement (a kernel family) and the allocation */
+    cl_kernel budget_measure, budget_allocate;
+    int budget_wg, upgrade_n; /* the measurement uses estimate_scratch and its launches */
+    const struct clpsa__kernel_variant *budget_variant;
+    cl_mem budget_loss; /* rows x nk x 3: pooling loss at levels 2, 4, 8 */
     cl_mem k_pyramid, v_pyramid, similarity_stats, row_offsets, key_offsets, estimate_scratch;
     cl_mem scores, levels, counts, list;
     cl_mem perm; /* position -> row of the caller's tensors; NULL when not permuted */

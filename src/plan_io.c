@@ -77,6 +77,11 @@ clpsa_status clpsa_plan_set_scores(clpsa_plan *plan, const float *scores) {
         plan->source = CLPSA__ESTIMATE;
         return CLPSA_OK;
     }
+    if (plan->psa.mode == CLPSA_MODE_BUDGET)
+        return clpsa__fail(plan->ctx, CLPSA_ERROR_INVALID_VALUE,
+                           "clpsa_plan_set_scores on a plan with mode = CLPSA_MODE_BUDGET: budget "
+                           "mode measures each block's mass and pooling loss itself and cannot "
+                           "use supplied scores (supply a level map, or use another mode)");
     const size_t nk = (size_t)plan->blocks_k;
     for (size_t row = 0; row < plan->rows; ++row) {
         double sum = 0.0;

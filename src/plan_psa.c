@@ -53,6 +53,8 @@ static clpsa_status create_buffers(clpsa_plan *plan) {
             alloc(plan, kv_heads * plan->blocks_k * 3 * sizeof(float), &plan->similarity_stats);
     if (status == CLPSA_OK)
         status = alloc(plan, cells * sizeof(float), &plan->scores);
+    if (status == CLPSA_OK && plan->budget_measure)
+        status = alloc(plan, cells * 3 * sizeof(float), &plan->budget_loss);
     if (status == CLPSA_OK)
         status = alloc(plan, cells, &plan->levels);
     if (status == CLPSA_OK)
@@ -127,6 +129,42 @@ static clpsa_status create_buffers(clpsa_plan *plan) {
     return CLPSA_OK;
 }
 
+/* Budget mode's kernels: the measurement (a kernel family, cl/budget.cl) and the allocation,
+ * whose row of up to 4 nk upgrades is sorted in local memory. */
+static clpsa_status build_budget(clpsa_plan *plan, char *options, size_t size) {
+    clpsa_context *ctx = plan->ctx;
+    const clpsa_plan_desc *d = &plan->desc;
+    const clpsa__psa_options *psa = &plan->psa;
+    plan->upgrade_n = next_power_of_two(4 * plan->blocks_k);
+    /* ratio, key, level and cost per upgrade; level and next step per block */
+    const cl_ulong local = (cl_ulong)plan->upgrade_n * 10 + (cl_ulong)plan->upgrade_n / 2;
+    if (local > ctx->info.local_mem_size)
+        return clpsa__fail(ctx, CLPSA_ERROR_UNSUPPORTED,
+                           "seq_k = %d with block_k = %d gives %d key blocks; budget mode sorts "
+                           "up to 4 upgrades per block in local memory, %llu bytes, and this "
+                           "device has %llu",
+                           d->seq_k, psa->block_k, plan->blocks_k, (unsigned long long)local,
+                           (unsigned long long)ctx->info.local_mem_size);
+    snprintf(options, size,
+             "-cl-std=CL1.2 -DHEAD_DIM=%d -DIN_TYPE=%d -DBLOCK_Q=%d -DBLOCK_K=%d -DSAMPLE_Q=%d "
+             "-DPERMUTED=%d",
+             d->head_dim, (int)d->dtype, psa->block_q, psa->block_k, psa->sample_q, psa->permuted);
+    clpsa__kernel_config measure;
+    clpsa_status status =
+        clpsa__kernel_variant_build(plan, CLPSA__FAMILY_BUDGET, options, &plan->budget_measure,
+                                    &plan->budget_variant, &measure);
+    if (status != CLPSA_OK)
+        return status;
+    plan->budget_wg = measure.items;
+    snprintf(options, size, "-cl-std=CL1.2 -DUPGRADE_N=%d -DASSIGN_WG=%d", plan->upgrade_n,
+             plan->assign_wg);
+    status = create_kernel(plan, "budget.cl", options, "budget_allocate", &plan->budget_allocate);
+    if (status == CLPSA_OK)
+        status = clpsa__plan_check_kernel_group(plan, plan->budget_allocate, CLPSA__P_ASSIGN_WG,
+                                                plan->assign_wg);
+    return status;
+}
+
 clpsa_status clpsa__plan_build_psa(clpsa_plan *plan) {
     clpsa_context *ctx = plan->ctx;
     const clpsa_plan_desc *d = &plan->desc;
@@ -150,8 +188,12 @@ clpsa_status clpsa__plan_build_psa(clpsa_plan *plan) {
                            d->seq_k, psa->block_k, plan->blocks_k,
                            (unsigned long long)ctx->info.local_mem_size,
                            (unsigned long long)(ctx->info.local_mem_size / 10));
-    plan->estimate_rows =
-        psa->estimator == CLPSA_ESTIMATOR_SAMPLED ? psa->sample_q : psa->block_q / psa->stride;
+    const bool budget = psa->mode == CLPSA_MODE_BUDGET && d->method == CLPSA_METHOD_PSA;
+    /* Budget mode's measurement keeps 5 floats per (sampled row, key block) in the estimate's
+     * scratch: the block's logit maximum, its full sum and its pooled sums. */
+    plan->estimate_rows = budget                                      ? psa->sample_q * 5
+                          : psa->estimator == CLPSA_ESTIMATOR_SAMPLED ? psa->sample_q
+                                                                      : psa->block_q / psa->stride;
 
     char options[512];
     const int permuted = psa->permuted;
@@ -163,7 +205,11 @@ clpsa_status clpsa__plan_build_psa(clpsa_plan *plan) {
     if (status != CLPSA_OK)
         return status;
 
-    if (psa->estimator == CLPSA_ESTIMATOR_SAMPLED) {
+    if (budget) {
+        status = build_budget(plan, options, sizeof options);
+        if (status != CLPSA_OK)
+            return status;
+    } else if (psa->estimator == CLPSA_ESTIMATOR_SAMPLED) {
         snprintf(options, sizeof options,
                  "-cl-std=CL1.2 -DHEAD_DIM=%d -DIN_TYPE=%d -DBLOCK_Q=%d -DBLOCK_K=%d "
                  "-DSAMPLE_Q=%d -DSAMPLE_K=%d -DPERMUTED=%d",
@@ -238,22 +284,16 @@ void clpsa__plan_release_psa(clpsa_plan *plan) {
     clpsa__plan_forget_events(plan);
     if (plan->last_queue)
         clReleaseCommandQueue(plan->last_queue);
-    cl_kernel kernels[] = {plan->pool,   plan->similarity, plan->estimate,
-                           plan->assign, plan->work_list,  plan->attend};
+    cl_kernel kernels[] = {plan->pool,           plan->similarity,     plan->estimate,
+                           plan->assign,         plan->work_list,      plan->attend,
+                           plan->budget_measure, plan->budget_allocate};
     for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; ++i)
         if (kernels[i])
             clReleaseKernel(kernels[i]);
-    cl_mem buffers[] = {plan->perm,
-                        plan->k_pyramid,
-                        plan->v_pyramid,
-                        plan->similarity_stats,
-                        plan->row_offsets,
-                        plan->key_offsets,
-                        plan->estimate_scratch,
-                        plan->scores,
-                        plan->levels,
-                        plan->counts,
-                        plan->list};
+    cl_mem buffers[] = {
+        plan->perm,        plan->k_pyramid,   plan->v_pyramid,        plan->similarity_stats,
+        plan->row_offsets, plan->key_offsets, plan->estimate_scratch, plan->scores,
+        plan->levels,      plan->budget_loss, plan->counts,           plan->list};
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; ++i)
         if (buffers[i])
             clReleaseMemObject(buffers[i]);
@@ -297,6 +337,35 @@ static clpsa_status enqueue(chain *c, int stage, cl_kernel kernel, cl_uint dims,
 
 static size_t round_up(size_t x, size_t to) {
     return (x + to - 1) / to * to;
+}
+
+/* Budget mode's measurement of heads [bh_first, bh_first + heads): w into the scores, the
+ * pooling losses into budget_loss. */
+static clpsa_status enqueue_measure(chain *c, clpsa_plan *plan, cl_mem q, cl_mem k, cl_int bh_first,
+                                    int heads) {
+    const clpsa_plan_desc *d = &plan->desc;
+    const cl_int heads_q = d->heads_q, group = d->heads_q / d->heads_kv;
+    const cl_int seq_q = d->seq_q, seq_k = d->seq_k;
+    const cl_int nq = plan->blocks_q, nk = plan->blocks_k;
+    const cl_int np2 = plan->np2, np4 = plan->np4, np8 = plan->np8;
+    const cl_int causal = d->causal ? 1 : 0;
+    const cl_float scale = d->scale;
+    const cl_long qs[3] = {d->q_strides.batch, d->q_strides.head, d->q_strides.seq};
+    const cl_long ks[3] = {d->k_strides.batch, d->k_strides.head, d->k_strides.seq};
+    const cl_int err = clpsa__set_args(
+        plan->budget_measure, 26, CLPSA__ARG(q), CLPSA__ARG(k), CLPSA__ARG(plan->k_pyramid),
+        CLPSA__ARG(plan->perm), CLPSA__ARG(plan->row_offsets), CLPSA__ARG(plan->estimate_scratch),
+        CLPSA__ARG(plan->scores), CLPSA__ARG(plan->budget_loss), CLPSA__ARG(bh_first),
+        CLPSA__ARG(heads_q), CLPSA__ARG(group), CLPSA__ARG(seq_q), CLPSA__ARG(seq_k),
+        CLPSA__ARG(nq), CLPSA__ARG(nk), CLPSA__ARG(np2), CLPSA__ARG(np4), CLPSA__ARG(np8),
+        CLPSA__ARG(scale), CLPSA__ARG(causal), CLPSA__ARG(qs[0]), CLPSA__ARG(qs[1]),
+        CLPSA__ARG(qs[2]), CLPSA__ARG(ks[0]), CLPSA__ARG(ks[1]), CLPSA__ARG(ks[2]));
+    if (err != CL_SUCCESS)
+        return clpsa__fail_cl(plan->ctx, err, "clSetKernelArg(budget_measure)");
+    const size_t local[2] = {(size_t)plan->budget_wg, 1};
+    const size_t global[2] = {(size_t)nq * plan->budget_wg, (size_t)heads};
+    return enqueue(c, CLPSA__STAGE_ESTIMATE, plan->budget_measure, 2, global, local,
+                   "budget_measure");
 }
 
 clpsa_status clpsa__plan_run_psa(clpsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k,
@@ -388,6 +457,10 @@ clpsa_status clpsa__plan_run_psa(clpsa_plan *plan, cl_command_queue queue, cl_me
         const int heads = bh_total - first < plan->estimate_heads_per_launch
                               ? bh_total - first
                               : plan->estimate_heads_per_launch;
+        if (plan->budget_measure) {
+            status = enqueue_measure(&c, plan, q, k, bh_first, heads);
+            continue;
+        }
         if (psa->estimator == CLPSA_ESTIMATOR_SAMPLED)
             err = clpsa__set_args(
                 plan->estimate, 21, CLPSA__ARG(q), CLPSA__ARG(k), CLPSA__ARG(plan->perm),
@@ -416,8 +489,23 @@ clpsa_status clpsa__plan_run_psa(clpsa_plan *plan, cl_command_queue queue, cl_me
         status = enqueue(&c, CLPSA__STAGE_ESTIMATE, plan->estimate, 2, global, local, "estimate");
     }
 
-    /* assign, then the work list */
-    if (status == CLPSA_OK && assigning) {
+    /* assign (or budget mode's allocation), then the work list */
+    if (status == CLPSA_OK && assigning && plan->budget_allocate) {
+        const cl_int text = psa->text_blocks, units = psa->budget_units;
+        err = clpsa__set_args(plan->budget_allocate, 13, CLPSA__ARG(plan->scores),
+                              CLPSA__ARG(plan->budget_loss), CLPSA__ARG(plan->levels),
+                              CLPSA__ARG(heads_q), CLPSA__ARG(seq_q), CLPSA__ARG(seq_k),
+                              CLPSA__ARG(bq), CLPSA__ARG(bk), CLPSA__ARG(nq), CLPSA__ARG(nk),
+                              CLPSA__ARG(text), CLPSA__ARG(causal), CLPSA__ARG(units));
+        if (err != CL_SUCCESS) {
+            status = clpsa__fail_cl(ctx, err, "clSetKernelArg(budget_allocate)");
+            goto done;
+        }
+        const size_t local[1] = {(size_t)plan->assign_wg};
+        const size_t global[1] = {plan->rows * plan->assign_wg};
+        status = enqueue(&c, CLPSA__STAGE_ASSIGN, plan->budget_allocate, 1, global, local,
+                         "budget_allocate");
+    } else if (status == CLPSA_OK && assigning) {
         const cl_int mode = d->method == CLPSA_METHOD_BINARY ? 4 : (cl_int)psa->mode;
         const cl_int align_tile = psa->align_tile, min_full = psa->min_full_blocks;
         const cl_int text = psa->text_blocks, cap_on = cap ? 1 : 0, keep = psa->binary_keep;

@@ -164,6 +164,62 @@ static clpsa_status resolve_ordering(clpsa_context *ctx, const clpsa_plan_desc *
     return CLPSA_OK;
 }
 
+/* Budget mode (§6): its density, and the options it has no use for. A preset's similarity
+ * cap or antidiagonal estimator gives way to the mode's own measurement; the same options set
+ * explicitly are an error, since they would silently do nothing. */
+static clpsa_status resolve_budget(clpsa_context *ctx, const clpsa_plan_desc *desc,
+                                   clpsa_plan_desc *resolved, clpsa__psa_options *out) {
+    if (out->mode != CLPSA_MODE_BUDGET) {
+        if (desc->density != 0.0f)
+            return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
+                               "density = %g with mode = %d: a target density is for "
+                               "CLPSA_MODE_BUDGET only (binary plans take binary_density)",
+                               (double)desc->density, (int)out->mode);
+        return CLPSA_OK;
+    }
+    if (resolved->method == CLPSA_METHOD_BINARY)
+        return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
+                           "mode = CLPSA_MODE_BUDGET with CLPSA_METHOD_BINARY: the binary "
+                           "baseline keeps the top blocks by S (binary_density); use "
+                           "CLPSA_METHOD_PSA for budget mode");
+    if (desc->similarity_cap > 0)
+        return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
+                           "similarity_cap = %d with mode = CLPSA_MODE_BUDGET: budget mode "
+                           "measures what pooling loses and takes no similarity cap",
+                           desc->similarity_cap);
+    if (desc->estimator == CLPSA_ESTIMATOR_ANTIDIAGONAL)
+        return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
+                           "estimator = CLPSA_ESTIMATOR_ANTIDIAGONAL with mode = "
+                           "CLPSA_MODE_BUDGET: budget mode measures sampled rows (sample_q) "
+                           "and takes no other estimator");
+    if (desc->align_tile > 0)
+        return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
+                           "align_tile = %d with mode = CLPSA_MODE_BUDGET: budget mode places "
+                           "every block on its own and takes no alignment (0 or CLPSA_OFF)",
+                           desc->align_tile);
+    if (desc->min_full != 0.0f && desc->min_full != (float)CLPSA_OFF)
+        return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
+                           "min_full = %g with mode = CLPSA_MODE_BUDGET: budget mode spends "
+                           "exactly its density and takes no min_full (0 or CLPSA_OFF)",
+                           (double)desc->min_full);
+    const double density = desc->density != 0.0f ? (double)desc->density : 0.15;
+    const int blocks_k = (resolved->seq_k + out->block_k - 1) / out->block_k;
+    const double lowest = 1.0 / (8.0 * blocks_k);
+    /* The same relative slack as the row budget (clpsa__psa_finish): 1/(8 nk) as a float
+     * counts as itself. */
+    if (!(density * (1.0 + 1e-6) >= lowest && density <= 1.0))
+        return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
+                           "density = %g: mode budget needs a density in [1/(8 nk), 1] = "
+                           "[%g, 1] (nk = %d key blocks; the cheapest block, level 8, costs "
+                           "1/8)",
+                           density, lowest, blocks_k);
+    out->density = density;
+    out->similarity_cap = 0;
+    out->estimator = CLPSA_ESTIMATOR_SAMPLED;
+    out->align_tile = 0;
+    return CLPSA_OK;
+}
+
 clpsa_status clpsa__psa_resolve(clpsa_context *ctx, const clpsa_plan_desc *desc,
                                 clpsa_plan_desc *resolved, clpsa__psa_options *out) {
     memset(out, 0, sizeof *out);
@@ -203,10 +259,14 @@ clpsa_status clpsa__psa_resolve(clpsa_context *ctx, const clpsa_plan_desc *desc,
                            out->block_k);
     if (check_thresholds(ctx, out->thresholds) != CLPSA_OK)
         return CLPSA_ERROR_INVALID_VALUE;
-    if (out->mode < CLPSA_MODE_THRESHOLD || out->mode > CLPSA_MODE_ENERGY)
+    if (out->mode < CLPSA_MODE_THRESHOLD || out->mode > CLPSA_MODE_BUDGET)
         return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
-                           "mode = %d: it must be CLPSA_MODE_THRESHOLD, _QUANTILE or _ENERGY",
+                           "mode = %d: it must be CLPSA_MODE_THRESHOLD, _QUANTILE, _ENERGY or "
+                           "_BUDGET",
                            (int)out->mode);
+    status = resolve_budget(ctx, desc, resolved, out);
+    if (status != CLPSA_OK)
+        return status;
     if (desc->align_tile < CLPSA_OFF || out->align_tile > 4096)
         return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
                            "align_tile = %d: it must be in [1, 4096], 0 (default 32) or "
@@ -231,7 +291,10 @@ clpsa_status clpsa__psa_resolve(clpsa_context *ctx, const clpsa_plan_desc *desc,
                            "estimator = %d: it must be CLPSA_ESTIMATOR_SAMPLED or "
                            "_ANTIDIAGONAL",
                            (int)out->estimator);
-    out->sample_q = desc->sample_q ? desc->sample_q : (out->block_q / 4 > 0 ? out->block_q / 4 : 1);
+    const int sample_divisor = out->mode == CLPSA_MODE_BUDGET ? CLPSA__BUDGET_SAMPLE_DIVISOR : 4;
+    out->sample_q = desc->sample_q
+                        ? desc->sample_q
+                        : (out->block_q / sample_divisor > 0 ? out->block_q / sample_divisor : 1);
     out->sample_k = desc->sample_k ? desc->sample_k : (out->block_k / 4 > 0 ? out->block_k / 4 : 1);
     status = check_range(ctx, "sample_q", out->sample_q, 1, out->block_q);
     if (status == CLPSA_OK)
@@ -265,7 +328,10 @@ clpsa_status clpsa__psa_resolve(clpsa_context *ctx, const clpsa_plan_desc *desc,
     memcpy(resolved->thresholds, out->thresholds, sizeof out->thresholds);
     resolved->mode = out->mode;
     resolved->align_tile = out->align_tile ? out->align_tile : CLPSA_OFF;
-    resolved->min_full = desc->min_full == 0.0f ? 0.06f : desc->min_full;
+    resolved->min_full = out->mode == CLPSA_MODE_BUDGET ? (float)CLPSA_OFF
+                         : desc->min_full == 0.0f       ? 0.06f
+                                                        : desc->min_full;
+    resolved->density = (float)out->density;
     resolved->similarity_cap = out->similarity_cap;
     memcpy(resolved->similarity_thresholds, out->similarity_thresholds,
            sizeof out->similarity_thresholds);
@@ -298,4 +364,9 @@ void clpsa__psa_finish(const clpsa_plan_desc *desc, int blocks_k, clpsa__psa_opt
     psa->text_blocks = (desc->text_tokens + psa->block_k - 1) / psa->block_k;
     const int keep = (int)ceil((double)desc->binary_density * nk - CLPSA__COUNT_SLACK);
     psa->binary_keep = keep < blocks_k ? keep : blocks_k;
+    /* The row budget density * nk in eighths of a block (level 8 costs 1), so the device walks
+     * it in integers; the relative slack makes a float density such as 0.7f (a little below
+     * 0.7) count as the decimal the caller wrote, at every nk. */
+    psa->budget_units =
+        psa->mode == CLPSA_MODE_BUDGET ? (int)floor(8.0 * psa->density * nk * (1.0 + 1e-6)) : 0;
 }

@@ -331,3 +331,54 @@ const clpsa__kernel_variant clpsa__portable_simt_attend = {
     simt_plan,
     configure_simt_attend,
 };
+
+/* Budget mode's measurement (cl/budget.cl): one work-group per query block, its sampled rows
+ * staged in local memory, work-items owning key blocks. */
+static cl_ulong budget_local_bytes(const clpsa_plan *plan, int wg) {
+    const cl_ulong sq = (cl_ulong)plan->psa.sample_q, d = (cl_ulong)plan->desc.head_dim;
+    return 4 * (sq * d + sq + (cl_ulong)wg * sq + 2 * sq);
+}
+
+static bool budget_fits(const clpsa_plan *plan, char *why, size_t size) {
+    const cl_ulong need = budget_local_bytes(plan, 16);
+    if (need > plan->ctx->info.local_mem_size) {
+        snprintf(why, size,
+                 "needs %llu bytes of local memory at sample_q = %d, head_dim = %d; the device "
+                 "has %llu",
+                 (unsigned long long)need, plan->psa.sample_q, plan->desc.head_dim,
+                 (unsigned long long)plan->ctx->info.local_mem_size);
+        return false;
+    }
+    return true;
+}
+
+/* BUDGET_WG as looked up, halved while local memory cannot hold it or an earlier attempt's
+ * kernel allowed fewer work-items (down to 16; an override is never changed). */
+static clpsa_status configure_budget(clpsa_plan *plan, int attempt, clpsa__kernel_config *out) {
+    int wg = 0;
+    bool overridden = false;
+    const clpsa_status status = clpsa__plan_param(plan, CLPSA__P_BUDGET_WG, &wg, &overridden);
+    if (status != CLPSA_OK)
+        return status;
+    if (attempt > 0 && (overridden || (wg >> attempt) < 16))
+        return CLPSA_ERROR_UNSUPPORTED;
+    wg >>= attempt;
+    while (!overridden && wg > 16 && budget_local_bytes(plan, wg) > plan->ctx->info.local_mem_size)
+        wg /= 2;
+    out->rows = 1;
+    out->items = wg;
+    snprintf(out->options, sizeof out->options, "-DBUDGET_WG=%d", wg);
+    return CLPSA_OK;
+}
+
+const clpsa__kernel_variant clpsa__portable_budget = {
+    CLPSA__FAMILY_BUDGET,
+    1,
+    "portable",
+    {"common.cl", "budget.cl", NULL},
+    "budget_measure",
+    {CLPSA__P_BUDGET_WG, CLPSA__PARAM_COUNT},
+    always,
+    budget_fits,
+    configure_budget,
+};

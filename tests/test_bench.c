@@ -311,9 +311,12 @@ static const char *json_text(const jvalue *object, const char *key) {
 
 /* ---- The report ---- */
 
-static const char *const methods[] = {"psa",   "psa_attend", "psa_estimate_assign",
-                                      "dense", "binary",     "dense_clblast"};
-#define METHOD_COUNT 6
+static const char *const methods[] = {"psa",    "psa_attend",    "psa_estimate_assign", "dense",
+                                      "binary", "dense_clblast", "psa_threshold"};
+/* A density sweep's groups hold every method; a --tau run's have no psa_threshold. */
+#define METHOD_COUNT 7
+#define TAU_METHOD_COUNT 6
+#define group_size(sweep) ((sweep) ? METHOD_COUNT : TAU_METHOD_COUNT)
 
 static int method_index(const char *name) {
     for (int m = 0; m < METHOD_COUNT; ++m)
@@ -363,8 +366,19 @@ static int check_record(const jvalue *r, bool sweep) {
             json_require(r, stages[s], J_NULL);
     } else {
         assert_true(json_finite(r, "rel_l2") >= 0.0);
-        const jvalue *tau = json_require(r, "tau", J_ARRAY);
-        assert_int_equal(tau->count, 4);
+        /* A sweep's PSA is budget mode (no thresholds); the threshold rule carries its own. */
+        const bool thresholds = m == 6 || (m <= 2 && !sweep);
+        if (thresholds) {
+            const jvalue *tau = json_require(r, "tau", J_ARRAY);
+            assert_int_equal(tau->count, 4);
+            assert_string_equal(json_text(r, "rule"), "threshold");
+        } else {
+            json_require(r, "tau", J_NULL);
+            if (m <= 2)
+                assert_string_equal(json_text(r, "rule"), "budget");
+            else
+                json_require(r, "rule", J_NULL);
+        }
         for (int s = 0; s < 4; ++s)
             assert_true(json_finite(r, stages[s]) >= 0.0);
     }
@@ -391,12 +405,13 @@ static size_t check_report(const jvalue *root, bool sweep) {
     json_text(params, "density_control");
     const jvalue *records = json_require(root, "records", J_ARRAY);
     assert_true(records->count > 0);
-    if (records->count % METHOD_COUNT != 0)
-        fail_msg("%zu records: not whole groups of %d methods", records->count, METHOD_COUNT);
-    for (size_t g = 0; g < records->count; g += METHOD_COUNT) {
+    const size_t group = group_size(sweep);
+    if (records->count % group != 0)
+        fail_msg("%zu records: not whole groups of %zu methods", records->count, group);
+    for (size_t g = 0; g < records->count; g += group) {
         int seen[METHOD_COUNT] = {0};
         const jvalue *first = &records->items[g];
-        for (size_t i = g; i < g + METHOD_COUNT; ++i) {
+        for (size_t i = g; i < g + group; ++i) {
             const jvalue *r = &records->items[i];
             assert_int_equal(r->type, J_OBJECT);
             ++seen[check_record(r, sweep)];
@@ -406,9 +421,9 @@ static size_t check_report(const jvalue *root, bool sweep) {
                 assert_true(json_finite(r, "target_density") ==
                             json_finite(first, "target_density"));
         }
-        for (int m = 0; m < METHOD_COUNT; ++m)
+        for (int m = 0; m < (int)group; ++m)
             if (seen[m] != 1)
-                fail_msg("records %zu..%zu: method %s appears %d times", g, g + METHOD_COUNT - 1,
+                fail_msg("records %zu..%zu: method %s appears %d times", g, g + group - 1,
                          methods[m], seen[m]);
     }
     return records->count;
@@ -451,16 +466,23 @@ static void test_quick_json(void **state) {
     jvalue root;
     load_report(json, &root);
     assert_int_equal(check_report(&root, true), 3 * 2 * METHOD_COUNT);
-    /* The threshold search lands near each target (it aims at 0.02; whole blocks of the small
-     * quick shape may leave it a little further). */
+    /* Budget mode spends at most each target and close to it (whole eighths of a block a
+     * row); the threshold search lands near PSA's density (it aims at 0.02; whole blocks of
+     * the small quick shape may leave it a little further). */
     const char *workloads[3] = {"random", "video", "video-hilbert"};
     for (int w = 0; w < 3; ++w) {
-        size_t at = 0;
+        size_t at = 0, at_threshold = 0;
         for (const jvalue *x; (x = find_record(&root, workloads[w], "psa", &at));) {
             const double target = json_finite(x, "target_density");
             const double density = json_finite(x, "density");
-            if (fabs(density - target) > 0.05)
-                fail_msg("%s: PSA density %g for target %g", workloads[w], density, target);
+            if (density > target * (1 + 1e-6) || density < target - 0.02)
+                fail_msg("%s: budget-mode density %g for target %g", workloads[w], density, target);
+            const jvalue *t = find_record(&root, workloads[w], "psa_threshold", &at_threshold);
+            assert_non_null(t);
+            assert_true(json_finite(t, "target_density") == target);
+            if (fabs(json_finite(t, "density") - density) > 0.05)
+                fail_msg("%s: threshold rule at density %g for PSA's %g", workloads[w],
+                         json_finite(t, "density"), density);
         }
     }
     assert_true(json_require(json_get(&root, "parameters"), "quick", J_BOOL)->boolean);
@@ -478,7 +500,7 @@ static void test_exact_anchors(void **state) {
     result_free(&r);
     jvalue root;
     load_report(json, &root);
-    assert_int_equal(check_report(&root, false), 2 * METHOD_COUNT);
+    assert_int_equal(check_report(&root, false), 2 * TAU_METHOD_COUNT);
     const char *workloads[2] = {"random", "video"};
     const char *exact[2] = {"psa", "binary"};
     for (int w = 0; w < 2; ++w) {

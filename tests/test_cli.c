@@ -509,6 +509,27 @@ static void test_run_default(void **state) {
     assert_null(strstr(r->out, "hilbert order"));
 }
 
+/* "PSA at 15 % of dense compute" is one flag; the report says budget mode and its target, and
+ * the density spent stays within it. */
+static void test_run_budget(void **state) {
+    (void)state;
+    const tool_result *r = run_tool("run " SMALL " --density 0.15");
+    expect_exit(r, 0, "run --density 0.15");
+    expect_contains(r->out, "budget mode, target density 0.15", "stdout");
+    expect_contains(r->out, "binary at density ", "stdout");
+    r = run_tool("run " SMALL " --mode budget --order raster --json");
+    expect_exit(r, 0, "run --mode budget --json");
+    expect_one_json_object(r->out);
+    expect_json_text(r->out, "mode", "\"budget\"");
+    if (fabs(json_number(r->out, "target_density") - 0.15) > 1e-6)
+        fail_msg("target_density %g, expected the default 0.15",
+                 json_number(r->out, "target_density"));
+    const char *order = json_require(r->out, "orders");
+    const double density = json_number(order, "density");
+    if (!(density > 0.0 && density <= 0.15 * (1 + 1e-6)))
+        fail_msg("budget mode at 0.15 spent %g", density);
+}
+
 static void expect_order(const char *order, const char *name) {
     char quoted[32];
     snprintf(quoted, sizeof quoted, "\"%s\"", name);
@@ -737,7 +758,18 @@ static void test_run_levels_in(void **state) {
 static void test_run_psa_errors(void **state) {
     (void)state;
     const tool_result *r = run_tool("run --mode fast");
-    expect_error(r, 2, "--mode fast", "--mode 'fast'", "threshold, quantile or energy", NULL);
+    expect_error(r, 2, "--mode fast", "--mode 'fast'", "threshold, quantile, energy or budget",
+                 NULL);
+    /* Budget mode: a density in (0, 1], for that mode only, measured (not supplied) scores. */
+    r = run_tool("run --density 1.5");
+    expect_error(r, 2, "--density 1.5", "--density '1.5'", "(0, 1]", NULL);
+    r = run_tool("run --mode threshold --density 0.2");
+    expect_error(r, 2, "--density with --mode threshold", "--density with --mode threshold",
+                 "budget mode", NULL);
+    r = run_tool("run --density 0.2 --scores-in b.npy");
+    expect_error(r, 2, "--scores-in with budget mode", "--scores-in with budget mode", NULL);
+    r = run_tool("run " SMALL " --density 0.001");
+    expect_error(r, 2, "--density 0.001", "--density: density = 0.001", "[1/(8 nk), 1]", NULL);
     r = run_tool("run --tau 0.4,0.5,0.6");
     expect_error(r, 2, "--tau with 3 values", "--tau '0.4,0.5,0.6'", "4 comma-separated", NULL);
     r = run_tool("run --tau 0.5,0.4,0.6,0.8");
@@ -965,17 +997,12 @@ static void test_run_input_errors(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_version_and_help),
-        cmocka_unit_test(test_run_usage_errors),
-        cmocka_unit_test(test_run_input_errors),
-        cmocka_unit_test(test_run_psa_errors),
-        cmocka_unit_test(test_devices),
-        cmocka_unit_test(test_run_default),
-        cmocka_unit_test(test_run_json_and_files),
-        cmocka_unit_test(test_run_levels_in),
-        cmocka_unit_test(test_run_files_bhnd),
-        cmocka_unit_test(test_run_files_bnhd),
-        cmocka_unit_test(test_run_float16_inputs),
+        cmocka_unit_test(test_version_and_help), cmocka_unit_test(test_run_usage_errors),
+        cmocka_unit_test(test_run_input_errors), cmocka_unit_test(test_run_psa_errors),
+        cmocka_unit_test(test_devices),          cmocka_unit_test(test_run_default),
+        cmocka_unit_test(test_run_budget),       cmocka_unit_test(test_run_json_and_files),
+        cmocka_unit_test(test_run_levels_in),    cmocka_unit_test(test_run_files_bhnd),
+        cmocka_unit_test(test_run_files_bnhd),   cmocka_unit_test(test_run_float16_inputs),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -37,7 +37,8 @@ typedef enum bench_method {
     BENCH_METHOD_DENSE = 3,           /* CLPSA_METHOD_DENSE */
     BENCH_METHOD_BINARY = 4,          /* CLPSA_METHOD_BINARY at PSA's measured density */
     BENCH_METHOD_CLBLAST = 5,         /* S = QK^T, softmax, O = PV with CLBlast GEMMs */
-    BENCH_METHOD_COUNT = 6,
+    BENCH_METHOD_PSA_THRESHOLD = 6,   /* density sweeps: the threshold rule at PSA's density */
+    BENCH_METHOD_COUNT = 7,
 } bench_method;
 
 typedef struct bench_shape {
@@ -84,7 +85,8 @@ typedef struct bench_record {
     double time_ms, tflops;
     double rel_l2; /* against dense; NAN for the dense methods */
     double pool_ms, estimate_ms, assign_ms, attend_ms; /* psa (and its parts), binary */
-    bool has_tau; /* psa, its parts and binary: the thresholds PSA ran with */
+    bool has_tau;     /* the thresholds the threshold rule ran with (--tau runs; psa_threshold) */
+    const char *rule; /* the PSA rule: "budget", "threshold"; NULL for dense and binary */
     float tau[4];
     double clblast_vs_dense; /* dense_clblast: relative L2 against the dense kernel */
 } bench_record;
@@ -98,7 +100,7 @@ typedef struct bench_results {
 } bench_results;
 
 /* "random", "video", "video-hilbert", "npy"; "psa", "psa_attend", "psa_estimate_assign",
- * "dense", "binary", "dense_clblast". */
+ * "dense", "binary", "dense_clblast", "psa_threshold". */
 const char *clpsa__bench_workload_name(bench_workload workload);
 const char *clpsa__bench_method_name(bench_method method);
 

@@ -77,8 +77,10 @@ static void json_parameters(clpsa__json *j, const bench_options *o, const bench_
         clpsa__json_end_array(j);
         clpsa__json_null(j, "tau");
         clpsa__json_string(j, "density_control",
-                           "threshold mode, tau = min(1, s * tau_base), s found by bisection "
-                           "until |density - target| <= density_tolerance (else the closest)");
+                           "budget mode at the target density (psa and its stages); beside it "
+                           "psa_threshold: threshold mode, tau = min(1, s * tau_base), s found "
+                           "by bisection until |density - psa's density| <= density_tolerance "
+                           "(else the closest)");
     }
     json_floats(j, "tau_base", clpsa__bench_tau_base, 4);
     clpsa__json_number(j, "density_tolerance", CLPSA__BENCH_DENSITY_TOLERANCE);
@@ -113,6 +115,7 @@ static void json_record(clpsa__json *j, const bench_record *r) {
         json_floats(j, "tau", r->tau, 4);
     else
         clpsa__json_null(j, "tau");
+    clpsa__json_string(j, "rule", r->rule);
     json_number_or_null(j, "pool_ms", r->pool_ms);
     json_number_or_null(j, "estimate_ms", r->estimate_ms);
     json_number_or_null(j, "assign_ms", r->assign_ms);
@@ -149,7 +152,7 @@ static void csv_number(FILE *out, double value) {
 static void write_csv(FILE *out, const bench_results *r) {
     fputs("workload,batch,heads_q,heads_kv,seq_q,seq_k,head_dim,grid,dtype,target_density,"
           "method,density,time_ms,tflops,rel_l2,tau1,tau2,tau4,tau8,pool_ms,estimate_ms,"
-          "assign_ms,attend_ms,clblast_vs_dense\n",
+          "assign_ms,attend_ms,clblast_vs_dense,rule\n",
           out);
     for (size_t i = 0; i < r->count; ++i) {
         const bench_record *x = &r->records[i];
@@ -172,7 +175,7 @@ static void write_csv(FILE *out, const bench_results *r) {
         csv_number(out, x->assign_ms);
         csv_number(out, x->attend_ms);
         csv_number(out, x->clblast_vs_dense);
-        fputc('\n', out);
+        fprintf(out, ",%s\n", x->rule ? x->rule : "");
     }
 }
 

@@ -25,7 +25,8 @@ const float clpsa__bench_tau_base[4] = {0.4f, 0.5f, 0.6f, 0.8f};
 
 const char *clpsa__bench_method_name(bench_method method) {
     static const char *const names[BENCH_METHOD_COUNT] = {
-        "psa", "psa_attend", "psa_estimate_assign", "dense", "binary", "dense_clblast"};
+        "psa",    "psa_attend",    "psa_estimate_assign", "dense",
+        "binary", "dense_clblast", "psa_threshold"};
     return method >= 0 && method < BENCH_METHOD_COUNT ? names[method] : "?";
 }
 
@@ -42,6 +43,7 @@ typedef struct bench_state {
     int case_index, case_total;
     char case_label[128];
     bench_workload workload; /* whose PSA runs the progress line is about */
+    double dense_flops;      /* of the current case */
 
     /* The current case's device buffers and outputs. */
     cl_mem in[3];   /* Q, K, V as stored (dtype) */
@@ -400,29 +402,70 @@ static double estimate_flops(const clpsa_plan *plan) {
         const int stride = d.antidiagonal_stride > 0 ? d.antidiagonal_stride : 8;
         return 2.0 * d.head_dim * d.batch * d.heads_q * (double)d.seq_q * d.seq_k / stride;
     }
+    if (d.mode == CLPSA_MODE_BUDGET) /* every key and pooled token against s_q rows a block */
+        return 2.0 * d.head_dim * (double)g.count / g.blocks_k * d.sample_q *
+               ((double)d.seq_k + (d.seq_k + 1) / 2 + (d.seq_k + 3) / 4 + (d.seq_k + 7) / 8);
     const int sq = d.sample_q > 0 ? d.sample_q : g.block_q / 4;
     const int sk = d.sample_k > 0 ? d.sample_k : g.block_k / 4;
     return 2.0 * d.head_dim * (double)g.count * sq * sk;
 }
 
-/* PSA and binary at one target density (NAN: --tau) in one token order; adds their records
- * and the dense ones. */
-static int run_density(bench_state *st, const bench_case *c, const case_result *cr,
-                       bench_workload workload, clpsa_ordering order, double target) {
-    clpsa_plan_desc psa;
-    plan_desc(st, c, CLPSA_METHOD_PSA, order, &psa);
+/* The threshold rule beside budget mode in a density sweep: thresholds found by bisection for
+ * the density budget mode spent, one psa_threshold record (the whole pipeline). */
+static int run_threshold(bench_state *st, const bench_case *c, const clpsa_plan_desc *base,
+                         bench_workload workload, double target, double density) {
+    clpsa_plan_desc psa = *base;
+    psa.mode = CLPSA_MODE_THRESHOLD;
+    psa.density = 0.0f;
     float tau[4];
-    int rc = CLPSA__EXIT_OK;
-    st->workload = workload;
-    if (isnan(target))
-        memcpy(tau, st->o->tau, sizeof tau);
-    else
-        rc = search_tau(st, &psa, target, tau);
+    int rc = search_tau(st, &psa, density, tau);
     if (rc != CLPSA__EXIT_OK)
         return rc;
     memcpy(psa.thresholds, tau, sizeof tau);
     if (tau[0] == 0.0f && tau[1] == 0.0f && tau[2] == 0.0f && tau[3] == 0.0f)
         psa.thresholds[3] = 1e-6f; /* all zero would mean the library's defaults */
+    progress(st, "%s, threshold rule at density %.2f", clpsa__bench_workload_name(workload),
+             target);
+    clpsa_plan *plan = NULL;
+    timing t;
+    double spent = 0.0;
+    rc = create_plan(st, &psa, "psa, threshold mode", &plan);
+    if (rc == CLPSA__EXIT_OK)
+        rc = measure(st, plan, true, &t, st->method_out);
+    if (rc == CLPSA__EXIT_OK)
+        rc = read_density(st, plan, &spent);
+    clpsa_plan_destroy(plan);
+    if (rc != CLPSA__EXIT_OK)
+        return rc;
+    bench_record r = staged_record(st, c, workload, target, BENCH_METHOD_PSA_THRESHOLD, spent, &t);
+    r.has_tau = true;
+    r.rule = "threshold";
+    memcpy(r.tau, psa.thresholds, sizeof r.tau);
+    r.time_ms = t.total_ms;
+    r.tflops = tflops(st->dense_flops * spent, t.total_ms);
+    return add_record(st, &r);
+}
+
+/* PSA and binary at one target density (NAN: --tau) in one token order; adds their records
+ * and the dense ones. A target density runs budget mode at exactly that density, and the
+ * threshold rule beside it; --tau runs the threshold rule with those thresholds. */
+static int run_density(bench_state *st, const bench_case *c, const case_result *cr,
+                       bench_workload workload, clpsa_ordering order, double target) {
+    clpsa_plan_desc psa;
+    plan_desc(st, c, CLPSA_METHOD_PSA, order, &psa);
+    int rc = CLPSA__EXIT_OK;
+    st->workload = workload;
+    st->dense_flops = cr->dense_flops;
+    const bool budget = !isnan(target);
+    if (budget) {
+        psa.mode = CLPSA_MODE_BUDGET;
+        psa.density = (float)target;
+    } else {
+        memcpy(psa.thresholds, st->o->tau, sizeof psa.thresholds);
+        if (psa.thresholds[0] == 0.0f && psa.thresholds[1] == 0.0f && psa.thresholds[2] == 0.0f &&
+            psa.thresholds[3] == 0.0f)
+            psa.thresholds[3] = 1e-6f; /* all zero would mean the library's defaults */
+    }
 
     const char *name = clpsa__bench_workload_name(workload);
     progress(st, isnan(target) ? "%s, psa" : "%s, psa at density %.2f", name, target);
@@ -446,6 +489,8 @@ static int run_density(bench_state *st, const bench_case *c, const case_result *
     if (rc != CLPSA__EXIT_OK)
         return rc;
     bench_record r = staged_record(st, c, workload, target, BENCH_METHOD_PSA, density, &t);
+    r.rule = budget ? "budget" : "threshold";
+    r.has_tau = !budget;
     memcpy(r.tau, psa.thresholds, sizeof r.tau);
     bench_record parts[3] = {r, r, r};
     parts[0].time_ms = t.total_ms;
@@ -465,6 +510,8 @@ static int run_density(bench_state *st, const bench_case *c, const case_result *
     progress(st, isnan(target) ? "%s, binary" : "%s, binary at density %.2f", name, target);
     clpsa_plan_desc bin = psa;
     bin.method = CLPSA_METHOD_BINARY;
+    bin.mode = 0; /* binary keeps the top blocks by the sampled estimate's S */
+    bin.density = 0.0f;
     bin.binary_density = density > 1.0 ? 1.0f : density > 1e-6 ? (float)density : 1e-6f;
     double bin_density = 0.0;
     rc = create_plan(st, &bin, "binary", &plan);
@@ -476,7 +523,7 @@ static int run_density(bench_state *st, const bench_case *c, const case_result *
     if (rc != CLPSA__EXIT_OK)
         return rc;
     r = staged_record(st, c, workload, target, BENCH_METHOD_BINARY, bin_density, &t);
-    memcpy(r.tau, psa.thresholds, sizeof r.tau);
+    r.has_tau = false;
     r.time_ms = t.total_ms;
     r.tflops = tflops(cr->dense_flops * bin_density, t.total_ms);
     rc = add_record(st, &r);
@@ -494,6 +541,8 @@ static int run_density(bench_state *st, const bench_case *c, const case_result *
     r.clblast_vs_dense = cr->clblast_vs_dense;
     if (rc == CLPSA__EXIT_OK && !st->o->no_clblast)
         rc = add_record(st, &r);
+    if (rc == CLPSA__EXIT_OK && budget)
+        rc = run_threshold(st, c, &psa, workload, target, density);
     return rc;
 }
 

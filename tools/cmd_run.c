@@ -44,6 +44,7 @@ static int plan_error(const device_state *s, const char *call, clpsa_status stat
         {"block_k", "--bn"},
         {"thresholds", "--tau"},
         {"mode", "--mode"},
+        {"density", "--density"},
         {"align_tile", "--align-tile"},
         {"min_full", "--min-full"},
         {"text_tokens", "--text-tokens"},
@@ -202,6 +203,7 @@ static void psa_desc(const run_options *o, const run_problem *p, clpsa_ordering 
     d->sample_q = o->sample_q;
     d->sample_k = o->sample_k;
     d->seed = o->seed;
+    d->density = o->density;
     if (p->grid[0]) {
         memcpy(d->grid, p->grid, sizeof d->grid);
         d->ordering = order;
@@ -303,6 +305,10 @@ static int run_binary(run_state *st, const clpsa_plan_desc *psa, run_order_resul
                       bool primary) {
     clpsa_plan_desc d = *psa;
     d.method = CLPSA_METHOD_BINARY;
+    if (d.mode == CLPSA_MODE_BUDGET) { /* binary keeps blocks by the sampled estimate's S */
+        d.mode = 0;
+        d.density = 0.0f;
+    }
     /* Equal budget: binary keeps ceil(density * nk) blocks a row. A PSA map that skips every
      * block still leaves binary one block a row, the least it can keep. */
     const double density = r->stats.density;

@@ -44,7 +44,10 @@ void clpsa__run_usage(FILE *out) {
         "PSA options (a preset first, then each flag given overrides it):\n"
         "  --preset NAME      wan21-14b, wan21-1.3b, wan22-5b, cogvideox, understanding\n"
         "  --tau t1,t2,t4,t8  level thresholds, non-decreasing in [0, 1]\n"
-        "  --mode M           threshold (default), quantile or energy\n"
+        "  --mode M           threshold (default), quantile, energy or budget\n"
+        "  --density X        budget mode's target density in (0, 1]: every query block\n"
+        "                     spends X of dense compute where pooling loses least (alone it\n"
+        "                     selects --mode budget; --mode budget alone means 0.15)\n"
         "  --bm N, --bn N     query / key block size, 16..256; bn a multiple of 8\n"
         "                     (default 128 / 64)\n"
         "  --align-tile N     pooled-block alignment tile (default 32; 0: off)\n"
@@ -53,7 +56,8 @@ void clpsa__run_usage(FILE *out) {
         "  --text-tokens N    tokens at the end of the sequence forced to level 1\n"
         "  --sim-cap t2,t4,t8 cap levels by key-block self-similarity, cosine thresholds\n"
         "  --sample-q N, --sample-k N  sampled rows / keys per block in the estimate\n"
-        "                     (default bm/4, bn/4; = bm / bn: exact)\n"
+        "                     (default bm/4, bn/4; = bm / bn: exact; budget mode measures\n"
+        "                     bm/16 rows a block by default and takes no --sample-k)\n"
         "  --seed S           seed of the sampled estimate (default 0)\n"
         "  --scores-in F      block scores S (float32 [B, Hq, nq, nk]): skip the estimate\n"
         "  --levels-in F      level map M (int8 [B, Hq, nq, nk], values 0, 1, 2, 4, 8): skip\n"
@@ -100,6 +104,8 @@ const char *clpsa__run_mode_name(clpsa_mode mode) {
         return "quantile";
     case CLPSA_MODE_ENERGY:
         return "energy";
+    case CLPSA_MODE_BUDGET:
+        return "budget";
     }
     return "?";
 }
@@ -225,9 +231,16 @@ static int parse_value(const char *flag, const char *value, run_options *o) {
             o->mode = CLPSA_MODE_QUANTILE;
         else if (!strcmp(value, "energy"))
             o->mode = CLPSA_MODE_ENERGY;
+        else if (!strcmp(value, "budget"))
+            o->mode = CLPSA_MODE_BUDGET;
         else
-            return clpsa__tool_usage_error(COMMAND,
-                                           "--mode '%s': use threshold, quantile or energy", value);
+            return clpsa__tool_usage_error(
+                COMMAND, "--mode '%s': use threshold, quantile, energy or budget", value);
+    } else if (!strcmp(flag, "--density")) {
+        if (!clpsa__tool_parse_double(value, &x) || !(x > 0.0 && x <= 1.0))
+            return clpsa__tool_usage_error(COMMAND, "--density '%s': need a number in (0, 1]",
+                                           value);
+        o->density = (float)x;
     } else if (!strcmp(flag, "--bm")) {
         return clpsa__tool_parse_block(COMMAND, flag, value, false, &o->block_q);
     } else if (!strcmp(flag, "--bn")) {
@@ -292,7 +305,7 @@ static int parse_value(const char *flag, const char *value, run_options *o) {
 static const char *const value_flags[] = {
     "--dtype",    "--scale",    "--reps",       "--seed",     "--tau",         "--mode",
     "--bm",       "--bn",       "--align-tile", "--min-full", "--text-tokens", "--sim-cap",
-    "--sample-q", "--sample-k", "--grid",       "--order",    "--tile",
+    "--sample-q", "--sample-k", "--grid",       "--order",    "--tile",        "--density",
 };
 
 /* Combinations that cannot work, reported by the flags involved. */
@@ -304,6 +317,15 @@ static int check_combinations(const run_options *o) {
     if (o->bnhd && given == 0)
         return clpsa__tool_usage_error(COMMAND, "--bnhd describes --q/--k/--v files; the "
                                                 "built-in workload is [B, H, N, D]");
+    if (o->density > 0.0f && o->mode && o->mode != CLPSA_MODE_BUDGET)
+        return clpsa__tool_usage_error(COMMAND,
+                                       "--density with --mode %s: a target density is budget "
+                                       "mode's (leave out --mode, or use --mode budget)",
+                                       clpsa__run_mode_name(o->mode));
+    if (o->scores_in && (o->mode == CLPSA_MODE_BUDGET || o->density > 0.0f))
+        return clpsa__tool_usage_error(COMMAND,
+                                       "--scores-in with budget mode: budget mode measures "
+                                       "block masses itself (--levels-in still works)");
     if (o->scores_in && o->levels_in)
         return clpsa__tool_usage_error(COMMAND,
                                        "--scores-in and --levels-in exclude each other (a level "
@@ -376,5 +398,8 @@ int clpsa__run_parse_options(int argc, char **argv, run_options *o, bool *help) 
     if (dense && binary)
         return clpsa__tool_usage_error(COMMAND, "--dense and --binary exclude each other");
     o->method = dense ? RUN_METHOD_DENSE : binary ? RUN_METHOD_BINARY : RUN_METHOD_PSA;
+    /* "PSA at 15 % of dense compute" is one flag: --density 0.15. */
+    if (o->density > 0.0f && !o->mode)
+        o->mode = CLPSA_MODE_BUDGET;
     return check_combinations(o);
 }

@@ -46,6 +46,8 @@ PARAMS = [  # the order of clpsa__param_id in src/params.h
     "attend.SIMT_TILE_N",
     "dense.SIMT_DSPLIT",
     "attend.SIMT_DSPLIT",
+    "budget.BUDGET_WG",
+    "budget.VARIANT",
 ]
 
 

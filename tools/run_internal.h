@@ -45,6 +45,7 @@ typedef struct run_options {
     float sim_thresholds[3];
     int sample_q, sample_k;
     uint64_t seed;
+    float density; /* --density: budget mode's target (0: not given) */
 
     /* Video ordering. order 0: not given (the workload then compares raster and hilbert). */
     bool grid_given;

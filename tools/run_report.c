@@ -99,6 +99,10 @@ static void print_json(const run_options *o, const run_problem *p, const run_rep
     json_ints(&j, "blocks", blocks, 2);
     json_floats(&j, "thresholds", d->thresholds, 4);
     clpsa__json_string(&j, "mode", clpsa__run_mode_name(d->mode));
+    if (d->mode == CLPSA_MODE_BUDGET)
+        clpsa__json_number(&j, "target_density", d->density);
+    else
+        clpsa__json_null(&j, "target_density");
     if (d->align_tile > 0)
         clpsa__json_int(&j, "align_tile", d->align_tile);
     else
@@ -168,6 +172,13 @@ static void print_problem(const run_options *o, const run_problem *p, const run_
 
 static void print_options(const run_options *o, const run_report *r) {
     const clpsa_plan_desc *d = &r->psa;
+    if (d->mode == CLPSA_MODE_BUDGET) {
+        printf("psa       bm=%d bn=%d -> %d x %d blocks; budget mode, target density %g, "
+               "measured on %d sampled rows a block (seed %llu)\n          level map %s\n",
+               r->grid.block_q, r->grid.block_k, r->grid.blocks_q, r->grid.blocks_k,
+               (double)d->density, d->sample_q, (unsigned long long)d->seed, r->levels_source);
+        return;
+    }
     printf("psa       bm=%d bn=%d -> %d x %d blocks; tau %g/%g/%g/%g, %s mode", r->grid.block_q,
            r->grid.block_k, r->grid.blocks_q, r->grid.blocks_k, (double)d->thresholds[0],
            (double)d->thresholds[1], (double)d->thresholds[2], (double)d->thresholds[3],

@@ -334,6 +334,9 @@ typedef enum clpsa_mode {
                                  release */
     CLPSA_MODE_QUANTILE = 2,  /**< fixed shares of the sorted blocks */
     CLPSA_MODE_ENERGY = 3,    /**< each block by its cumulative score (the paper's rule) */
+    CLPSA_MODE_BUDGET = 4,    /**< a target density (clpsa_plan_desc.density): every row spends
+                                 density * nk block-units where a measurement on sampled rows
+                                 says pooling loses the least attention mass (§6) */
 } clpsa_mode;
 
 /** @brief Block importance estimates (§5). */
@@ -404,7 +407,7 @@ typedef struct clpsa_plan_desc {
     int similarity_cap;  /**< non-zero: cap levels by block self-similarity (§6) */
     float similarity_thresholds[3]; /**< t2, t4, t8; all 0: 0.7/0.65/0.6 (or the preset's) */
     clpsa_estimator estimator;      /**< 0: sampled (antidiagonal for the understanding preset) */
-    int sample_q;                   /**< sampled rows per query block; 0: bm/4; = bm: exact */
+    int sample_q;                   /**< sampled rows; 0: bm/4 (budget: bm/16); = bm: exact */
     int sample_k;                   /**< sampled keys per key block; 0: bn/4; = bn: exact */
     int antidiagonal_stride;        /**< 0: 8; bm and bn must be multiples of it */
     uint64_t seed;                  /**< offsets of the sampled estimate (§5) */
@@ -422,6 +425,12 @@ typedef struct clpsa_plan_desc {
      * model's plan draws for the same heads, so sharded results equal unsharded ones. */
     int shard_head_first; /**< >= 0; 0 with shard_heads_q 0: not a shard */
     int shard_heads_q;    /**< >= shard_head_first + heads_q; 0: heads_q (not a shard) */
+
+    /* Budget mode (§6): the target density, the share of dense compute every row may spend
+     * (level f costs 1/f of a block). Only with CLPSA_MODE_BUDGET, which needs the sampled
+     * estimator's row offsets (sample_q; 0: bm/16) and takes no similarity cap, alignment or
+     * min_full. */
+    float density; /**< CLPSA_MODE_BUDGET: in [1/(8 nk), 1]; 0: 0.15 */
 } clpsa_plan_desc;
 
 /** @brief One attention shape with its options, kernels and scratch buffers. Opaque. */
@@ -529,7 +538,8 @@ CLPSA_API clpsa_status clpsa_plan_buffer_sizes(const clpsa_plan *plan, clpsa_buf
 CLPSA_API const char *clpsa_plan_parameter_source(const clpsa_plan *plan);
 
 /**
- * @brief The kernel variant that runs a family ("dense", "attend", "estimate") of this plan:
+ * @brief The kernel variant that runs a family ("dense", "attend", "estimate", "budget": budget
+ * mode's measurement) of this plan:
  * e.g. "portable", "portable-staged", "nvidia-mma"; NULL when the plan has no such kernel (the
  * dense family of a PSA plan, the estimate of an antidiagonal one), for an unknown family, or
  * for NULL arguments.
@@ -578,8 +588,9 @@ CLPSA_API clpsa_status clpsa_plan_block_grid(const clpsa_plan *plan, clpsa_block
  * call returns: the caller keeps it. Blocks until the copy to the device finished (after the
  * plan's last run). A rejected array leaves the plan as it was. Context's thread.
  * @return CLPSA_OK; CLPSA_ERROR_NULL_ARGUMENT when plan is NULL;
- *         CLPSA_ERROR_INVALID_VALUE for a dense plan, or a value that is negative, not finite,
- *         or a row without a positive sum (last_error names the entry);
+ *         CLPSA_ERROR_INVALID_VALUE for a dense plan, a budget-mode plan (it measures its
+ *         own scores; NULL is accepted), or a value that is negative, not finite, or a row
+ *         without a positive sum (last_error names the entry);
  *         CLPSA_ERROR_OUT_OF_MEMORY, CLPSA_ERROR_OPENCL when the copy fails.
  */
 CLPSA_API clpsa_status clpsa_plan_set_scores(clpsa_plan *plan, const float *scores);

@@ -4,7 +4,7 @@
  * @brief Per-device kernel parameters: tile and work-group sizes that change speed, never
  * results.
  *
- * Each kernel family (dense, attend, estimate, assign) has a few tunables. At plan creation
+ * Each kernel family (dense, attend, estimate, assign, budget) has a few tunables. At plan creation
  * each value is looked up, in this order, and the source is logged:
  *   1. a user override: clpsa_context_set_params() or $CLPSA_PARAMS,
  *      "family.NAME=value[,family.NAME=value...]", e.g. "attend.TILE_N=16,dense.BLOCK_M=64";
@@ -110,11 +110,11 @@ typedef struct clpsa_tune_desc {
 } clpsa_tune_desc;
 
 /** Kernel families clpsa_tune() reports on at most. */
-#define CLPSA_TUNE_MAX_FAMILIES 4
+#define CLPSA_TUNE_MAX_FAMILIES 5
 
 /** @brief The outcome of one family's search. */
 typedef struct clpsa_tune_family_result {
-    char family[16];   /**< "dense", "attend", "estimate" or "assign" */
+    char family[16];   /**< "dense", "attend", "estimate", "assign" or "budget" */
     double default_ms; /**< the defaults' time (min of repetitions) */
     double best_ms;    /**< the winner's */
     int tried;         /**< candidates timed */

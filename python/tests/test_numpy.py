@@ -122,6 +122,35 @@ def test_estimated_psa_on_video_workload():
     assert error < 0.1 and error < rel_l2(binary, exact)
 
 
+def test_budget_mode_density_alone():
+    """density= alone asks for budget mode: the plan spends at most that share of dense
+    compute, reads back the measured block masses as scores, and its output is attention over
+    the map it chose; at the same density it beats the binary baseline on the workload."""
+    q, k, v = clpsa.video_workload(frames=4, height=8, width=16, heads_q=2, head_dim=32)
+    exact = clpsa.attention(q, k, v, method="dense")
+    plan = clpsa.Plan(q, k, v, density=0.15, grid=(4, 8, 16), order="hilbert")
+    out = plan.run(q, k, v)
+    resolved = plan.resolved
+    assert resolved["mode"] == "budget"
+    assert resolved["density"] == pytest.approx(0.15)
+    assert resolved["sample_q"] == 128 // 16
+    assert 0.1 < plan.density <= 0.15 * (1 + 1e-6)
+    np.testing.assert_allclose(plan.scores.sum(-1), 1.0, rtol=1e-5)
+    perm = clpsa.ordering_permutation("hilbert", (4, 8, 16))
+    inv = np.argsort(perm)
+    ref = psa(q[:, :, perm], k[:, :, perm], v[:, :, perm], plan.levels, 128, 64)[:, :, inv]
+    assert rel_l2(out, ref) < 1e-5
+    binary = clpsa.attention(q, k, v, method="binary", binary_density=plan.density,
+                             grid=(4, 8, 16), order="hilbert")
+    assert rel_l2(out, exact) < rel_l2(binary, exact)
+    with pytest.raises(clpsa.Error) as e:  # a density is for budget mode only
+        clpsa.Plan(q, k, v, mode="threshold", density=0.15)
+    assert e.value.name == "CLPSA_ERROR_INVALID_VALUE" and "density" in str(e.value)
+    with pytest.raises(clpsa.Error) as e:  # below one level-8 block per row
+        clpsa.Plan(q, k, v, density=1e-4)
+    assert "1/(8 nk)" in str(e.value)
+
+
 def test_bnhd_layout(rng):
     q, k, v = qkv(rng, nq=96)
     ref = clpsa.attention(q, k, v, method="dense")

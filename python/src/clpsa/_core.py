@@ -125,7 +125,7 @@ def from_bf16_words(words):
 
 # ---- option names ----
 _METHODS = {"psa": 1, "dense": 2, "binary": 3}
-_MODES = {"threshold": 1, "quantile": 2, "energy": 3}
+_MODES = {"threshold": 1, "quantile": 2, "energy": 3, "budget": 4}
 _ESTIMATORS = {"sampled": 1, "antidiagonal": 2}
 _ORDERS = {"raster": 1, "hilbert": 2, "tiles": 3}
 _LAYOUTS = ("bhnd", "bnhd")
@@ -442,7 +442,8 @@ class Plan:
                  order="raster", tile=None, text_tokens=0, layout="bhnd", dtype=None,
                  out_dtype=None, device=None, queue=None, binary_density=None,
                  align_tile=None, min_full=None, similarity_cap=None, estimator=None,
-                 sample_q=None, sample_k=None, antidiagonal_stride=None, seed=None):
+                 sample_q=None, sample_k=None, antidiagonal_stride=None, seed=None,
+                 density=None):
         if layout not in _LAYOUTS:
             raise ValueError(f"clpsa: layout={layout!r}: expected 'bhnd' or 'bnhd'")
         self.layout = layout
@@ -511,6 +512,12 @@ class Plan:
             desc.thresholds[:] = tau
         if mode is not None:
             desc.mode = _choice(_MODES, mode, "mode")
+        if density is not None:
+            # A target density alone asks for budget mode: "PSA at 15 % of dense compute" is
+            # density=0.15 and nothing else.
+            if mode is None:
+                desc.mode = _MODES["budget"]
+            desc.density = float(density)
         if align_tile is not None:
             desc.align_tile = _OFF if align_tile == 0 else int(align_tile)
         if min_full is not None:
@@ -624,7 +631,8 @@ class Plan:
                 "causal": bool(d.causal), "block_q": d.block_q, "block_k": d.block_k,
                 "tau": tuple(d.thresholds),
                 "mode": {v: k for k, v in _MODES.items()}.get(d.mode),
-                "binary_density": d.binary_density}
+                "binary_density": d.binary_density, "density": d.density,
+                "sample_q": d.sample_q}
 
     @property
     def block_grid(self):
@@ -897,13 +905,15 @@ def attention(q, k, v, *, method="psa", preset=None, tau=None, mode=None, block_
               device=None, **options):
     """Attention of q over k, v: Pyramid Sparse Attention by default, method="dense" for exact
     attention, method="binary" (with binary_density=) for the block-sparse baseline.
+    density=0.15 (mode="budget", implied) spends 15 % of dense compute on every query block
+    where a measurement on sampled rows says pooling loses the least attention mass.
 
     q is [B, Hq, Nq, D] and k, v [B, Hkv, Nk, D] (layout="bnhd": [B, N, H, D]), numpy arrays
     (float32, float16, ml_dtypes.bfloat16) or pyopencl arrays on the caller's context and
     queue, used in place. Returns the output in the same kind of array and layout. Options
     follow clpsa_plan_desc (docs/algorithm.md): None means the library's default or the
     preset's. levels / scores supply the level map (int8) or block scores (float32), [B, Hq,
-    nq, nk]. Further keywords (binary_density, tile, seed, sample_q, sample_k, align_tile,
+    nq, nk]. Further keywords (density, binary_density, tile, seed, sample_q, sample_k, align_tile,
     min_full, similarity_cap, estimator, out_dtype, queue, out) are passed to Plan / run.
     """
     out = options.pop("out", None)

@@ -78,6 +78,7 @@ class PlanDesc(ctypes.Structure):
         ("tile", c_int * 3),
         ("shard_head_first", c_int),
         ("shard_heads_q", c_int),
+        ("density", c_float),
     ]
 
 

@@ -1,0 +1,317 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Budget mode (docs/algorithm.md section 6, mode budget): the measurement on sampled query
+ * rows and the per-row allocation of a density budget. Built after common.cl.
+ * Tunables:
+ *   BUDGET_WG   work-items of one query block's measurement (each owns key blocks)
+ * Parameters: BLOCK_Q, BLOCK_K (bm, bn), SAMPLE_Q (sampled rows per query block), and for the
+ * allocation UPGRADE_N (power of two >= 4 nk) and ASSIGN_WG (work-items per row).
+ *
+ * budget_measure runs one work-group per (query block i, head bh of this launch). For each
+ * sampled row t it computes the full-resolution logits against every visible key and against
+ * every pooled token of levels 2, 4, 8, and reduces them per key block j to
+ *   full_t[j]      = sum over keys c of j of exp(x_c - m_t)
+ *   pooled_t[j][f] = sum over pooled tokens p of j at f of cnt * exp(x^f_p - m_t)
+ * then to the block's mass w[j] (mean over rows of full_t[j] / F_t, F_t = sum_j full_t[j]) and
+ * its pooling loss at each level. Each work-item keeps, per (row, owned block), the block's
+ * own logit maximum and the sums relative to it in a global scratch that only it reads back,
+ * so the row maxima m_t need one reduction and no second pass over the keys (a pooled logit
+ * is a mean of full ones, so it never exceeds its block's maximum). */
+#ifndef BUDGET_WG
+#define BUDGET_WG 64 /* work-items per query block's measurement */
+#endif
+#ifndef BLOCK_Q
+#define BLOCK_Q 128 /* bm */
+#endif
+#ifndef BLOCK_K
+#define BLOCK_K 64 /* bn */
+#endif
+#ifndef SAMPLE_Q
+#define SAMPLE_Q (BLOCK_Q / 16) /* sampled rows per query block */
+#endif
+#ifndef UPGRADE_N
+#define UPGRADE_N 1024 /* padded length of a row's upgrade list (>= 4 nk) */
+#endif
+#ifndef ASSIGN_WG
+#define ASSIGN_WG 64 /* work-items per row of the allocation */
+#endif
+
+/* Values per (row, block) in the scratch: block maximum (base 2), full sum, pooled sums at
+ * levels 2, 4, 8 (relative to the block maximum). */
+#define BUDGET_CELL 5
+
+/* dot(a, b) over HEAD_DIM (a multiple of 8) with float8 arithmetic. */
+inline float budget_dot(const float8 *a, __local const float *b) {
+    float8 sum = (float8)(0.0f);
+    for (int d = 0; d < HEAD_DIM; d += 8)
+        sum = fma(a[d / 8], vload8(0, b + d), sum);
+    const float4 half_sum = sum.lo + sum.hi;
+    return (half_sum.x + half_sum.y) + (half_sum.z + half_sum.w);
+}
+
+inline void budget_load_row(float8 *out, __global const in_t *row) {
+    for (int d = 0; d < HEAD_DIM; d += 8)
+        out[d / 8] = (float8)(LOAD_IN4(row, d), LOAD_IN4(row, d + 4));
+}
+
+__kernel __attribute__((reqd_work_group_size(BUDGET_WG, 1, 1))) void
+budget_measure(__global const in_t *q, __global const in_t *k, __global const in_t *k_pyr,
+               __global const int *perm, __global const int *row_offsets, __global float *scratch,
+               __global float *scores, __global float *loss, const int bh_first, const int heads_q,
+               const int group, const int seq_q, const int seq_k, const int blocks_q,
+               const int blocks_k, const int np2, const int np4, const int np8, const float scale,
+               const int causal, const long q_sb, const long q_sh, const long q_sn, const long k_sb,
+               const long k_sh, const long k_sn) {
+    __local float q_tile[SAMPLE_Q][HEAD_DIM];
+    __local int row_pos[SAMPLE_Q];
+    __local float partial[BUDGET_WG][SAMPLE_Q];
+    __local float row_max[SAMPLE_Q], row_total[SAMPLE_Q];
+    const int lid = get_local_id(0);
+    const int i = get_group_id(0);
+    const int bh_local = get_group_id(1);
+    const int bh = bh_first + bh_local;
+    const int b = bh / heads_q;
+    const int h = bh - b * heads_q;
+    const int kvh = h / group;
+    const int heads_kv = heads_q / group;
+    const int nk = blocks_k;
+    __global const in_t *q_head = q + b * q_sb + h * q_sh;
+    __global const in_t *k_head = k + b * k_sb + kvh * k_sh;
+    const long pyramid_head = ((long)b * heads_kv + kvh) * ((long)np2 + np4 + np8);
+    __global const int *rows = row_offsets + (long)bh * SAMPLE_Q;
+    __global float *cells = scratch + ((long)bh_local * blocks_q + i) * nk * SAMPLE_Q * BUDGET_CELL;
+    /* Causal: key c is visible to the row at position t iff c <= t + shift (positions equal
+     * tokens here: a reordering is never causal). */
+    const int shift = causal ? seq_k - seq_q : seq_k;
+    const float q_scale = scale * LOG2E;
+
+    for (int idx = lid; idx < SAMPLE_Q * HEAD_DIM; idx += BUDGET_WG) {
+        const int r = idx / HEAD_DIM, d = idx - r * HEAD_DIM;
+        const int pos = min(i * BLOCK_Q + rows[r], seq_q - 1); /* replicate padding */
+        q_tile[r][d] = LOAD_IN(q_head, (long)TOKEN(perm, pos) * q_sn + d) * q_scale;
+        if (d == 0)
+            row_pos[r] = pos;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    float best[SAMPLE_Q];
+    for (int r = 0; r < SAMPLE_Q; ++r)
+        best[r] = -INFINITY;
+    for (int j = lid; j < nk; j += BUDGET_WG) {
+        __global float *cell = cells + (long)j * SAMPLE_Q * BUDGET_CELL;
+        float mx[SAMPLE_Q], sm[SAMPLE_Q];
+        for (int r = 0; r < SAMPLE_Q; ++r) {
+            mx[r] = -INFINITY;
+            sm[r] = 0.0f;
+        }
+        const int last = min((j + 1) * BLOCK_K, seq_k);
+        for (int c = j * BLOCK_K; c < last; ++c) {
+            float8 k_reg[HEAD_DIM / 8];
+            budget_load_row(k_reg, k_head + (long)TOKEN(perm, c) * k_sn);
+            for (int r = 0; r < SAMPLE_Q; ++r) {
+                if (c > row_pos[r] + shift)
+                    continue;
+                const float x = budget_dot(k_reg, q_tile[r]);
+                if (x > mx[r]) { /* online sum relative to the block maximum */
+                    sm[r] = sm[r] * exp2(mx[r] - x) + 1.0f;
+                    mx[r] = x;
+                } else {
+                    sm[r] += exp2(x - mx[r]);
+                }
+            }
+        }
+        for (int r = 0; r < SAMPLE_Q; ++r) {
+            cell[r * BUDGET_CELL] = mx[r];
+            cell[r * BUDGET_CELL + 1] = sm[r];
+            best[r] = fmax(best[r], mx[r]);
+        }
+        for (int l = 1; l <= 3; ++l) {
+            const int f = 1 << l;
+            const int pooled = l == 1 ? np2 : l == 2 ? np4 : np8;
+            const long level_row = pyramid_head + (l == 1 ? 0 : l == 2 ? np2 : np2 + np4);
+            float pl[SAMPLE_Q];
+            for (int r = 0; r < SAMPLE_Q; ++r)
+                pl[r] = 0.0f;
+            const int p_end = min((j + 1) * (BLOCK_K / f), pooled);
+            for (int p = j * (BLOCK_K / f); p < p_end; ++p) {
+                const int cnt = min(f, seq_k - p * f);
+                const int last_member = p * f + cnt - 1;
+                float8 k_reg[HEAD_DIM / 8];
+                budget_load_row(k_reg, k_pyr + (level_row + p) * HEAD_DIM);
+                for (int r = 0; r < SAMPLE_Q; ++r) {
+                    /* visible iff its last member is; then mx[r] is finite */
+                    if (last_member > row_pos[r] + shift)
+                        continue;
+                    pl[r] += (float)cnt * exp2(budget_dot(k_reg, q_tile[r]) - mx[r]);
+                }
+            }
+            for (int r = 0; r < SAMPLE_Q; ++r)
+                cell[r * BUDGET_CELL + 1 + l] = pl[r];
+        }
+    }
+
+    /* Row maxima m_t, then row totals F_t, over every work-item's blocks. */
+    for (int r = 0; r < SAMPLE_Q; ++r)
+        partial[lid][r] = best[r];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int r = lid; r < SAMPLE_Q; r += BUDGET_WG) {
+        float m = -INFINITY;
+        for (int w = 0; w < BUDGET_WG; ++w)
+            m = fmax(m, partial[w][r]);
+        row_max[r] = m;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    float total[SAMPLE_Q];
+    for (int r = 0; r < SAMPLE_Q; ++r)
+        total[r] = 0.0f;
+    for (int j = lid; j < nk; j += BUDGET_WG) {
+        __global const float *cell = cells + (long)j * SAMPLE_Q * BUDGET_CELL;
+        for (int r = 0; r < SAMPLE_Q; ++r)
+            if (row_max[r] > -INFINITY) /* a block no key of which is visible adds 0 */
+                total[r] += cell[r * BUDGET_CELL + 1] * exp2(cell[r * BUDGET_CELL] - row_max[r]);
+    }
+    for (int r = 0; r < SAMPLE_Q; ++r)
+        partial[lid][r] = total[r];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int r = lid; r < SAMPLE_Q; r += BUDGET_WG) {
+        float t = 0.0f;
+        for (int w = 0; w < BUDGET_WG; ++w)
+            t += partial[w][r];
+        row_total[r] = t;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    /* Rows that see no key at all (causal, Nk < Nq) do not enter the mean. */
+    int seen = 0;
+    for (int r = 0; r < SAMPLE_Q; ++r)
+        seen += row_total[r] > 0.0f;
+    const long row = (long)bh * blocks_q + i;
+    for (int j = lid; j < nk; j += BUDGET_WG) {
+        __global const float *cell = cells + (long)j * SAMPLE_Q * BUDGET_CELL;
+        float mass = 0.0f, kept[3] = {0.0f, 0.0f, 0.0f};
+        for (int r = 0; r < SAMPLE_Q; ++r) {
+            if (!(row_total[r] > 0.0f) || cell[r * BUDGET_CELL] == -INFINITY)
+                continue;
+            const float to_row = exp2(cell[r * BUDGET_CELL] - row_max[r]) / row_total[r];
+            mass += cell[r * BUDGET_CELL + 1] * to_row;
+            for (int l = 0; l < 3; ++l)
+                kept[l] += cell[r * BUDGET_CELL + 2 + l] * to_row;
+        }
+        scores[row * nk + j] = seen > 0 ? mass / (float)seen : 0.0f;
+        for (int l = 0; l < 3; ++l)
+            loss[(row * nk + j) * 3 + l] =
+                mass > 0.0f ? clamp(1.0f - kept[l] / mass, 0.0f, 1.0f) : 0.0f;
+    }
+}
+
+/* True when (va, ia) sorts before (vb, ib): larger ratio first, then lower key. */
+inline bool budget_before(float va, int ia, float vb, int ib) {
+    return va > vb || (va == vb && ia < ib);
+}
+
+/* The allocation of one row (bh, i): forced blocks at level 1 first, then, for every other
+ * block, the lower convex hull of its (cost, predicted error) points for levels 0, 8, 4, 2, 1
+ * and the upgrades between consecutive hull points; the row's upgrades sorted by error
+ * decrease per unit of cost (ties: lower block, then earlier step), walked once, each taken
+ * when it is its block's next step and fits in what is left of the budget. Costs are in
+ * eighths of a block (level f costs 8 / f), so the budget is walked in integers. */
+__kernel __attribute__((reqd_work_group_size(ASSIGN_WG, 1, 1))) void
+budget_allocate(__global const float *scores, __global const float *loss, __global char *levels,
+                const int heads_q, const int seq_q, const int seq_k, const int block_q,
+                const int block_k, const int blocks_q, const int blocks_k, const int text_blocks,
+                const int causal, const int budget_units) {
+    __local float ratio[UPGRADE_N];
+    __local int key[UPGRADE_N]; /* block * 4 + hull step */
+    __local char up_level[UPGRADE_N], up_cost[UPGRADE_N];
+    __local char level_of[UPGRADE_N / 4], next_step[UPGRADE_N / 4];
+    const int lid = get_local_id(0);
+    const long row = get_group_id(0); /* bh * blocks_q + i */
+    const int i = (int)(row % blocks_q);
+    const int nk = blocks_k;
+    __global const float *w_row = scores + row * nk;
+    __global const float *loss_row = loss + row * nk * 3;
+    const int shift = seq_k - seq_q;
+    const int last_row = min((i + 1) * block_q, seq_q) - 1;
+    const int diagonal_key = last_row + shift;
+    const int diagonal = diagonal_key >= 0 ? min(diagonal_key, seq_k - 1) / block_k : -1;
+
+    for (int u = lid; u < UPGRADE_N; u += ASSIGN_WG) {
+        ratio[u] = -INFINITY;
+        key[u] = u; /* steps that do not exist keep -inf and are never taken */
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int j = lid; j < nk; j += ASSIGN_WG) {
+        const bool forced = j >= nk - text_blocks || (causal && (j == 0 || j == diagonal));
+        level_of[j] = forced ? 1 : 0;
+        next_step[j] = 0;
+        if (forced)
+            continue;
+        const float w = w_row[j];
+        const char point_level[5] = {0, 8, 4, 2, 1};
+        const int point_cost[5] = {0, 1, 2, 4, 8};
+        const float point_error[5] = {w, w * loss_row[j * 3 + 2], w * loss_row[j * 3 + 1],
+                                      w * loss_row[j * 3], 0.0f};
+        int hull[5], n = 0;
+        for (int x = 0; x < 5; ++x) {
+            if (n > 0 && !(point_error[x] < point_error[hull[n - 1]]))
+                continue;
+            while (n >= 2) {
+                const int a = hull[n - 2], m = hull[n - 1];
+                /* m on or above the chord from a to x */
+                if ((point_error[m] - point_error[a]) * (float)(point_cost[x] - point_cost[a]) >=
+                    (point_error[x] - point_error[a]) * (float)(point_cost[m] - point_cost[a]))
+                    --n;
+                else
+                    break;
+            }
+            hull[n++] = x;
+        }
+        for (int s = 0; s + 1 < n; ++s) {
+            const int from = hull[s], to = hull[s + 1];
+            const int u = j * 4 + s;
+            const int cost = point_cost[to] - point_cost[from];
+            ratio[u] = (point_error[from] - point_error[to]) / (float)cost;
+            up_level[u] = point_level[to];
+            up_cost[u] = (char)cost;
+        }
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    /* up_level / up_cost stay indexed by key; only (ratio, key) move. */
+    for (int size = 2; size <= UPGRADE_N; size <<= 1) {
+        for (int stride = size >> 1; stride > 0; stride >>= 1) {
+            for (int p = lid; p < UPGRADE_N; p += ASSIGN_WG) {
+                const int partner = p ^ stride;
+                if (partner > p) {
+                    const bool ascending_run = (p & size) == 0;
+                    const bool in_order =
+                        budget_before(ratio[p], key[p], ratio[partner], key[partner]);
+                    if (in_order != ascending_run) {
+                        const float v = ratio[p];
+                        ratio[p] = ratio[partner];
+                        ratio[partner] = v;
+                        const int x = key[p];
+                        key[p] = key[partner];
+                        key[partner] = x;
+                    }
+                }
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+        }
+    }
+    if (lid == 0) {
+        int left = budget_units;
+        for (int j = 0; j < nk; ++j)
+            left -= level_of[j] == 1 ? 8 : 0; /* only forced blocks are set yet */
+        for (int p = 0; p < 4 * nk && ratio[p] > -INFINITY; ++p) {
+            const int u = key[p], j = u / 4, s = u - j * 4;
+            if (next_step[j] != s || up_cost[u] > left)
+                continue;
+            left -= up_cost[u];
+            level_of[j] = up_level[u];
+            next_step[j] = (char)(s + 1);
+        }
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    __global char *m_row = levels + row * nk;
+    for (int j = lid; j < nk; j += ASSIGN_WG)
+        m_row[j] = level_of[j];
+}

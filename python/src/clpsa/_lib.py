@@ -123,6 +123,7 @@ class VideoWorkloadDesc(ctypes.Structure):
         ("content", c_float),
         ("noise", c_float),
         ("seed", c_uint64),
+        ("text_tokens", c_int),
     ]
 
 

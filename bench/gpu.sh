@@ -8,9 +8,10 @@
 # On the development machine (../shared/GPU.md): ../shared/gpu/fetch-debs.sh; copy
 # ../shared/peers to .peers; cmake -B build-rel -DCMAKE_BUILD_TYPE=Release; build. Then run
 # there, carrying .gpu, .peers and build-rel:
-#   . .gpu/env.sh; bash bench/gpu.sh build-rel [checks|sweep|tune|times|all]
+#   . .gpu/env.sh; bash bench/gpu.sh build-rel [checks|sweep|tune|simt|times|all]
 # (all = checks + times; sweep times the matrix-unit variants' parameter grid at the target
-# shapes; tune runs `clpsa tune` for the built-in table's row.)
+# shapes; tune runs `clpsa tune` for the built-in table's row; simt checks, sweeps and tunes
+# the SIMT-shaped portable variant with fp32 storage, the vendor path off.)
 # Logs and JSON go to $CLPSA_GPU_LOGS (default /tmp/clpsa-gpu); pack them for the trip back.
 set -uo pipefail
 build=${1:-build-rel}
@@ -113,6 +114,57 @@ if [ "$what" = tune ]; then
     timeout 400 "$clpsa" tune --shape 1,12,8192,128 --dtype bf16 --budget 200 --reps 3 \
         --json >"$OUT/tune_h200.json" 2>"$OUT/tune_h200.log"
     echo "tune rc $?"; cat "$OUT/tune_h200.json"
+fi
+
+if [ "$what" = simt ]; then
+    # Issue 11 target 3: the SIMT-shaped portable variant (the path AMD and Intel GPUs take) on
+    # this GPU with fp32 storage, where the matrix-unit variants do not apply.
+    simt="dense.VARIANT=4,attend.VARIANT=4"
+    stage "simt: build report, fp32 D=128"
+    CLPSA_PARAMS=$simt CLPSA_LOG=debug timeout 120 "$clpsa" bench --workload random \
+        --shapes 1x2x1000x128 --dtype fp32 --tau 0.4,0.5,0.6,0.8 --reps 1 --no-clblast \
+        >"$OUT/build_simt_fp32.txt" 2>&1
+    echo "rc $?: $(grep -oE '(dense|attend)\.VARIANT=[0-9] [a-z-]+' "$OUT/build_simt_fp32.txt" |
+        sort -u | tr '\n' ' ')"
+    grep -E "ptxas info *: Used|spill|falling back|error" "$OUT/build_simt_fp32.txt" |
+        sed 's/^/    /' | sort -u | head -8
+    stage "simt: correctness suites with the SIMT variants"
+    for suite in test_dense test_psa; do
+        CLPSA_PARAMS=$simt CLPSA_TEST_VERBOSE=1 timeout 200 "$tests/$suite" \
+            >"$OUT/${suite}_simt.log" 2>&1
+        echo "$suite simt: rc $? ($(grep -c '^\[       OK' "$OUT/${suite}_simt.log") ok," \
+            "$(grep -c '^\[  FAILED  \] test' "$OUT/${suite}_simt.log") failed)"
+        grep -E "^\[  (ERROR|FAILED)|error:" "$OUT/${suite}_simt.log" | head -6 | sed 's/^/    /'
+    done
+    stage "simt: dense fp32 B1 H12 N16384 D128 over SIMT_ROWS x SIMT_TILE_N"
+    for rows in 32 64; do
+        for tile in 32 64; do
+            p="$simt,dense.SIMT_ROWS=$rows,dense.SIMT_TILE_N=$tile"
+            line=$(CLPSA_PARAMS=$p timeout 60 "$benches/clpsa_bench_dense" --heads 12 \
+                --seq 16384 --dim 128 --dtype fp32 --reps 5 --check-rows 8 2>&1 | tail -1)
+            echo "$p: $(echo "$line" | grep -oE 'time_ms=[0-9.]+ tflops=[0-9.]+ rel_l2=[0-9.e+-]+')"
+        done
+    done
+    stage "simt: PSA fp32, video 16x32x32 H12 D128, release shares"
+    for rows in 32 64; do
+        for tile in 32 64; do
+            p="$simt,attend.SIMT_ROWS=$rows,attend.SIMT_TILE_N=$tile"
+            CLPSA_PARAMS=$p timeout 100 "$benches/clpsa_bench_psa" --grid 16,32,32 --heads 12 \
+                --dim 128 --dtype fp32 --order hilbert --mode quantile --tau 0.10,0.15,0.15,0.35 \
+                --reps 3 >"$OUT/simt_psa_${rows}_$tile.txt" 2>&1
+            echo "$p: rc $?"
+            grep -E "^(dense|psa|binary) |attend|estimate\+assign" "$OUT/simt_psa_${rows}_$tile.txt" |
+                sed 's/^/    /'
+        done
+    done
+    stage "simt: clpsa tune, fp32 (the matrix-unit variants need 16-bit storage: vendor path off)"
+    timeout 240 "$clpsa" tune --shape 1,12,4096,128 --dtype fp32 --budget 80 --reps 3 \
+        --json >"$OUT/tune_h200_fp32.json" 2>"$OUT/tune_h200_fp32.log"
+    echo "tune rc $?"; cat "$OUT/tune_h200_fp32.json"; tail -5 "$OUT/tune_h200_fp32.log"
+    stage "simt: peers, fp32"
+    timeout 100 python3 .peers/peer_bench.py --shape 1,12,16384,128 --dtypes fp32 \
+        >"$OUT/peers_16384.txt" 2>&1
+    grep peer= "$OUT/peers_16384.txt"
 fi
 
 if [ "$what" = all ] || [ "$what" = times ]; then

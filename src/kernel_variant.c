@@ -5,17 +5,18 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Preference order: a vendor variant first, where it fits, then the CPU-shaped one on CPUs;
- * the portable kernel always fits. The variants after a family's first `automatic` ones are
- * opt-in (portable-simt, not yet measured on a GPU): they run only when asked for
- * (family.VARIANT from an override, the tuned cache or a table row, or an override of their
- * own tunable), never as the first that fits or as a fallback. */
+/* Preference order: a vendor variant first, where it fits; then the CPU-shaped one, which
+ * fits every plan on a CPU; then, on the devices left (GPUs without a vendor path, or NVIDIA
+ * with fp32 storage), the SIMT-shaped one (3.1x the portable kernel on the H200, bench/NOTES.md);
+ * the portable kernel always fits. Variants after a family's first `automatic` ones would be
+ * opt-in: they run only when asked for (family.VARIANT from an override, the tuned cache or a
+ * table row, or an override of their own tunable), never as the first that fits. */
 static const clpsa__kernel_variant *const dense_variants[] = {
-    &clpsa__nvidia_mma_dense, &clpsa__portable_cpu_dense, &clpsa__portable_dense,
-    &clpsa__portable_simt_dense};
+    &clpsa__nvidia_mma_dense, &clpsa__portable_cpu_dense, &clpsa__portable_simt_dense,
+    &clpsa__portable_dense};
 static const clpsa__kernel_variant *const attend_variants[] = {
-    &clpsa__nvidia_mma_attend, &clpsa__portable_cpu_attend, &clpsa__portable_attend,
-    &clpsa__portable_simt_attend};
+    &clpsa__nvidia_mma_attend, &clpsa__portable_cpu_attend, &clpsa__portable_simt_attend,
+    &clpsa__portable_attend};
 static const clpsa__kernel_variant *const estimate_variants[] = {
     &clpsa__nvidia_mma_estimate, &clpsa__portable_cpu_estimate, &clpsa__portable_estimate_staged,
     &clpsa__portable_estimate};
@@ -27,8 +28,8 @@ static const struct {
     clpsa__param_id variant_param;
     size_t automatic;
 } families[CLPSA__KERNEL_FAMILIES] = {
-    [CLPSA__FAMILY_DENSE] = {"dense", dense_variants, 4, CLPSA__P_DENSE_VARIANT, 3},
-    [CLPSA__FAMILY_ATTEND] = {"attend", attend_variants, 4, CLPSA__P_ATTEND_VARIANT, 3},
+    [CLPSA__FAMILY_DENSE] = {"dense", dense_variants, 4, CLPSA__P_DENSE_VARIANT, 4},
+    [CLPSA__FAMILY_ATTEND] = {"attend", attend_variants, 4, CLPSA__P_ATTEND_VARIANT, 4},
     [CLPSA__FAMILY_ESTIMATE] = {"estimate", estimate_variants, 4, CLPSA__P_ESTIMATE_VARIANT, 4},
 };
 

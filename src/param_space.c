@@ -51,6 +51,10 @@ const clpsa__param_def clpsa__param_defs[CLPSA__PARAM_COUNT] = {
     [CLPSA__P_DENSE_SIMT_TILE_N] = {"dense", "SIMT_TILE_N", {32, 64}, 2, 32, 32},
     [CLPSA__P_ATTEND_SIMT_ROWS] = {"attend", "SIMT_ROWS", {32, 64}, 2, 64, 64},
     [CLPSA__P_ATTEND_SIMT_TILE_N] = {"attend", "SIMT_TILE_N", {32, 64}, 2, 32, 32},
+    /* portable-simt: parts the head dimension is staged in (2 halves the K/V buffer; only
+     * where D % 64 == 0, and chosen anyway where the tiles would not fit otherwise) */
+    [CLPSA__P_DENSE_SIMT_DSPLIT] = {"dense", "SIMT_DSPLIT", {1, 2}, 2, 1, 1},
+    [CLPSA__P_ATTEND_SIMT_DSPLIT] = {"attend", "SIMT_DSPLIT", {1, 2}, 2, 1, 1},
 };
 
 const char *clpsa__param_source_name(clpsa__param_source source) {

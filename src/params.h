@@ -33,6 +33,8 @@ typedef enum clpsa__param_id {
     CLPSA__P_DENSE_SIMT_TILE_N,
     CLPSA__P_ATTEND_SIMT_ROWS,
     CLPSA__P_ATTEND_SIMT_TILE_N,
+    CLPSA__P_DENSE_SIMT_DSPLIT,
+    CLPSA__P_ATTEND_SIMT_DSPLIT,
     CLPSA__PARAM_COUNT
 } clpsa__param_id;
 

@@ -226,9 +226,9 @@ const clpsa__kernel_variant clpsa__portable_cpu_estimate = {
 
 /* The SIMT-shaped variants (cl/portable/simt_flash.cl): work-groups of 2 x SIMT_ROWS work-items
  * with 4 x 4k register tiles of logits and outputs, Q^T, K^T / V and P^T in local memory.
- * Opt-in (VARIANT=4, a table row or the tuner) until measured on GPUs. */
-static cl_ulong simt_local_bytes(int d, int rows, int tile) {
-    return 4 * ((cl_ulong)d * rows + (cl_ulong)tile * d + (cl_ulong)tile * rows +
+ * Chosen automatically on devices no vendor or CPU variant serves (GPUs without a vendor path). */
+static cl_ulong simt_local_bytes(int d, int rows, int tile, int split) {
+    return 4 * ((cl_ulong)d * rows + (cl_ulong)tile * (d / split) + (cl_ulong)tile * rows +
                 (cl_ulong)rows * 8 + 3 * (cl_ulong)tile + rows + 1);
 }
 
@@ -238,25 +238,30 @@ static bool simt_plan(const clpsa_plan *plan, char *why, size_t size) {
         snprintf(why, size, "head_dim = %d: needs a multiple of 32 up to 128", d);
         return false;
     }
-    if (simt_local_bytes(d, 32, 32) > plan->ctx->info.local_mem_size) {
+    const int split = d % 64 == 0 ? 2 : 1;
+    if (simt_local_bytes(d, 32, 32, split) > plan->ctx->info.local_mem_size) {
         snprintf(why, size, "needs %llu bytes of local memory at D = %d; the device has %llu",
-                 (unsigned long long)simt_local_bytes(d, 32, 32), d,
+                 (unsigned long long)simt_local_bytes(d, 32, 32, split), d,
                  (unsigned long long)plan->ctx->info.local_mem_size);
         return false;
     }
     return true;
 }
 
-/* SIMT_ROWS and SIMT_TILE_N as looked up, made smaller (tile first) until local memory holds
- * them, and rows halved per earlier attempt whose kernel allowed fewer work-items. */
+/* SIMT_ROWS, SIMT_TILE_N and SIMT_DSPLIT as looked up; where local memory cannot hold them, the
+ * head dimension is split (D % 64 == 0) before the tile, then the rows, are made smaller (on the
+ * H200 at D = 128, 32 rows x 32 keys split in two ran at 15.1 TFLOP/s, 32 x 64 at 12.9); rows
+ * halved per earlier attempt whose kernel allowed fewer work-items. */
 static clpsa_status configure_simt(clpsa_plan *plan, int attempt, clpsa__param_id rows_id,
-                                   clpsa__param_id tile_id, int max_rows,
+                                   clpsa__param_id tile_id, clpsa__param_id split_id, int max_rows,
                                    clpsa__kernel_config *out) {
-    int rows = 0, tile = 0;
+    int rows = 0, tile = 0, split = 0;
     bool rows_overridden = false;
     clpsa_status status = clpsa__plan_param(plan, rows_id, &rows, &rows_overridden);
     if (status == CLPSA_OK)
         status = clpsa__plan_param(plan, tile_id, &tile, NULL);
+    if (status == CLPSA_OK)
+        status = clpsa__plan_param(plan, split_id, &split, NULL);
     if (status != CLPSA_OK)
         return status;
     if (rows > 32 && max_rows <= 32)
@@ -267,26 +272,38 @@ static clpsa_status configure_simt(clpsa_plan *plan, int attempt, clpsa__param_i
         rows = 32;
     }
     const int d = plan->desc.head_dim;
+    const int max_split = d % 64 == 0 ? 2 : 1;
+    if (split > max_split)
+        split = max_split;
     const cl_ulong have = plan->ctx->info.local_mem_size;
-    if (simt_local_bytes(d, rows, tile) > have)
-        tile = 32;
-    if (simt_local_bytes(d, rows, tile) > have)
-        rows = 32;
+    const int shapes[3][2] = {{rows, tile}, {rows, 32}, {32, 32}};
+    for (int i = 0; i < 3; ++i) {
+        int s = split;
+        while (s < max_split && simt_local_bytes(d, shapes[i][0], shapes[i][1], s) > have)
+            ++s;
+        if (simt_local_bytes(d, shapes[i][0], shapes[i][1], s) <= have || i == 2) {
+            rows = shapes[i][0];
+            tile = shapes[i][1];
+            split = s;
+            break;
+        }
+    }
     out->rows = rows;
     out->items = 2 * rows;
-    snprintf(out->options, sizeof out->options, "-DSIMT_ROWS=%d -DSIMT_TILE_N=%d", rows, tile);
+    snprintf(out->options, sizeof out->options, "-DSIMT_ROWS=%d -DSIMT_TILE_N=%d -DSIMT_DSPLIT=%d",
+             rows, tile, split);
     return CLPSA_OK;
 }
 
 static clpsa_status configure_simt_dense(clpsa_plan *plan, int attempt, clpsa__kernel_config *out) {
     return configure_simt(plan, attempt, CLPSA__P_DENSE_SIMT_ROWS, CLPSA__P_DENSE_SIMT_TILE_N,
-                          1 << 30, out);
+                          CLPSA__P_DENSE_SIMT_DSPLIT, 1 << 30, out);
 }
 
 static clpsa_status configure_simt_attend(clpsa_plan *plan, int attempt,
                                           clpsa__kernel_config *out) {
     return configure_simt(plan, attempt, CLPSA__P_ATTEND_SIMT_ROWS, CLPSA__P_ATTEND_SIMT_TILE_N,
-                          plan->psa.block_q, out);
+                          CLPSA__P_ATTEND_SIMT_DSPLIT, plan->psa.block_q, out);
 }
 
 const clpsa__kernel_variant clpsa__portable_simt_dense = {
@@ -295,7 +312,8 @@ const clpsa__kernel_variant clpsa__portable_simt_dense = {
     "portable-simt",
     {"common.cl", "portable/simt_flash.cl", "portable/dense_simt.cl", NULL},
     "dense_attention",
-    {CLPSA__P_DENSE_SIMT_ROWS, CLPSA__P_DENSE_SIMT_TILE_N, CLPSA__PARAM_COUNT},
+    {CLPSA__P_DENSE_SIMT_ROWS, CLPSA__P_DENSE_SIMT_TILE_N, CLPSA__P_DENSE_SIMT_DSPLIT,
+     CLPSA__PARAM_COUNT},
     always,
     simt_plan,
     configure_simt_dense,
@@ -307,7 +325,8 @@ const clpsa__kernel_variant clpsa__portable_simt_attend = {
     "portable-simt",
     {"common.cl", "portable/simt_flash.cl", "portable/attend_simt.cl", NULL},
     "psa_attend",
-    {CLPSA__P_ATTEND_SIMT_ROWS, CLPSA__P_ATTEND_SIMT_TILE_N, CLPSA__PARAM_COUNT},
+    {CLPSA__P_ATTEND_SIMT_ROWS, CLPSA__P_ATTEND_SIMT_TILE_N, CLPSA__P_ATTEND_SIMT_DSPLIT,
+     CLPSA__PARAM_COUNT},
     always,
     simt_plan,
     configure_simt_attend,

@@ -476,8 +476,11 @@ static struct {
 } current;
 
 static void add(dense_case c, const char *group) {
-    if (current.variant == 4 && (c.head_dim % 32 != 0 || c.head_dim > 128))
-        return; /* the SIMT variant covers head dims of 32, 64, 96 and 128 */
+    dense_data layout_only;
+    dense_data_layout(&c, &layout_only);
+    const clpsa_plan_desc desc = plan_desc_of(&c, &layout_only);
+    if (!ts_variant_takes(current.variant, &desc))
+        return; /* the plan's own choice runs this case in the first pass */
     /* Runs beyond the plan's own choice and the portable kernel (other tiles, opt-in
      * variants) keep every case of a few programs: fp32 at each D, and D = 64 in each storage
      * type. PoCL compiles each (D, dtype, out dtype) program anew. */
@@ -680,16 +683,23 @@ static void build_cases(void) {
         static const struct {
             int variant, rows, tile;
             const char *prefix;
-        } tiles[] = {
-            {3, 16, 16, "CPU"}, {3, 128, 64, "CPU"}, {3, 32, 64, "CPU"}, {4, 32, 64, "SIMT"}};
+            int split; /* SIMT_DSPLIT (0: not a SIMT parameter) */
+        } tiles[] = {{3, 16, 16, "CPU", 0},
+                     {3, 128, 64, "CPU", 0},
+                     {3, 32, 64, "CPU", 0},
+                     {4, 32, 64, "SIMT", 0},
+                     {4, 32, 64, "SIMT", 2}};
         for (size_t t = 0; t < sizeof tiles / sizeof tiles[0]; ++t) {
             if (tiles[t].variant != variants[i])
                 continue;
+            char split[32] = "";
+            if (tiles[t].split)
+                snprintf(split, sizeof split, ",dense.SIMT_DSPLIT=%d", tiles[t].split);
             snprintf(current.params, sizeof current.params,
-                     "dense.VARIANT=%d,dense.%s_ROWS=%d,dense.%s_TILE_N=%d", tiles[t].variant,
-                     tiles[t].prefix, tiles[t].rows, tiles[t].prefix, tiles[t].tile);
-            snprintf(current.tag, sizeof current.tag, "v%dr%dt%d", tiles[t].variant, tiles[t].rows,
-                     tiles[t].tile);
+                     "dense.VARIANT=%d,dense.%s_ROWS=%d,dense.%s_TILE_N=%d%s", tiles[t].variant,
+                     tiles[t].prefix, tiles[t].rows, tiles[t].prefix, tiles[t].tile, split);
+            snprintf(current.tag, sizeof current.tag, "v%dr%dt%ds%d", tiles[t].variant,
+                     tiles[t].rows, tiles[t].tile, tiles[t].split);
             add_size_cases(false); /* fp32 at D = 64: one more program per tile */
         }
     }

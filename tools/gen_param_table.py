@@ -44,6 +44,8 @@ PARAMS = [  # the order of clpsa__param_id in src/params.h
     "dense.SIMT_TILE_N",
     "attend.SIMT_ROWS",
     "attend.SIMT_TILE_N",
+    "dense.SIMT_DSPLIT",
+    "attend.SIMT_DSPLIT",
 ]
 
 
@@ -51,7 +53,7 @@ def c_string(text):
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def row_of(report, match):
+def values_of(report):
     values = {}
     for family in report["families"]:
         for item in family["best"].split(","):
@@ -59,14 +61,42 @@ def row_of(report, match):
             if name not in PARAMS:
                 raise SystemExit(f"unknown parameter {name} in {report['device_key']}")
             values[name] = int(value)
+    return values
+
+
+def merged(reports):
+    """One report per device: a device tuned with several storage types (16-bit storage on
+    NVIDIA takes the matrix-unit variants, fp32 the portable ones) gets one row, the 16-bit
+    report's values first and the others' filling only what it left unset. A VARIANT that
+    cannot run a plan gives way to the next variant that fits, whose own parameters then come
+    from the report that tuned it."""
+    by_key = {}
+    for report in reports:
+        by_key.setdefault(report["device_key"], []).append(report)
+    out = []
+    for group in by_key.values():
+        group.sort(key=lambda r: r["dtype"] == "fp32")  # 16-bit first, stable otherwise
+        first = dict(group[0])
+        values = {}
+        for report in group:
+            for name, value in values_of(report).items():
+                values.setdefault(name, value)
+        first["values"] = values
+        first["tuned_as"] = ", ".join(
+            f"{'x'.join(str(x) for x in r['shape'])} {r['dtype']}" for r in group)
+        out.append(first)
+    return out
+
+
+def row_of(report, match):
+    values = report["values"]
     device = c_string(report["device"]) if match == "device" else "NULL"
     arch = c_string(report["arch"]) if report["arch"] else "NULL"
     if arch == "NULL":
         device = "NULL"  # no architecture known: a vendor-wide row
     cells = ", ".join(str(values.get(name, 0)) for name in PARAMS)
-    shape = "x".join(str(x) for x in report["shape"])
-    text = (f"{report['device_key']} (driver {report['driver']}), tuned at B,H,N,D = {shape} "
-            f"{report['dtype']}")
+    text = (f"{report['device_key']} (driver {report['driver']}), tuned at B,H,N,D = "
+            f"{report['tuned_as']}")
     lines = textwrap.wrap(text, 88)
     comment = "/* " + "\n     * ".join(lines) + " */"
     return comment, f"{{{c_string(report['vendor'])}, {arch}, {device}, {{{cells}}}}},"
@@ -81,6 +111,7 @@ def main():
     for path in sorted(args.reports):
         with open(path, encoding="utf-8") as f:
             reports.append(json.load(f))
+    reports = merged(reports)
     shared = {}
     for report in reports:
         key = (report["vendor"], report["arch"])
@@ -94,7 +125,7 @@ def main():
               " * JSON in tools/tuned/ and regenerate. Values of 0 leave a parameter to the next\n"
               " * source.\n"
               f" * Made by: python3 tools/gen_param_table.py --match {args.match} (every JSON file\n"
-              " * in tools/tuned/; reports sharing an architecture get exact-device rows). */\n")
+              " * in tools/tuned/; reports sharing an architecture get exact-device rows; reports of one\n * device, one per storage type, share its row). */\n")
     out.write('#include "params.h"\n\n')
     out.write("/* One row per line, as generated. */\n/* clang-format off */\n")
     out.write("const clpsa__param_row clpsa__param_table[] = {\n")

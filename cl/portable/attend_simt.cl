@@ -88,6 +88,7 @@ psa_attend(__global const in_t *q, __global const in_t *k, __global const in_t *
         listed += count;
     }
     __global out_t *dst[4];
+#pragma unroll
     for (int r = 0; r < 4; ++r)
         dst[r] = g4 + r < rows ? out + b * o_sb + h * o_sh + (long)TOKEN(perm, t0 + g4 + r) * o_sn
                                : NULL;

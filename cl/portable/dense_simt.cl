@@ -49,6 +49,7 @@ dense_attention(__global const in_t *q, __global const in_t *k, __global const i
         simt_tile_step(&sh, &st, k_head, k_sn, v_head, v_sn, masked);
     }
     __global out_t *dst[4];
+#pragma unroll
     for (int r = 0; r < 4; ++r)
         dst[r] = g4 + r < rows ? out + b * o_sb + h * o_sh + (long)(row0 + g4 + r) * o_sn : NULL;
     simt_store(&sh, &st, dst);

@@ -15,6 +15,9 @@
  * Tunables (speed only, never the result):
  *   SIMT_ROWS    query rows per work-group (32 or 64; 2 work-items per row)
  *   SIMT_TILE_N  keys per staged tile (32 or 64)
+ *   SIMT_DSPLIT  parts the head dimension is staged in (1, or 2 where D % 64 == 0): with 2,
+ *                K^T and V pass through a buffer of half the size in two steps, so larger
+ *                tiles fit in local memory (the host picks it when they would not otherwise)
  */
 #ifndef SIMT_ROWS
 #define SIMT_ROWS 64 /* query rows per work-group */
@@ -22,28 +25,38 @@
 #ifndef SIMT_TILE_N
 #define SIMT_TILE_N 32 /* keys per staged tile */
 #endif
+#ifndef SIMT_DSPLIT
+#define SIMT_DSPLIT 1 /* parts the head dimension is staged in */
+#endif
+#define SIMT_DPART (HEAD_DIM / SIMT_DSPLIT) /* head dimensions staged at once */
 #define SIMT_ITEMS (2 * SIMT_ROWS)
+/* Local-memory float4 accesses at 16-byte-aligned addresses (every offset below is a multiple
+ * of four floats in a 16-byte-aligned struct). vload4 promises only element alignment, so
+ * compilers split it into four scalar loads: a quarter of the issue slots went to them. */
+#define SIMT_LD4(p) (*(__local const float4 *)(p))
+#define SIMT_ST4(p, x) (*(__local float4 *)(p) = (x))
 #define SIMT_KV4 (SIMT_TILE_N / 32) /* float4 of keys per work-item */
 #define SIMT_DV4 (HEAD_DIM / 32)    /* float4 of head dimensions per work-item */
 
-#if SIMT_ROWS % 32 != 0 || SIMT_TILE_N % 32 != 0 || HEAD_DIM % 32 != 0
-#error "SIMT_ROWS, SIMT_TILE_N and HEAD_DIM must be multiples of 32"
+#if SIMT_ROWS % 32 != 0 || SIMT_TILE_N % 32 != 0 || SIMT_DPART % 32 != 0 ||                        \
+    SIMT_DPART * SIMT_DSPLIT != HEAD_DIM
+#error "SIMT_ROWS, SIMT_TILE_N and HEAD_DIM / SIMT_DSPLIT must be multiples of 32"
 #endif
 
 /* What one tile's keys are: row of each slot in its level's K and V (-1: padding), the
  * base-2 bias added to its logits and its last member (visible to row t iff last <= limit). */
-typedef struct simt_slots {
+typedef struct __attribute__((aligned(16))) simt_slots {
     int row[SIMT_TILE_N];
     int last[SIMT_TILE_N];
     float bias[SIMT_TILE_N];
 } simt_slots;
 
 /* The work-group's local memory. */
-typedef struct simt_shared {
-    float qt[HEAD_DIM * SIMT_ROWS];    /* Q^T, scaled to base-2 logits */
-    float kv[SIMT_TILE_N * HEAD_DIM];  /* K^T [D][tile], then V [tile][D] */
-    float pt[SIMT_TILE_N * SIMT_ROWS]; /* P^T */
-    float red[SIMT_ROWS * 8];          /* per-row partials of the 8 work-items of a row */
+typedef struct __attribute__((aligned(16))) simt_shared {
+    float qt[HEAD_DIM * SIMT_ROWS];     /* Q^T, scaled to base-2 logits */
+    float kv[SIMT_TILE_N * SIMT_DPART]; /* part of K^T [D/split][tile], then of V [tile][D/split] */
+    float pt[SIMT_TILE_N * SIMT_ROWS];  /* P^T */
+    float red[SIMT_ROWS * 8];           /* per-row partials of the 8 work-items of a row */
     simt_slots slots;
 } simt_shared;
 
@@ -70,7 +83,12 @@ inline void simt_load_queries(__local simt_shared *sh, __global const in_t *q_he
 
 /* limit0: the causal limit of the work-item's first row (keys up to it are visible). */
 inline void simt_state_init(simt_state *st, int limit0, bool causal) {
+    /* Every loop over the state is unrolled: an index the compiler cannot resolve puts the
+     * whole state in (slow, off-chip) private memory, as clang -> ptxas showed (336-byte
+     * stack frame) before these pragmas. */
+#pragma unroll
     for (int r = 0; r < 4; ++r) {
+#pragma unroll
         for (int e = 0; e < SIMT_DV4; ++e)
             st->acc[r][e] = (float4)(0.0f);
         st->m[r] = -INFINITY;
@@ -87,43 +105,50 @@ inline void simt_tile_step(__local simt_shared *sh, simt_state *st, __global con
                            long k_step, __global const in_t *v_base, long v_step, bool masked) {
     const int lid = get_local_id(0);
     const int g4 = (lid >> 3) * 4, c4 = (lid & 7) * 4;
-    /* K^T: consecutive work-items take consecutive keys, so the local writes do not
-     * conflict. */
-    for (int idx = lid; idx < SIMT_TILE_N * HEAD_DIM / 4; idx += SIMT_ITEMS) {
-        const int d = (idx / SIMT_TILE_N) * 4, j = idx - (d / 4) * SIMT_TILE_N;
-        const int row = sh->slots.row[j];
-        const float4 x = row >= 0 ? LOAD_IN4(k_base, (long)row * k_step + d) : (float4)(0.0f);
-        sh->kv[(d + 0) * SIMT_TILE_N + j] = x.x;
-        sh->kv[(d + 1) * SIMT_TILE_N + j] = x.y;
-        sh->kv[(d + 2) * SIMT_TILE_N + j] = x.z;
-        sh->kv[(d + 3) * SIMT_TILE_N + j] = x.w;
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-
     /* S = Q K^T for 4 rows x 4 SIMT_KV4 keys, plus the bias, masked. */
     float4 s[4][SIMT_KV4];
 #pragma unroll
     for (int e = 0; e < SIMT_KV4; ++e) {
-        const float4 b = vload4(0, sh->slots.bias + 32 * e + c4);
+        const float4 b = SIMT_LD4(sh->slots.bias + 32 * e + c4);
 #pragma unroll
         for (int r = 0; r < 4; ++r)
             s[r][e] = b;
     }
-    for (int d = 0; d < HEAD_DIM; ++d) {
-        const float4 q = vload4(0, sh->qt + d * SIMT_ROWS + g4);
 #pragma unroll
-        for (int e = 0; e < SIMT_KV4; ++e) {
-            const float4 k = vload4(0, sh->kv + d * SIMT_TILE_N + 32 * e + c4);
-            s[0][e] = fma((float4)(q.x), k, s[0][e]);
-            s[1][e] = fma((float4)(q.y), k, s[1][e]);
-            s[2][e] = fma((float4)(q.z), k, s[2][e]);
-            s[3][e] = fma((float4)(q.w), k, s[3][e]);
+    for (int part = 0; part < SIMT_DSPLIT; ++part) {
+        const int d0 = part * SIMT_DPART;
+        if (part > 0)
+            barrier(CLK_LOCAL_MEM_FENCE); /* every work-item is done with the previous part */
+        /* K^T: consecutive work-items take consecutive keys, so the local writes do not
+         * conflict. */
+        for (int idx = lid; idx < SIMT_TILE_N * SIMT_DPART / 4; idx += SIMT_ITEMS) {
+            const int d = (idx / SIMT_TILE_N) * 4, j = idx - (d / 4) * SIMT_TILE_N;
+            const int row = sh->slots.row[j];
+            const float4 x =
+                row >= 0 ? LOAD_IN4(k_base, (long)row * k_step + d0 + d) : (float4)(0.0f);
+            sh->kv[(d + 0) * SIMT_TILE_N + j] = x.x;
+            sh->kv[(d + 1) * SIMT_TILE_N + j] = x.y;
+            sh->kv[(d + 2) * SIMT_TILE_N + j] = x.z;
+            sh->kv[(d + 3) * SIMT_TILE_N + j] = x.w;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+#pragma unroll 4
+        for (int d = 0; d < SIMT_DPART; ++d) {
+            const float4 q = SIMT_LD4(sh->qt + (d0 + d) * SIMT_ROWS + g4);
+#pragma unroll
+            for (int e = 0; e < SIMT_KV4; ++e) {
+                const float4 k = SIMT_LD4(sh->kv + d * SIMT_TILE_N + 32 * e + c4);
+                s[0][e] = fma((float4)(q.x), k, s[0][e]);
+                s[1][e] = fma((float4)(q.y), k, s[1][e]);
+                s[2][e] = fma((float4)(q.z), k, s[2][e]);
+                s[3][e] = fma((float4)(q.w), k, s[3][e]);
+            }
         }
     }
     if (masked)
 #pragma unroll
         for (int e = 0; e < SIMT_KV4; ++e) {
-            const int4 last = vload4(0, sh->slots.last + 32 * e + c4);
+            const int4 last = (*(__local const int4 *)(sh->slots.last + 32 * e + c4));
 #pragma unroll
             for (int r = 0; r < 4; ++r)
                 s[r][e] = select(s[r][e], (float4)(-INFINITY), last > (int4)(st->limit[r]));
@@ -143,8 +168,8 @@ inline void simt_tile_step(__local simt_shared *sh, simt_state *st, __global con
     /* Online softmax: every work-item of a row group derives the same maximum. */
 #pragma unroll
     for (int r = 0; r < 4; ++r) {
-        const float8 all = vload8(0, sh->red + (g4 + r) * 8);
-        const float4 half_max = fmax(all.lo, all.hi);
+        const float4 half_max =
+            fmax(SIMT_LD4(sh->red + (g4 + r) * 8), SIMT_LD4(sh->red + (g4 + r) * 8 + 4));
         const float tile_max = fmax(fmax(half_max.x, half_max.y), fmax(half_max.z, half_max.w));
         const float m_new = fmax(st->m[r], tile_max);
         /* A row that has seen nothing yet subtracts 0, not -inf: exp2(-inf) = 0, no NaN. */
@@ -165,36 +190,45 @@ inline void simt_tile_step(__local simt_shared *sh, simt_state *st, __global con
 #pragma unroll
     for (int e = 0; e < SIMT_KV4; ++e) {
         const int j = 32 * e + c4;
-        vstore4((float4)(s[0][e].x, s[1][e].x, s[2][e].x, s[3][e].x), 0,
-                sh->pt + (j + 0) * SIMT_ROWS + g4);
-        vstore4((float4)(s[0][e].y, s[1][e].y, s[2][e].y, s[3][e].y), 0,
-                sh->pt + (j + 1) * SIMT_ROWS + g4);
-        vstore4((float4)(s[0][e].z, s[1][e].z, s[2][e].z, s[3][e].z), 0,
-                sh->pt + (j + 2) * SIMT_ROWS + g4);
-        vstore4((float4)(s[0][e].w, s[1][e].w, s[2][e].w, s[3][e].w), 0,
-                sh->pt + (j + 3) * SIMT_ROWS + g4);
+        SIMT_ST4(sh->pt + (j + 0) * SIMT_ROWS + g4,
+                 (float4)(s[0][e].x, s[1][e].x, s[2][e].x, s[3][e].x));
+        SIMT_ST4(sh->pt + (j + 1) * SIMT_ROWS + g4,
+                 (float4)(s[0][e].y, s[1][e].y, s[2][e].y, s[3][e].y));
+        SIMT_ST4(sh->pt + (j + 2) * SIMT_ROWS + g4,
+                 (float4)(s[0][e].z, s[1][e].z, s[2][e].z, s[3][e].z));
+        SIMT_ST4(sh->pt + (j + 3) * SIMT_ROWS + g4,
+                 (float4)(s[0][e].w, s[1][e].w, s[2][e].w, s[3][e].w));
     }
     barrier(CLK_LOCAL_MEM_FENCE);
 
-    /* V into the buffer K^T used, row by row. */
-    for (int idx = lid; idx < SIMT_TILE_N * HEAD_DIM / 4; idx += SIMT_ITEMS) {
-        const int j = idx / (HEAD_DIM / 4), d = (idx - j * (HEAD_DIM / 4)) * 4;
-        const int row = sh->slots.row[j];
-        vstore4(row >= 0 ? LOAD_IN4(v_base, (long)row * v_step + d) : (float4)(0.0f), 0,
-                sh->kv + j * HEAD_DIM + d);
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-
-    /* O += P V for 4 rows x 4 SIMT_DV4 head dimensions. */
-    for (int j = 0; j < SIMT_TILE_N; ++j) {
-        const float4 p = vload4(0, sh->pt + j * SIMT_ROWS + g4);
+    /* V into the buffer K^T used, row by row, one part of the head dimension at a time; each
+     * part feeds the accumulators of its head dimensions (32e + c4 + x, e in the part). */
 #pragma unroll
-        for (int e = 0; e < SIMT_DV4; ++e) {
-            const float4 x = vload4(0, sh->kv + j * HEAD_DIM + 32 * e + c4);
-            st->acc[0][e] = fma((float4)(p.x), x, st->acc[0][e]);
-            st->acc[1][e] = fma((float4)(p.y), x, st->acc[1][e]);
-            st->acc[2][e] = fma((float4)(p.z), x, st->acc[2][e]);
-            st->acc[3][e] = fma((float4)(p.w), x, st->acc[3][e]);
+    for (int part = 0; part < SIMT_DSPLIT; ++part) {
+        const int d0 = part * SIMT_DPART;
+        if (part > 0)
+            barrier(CLK_LOCAL_MEM_FENCE); /* every work-item is done with the previous part */
+        for (int idx = lid; idx < SIMT_TILE_N * SIMT_DPART / 4; idx += SIMT_ITEMS) {
+            const int j = idx / (SIMT_DPART / 4), d = (idx - j * (SIMT_DPART / 4)) * 4;
+            const int row = sh->slots.row[j];
+            SIMT_ST4(sh->kv + j * SIMT_DPART + d,
+                     row >= 0 ? LOAD_IN4(v_base, (long)row * v_step + d0 + d) : (float4)(0.0f));
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+
+        /* O += P V for 4 rows x the part's SIMT_DV4 / SIMT_DSPLIT head dimensions. */
+#pragma unroll 4
+        for (int j = 0; j < SIMT_TILE_N; ++j) {
+            const float4 p = SIMT_LD4(sh->pt + j * SIMT_ROWS + g4);
+#pragma unroll
+            for (int e = 0; e < SIMT_DV4 / SIMT_DSPLIT; ++e) {
+                const float4 x = SIMT_LD4(sh->kv + j * SIMT_DPART + 32 * e + c4);
+                const int a = part * (SIMT_DV4 / SIMT_DSPLIT) + e;
+                st->acc[0][a] = fma((float4)(p.x), x, st->acc[0][a]);
+                st->acc[1][a] = fma((float4)(p.y), x, st->acc[1][a]);
+                st->acc[2][a] = fma((float4)(p.z), x, st->acc[2][a]);
+                st->acc[3][a] = fma((float4)(p.w), x, st->acc[3][a]);
+            }
         }
     }
 }
@@ -206,16 +240,19 @@ inline void simt_store(__local simt_shared *sh, simt_state *st, __global out_t *
     const int lid = get_local_id(0);
     const int g4 = (lid >> 3) * 4, c4 = (lid & 7) * 4;
     barrier(CLK_LOCAL_MEM_FENCE);
+#pragma unroll
     for (int r = 0; r < 4; ++r)
         sh->red[(g4 + r) * 8 + (lid & 7)] = st->l[r];
     barrier(CLK_LOCAL_MEM_FENCE);
+#pragma unroll
     for (int r = 0; r < 4; ++r) {
-        const float8 all = vload8(0, sh->red + (g4 + r) * 8);
-        const float4 half_sum = all.lo + all.hi;
+        const float4 half_sum =
+            SIMT_LD4(sh->red + (g4 + r) * 8) + SIMT_LD4(sh->red + (g4 + r) * 8 + 4);
         const float sum = (half_sum.x + half_sum.y) + (half_sum.z + half_sum.w);
         const float inv_l = sum > 0.0f ? 1.0f / sum : 0.0f;
         if (!dst[r])
             continue;
+#pragma unroll
         for (int e = 0; e < SIMT_DV4; ++e) {
             const float4 x = st->acc[r][e] * inv_l;
             const int d = 32 * e + c4;

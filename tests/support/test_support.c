@@ -183,6 +183,25 @@ int ts_variants_available(clpsa_context *ctx, const char *family, int *ids, int 
     return count;
 }
 
+static bool strides_multiple_of(const clpsa_strides *s, int64_t m) {
+    return s->batch % m == 0 && s->head % m == 0 && s->seq % m == 0;
+}
+
+bool ts_variant_takes(int id, const clpsa_plan_desc *desc) {
+    const int d = desc->head_dim;
+    const bool d_fits = d % 32 == 0 && d <= 128;
+    switch (id) {
+    case 2: /* nvidia-mma: 16-bit storage; Q pairs, K and V rows of 16-byte pieces */
+        return (desc->dtype == CLPSA_DTYPE_FP16 || desc->dtype == CLPSA_DTYPE_BF16) && d_fits &&
+               strides_multiple_of(&desc->q_strides, 2) &&
+               strides_multiple_of(&desc->k_strides, 8) && strides_multiple_of(&desc->v_strides, 8);
+    case 4: /* portable-simt */
+        return d_fits;
+    default:
+        return true;
+    }
+}
+
 void ts_apply_test_filter(void) {
     const char *filter = getenv("CLPSA_TEST_FILTER");
     if (filter && *filter)

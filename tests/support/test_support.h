@@ -71,6 +71,12 @@ clpsa_context *ts_context_create(void);
  * returns how many. The suites run their cases once per variant through these overrides. */
 int ts_variants_available(clpsa_context *ctx, const char *family, int *ids, int max);
 
+/* Whether kernel variant `id` of the dense or attend family takes a plan of `desc` on a device
+ * that runs it (the variants' published rules: docs/api.md, "Kernel variants"). A suite that
+ * walks the variants runs a case the variant does not take with the plan's own choice instead,
+ * since an override naming such a variant is rejected (that rejection has its own test). */
+bool ts_variant_takes(int id, const clpsa_plan_desc *desc);
+
 /* Runs only the tests whose names match $CLPSA_TEST_FILTER (cmocka wildcards), so one
  * failing case can be rerun alone. Call before cmocka_run_group_tests. */
 void ts_apply_test_filter(void);

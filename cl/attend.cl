@@ -55,6 +55,10 @@ psa_attend(__global const in_t *q, __global const in_t *k, __global const in_t *
         acc[d] = 0.0f;
     }
     const int visible_last = causal ? t + (seq_k - seq_q) : seq_k - 1;
+    /* The last key any row of the work-group sees. */
+    const int group_last =
+        causal ? min(i * BLOCK_Q + min((part + 1) * ATT_M, BLOCK_Q), seq_q) - 1 + (seq_k - seq_q)
+               : seq_k - 1;
 
     const long row = (long)bh * blocks_q + i;
     __global const int *row_list = list + row * blocks_k;
@@ -73,7 +77,8 @@ psa_attend(__global const in_t *q, __global const in_t *k, __global const in_t *
         __global const in_t *k_base = rows_of.k;
         __global const in_t *v_base = rows_of.v;
         const long k_step = rows_of.k_step, v_step = rows_of.v_step;
-        const int tokens = count * per_block;
+        const int tokens =
+            psa_visible_slots(row_list + listed, count, f, per_block, BLOCK_K, group_last, seq_k);
         for (int slot0 = 0; slot0 < tokens; slot0 += TILE_N) {
             barrier(CLK_LOCAL_MEM_FENCE);
             for (int s = lid; s < TILE_N; s += ATT_M) {

@@ -93,6 +93,26 @@ inline psa_level psa_level_rows(int level, __global const in_t *k_head, __global
     return out;
 }
 
+/* How many slots (pooled tokens, bn/f per block) of one level's run of the work list a
+ * work-group whose rows see keys up to last_key has to visit. The run's blocks ascend, so the
+ * blocks that start after last_key (wholly in the group's future: the work list is cut at the
+ * query block's last row, a work-group may own fewer rows) are a suffix, and so are the pooled
+ * tokens of the last visible block whose last member is in the future. The slots left out
+ * would all be masked; leaving them out is what makes causal cost half. */
+inline int psa_visible_slots(__global const int *blocks, int count, int f, int per_block,
+                             int block_k, int last_key, int seq_k) {
+    int n = count;
+    while (n > 0 && blocks[n - 1] * block_k > last_key)
+        --n;
+    if (n == 0)
+        return 0;
+    if (last_key >= seq_k - 1)
+        return n * per_block;
+    /* Pooled token p is visible iff p*f + f - 1 <= last_key here (last_key < seq_k - 1). */
+    const int in_last = min((last_key + 1 - blocks[n - 1] * block_k) / f, per_block);
+    return (n - 1) * per_block + in_last;
+}
+
 /* Round to nearest even, NaN kept quiet: the same rule as the host's clpsa_convert_from_float. */
 inline ushort float_to_bf16(float x) {
     uint u = as_uint(x);

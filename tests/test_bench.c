@@ -521,6 +521,37 @@ static void test_exact_anchors(void **state) {
     json_free(&root);
 }
 
+/* The causal video-text workload with every threshold at 1: every visible block at level 1,
+ * so PSA equals causal dense attention (the dense record is causal too: compared like with
+ * like); --causal puts the other workloads under the same mask. */
+static void test_video_text_causal(void **state) {
+    (void)state;
+    const char *json = path_of("video_text.json");
+    tool_result r = run_bench("--workload video-text,video --causal --shapes 1x2x1280x64 "
+                              "--tau 1,1,1,1 --reps 1 --no-clblast --json '%s'",
+                              json);
+    expect_exit(&r, 0, "bench --workload video-text --tau 1,1,1,1");
+    result_free(&r);
+    jvalue root;
+    load_report(json, &root);
+    const jvalue *parameters = json_get(&root, "parameters");
+    assert_true(json_require(parameters, "causal", J_BOOL)->boolean);
+    assert_true(json_finite(parameters, "text_tokens") == 256.0);
+    const char *workloads[2] = {"video-text", "video"};
+    for (int w = 0; w < 2; ++w) {
+        size_t at = 0;
+        const jvalue *x = find_record(&root, workloads[w], "psa", &at);
+        assert_non_null(x);
+        const double error = json_finite(x, "rel_l2");
+        if (!(error <= EXACT_TOLERANCE))
+            fail_msg("%s psa with tau 1,1,1,1: error %g against causal dense (limit %g)",
+                     workloads[w], error, EXACT_TOLERANCE);
+        at = 0;
+        assert_non_null(find_record(&root, workloads[w], "dense", &at));
+    }
+    json_free(&root);
+}
+
 static size_t count_char(const char *text, char c) {
     size_t n = 0;
     for (; *text; ++text)
@@ -643,6 +674,11 @@ static void test_usage(void **state) {
     expect_usage_error("--reps 0", "--reps '0'");
     expect_usage_error("--bn 20", "--bn '20'");
     expect_usage_error("--json", "--json needs a value");
+    expect_usage_error("--causal --workload video,video-hilbert", "--causal with video-hilbert");
+    expect_usage_error("--text-tokens 5", "applies to --workload video-text only");
+    expect_usage_error("--workload video-text --text-tokens 0", "--text-tokens '0'");
+    expect_usage_error("--workload video-text --shapes 1x2x1000x64",
+                       "N = 1000 minus 256 text tokens is not a video grid");
 
     /* A file that is not there is a failed run (exit 1) naming the file. */
     r = run_bench("--q '%s' --k '%s' --v '%s' --reps 1", path_of("none.npy"), path_of("none.npy"),
@@ -656,7 +692,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_usage),         cmocka_unit_test(test_quick_json),
         cmocka_unit_test(test_exact_anchors), cmocka_unit_test(test_csv_and_json_stdout),
-        cmocka_unit_test(test_npy_inputs),
+        cmocka_unit_test(test_npy_inputs),    cmocka_unit_test(test_video_text_causal),
     };
     ts_apply_test_filter();
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -1470,6 +1470,97 @@ static void test_assignment_modes(void **state) {
     }
 }
 
+/* ========================================================================================
+ * The causal understanding path end to end, in every attend variant
+ * ======================================================================================== */
+
+typedef struct causal_config {
+    int bm, bn, stride, seq_q, seq_k, text_tokens;
+    ts_layout layout;
+} causal_config;
+
+/* Antidiagonal estimate (stride 4 or 8), energy mode, text blocks and the causal forced blocks,
+ * then attention over the map: S against the reference estimate, M against the reference
+ * assignment of the device's S (rows near a threshold skipped), the output against the
+ * reference attention over the device's M. Every bn, ragged Nq != Nk both ways (Nq > Nk has
+ * rows that see nothing), text spanning one and two key blocks, GQA. */
+static void causal_pipeline(void) {
+    const causal_config configs[] = {
+        {64, 16, 8, 150, 16 * 37 + 5, 40, TS_BHND},
+        {32, 32, 4, 200, 130, 7, TS_BNHD},
+        {128, 64, 8, 300, 333, 70, TS_BHND},
+        {64, 128, 4, 129, 390, 130, TS_BNHD},
+    };
+    for (size_t n = 0; n < sizeof configs / sizeof configs[0]; ++n) {
+        const causal_config *cfg = &configs[n];
+        /* The variants after the plan's own run two of the four (every bn still seen once by
+         * the first variant): PoCL compiles each program. */
+        if (attend_subset && n % 2 == 1)
+            continue;
+        char name[200];
+        snprintf(name, sizeof name, "causal pipeline bm=%d bn=%d s=%d Nq=%d Nk=%d text=%d %s %s",
+                 cfg->bm, cfg->bn, cfg->stride, cfg->seq_q, cfg->seq_k, cfg->text_tokens,
+                 ts_layout_name(cfg->layout), attend_params);
+        ts_case_begin(name);
+        clpsa_plan_desc d = base_desc(1, 4, 2, cfg->seq_q, cfg->seq_k, 32);
+        d.block_q = cfg->bm;
+        d.block_k = cfg->bn;
+        d.causal = 1;
+        d.estimator = CLPSA_ESTIMATOR_ANTIDIAGONAL;
+        d.antidiagonal_stride = cfg->stride;
+        d.mode = CLPSA_MODE_ENERGY;
+        d.text_tokens = cfg->text_tokens;
+        const float tau[4] = {0.5f, 0.7f, 0.8f, 0.9f};
+        memcpy(d.thresholds, tau, sizeof tau);
+        psa_case c;
+        case_init_padded(&c, &d, cfg->layout, n == 1 ? 8 : 0, NULL);
+        float *s = estimate_on_device(&c);
+        double *ref = xmalloc(c.grid.count * sizeof *ref);
+        assert_int_equal(
+            ref_psa_estimate_antidiagonal(&c.prob, cfg->bm, cfg->bn, cfg->stride, c.q, c.k, ref),
+            0);
+        const size_t rows = c.grid.count / c.grid.blocks_k;
+        compare_scores(s, ref, rows, c.grid.blocks_k, 1e-5, 1e-9, name);
+        const size_t compared = check_assignment(&c, s, name);
+        if (compared * 2 < rows)
+            ts_fail("%s: only %zu of %zu rows were away from every threshold", name, compared,
+                    rows);
+        /* The forced blocks are there, and the map is not all level 1 (the run tests more
+         * than dense attention). */
+        int8_t *m = xmalloc(c.grid.count);
+        case_read_levels(&c, m);
+        const int nk = c.grid.blocks_k, text_blocks = ceil_div(cfg->text_tokens, cfg->bn);
+        size_t skipped = 0;
+        for (size_t r = 0; r < rows; ++r) {
+            const int i = (int)(r % (size_t)c.grid.blocks_q);
+            const int last_row =
+                (i + 1) * cfg->bm < cfg->seq_q ? (i + 1) * cfg->bm - 1 : cfg->seq_q - 1;
+            const int diagonal_key = last_row + cfg->seq_k - cfg->seq_q;
+            for (int j = 0; j < nk; ++j) {
+                const bool forced =
+                    j >= nk - text_blocks || j == 0 ||
+                    (diagonal_key >= 0 &&
+                     j == (diagonal_key < cfg->seq_k ? diagonal_key : cfg->seq_k - 1) / cfg->bn);
+                if (forced && m[r * nk + j] != 1)
+                    ts_fail("%s: row %zu key block %d is forced but has level %d", name, r, j,
+                            m[r * nk + j]);
+                skipped += m[r * nk + j] == 0;
+            }
+        }
+        if (skipped == 0)
+            ts_fail("%s: no key block at level 0", name);
+        free(m);
+        free(ref);
+        free(s);
+        case_free(&c);
+    }
+}
+
+static void test_causal_pipeline(void **state) {
+    (void)state;
+    each_attend_variant(causal_pipeline, false);
+}
+
 static void test_presets(void **state) {
     (void)state;
     for (int n = 0; n < ref_psa_preset_count(); ++n) {
@@ -1917,6 +2008,7 @@ int main(void) {
         cmocka_unit_test(test_sampled_seeds_differ),
         cmocka_unit_test(test_antidiagonal_estimate),
         cmocka_unit_test(test_assignment_modes),
+        cmocka_unit_test(test_causal_pipeline),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_presets),
         cmocka_unit_test(test_preset_overrides),

@@ -13,6 +13,7 @@
 #include "support/test_support.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -177,9 +178,117 @@ static void test_workload_is_deterministic_and_checked(void **state) {
                      CLPSA_ERROR_INVALID_SHAPE);
     assert_int_equal(clpsa_video_workload_generate(&w, NULL, b[1], b[2]),
                      CLPSA_ERROR_NULL_ARGUMENT);
+    w.heads_q = 2;
+    w.text_tokens = -1;
+    assert_int_equal(clpsa_video_workload_generate(&w, b[0], b[1], b[2]),
+                     CLPSA_ERROR_INVALID_SHAPE);
     for (int t = 0; t < 3; ++t) {
         free(a[t]);
         free(b[t]);
+    }
+}
+
+static void *xmalloc(size_t bytes) {
+    void *p = malloc(bytes);
+    assert_non_null(p);
+    return p;
+}
+
+/* Softmax of one query over keys [0, count) of its head: exp(entropy), the number of keys it
+ * effectively reads. */
+static double effective_keys(const float *q_row, const float *k_head, int count, int dim) {
+    double *x = xmalloc((size_t)count * sizeof *x);
+    double top = -INFINITY;
+    for (int c = 0; c < count; ++c) {
+        double dot = 0.0;
+        for (int d = 0; d < dim; ++d)
+            dot += (double)q_row[d] * k_head[(size_t)c * dim + d];
+        x[c] = dot / sqrt((double)dim);
+        top = fmax(top, x[c]);
+    }
+    double sum = 0.0;
+    for (int c = 0; c < count; ++c)
+        sum += exp(x[c] - top);
+    double entropy = 0.0;
+    for (int c = 0; c < count; ++c) {
+        const double p = exp(x[c] - top) / sum;
+        entropy -= p > 0.0 ? p * log(p) : 0.0;
+    }
+    free(x);
+    return exp(entropy);
+}
+
+/* Softmax of one query over keys [0, count): the mass on keys [from, count). */
+static double mass_from(const float *q_row, const float *k_head, int count, int from, int dim) {
+    double top = -INFINITY, all = 0.0, part = 0.0;
+    for (int pass = 0; pass < 2; ++pass)
+        for (int c = 0; c < count; ++c) {
+            double dot = 0.0;
+            for (int d = 0; d < dim; ++d)
+                dot += (double)q_row[d] * k_head[(size_t)c * dim + d];
+            const double x = dot / sqrt((double)dim);
+            if (pass == 0) {
+                top = fmax(top, x);
+            } else {
+                all += exp(x - top);
+                part += c >= from ? exp(x - top) : 0.0;
+            }
+        }
+    return part / all;
+}
+
+/* Text tokens follow the video without changing it; their queries read far more of the video
+ * than video queries do, and they read the text before them too. */
+static void test_workload_text_tokens(void **state) {
+    (void)state;
+    ts_case_begin("workload_text_tokens");
+    clpsa_video_workload_desc w;
+    clpsa_video_workload_desc_init(&w);
+    w.frames = 8, w.height = 16, w.width = 16, w.head_dim = 32, w.heads_q = 4, w.heads_kv = 2;
+    w.seed = ts_case_seed();
+    const int video = 8 * 16 * 16, text = 37, n = video + text, dim = 32;
+    const int heads[3] = {4, 2, 2};
+    float *plain[3], *with[3];
+    for (int t = 0; t < 3; ++t) {
+        plain[t] = xmalloc((size_t)heads[t] * video * dim * sizeof(float));
+        with[t] = xmalloc((size_t)heads[t] * n * dim * sizeof(float));
+    }
+    assert_int_equal(clpsa_video_workload_generate(&w, plain[0], plain[1], plain[2]), CLPSA_OK);
+    w.text_tokens = text;
+    assert_int_equal(clpsa_video_workload_generate(&w, with[0], with[1], with[2]), CLPSA_OK);
+    for (int t = 0; t < 3; ++t)
+        for (int h = 0; h < heads[t]; ++h)
+            if (memcmp(plain[t] + (size_t)h * video * dim, with[t] + (size_t)h * n * dim,
+                       (size_t)video * dim * sizeof(float)) != 0)
+                ts_fail("tensor %d head %d: the video tokens changed with text_tokens", t, h);
+    for (int h = 0; h < 4; ++h) {
+        const float *q_head = with[0] + (size_t)h * n * dim;
+        const float *k_head = with[1] + (size_t)(h / 2) * n * dim;
+        double video_reads = 0.0, text_reads = 0.0, text_on_text = 0.0;
+        for (int r = 0; r < text; ++r) {
+            const float *q_row = q_head + (size_t)(video + r) * dim;
+            text_reads += effective_keys(q_row, k_head, video, dim) / text;
+            /* The text before it, itself included, among everything it sees (causal). */
+            text_on_text += mass_from(q_row, k_head, video + r + 1, video, dim) / text;
+        }
+        for (int r = 0; r < video; r += 7)
+            video_reads +=
+                effective_keys(q_head + (size_t)r * dim, k_head, video, dim) / ((video + 6) / 7);
+        if (getenv("CLPSA_TEST_VERBOSE"))
+            printf("head %d: video queries read %.1f keys, text queries %.1f, %.3f of their mass "
+                   "on the text\n",
+                   h, video_reads, text_reads, text_on_text);
+        if (!(text_reads > 2.0 * video_reads) || !(text_reads > 16.0))
+            ts_fail("head %d: text queries read %.1f video keys on average, video queries "
+                    "%.1f: text should read broadly",
+                    h, text_reads, video_reads);
+        if (!(text_on_text > 0.02) || !(text_on_text < 0.95))
+            ts_fail("head %d: text queries put %.3f of their mass on the text before them", h,
+                    text_on_text);
+    }
+    for (int t = 0; t < 3; ++t) {
+        free(plain[t]);
+        free(with[t]);
     }
 }
 
@@ -337,6 +446,7 @@ int main(void) {
     ts_apply_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_workload_is_deterministic_and_checked),
+        cmocka_unit_test(test_workload_text_tokens),
         cmocka_unit_test(test_psa_beats_binary_at_equal_density),
         cmocka_unit_test(test_hilbert_equals_prepermuted),
         cmocka_unit_test(test_tiles_equals_prepermuted),

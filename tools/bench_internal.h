@@ -23,11 +23,12 @@
 extern const float clpsa__bench_tau_base[4];
 
 typedef enum bench_workload {
-    BENCH_WORKLOAD_RANDOM = 0,  /* Gaussian Q, K, V */
-    BENCH_WORKLOAD_VIDEO = 1,   /* clpsa_video_workload_generate, raster token order */
-    BENCH_WORKLOAD_HILBERT = 2, /* the same tensors, PSA and binary in hilbert token order */
-    BENCH_WORKLOAD_FILES = 3,   /* --q/--k/--v */
-    BENCH_WORKLOAD_COUNT = 4,
+    BENCH_WORKLOAD_RANDOM = 0,     /* Gaussian Q, K, V */
+    BENCH_WORKLOAD_VIDEO = 1,      /* clpsa_video_workload_generate, raster token order */
+    BENCH_WORKLOAD_HILBERT = 2,    /* the same tensors, PSA and binary in hilbert token order */
+    BENCH_WORKLOAD_VIDEO_TEXT = 3, /* video then text tokens, causal, preset understanding */
+    BENCH_WORKLOAD_FILES = 4,      /* --q/--k/--v */
+    BENCH_WORKLOAD_COUNT = 5,
 } bench_workload;
 
 typedef enum bench_method {
@@ -62,13 +63,21 @@ typedef struct bench_options {
     uint64_t seed;
     int grid[3];     /* --grid: the video workloads' frames, height, width; 0: derived */
     bool no_clblast; /* --no-clblast: skip the CLBlast baseline */
+    bool causal;     /* --causal: every method causal (video-text always is) */
+    int text_tokens; /* --text-tokens: video-text's text tokens (0: CLPSA__BENCH_TEXT_TOKENS) */
 } bench_options;
+
+/* Text tokens of the video-text workload by default: a prompt of a few hundred tokens. */
+#define CLPSA__BENCH_TEXT_TOKENS 256
+/* Workloads that "all" and no --workload run: random, video, video-hilbert. */
+bool clpsa__bench_workload_default(bench_workload workload);
 
 /* One measured case: inputs on the host as fp32, already rounded to the storage type. */
 typedef struct bench_case {
     bench_workload workload;
     bench_shape shape;
-    int grid[3]; /* video workloads: frames, height, width; else 0 */
+    int grid[3];     /* video workloads: frames, height, width; else 0 */
+    int text_tokens; /* video-text: tokens after the grid's (N = T*H*W + text_tokens) */
     clpsa_dtype dtype;
     float *host[3]; /* Q [B, Hq, Nq, D], K and V [B, Hkv, Nk, D], contiguous */
 } bench_case;
@@ -99,8 +108,8 @@ typedef struct bench_results {
     double wall_s;
 } bench_results;
 
-/* "random", "video", "video-hilbert", "npy"; "psa", "psa_attend", "psa_estimate_assign",
- * "dense", "binary", "dense_clblast", "psa_threshold". */
+/* "random", "video", "video-hilbert", "video-text", "npy"; "psa", "psa_attend",
+ * "psa_estimate_assign", "dense", "binary", "dense_clblast", "psa_threshold". */
 const char *clpsa__bench_workload_name(bench_workload workload);
 const char *clpsa__bench_method_name(bench_method method);
 

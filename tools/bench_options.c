@@ -51,7 +51,13 @@ void clpsa__bench_usage(FILE *out) {
         "                      for GPUs, so start with this on a CPU\n"
         "  --workload LIST     comma-separated: random (Gaussian Q, K, V), video (the embedded\n"
         "                      video-like workload, raster order), video-hilbert (the same in\n"
-        "                      hilbert token order), all (default: all three)\n"
+        "                      hilbert token order), video-text (video understanding: the\n"
+        "                      video then --text-tokens text tokens whose queries read the\n"
+        "                      whole video; causal, PSA with preset understanding, N = T*S*S\n"
+        "                      + text tokens), all (default: random, video, video-hilbert)\n"
+        "  --causal            causal (bottom-right aligned) dense, PSA and binary; not with\n"
+        "                      video-hilbert (which the default list then leaves out)\n"
+        "  --text-tokens N     video-text's text tokens (default %d)\n"
         "  --shapes LIST       comma-separated BxHxNxD (default 1x8x4096x64,1x8x8192x128);\n"
         "                      video workloads need N = T*S*S (a grid of T frames of S x S)\n"
         "                      or the N of --grid\n"
@@ -72,7 +78,7 @@ void clpsa__bench_usage(FILE *out) {
         "is a terminal. bench/plot.py turns the JSON into pictures.\n"
         "\n"
         "exit status: 0 success, 1 failure, 2 wrong command line\n",
-        CLPSA__BENCH_DENSITY_TOLERANCE, DEFAULT_REPS, QUICK_REPS);
+        CLPSA__BENCH_DENSITY_TOLERANCE, CLPSA__BENCH_TEXT_TOKENS, DEFAULT_REPS, QUICK_REPS);
 }
 
 static const char *shown(const char *value) {
@@ -138,7 +144,7 @@ static int parse_list(const char *flag, const char *value, bench_options *o) {
         for (int i = 0; i < n; ++i) {
             if (!strcmp(items[i], "all")) {
                 for (int w = 0; w < BENCH_WORKLOAD_FILES; ++w)
-                    o->workloads[w] = true;
+                    o->workloads[w] = o->workloads[w] || clpsa__bench_workload_default(w);
                 continue;
             }
             int w = 0;
@@ -148,14 +154,14 @@ static int parse_list(const char *flag, const char *value, bench_options *o) {
             if (w == BENCH_WORKLOAD_FILES)
                 return clpsa__tool_usage_error(COMMAND,
                                                "--workload '%s': '%s' is not random, video, "
-                                               "video-hilbert or all",
+                                               "video-hilbert, video-text or all",
                                                value, items[i]);
             o->workloads[w] = true;
         }
         if (n == 0)
             return clpsa__tool_usage_error(COMMAND,
                                            "--workload '%s': need a list of random, "
-                                           "video, video-hilbert, all",
+                                           "video, video-hilbert, video-text, all",
                                            shown(value));
     } else if (!strcmp(flag, "--shapes")) {
         if (n == 0 || n > CLPSA__BENCH_MAX_SHAPES)
@@ -238,6 +244,11 @@ static int parse_number(const char *flag, const char *value, bench_options *o) {
             return clpsa__tool_usage_error(COMMAND, "--seed '%s': need an integer >= 0",
                                            shown(value));
         o->seed = (uint64_t)n;
+    } else if (!strcmp(flag, "--text-tokens")) {
+        if (!clpsa__tool_parse_int(value, 1, 1 << 20, &n))
+            return clpsa__tool_usage_error(COMMAND, "--text-tokens '%s': need 1 to %d",
+                                           shown(value), 1 << 20);
+        o->text_tokens = (int)n;
     } else {
         const bool key = !strcmp(flag, "--bn");
         return clpsa__tool_parse_block(COMMAND, flag, value, key, key ? &o->block_k : &o->block_q);
@@ -252,7 +263,7 @@ static const clpsa__tool_text_flag text_flags[] = {
 };
 static const char *const list_flags[] = {"--workload", "--shapes", "--densities",
                                          "--dtype",    "--tau",    "--grid"};
-static const char *const number_flags[] = {"--reps", "--seed", "--bm", "--bn"};
+static const char *const number_flags[] = {"--reps", "--seed", "--bm", "--bn", "--text-tokens"};
 
 /* Flags whose values the --q/--k/--v files or --tau replace, and the defaults left. */
 static int check_and_default(bench_options *o, bool workload_given) {
@@ -276,8 +287,19 @@ static int check_and_default(bench_options *o, bool workload_given) {
         o->workloads[BENCH_WORKLOAD_FILES] = true;
     } else if (!workload_given) {
         for (int w = 0; w < BENCH_WORKLOAD_FILES; ++w)
-            o->workloads[w] = true;
+            o->workloads[w] = clpsa__bench_workload_default(w);
+        /* Causal masks are defined in the tokens' own order. */
+        o->workloads[BENCH_WORKLOAD_HILBERT] = !o->causal;
     }
+    if (o->causal && o->workloads[BENCH_WORKLOAD_HILBERT])
+        return clpsa__tool_usage_error(COMMAND, "--causal with video-hilbert: a causal mask is "
+                                                "defined in the tokens' own order; leave "
+                                                "video-hilbert out of --workload");
+    if (o->text_tokens && !o->workloads[BENCH_WORKLOAD_VIDEO_TEXT])
+        return clpsa__tool_usage_error(COMMAND, "--text-tokens applies to --workload video-text "
+                                                "only");
+    if (!o->text_tokens)
+        o->text_tokens = CLPSA__BENCH_TEXT_TOKENS;
     if (!files && !o->shape_count) {
         const bench_shape *s = o->quick ? quick_shapes : default_shapes;
         o->shape_count = o->quick ? (int)(sizeof quick_shapes / sizeof quick_shapes[0])
@@ -315,7 +337,16 @@ static int check_and_default(bench_options *o, bool workload_given) {
                                                  "workloads need; use e.g. 1024, 2048, 4096, "
                                                  "or give --grid T,H,W",
                                                  s->seq_q);
-        if ((o->workloads[BENCH_WORKLOAD_VIDEO] || o->workloads[BENCH_WORKLOAD_HILBERT]) &&
+        if (o->workloads[BENCH_WORKLOAD_VIDEO_TEXT] &&
+            (s->seq_q <= o->text_tokens ||
+             !clpsa__bench_grid_for(o, s->seq_q - o->text_tokens, grid)))
+            return clpsa__tool_usage_error(COMMAND,
+                                           "--shapes: N = %d minus %d text tokens is not a video "
+                                           "grid T*S*S (S from 8 to 128) or --grid's, which "
+                                           "video-text needs; use e.g. %d",
+                                           s->seq_q, o->text_tokens, 2048 + o->text_tokens);
+        if ((o->workloads[BENCH_WORKLOAD_VIDEO] || o->workloads[BENCH_WORKLOAD_HILBERT] ||
+             o->workloads[BENCH_WORKLOAD_VIDEO_TEXT]) &&
             s->dim % 2 != 0)
             return clpsa__tool_usage_error(COMMAND, "--shapes: the video workloads need an "
                                                     "even head dim");
@@ -338,6 +369,8 @@ int clpsa__bench_parse_options(int argc, char **argv, bench_options *o, bool *he
             o->quick = matched = true;
         } else if (!strcmp(a, "--no-clblast")) {
             o->no_clblast = matched = true;
+        } else if (!strcmp(a, "--causal")) {
+            o->causal = matched = true;
         } else if (!strcmp(a, "--json") && i + 1 < argc && !strcmp(argv[i + 1], "-")) {
             /* "-" would otherwise read as the start of an option. */
             o->json = argv[++i];

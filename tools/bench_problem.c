@@ -22,12 +22,19 @@ const char *clpsa__bench_workload_name(bench_workload workload) {
         return "video";
     case BENCH_WORKLOAD_HILBERT:
         return "video-hilbert";
+    case BENCH_WORKLOAD_VIDEO_TEXT:
+        return "video-text";
     case BENCH_WORKLOAD_FILES:
         return "npy";
     case BENCH_WORKLOAD_COUNT:
         break;
     }
     return "?";
+}
+
+bool clpsa__bench_workload_default(bench_workload workload) {
+    return workload == BENCH_WORKLOAD_RANDOM || workload == BENCH_WORKLOAD_VIDEO ||
+           workload == BENCH_WORKLOAD_HILBERT;
 }
 
 bool clpsa__bench_video_grid(int n, int grid[3]) {
@@ -96,6 +103,7 @@ static int make_video(bench_case *c) {
     w.heads_q = s->heads_q;
     w.heads_kv = s->heads_kv;
     w.head_dim = s->dim;
+    w.text_tokens = c->text_tokens;
     const uint64_t seed = w.seed;
     /* Each batch is a different clip: the generator makes batch 1, seeded per batch. */
     for (int b = 0; b < s->batch; ++b) {

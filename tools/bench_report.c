@@ -43,6 +43,9 @@ static void json_parameters(clpsa__json *j, const bench_options *o, const bench_
     clpsa__json_int(j, "reps", o->reps);
     clpsa__json_int(j, "warmup", 1);
     clpsa__json_string(j, "statistic", "median");
+    clpsa__json_bool(j, "causal", o->causal);
+    if (o->workloads[BENCH_WORKLOAD_VIDEO_TEXT])
+        clpsa__json_int(j, "text_tokens", o->text_tokens);
     clpsa__json_begin_array(j, "workloads");
     for (int w = 0; w < BENCH_WORKLOAD_COUNT; ++w)
         if (o->workloads[w])

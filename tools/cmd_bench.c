@@ -224,8 +224,15 @@ static void plan_desc(const bench_state *st, const bench_case *c, clpsa_method m
     d->head_dim = c->shape.dim;
     d->dtype = c->dtype;
     d->out_dtype = CLPSA_DTYPE_FP32;
+    const bool understanding = c->workload == BENCH_WORKLOAD_VIDEO_TEXT;
+    d->causal = st->o->causal || understanding;
     if (method == CLPSA_METHOD_DENSE)
         return;
+    if (understanding) {
+        /* Its estimate, mode, blocks and cap; the thresholds come from the density search. */
+        d->preset = "understanding";
+        d->text_tokens = c->text_tokens;
+    }
     d->block_q = st->o->block_q;
     d->block_k = st->o->block_k;
     if (c->grid[0]) {
@@ -579,16 +586,16 @@ static int run_case(bench_state *st, bench_case *c, const bench_workload *worklo
 
 static int run_all(bench_state *st) {
     const bench_options *o = st->o;
-    const bench_workload sources[3] = {BENCH_WORKLOAD_RANDOM, BENCH_WORKLOAD_VIDEO,
-                                       BENCH_WORKLOAD_FILES};
+    const bench_workload sources[4] = {BENCH_WORKLOAD_RANDOM, BENCH_WORKLOAD_VIDEO,
+                                       BENCH_WORKLOAD_VIDEO_TEXT, BENCH_WORKLOAD_FILES};
     const int shapes = o->workloads[BENCH_WORKLOAD_FILES] ? 1 : o->shape_count;
     bench_workload workloads[2];
     st->case_total = 0;
-    for (int s = 0; s < 3; ++s)
+    for (int s = 0; s < 4; ++s)
         if (source_workloads(o, sources[s], workloads) > 0)
             st->case_total += shapes * o->dtype_count;
     int rc = CLPSA__EXIT_OK;
-    for (int s = 0; s < 3 && rc == CLPSA__EXIT_OK; ++s) {
+    for (int s = 0; s < 4 && rc == CLPSA__EXIT_OK; ++s) {
         const int count = source_workloads(o, sources[s], workloads);
         for (int i = 0; count > 0 && i < shapes && rc == CLPSA__EXIT_OK; ++i) {
             for (int t = 0; t < o->dtype_count && rc == CLPSA__EXIT_OK; ++t) {
@@ -600,6 +607,10 @@ static int run_all(bench_state *st) {
                     c.shape = o->shapes[i];
                 if (sources[s] == BENCH_WORKLOAD_VIDEO)
                     clpsa__bench_grid_for(o, c.shape.seq_q, c.grid);
+                if (sources[s] == BENCH_WORKLOAD_VIDEO_TEXT) {
+                    c.text_tokens = o->text_tokens;
+                    clpsa__bench_grid_for(o, c.shape.seq_q - c.text_tokens, c.grid);
+                }
                 rc = clpsa__bench_case_load(o, &c);
                 if (rc != CLPSA__EXIT_OK)
                     break;

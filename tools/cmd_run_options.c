@@ -22,7 +22,10 @@ void clpsa__run_usage(FILE *out) {
         "block-sparse baseline at the same density.\n"
         "Without --q/--k/--v it runs the embedded video-like workload (8 x 16 x 16 tokens, 2\n"
         "heads, D = 64; thresholds 0.4,0.5,0.6,0.8) in raster and in hilbert token order, and\n"
-        "checks %d dense rows against a double-precision computation.\n"
+        "checks %d dense rows against a double-precision computation. Causal (--causal or\n"
+        "the understanding preset) it is video understanding: the video in raster order, then\n"
+        "%d text tokens (unless --text-tokens says otherwise) whose queries read the whole\n"
+        "video, a prompt about it, forced to level 1 as text.\n"
         "\n"
         "inputs:\n"
         "  --device SPEC      device index (see `clpsa devices`) or part of its name\n"
@@ -81,7 +84,7 @@ void clpsa__run_usage(FILE *out) {
         "\n"
         "exit status: 0 success, 1 failure (bad input file, library error, failed check),\n"
         "2 wrong command line\n",
-        CLPSA__RUN_CHECK_ROWS, CLPSA__RUN_DEFAULT_REPS);
+        CLPSA__RUN_CHECK_ROWS, CLPSA__RUN_WORKLOAD_TEXT, CLPSA__RUN_DEFAULT_REPS);
 }
 
 const char *clpsa__run_order_name(clpsa_ordering order) {
@@ -259,6 +262,7 @@ static int parse_value(const char *flag, const char *value, run_options *o) {
             return clpsa__tool_usage_error(COMMAND, "--text-tokens '%s': need an integer >= 0",
                                            value);
         o->text_tokens = (int)n;
+        o->text_given = true;
     } else if (!strcmp(flag, "--sim-cap")) {
         if (!parse_floats(value, 3, o->sim_thresholds))
             return clpsa__tool_usage_error(COMMAND,
@@ -401,5 +405,10 @@ int clpsa__run_parse_options(int argc, char **argv, run_options *o, bool *help) 
     /* "PSA at 15 % of dense compute" is one flag: --density 0.15. */
     if (o->density > 0.0f && !o->mode)
         o->mode = CLPSA_MODE_BUDGET;
-    return check_combinations(o);
+    const int rc = check_combinations(o);
+    /* The causal built-in workload is video understanding: the video, then a prompt about it. */
+    const bool understanding = o->causal || (o->preset && !strcmp(o->preset, "understanding"));
+    if (rc == CLPSA__EXIT_OK && !o->q && understanding && !o->text_given)
+        o->text_tokens = CLPSA__RUN_WORKLOAD_TEXT;
+    return rc;
 }

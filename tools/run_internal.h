@@ -16,6 +16,8 @@
 #define CLPSA__RUN_CHECK_ROWS 16
 /* Longest order list: the built-in workload compares raster and hilbert. */
 #define CLPSA__RUN_MAX_ORDERS 2
+/* Text tokens after the causal built-in workload's video (2048 tokens): a prompt of 256. */
+#define CLPSA__RUN_WORKLOAD_TEXT 256
 
 /* What --out holds; the report always covers all three. */
 typedef enum run_method {
@@ -41,6 +43,7 @@ typedef struct run_options {
     int block_q, block_k, align_tile;
     float min_full;
     int text_tokens;
+    bool text_given; /* --text-tokens (else the causal workload has CLPSA__RUN_WORKLOAD_TEXT) */
     bool sim_cap;
     float sim_thresholds[3];
     int sample_q, sample_k;

@@ -144,8 +144,8 @@ static int load_files(const run_options *o, run_problem *p) {
     return rc;
 }
 
-/* The workload on its grid; text tokens (which the generator does not model) follow the video
- * tokens as seeded random rows, so the forced-level-1 text blocks have something to attend. */
+/* The workload on its grid, with the text tokens after the video: queries that read the whole
+ * video (clpsa_workload.h), the prompt of a video-language model. */
 static int make_workload(const run_options *o, run_problem *p) {
     clpsa_video_workload_desc w;
     clpsa_video_workload_desc_init(&w);
@@ -154,6 +154,7 @@ static int make_workload(const run_options *o, run_problem *p) {
         w.height = o->grid[1];
         w.width = o->grid[2];
     }
+    w.text_tokens = o->text_tokens;
     const long long video = (long long)w.frames * w.height * w.width;
     if (video + o->text_tokens > INT_MAX / 2)
         return clpsa__tool_usage_error(COMMAND, "--grid %d,%d,%d: %lld tokens is too many",
@@ -170,35 +171,17 @@ static int make_workload(const run_options *o, run_problem *p) {
     p->dtype = o->dtype != CLPSA_DTYPE_DEFAULT ? o->dtype : CLPSA_DTYPE_FP32;
 
     const int heads[3] = {p->heads_q, p->heads_kv, p->heads_kv};
-    float *video_part[3] = {NULL, NULL, NULL};
-    int rc = CLPSA__EXIT_OK;
-    for (int t = 0; t < 3 && rc == CLPSA__EXIT_OK; ++t) {
+    for (int t = 0; t < 3; ++t) {
         p->count[t] = (size_t)heads[t] * p->seq_q * p->dim;
         p->host[t] = malloc(p->count[t] * sizeof(float));
-        video_part[t] = malloc((size_t)heads[t] * (size_t)video * p->dim * sizeof(float));
-        if (!p->host[t] || !video_part[t])
-            rc = clpsa__tool_fail(COMMAND, "out of memory for the built-in workload");
+        if (!p->host[t])
+            return clpsa__tool_fail(COMMAND, "out of memory for the built-in workload");
     }
-    if (rc == CLPSA__EXIT_OK) {
-        const clpsa_status status =
-            clpsa_video_workload_generate(&w, video_part[0], video_part[1], video_part[2]);
-        if (status != CLPSA_OK)
-            rc = clpsa__tool_library_error(COMMAND, "clpsa_video_workload_generate", status, NULL);
-    }
-    uint64_t state = 0x7E7770C5ull;
-    for (int t = 0; t < 3 && rc == CLPSA__EXIT_OK; ++t) {
-        const size_t head_video = (size_t)video * p->dim;
-        const size_t head_all = (size_t)p->seq_q * p->dim;
-        for (int h = 0; h < heads[t]; ++h) {
-            float *dst = p->host[t] + (size_t)h * head_all;
-            memcpy(dst, video_part[t] + (size_t)h * head_video, head_video * sizeof(float));
-            for (size_t i = head_video; i < head_all; ++i)
-                dst[i] = clpsa__tool_random_signed(&state);
-        }
-    }
-    for (int t = 0; t < 3; ++t)
-        free(video_part[t]);
-    return rc;
+    const clpsa_status status =
+        clpsa_video_workload_generate(&w, p->host[0], p->host[1], p->host[2]);
+    if (status != CLPSA_OK)
+        return clpsa__tool_library_error(COMMAND, "clpsa_video_workload_generate", status, NULL);
+    return CLPSA__EXIT_OK;
 }
 
 int clpsa__run_problem_load(const run_options *o, run_problem *p) {

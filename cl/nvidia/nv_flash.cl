@@ -440,7 +440,22 @@ psa_attend(__global const in_t *q, __global const in_t *k, __global const in_t *
     tile_cursor cur = {0, 0, 0, (int4)(0), (int4)(0)};
     __global const int *row_counts = counts + row * 4;
     cur.count = (int4)(row_counts[0], row_counts[1], row_counts[2], row_counts[3]);
-    cur.tokens = cur.count * (int4)(BLOCK_K, BLOCK_K / 2, BLOCK_K / 4, BLOCK_K / 8);
+    /* Slots in the work-group's future (it may own fewer rows than the query block the list
+     * was cut for) are never staged. */
+    __global const int *row_list = list + row * blocks_k;
+    const int group_last =
+        causal ? min(i * BLOCK_Q + min((part + 1) * NV_ROWS, BLOCK_Q), seq_q) - 1 + shift
+               : seq_k - 1;
+    const int4 first =
+        (int4)(0, cur.count.x, cur.count.x + cur.count.y, cur.count.x + cur.count.y + cur.count.z);
+    cur.tokens = (int4)(psa_visible_slots(row_list + first.x, cur.count.x, 1, BLOCK_K, BLOCK_K,
+                                          group_last, seq_k),
+                        psa_visible_slots(row_list + first.y, cur.count.y, 2, BLOCK_K / 2, BLOCK_K,
+                                          group_last, seq_k),
+                        psa_visible_slots(row_list + first.z, cur.count.z, 4, BLOCK_K / 4, BLOCK_K,
+                                          group_last, seq_k),
+                        psa_visible_slots(row_list + first.w, cur.count.w, 8, BLOCK_K / 8, BLOCK_K,
+                                          group_last, seq_k));
     const long pyramid_head = ((long)b * heads_kv + kvh) * ((long)np2 + np4 + np8) * HEAD_DIM;
     __global out_t *o_head = out + b * o_sb + h * o_sh;
     const tile_sources src = {(rows16_t)k + b * k_sb + kvh * k_sh,
@@ -451,9 +466,8 @@ psa_attend(__global const in_t *q, __global const in_t *k, __global const in_t *
                               v_sn,
                               (int4)(0, 0, np2, np2 + np4)};
     flash_rows(q_head + (long)row_a * q_sn, q_head + (long)row_b * q_sn, valid_a, valid_b,
-               causal ? ta + shift : seq_k - 1, causal ? tb + shift : seq_k - 1, cur,
-               list + row * blocks_k, perm, &src, seq_k, np2, np4, np8, scale,
-               o_head + (long)row_a * o_sn, o_head + (long)row_b * o_sn, k_tile, v_tile, row_of,
-               bias, last);
+               causal ? ta + shift : seq_k - 1, causal ? tb + shift : seq_k - 1, cur, row_list,
+               perm, &src, seq_k, np2, np4, np8, scale, o_head + (long)row_a * o_sn,
+               o_head + (long)row_b * o_sn, k_tile, v_tile, row_of, bias, last);
 }
 #endif

@@ -49,6 +49,7 @@ psa_attend(__global const in_t *q, __global const in_t *k, __global const in_t *
     for (int r = 0; r < CPU_ROWS; ++r)
         limits[r] = causal ? t0 + r + (seq_k - seq_q) : INT_MAX - 1;
     const int first_limit = limits[0];
+    const int group_last = causal ? t0 + rows - 1 + (seq_k - seq_q) : seq_k - 1;
 
     const long row = (long)bh * blocks_q + i;
     __global const int *row_list = list + row * blocks_k;
@@ -65,7 +66,8 @@ psa_attend(__global const in_t *q, __global const in_t *k, __global const in_t *
         __global const in_t *k_base = rows_of.k;
         __global const in_t *v_base = rows_of.v;
         const long k_step = rows_of.k_step, v_step = rows_of.v_step;
-        const int tokens = count * per_block;
+        const int tokens =
+            psa_visible_slots(row_list + listed, count, f, per_block, BLOCK_K, group_last, seq_k);
         /* The slot's block in the list and its token in the block, advanced without division. */
         int listed_block = 0, within = 0;
         for (int slot0 = 0; slot0 < tokens; slot0 += CPU_TILE_N) {

@@ -44,6 +44,7 @@ psa_attend(__global const in_t *q, __global const in_t *k, __global const in_t *
     simt_state st;
     simt_state_init(&st, t0 + g4 + (seq_k - seq_q), causal);
     const int first_limit = causal ? t0 + (seq_k - seq_q) : INT_MAX - 1;
+    const int group_last = causal ? t0 + rows - 1 + (seq_k - seq_q) : seq_k - 1;
 
     const long row = (long)bh * blocks_q + i;
     __global const int *row_list = list + row * blocks_k;
@@ -56,7 +57,8 @@ psa_attend(__global const in_t *q, __global const in_t *k, __global const in_t *
         const psa_level rows_of =
             psa_level_rows(level, k + b * k_sb + kvh * k_sh, v + b * v_sb + kvh * v_sh, k_sn, v_sn,
                            k_pyr, v_pyr, pyramid_head, seq_k, np2, np4, np8);
-        const int tokens = count * per_block;
+        const int tokens =
+            psa_visible_slots(row_list + listed, count, f, per_block, BLOCK_K, group_last, seq_k);
         for (int slot0 = 0; slot0 < tokens; slot0 += SIMT_TILE_N) {
             barrier(CLK_LOCAL_MEM_FENCE); /* the previous tile's P V has read the buffers */
             if (lid == 0)

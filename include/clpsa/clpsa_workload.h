@@ -35,6 +35,12 @@ typedef struct clpsa_video_workload_desc {
     float content;      /**< weight of the per-head content part (0: 1) */
     float noise;        /**< standard deviation of the noise (0: 0.1) */
     uint64_t seed;      /**< the same seed gives the same tensors */
+    /** Text tokens after the video (0: none), N = frames * height * width + text_tokens: a
+     * prompt about the video. Each text query attends broadly, to a few wide regions of the
+     * whole video at once and to the text before it, unlike the local video queries; use
+     * it with a causal mask (text follows the video it reads). Video tokens are the same
+     * with or without text. */
+    int text_tokens;
 } clpsa_video_workload_desc;
 
 /** @brief Defaults: 8 x 16 x 16 tokens (2048), 2 heads, D = 64: a second or two on 2 CPU cores.
@@ -43,12 +49,13 @@ CLPSA_API void clpsa_video_workload_desc_init(clpsa_video_workload_desc *desc);
 
 /**
  * @brief Fills q [1, heads_q, N, D] and k, v [1, heads_kv, N, D], contiguous fp32 host arrays
- * of the caller.
+ * of the caller (N = frames * height * width + text_tokens).
  *
  * Blocks for the computation (host only).
  * @return CLPSA_OK; CLPSA_ERROR_NULL_ARGUMENT when desc, q, k or v is NULL;
- *         CLPSA_ERROR_INVALID_SHAPE for sizes below 1, an odd head_dim or heads_q not a
- *         multiple of heads_kv; CLPSA_ERROR_OUT_OF_MEMORY for its temporary tables.
+ *         CLPSA_ERROR_INVALID_SHAPE for sizes below 1, negative text_tokens, an odd head_dim
+ *         or heads_q not a multiple of heads_kv; CLPSA_ERROR_OUT_OF_MEMORY for its temporary
+ * tables.
  */
 CLPSA_API clpsa_status clpsa_video_workload_generate(const clpsa_video_workload_desc *desc,
                                                      float *q, float *k, float *v);

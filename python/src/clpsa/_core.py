@@ -937,9 +937,10 @@ def attention(q, k, v, *, method="psa", preset=None, tau=None, mode=None, block_
 
 
 def video_workload(frames=8, height=16, width=16, heads_q=2, heads_kv=None, head_dim=64,
-                   seed=1, **character):
+                   seed=1, text_tokens=0, **character):
     """The embedded video-like workload (include/clpsa/clpsa_workload.h): q [1, heads_q, N, D]
-    and k, v [1, heads_kv, N, D] float32, N = frames * height * width in raster order.
+    and k, v [1, heads_kv, N, D] float32, N = frames * height * width in raster order, then
+    text_tokens text tokens whose queries read the whole video (use with causal=True).
     character: length_time, length_space, sharpness, content, noise (0: the defaults)."""
     desc = _lib.VideoWorkloadDesc()
     lib.clpsa_video_workload_desc_init(ctypes.byref(desc))
@@ -947,11 +948,14 @@ def video_workload(frames=8, height=16, width=16, heads_q=2, heads_kv=None, head
     desc.frames, desc.height, desc.width = frames, height, width
     desc.heads_q, desc.heads_kv, desc.head_dim = heads_q, heads_kv, head_dim
     desc.seed = seed
+    if text_tokens < 0:
+        raise ValueError("clpsa: video_workload text_tokens must not be negative")
+    desc.text_tokens = text_tokens
     for key, value in character.items():
         if key not in ("length_time", "length_space", "sharpness", "content", "noise"):
             raise TypeError(f"clpsa: video_workload() got an unexpected keyword {key!r}")
         setattr(desc, key, float(value))
-    n = frames * height * width
+    n = frames * height * width + text_tokens
     if min(frames, height, width, heads_q, heads_kv, head_dim) < 1:
         raise ValueError("clpsa: video_workload sizes must be at least 1")
     q = np.empty((1, heads_q, n, head_dim), dtype=np.float32)

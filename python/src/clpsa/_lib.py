@@ -124,6 +124,7 @@ class VideoWorkloadDesc(ctypes.Structure):
         ("content", c_float),
         ("noise", c_float),
         ("seed", c_uint64),
+        ("text_tokens", c_int),
     ]
 
 

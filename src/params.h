@@ -33,13 +33,17 @@ typedef enum clpsa__param_id {
     CLPSA__P_DENSE_SIMT_TILE_N,
     CLPSA__P_ATTEND_SIMT_ROWS,
     CLPSA__P_ATTEND_SIMT_TILE_N,
+    CLPSA__P_DECODE_VARIANT,
+    CLPSA__P_DECODE_SPLITS,
+    CLPSA__P_DECODE_WG,
+    CLPSA__P_DECODE_TILE_N,
     CLPSA__PARAM_COUNT
 } clpsa__param_id;
 
 #define CLPSA__MAX_CHOICES 8
 
 typedef struct clpsa__param_def {
-    const char *family; /* "dense", "attend", "estimate", "assign" */
+    const char *family; /* "dense", "attend", "estimate", "assign", "decode" */
     const char *name;   /* the kernel's macro, e.g. "TILE_N" */
     int choices[CLPSA__MAX_CHOICES];
     int choice_count;

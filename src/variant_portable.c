@@ -312,3 +312,54 @@ const clpsa__kernel_variant clpsa__portable_simt_attend = {
     simt_plan,
     configure_simt_attend,
 };
+
+/* The split-K decode kernels (cl/decode.cl): DEC_ROWS query rows of one kv head per
+ * work-group, DEC_TILE_N keys staged per tile. */
+static cl_ulong decode_local_bytes(int d, int rows, int tile) {
+    return 4 * ((cl_ulong)rows * d + (cl_ulong)tile * (d + 1) + (cl_ulong)tile * d +
+                (cl_ulong)rows * tile + 3 * (cl_ulong)rows);
+}
+
+/* DEC_WG and DEC_TILE_N as looked up; the tile halved until local memory holds it, the group
+ * halved per earlier attempt whose kernel allowed fewer work-items (unless overridden). */
+static clpsa_status configure_decode(clpsa_plan *plan, int attempt, clpsa__kernel_config *out) {
+    int wg = 0, tile = 0;
+    bool wg_overridden = false;
+    clpsa_status status = clpsa__plan_param(plan, CLPSA__P_DECODE_WG, &wg, &wg_overridden);
+    if (status == CLPSA_OK)
+        status = clpsa__plan_param(plan, CLPSA__P_DECODE_TILE_N, &tile, NULL);
+    if (status != CLPSA_OK)
+        return status;
+    if (attempt > 0 && (wg_overridden || (wg >> attempt) < 32))
+        return CLPSA_ERROR_UNSUPPORTED; /* build_one's error stays the detail */
+    wg >>= attempt;
+    const int d = plan->desc.head_dim, rows = plan->decode_rows;
+    const cl_ulong have = plan->ctx->info.local_mem_size;
+    while (tile > 8 && decode_local_bytes(d, rows, tile) > have)
+        tile /= 2;
+    if (decode_local_bytes(d, rows, tile) > have)
+        return clpsa__fail(plan->ctx, CLPSA_ERROR_UNSUPPORTED,
+                           "the decode kernel needs %llu bytes of local memory at D = %d with "
+                           "%d rows and %d keys per tile; the device has %llu",
+                           (unsigned long long)decode_local_bytes(d, rows, tile), d, rows, tile,
+                           (unsigned long long)have);
+    plan->decode_wg = wg;
+    plan->decode_tile = tile;
+    out->rows = rows;
+    out->items = wg;
+    snprintf(out->options, sizeof out->options, "-DDEC_WG=%d -DDEC_TILE_N=%d -DDEC_ROWS=%d", wg,
+             tile, rows);
+    return CLPSA_OK;
+}
+
+const clpsa__kernel_variant clpsa__portable_decode = {
+    CLPSA__FAMILY_DECODE,
+    1,
+    "portable",
+    {"common.cl", "decode.cl", NULL},
+    "decode_partial",
+    {CLPSA__P_DECODE_SPLITS, CLPSA__P_DECODE_WG, CLPSA__P_DECODE_TILE_N, CLPSA__PARAM_COUNT},
+    always,
+    any_plan,
+    configure_decode,
+};

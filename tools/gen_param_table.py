@@ -44,6 +44,10 @@ PARAMS = [  # the order of clpsa__param_id in src/params.h
     "dense.SIMT_TILE_N",
     "attend.SIMT_ROWS",
     "attend.SIMT_TILE_N",
+    "decode.VARIANT",
+    "decode.SPLITS",
+    "decode.DEC_WG",
+    "decode.DEC_TILE_N",
 ]
 
 

@@ -418,6 +418,12 @@ typedef struct clpsa_plan_desc {
      * model's plan draws for the same heads, so sharded results equal unsharded ones. */
     int shard_head_first; /**< >= 0; 0 with shard_heads_q 0: not a shard */
     int shard_heads_q;    /**< >= shard_head_first + heads_q; 0: heads_q (not a shard) */
+
+    /* Key/value cache (decode; CLPSA_METHOD_DENSE only). The K and V buffers hold kv_capacity
+     * tokens (their default strides and clpsa_plan_buffer_sizes() follow it); a run reads the
+     * first seq_k of them. clpsa_plan_set_kv_length() changes seq_k between runs, up to the
+     * capacity, without rebuilding anything: the caller appends to its cache in place. */
+    int kv_capacity; /**< >= seq_k; 0: seq_k (the key length is fixed) */
 } clpsa_plan_desc;
 
 /** @brief One attention shape with its options, kernels and scratch buffers. Opaque. */
@@ -490,6 +496,24 @@ CLPSA_API clpsa_status clpsa_plan_get_desc(const clpsa_plan *plan, clpsa_plan_de
 CLPSA_API clpsa_status clpsa_plan_run(clpsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k,
                                       cl_mem v, cl_mem out, cl_uint num_events,
                                       const cl_event *wait_list, cl_event *event);
+
+/**
+ * @brief Sets the key length seq_k (Nk) that later runs read from the K/V cache: keys
+ * [0, seq_k) of buffers that hold kv_capacity tokens. For decoding: append the new tokens' keys
+ * and values to the cache in place, set the new length, run.
+ *
+ * Nothing is rebuilt or reallocated: the length is a run-time argument of the kernels, read when
+ * clpsa_plan_run() enqueues (runs already enqueued keep the length they were enqueued with).
+ * Causal plans see the query rows as the last seq_q positions of the seq_k tokens (§4); rows
+ * left of the first key (seq_k < seq_q) see nothing and are zeros. clpsa_plan_get_desc() and
+ * clpsa_plan_flops() report the current length. Dense plans only (a sparse plan's block grid
+ * depends on Nk). A rejected length leaves the plan as it was. Context's thread; does not
+ * block.
+ * @return CLPSA_OK; CLPSA_ERROR_NULL_ARGUMENT when plan is NULL;
+ *         CLPSA_ERROR_INVALID_SHAPE when seq_k is below 1 or above the plan's kv_capacity;
+ *         CLPSA_ERROR_UNSUPPORTED for a PSA or binary plan.
+ */
+CLPSA_API clpsa_status clpsa_plan_set_kv_length(clpsa_plan *plan, int seq_k);
 
 /** @brief Minimum buffer sizes in bytes for the plan's tensors (their strides and dtypes). */
 typedef struct clpsa_buffer_sizes {

@@ -319,7 +319,10 @@ CLPSA_API clpsa_strides clpsa_strides_bnhd(int64_t heads, int64_t seq, int64_t d
 /** @brief What a plan computes. */
 typedef enum clpsa_method {
     CLPSA_METHOD_PSA = 1,    /**< Pyramid Sparse Attention (docs/algorithm.md): the default */
-    CLPSA_METHOD_DENSE = 2,  /**< exact attention (flash-style tiled online softmax) */
+    CLPSA_METHOD_DENSE = 2,  /**< exact attention (flash-style tiled online softmax); plans of
+                                at most 16 query rows (decode) split the keys over work-groups
+                                and merge the partial softmax states, unless dense.VARIANT is
+                                overridden (clpsa_tuning.h) */
     CLPSA_METHOD_BINARY = 3, /**< block-sparse baseline: top ceil(binary_density * nk) blocks of
                                 each row by S at level 1, the rest skipped (§8) */
 } clpsa_method;
@@ -442,12 +445,14 @@ CLPSA_API void clpsa_plan_desc_init(clpsa_plan_desc *desc);
  * @return CLPSA_OK (on failure *out is NULL and last_error names the field and the rule);
  *   CLPSA_ERROR_NULL_ARGUMENT when ctx, desc or out is NULL;
  *   CLPSA_ERROR_INVALID_SHAPE for sizes below 1, heads_q not a multiple of heads_kv, a
- *   grid that does not match seq_q / seq_k, or a head shard outside shard_heads_q;
+ *   grid that does not match seq_q / seq_k, a head shard outside shard_heads_q, or a
+ *   kv_capacity below seq_k;
  *   CLPSA_ERROR_INVALID_VALUE for an option outside its range (method, dtype, preset name,
  *   thresholds, block sizes, samples, densities, ordering, tile);
  *   CLPSA_ERROR_INVALID_STRIDES for negative, overlapping or non-unit-dim strides;
- *   CLPSA_ERROR_UNSUPPORTED for a head_dim or combination the kernels do not support, or
- *   kernel parameters the device cannot run;
+ *   CLPSA_ERROR_UNSUPPORTED for a head_dim or combination the kernels do not support (a
+ *   kv_capacity other than seq_k on a PSA or binary plan), or kernel parameters the device
+ *   cannot run;
  *   CLPSA_ERROR_BUILD_FAILED when a kernel does not compile (the build log is in last_error);
  *   CLPSA_ERROR_IO when $CLPSA_KERNEL_DIR is set and a kernel file cannot be read;
  *   CLPSA_ERROR_OUT_OF_MEMORY when host or device memory runs out;
@@ -518,8 +523,8 @@ CLPSA_API clpsa_status clpsa_plan_set_kv_length(clpsa_plan *plan, int seq_k);
 /** @brief Minimum buffer sizes in bytes for the plan's tensors (their strides and dtypes). */
 typedef struct clpsa_buffer_sizes {
     size_t q;   /**< bytes of Q */
-    size_t k;   /**< bytes of K */
-    size_t v;   /**< bytes of V */
+    size_t k;   /**< bytes of K (kv_capacity tokens) */
+    size_t v;   /**< bytes of V (kv_capacity tokens) */
     size_t out; /**< bytes of the output */
 } clpsa_buffer_sizes;
 /**
@@ -539,10 +544,11 @@ CLPSA_API clpsa_status clpsa_plan_buffer_sizes(const clpsa_plan *plan, clpsa_buf
 CLPSA_API const char *clpsa_plan_parameter_source(const clpsa_plan *plan);
 
 /**
- * @brief The kernel variant that runs a family ("dense", "attend", "estimate") of this plan:
- * e.g. "portable", "portable-staged", "nvidia-mma"; NULL when the plan has no such kernel (the
- * dense family of a PSA plan, the estimate of an antidiagonal one), for an unknown family, or
- * for NULL arguments.
+ * @brief The kernel variant that runs a family ("dense", "attend", "estimate", "decode") of
+ * this plan: e.g. "portable", "portable-staged", "nvidia-mma"; NULL when the plan has no such
+ * kernel (the dense family of a PSA plan or of a dense plan that decodes, the decode family of
+ * a dense plan of more than 16 query rows, the estimate of an antidiagonal one), for an unknown
+ * family, or for NULL arguments.
  *
  * Matrix-unit variants ("nvidia-mma") round attention probabilities to the 16-bit storage type
  * before P.V, as flash attention on tensor cores does: their outputs carry that rounding

@@ -78,6 +78,7 @@ class PlanDesc(ctypes.Structure):
         ("tile", c_int * 3),
         ("shard_head_first", c_int),
         ("shard_heads_q", c_int),
+        ("kv_capacity", c_int),
     ]
 
 
@@ -174,6 +175,7 @@ _FUNCTIONS = {
     "clpsa_plan_parameter_source": (c_char_p, [c_void_p]),
     "clpsa_plan_kernel_variant": (c_char_p, [c_void_p, c_char_p]),
     "clpsa_plan_flops": (c_double, [c_void_p]),
+    "clpsa_plan_set_kv_length": (c_int, [c_void_p, c_int]),
     "clpsa_plan_block_grid": (c_int, [c_void_p, P(BlockGrid)]),
     "clpsa_plan_set_scores": (c_int, [c_void_p, c_void_p]),
     "clpsa_plan_set_levels": (c_int, [c_void_p, c_void_p]),

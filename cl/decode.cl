@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Dense attention for a few query rows against a long key/value cache (decode), split over the
- * key axis so that one query row still fills the device. Built after common.cl.
+ * key axis so that one query row still fills the device. Built after common.cl and
+ * decode_combine.cl.
  *
  * decode_partial: one work-group per (split of the keys, row group of one batch's kv head).
  *   The row group holds DEC_ROWS of the kv head's group * seq_q query rows (every query head
@@ -9,13 +10,12 @@
  *   a time in local memory; the work-items share the logits of a tile, then each owns a slice
  *   of the rows' accumulators. It writes the split's partial (max, sum, accumulator) per row:
  *   an online softmax that stopped at the split's end.
- * decode_combine: one work-group per query row merges the splits' partials with the usual
- *   rescaling by exp2(m_s - max_s m_s) and writes acc / sum (zeros for a row that saw nothing).
+ * decode_combine (decode_combine.cl, built before this file) merges the splits' partials.
  *
  * The key length, the split length and the split count are run-time arguments: a growing
  * cache never rebuilds the program.
  * Tunables (speed only, never the result beyond rounding):
- *   DEC_WG       work-items per work-group of both kernels
+ *   DEC_WG       work-items per work-group (of the combine kernel too)
  *   DEC_TILE_N   keys staged in local memory per tile
  * Shape (set by the host from the plan):
  *   DEC_ROWS     query rows per row group, min(group * seq_q, 16)
@@ -192,39 +192,5 @@ decode_partial(__global const in_t *q, __global const in_t *k, __global const in
         const long row = ((long)b * heads_q + h) * seq_q + t;
         part_ml[(row * max_splits + split) * 2] = m_l[r];
         part_ml[(row * max_splits + split) * 2 + 1] = l_l[r];
-    }
-}
-
-/* One work-group per query row (b, h, t), rows in [B, Hq, Nq] order. */
-__kernel __attribute__((reqd_work_group_size(DEC_WG, 1, 1))) void
-decode_combine(__global const float *part_acc, __global const float *part_ml, __global out_t *out,
-               const int heads_q, const int seq_q, const int splits, const int max_splits,
-               const long o_sb, const long o_sh, const long o_sn) {
-    const int lid = get_local_id(0);
-    const long row = get_group_id(0);
-    const int t = (int)(row % seq_q);
-    const long bh = row / seq_q;
-    const int h = (int)(bh % heads_q);
-    const int b = (int)(bh / heads_q);
-    __global const float *ml = part_ml + row * max_splits * 2;
-    __global const float *acc = part_acc + row * max_splits * HEAD_DIM;
-
-    float m = -INFINITY;
-    for (int s = 0; s < splits; ++s)
-        m = fmax(m, ml[2 * s]);
-    float l = 0.0f;
-    if (m != -INFINITY)
-        for (int s = 0; s < splits; ++s)
-            if (ml[2 * s] != -INFINITY)
-                l += ml[2 * s + 1] * exp2(ml[2 * s] - m);
-    const float inv_l = l > 0.0f ? 1.0f / l : 0.0f;
-    __global out_t *o_row = out + b * o_sb + h * o_sh + (long)t * o_sn;
-    for (int d = lid; d < HEAD_DIM; d += DEC_WG) {
-        float x = 0.0f;
-        if (l > 0.0f)
-            for (int s = 0; s < splits; ++s)
-                if (ml[2 * s] != -INFINITY)
-                    x = fma(acc[s * HEAD_DIM + d], exp2(ml[2 * s] - m), x);
-        STORE_OUT(o_row, d, x * inv_l);
     }
 }

@@ -52,14 +52,15 @@ const clpsa__param_def clpsa__param_defs[CLPSA__PARAM_COUNT] = {
     [CLPSA__P_ATTEND_SIMT_ROWS] = {"attend", "SIMT_ROWS", {32, 64}, 2, 64, 64},
     [CLPSA__P_ATTEND_SIMT_TILE_N] = {"attend", "SIMT_TILE_N", {32, 64}, 2, 32, 32},
     /* decode kernel (dense plans of at most 16 query rows, src/kernel_variant.c): 1 portable
-     * split-K; unset, the first that fits */
-    [CLPSA__P_DECODE_VARIANT] = {"decode", "VARIANT", {1}, 1, 0, 0},
+     * split-K (work-groups share a tile in local memory), 3 portable-cpu (one work-item per
+     * split, the head dimension along vectors); unset, the first that fits */
+    [CLPSA__P_DECODE_VARIANT] = {"decode", "VARIANT", {1, 3}, 2, 0, 0},
     /* most splits of the key axis per (batch, kv head, row group): more splits fill more
      * compute units, each split adds a partial to combine */
     [CLPSA__P_DECODE_SPLITS] = {"decode", "SPLITS", {4, 8, 16, 32, 64, 128, 256}, 7, 16, 64},
-    /* work-items per work-group of the split and combine kernels */
+    /* work-items per work-group of the portable variant's split and combine kernels */
     [CLPSA__P_DECODE_WG] = {"decode", "DEC_WG", {32, 64, 128, 256}, 4, 64, 128},
-    /* keys staged per tile (smaller where local memory is short) */
+    /* keys per tile (portable: staged in local memory, smaller where it is short) */
     [CLPSA__P_DECODE_TILE_N] = {"decode", "DEC_TILE_N", {8, 16, 32, 64}, 4, 32, 32},
 };
 

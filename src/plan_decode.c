@@ -151,9 +151,10 @@ clpsa_status clpsa__plan_run_decode(clpsa_plan *plan, cl_command_queue queue, cl
         clReleaseEvent(start[e]);
     if (err != CL_SUCCESS)
         return clpsa__fail_cl(ctx, err, "clEnqueueNDRangeKernel(decode_partial)");
-    const size_t combine_global = (size_t)d->batch * d->heads_q * d->seq_q * wg;
-    err = clEnqueueNDRangeKernel(queue, plan->decode_combine, 1, NULL, &combine_global, &wg, 1,
-                                 &partial, &combined);
+    const size_t combine_wg = (size_t)plan->decode_combine_wg;
+    const size_t combine_global = (size_t)d->batch * d->heads_q * d->seq_q * combine_wg;
+    err = clEnqueueNDRangeKernel(queue, plan->decode_combine, 1, NULL, &combine_global, &combine_wg,
+                                 1, &partial, &combined);
     if (plan->decode_first)
         clReleaseEvent(plan->decode_first);
     plan->decode_first = partial;

@@ -54,10 +54,11 @@ struct clpsa_plan {
     cl_kernel decode_partial, decode_combine;
     const struct clpsa__kernel_variant *decode_variant; /* NULL: the dense kernel runs */
     int decode_rows, decode_row_groups; /* query rows per work-group, groups per kv head */
-    int decode_wg, decode_tile, decode_max_splits;
-    cl_mem decode_acc, decode_ml; /* partials [B * Hq * Nq][max splits][D] and [..][2] */
-    cl_event decode_last;         /* the last run's combine: the next run waits for it */
-    cl_event decode_first;        /* the last run's split kernel (its start, for the tuner) */
+    int decode_wg, decode_combine_wg;   /* work-items per group of the two kernels */
+    int decode_tile, decode_max_splits; /* splits are whole tiles of keys */
+    cl_mem decode_acc, decode_ml;       /* partials [B * Hq * Nq][max splits][D] and [..][2] */
+    cl_event decode_last;               /* the last run's combine: the next run waits for it */
+    cl_event decode_first;              /* the last run's split kernel (its start, for the tuner) */
 
     /* PSA */
     clpsa__psa_options psa;

@@ -343,20 +343,47 @@ static clpsa_status configure_decode(clpsa_plan *plan, int attempt, clpsa__kerne
                            "%d rows and %d keys per tile; the device has %llu",
                            (unsigned long long)decode_local_bytes(d, rows, tile), d, rows, tile,
                            (unsigned long long)have);
-    plan->decode_wg = wg;
+    plan->decode_wg = plan->decode_combine_wg = wg;
     plan->decode_tile = tile;
     out->rows = rows;
     out->items = wg;
-    snprintf(out->options, sizeof out->options, "-DDEC_WG=%d -DDEC_TILE_N=%d -DDEC_ROWS=%d", wg,
-             tile, rows);
+    snprintf(out->options, sizeof out->options,
+             "-DDEC_WG=%d -DDEC_COMBINE_WG=%d -DDEC_TILE_N=%d -DDEC_ROWS=%d", wg, wg, tile, rows);
     return CLPSA_OK;
 }
+
+/* The CPU-shaped decode kernel: one work-item per group, nothing in local memory; the combine
+ * kernel's 16 work-items share the head dimension (PoCL runs them as one vector loop). */
+static clpsa_status configure_cpu_decode(clpsa_plan *plan, int attempt, clpsa__kernel_config *out) {
+    int tile = 0;
+    if (attempt > 0)
+        return CLPSA_ERROR_UNSUPPORTED; /* one work-item per group: nothing to shrink */
+    const clpsa_status status = clpsa__plan_param(plan, CLPSA__P_DECODE_TILE_N, &tile, NULL);
+    if (status != CLPSA_OK)
+        return status;
+    plan->decode_wg = 1;
+    plan->decode_combine_wg = 16;
+    plan->decode_tile = tile;
+    out->rows = plan->decode_rows;
+    out->items = 1;
+    snprintf(out->options, sizeof out->options, "-DDEC_COMBINE_WG=16 -DDEC_TILE_N=%d -DDEC_ROWS=%d",
+             tile, plan->decode_rows);
+    return CLPSA_OK;
+}
+
+const clpsa__kernel_variant clpsa__portable_cpu_decode = {
+    CLPSA__FAMILY_DECODE, 3,
+    "portable-cpu",       {"common.cl", "decode_combine.cl", "portable/decode_cpu.cl", NULL},
+    "decode_partial",     {CLPSA__P_DECODE_SPLITS, CLPSA__P_DECODE_TILE_N, CLPSA__PARAM_COUNT},
+    cpu_device,           any_plan,
+    configure_cpu_decode,
+};
 
 const clpsa__kernel_variant clpsa__portable_decode = {
     CLPSA__FAMILY_DECODE,
     1,
     "portable",
-    {"common.cl", "decode.cl", NULL},
+    {"common.cl", "decode_combine.cl", "decode.cl", NULL},
     "decode_partial",
     {CLPSA__P_DECODE_SPLITS, CLPSA__P_DECODE_WG, CLPSA__P_DECODE_TILE_N, CLPSA__PARAM_COUNT},
     always,

@@ -160,6 +160,15 @@ static void run_growth_case(const decode_case *c) {
     if (!strcmp(c->family, "decode") ? (!decode || dense) : (decode || !dense))
         ts_fail("the plan should run the %s kernel; it reports decode %s, dense %s", c->family,
                 decode ? decode : "(none)", dense ? dense : "(none)");
+    const char *asked = strstr(c->params, "decode.VARIANT=");
+    int asked_id = 0;
+    if (asked && sscanf(asked, "decode.VARIANT=%d", &asked_id) == 1) {
+        char ran[32];
+        snprintf(ran, sizeof ran, "decode.VARIANT=%d ", asked_id);
+        if (!strstr(clpsa_plan_parameter_source(plan), ran))
+            ts_fail("asked for %s, the plan reports %s", c->params,
+                    clpsa_plan_parameter_source(plan));
+    }
     clpsa_buffer_sizes sizes;
     ts_check(ctx, clpsa_plan_buffer_sizes(plan, &sizes));
     const size_t in_size = clpsa_dtype_size(c->dtype);
@@ -299,220 +308,48 @@ static void test_growth(void **state) {
 
 /* Lengths: 1, around tiles (31, 32, 33, 64, 65), primes, the capacity itself; shapes: GQA,
  * several row groups per kv head (group * Nq > 16), every storage type, both layouts. */
+/* clang-format off */
 static const decode_case cases[] = {
-    {"nq1_gqa_d64_fp32_causal_grow_to_1031",
-     1,
-     2,
-     1,
-     1,
-     1031,
-     64,
-     CLPSA_DTYPE_FP32,
-     0,
-     1,
-     TS_BHND,
-     TS_BHND,
-     0,
-     {1, 2, 31, 32, 33, 64, 65, 500, 1031},
-     "",
+    /* name, B, Hq, Hkv, Nq, capacity, D, dtype, out dtype, causal, q layout, kv layout, kv pad,
+     * key lengths of the runs, parameters, family */
+    {"nq1_gqa_d64_fp32_causal_grow_to_1031", 1, 2, 1, 1, 1031, 64, CLPSA_DTYPE_FP32, 0, 1,
+     TS_BHND, TS_BHND, 0, {1, 2, 31, 32, 33, 64, 65, 500, 1031}, "", "decode"},
+    {"nq1_d64_fp32_plain", 2, 3, 3, 1, 509, 64, CLPSA_DTYPE_FP32, 0, 0, TS_BHND, TS_BHND, 0,
+     {1, 7, 509}, "", "decode"},
+    {"nq4_gqa4_d128_fp16_causal", 1, 8, 2, 4, 700, 128, CLPSA_DTYPE_FP16, 0, 1, TS_BHND, TS_BHND,
+     0, {4, 5, 100, 257, 700}, "", "decode"},
+    {"nq16_gqa4_d64_bf16_bnhd_pad", 1, 4, 1, 16, 509, 64, CLPSA_DTYPE_BF16, 0, 0, TS_BNHD,
+     TS_BNHD, 3, {1, 16, 17, 300, 509}, "", "decode"},
+    {"nq16_d64_fp32_causal_blind_rows", 1, 2, 2, 16, 257, 64, CLPSA_DTYPE_FP32, 0, 1, TS_BHND,
+     TS_BNHD, 0, {1, 5, 15, 16, 17, 40, 257}, "", "decode"},
+    {"nq7_d32_fp32_causal_fp16_out", 1, 3, 3, 7, 211, 32, CLPSA_DTYPE_FP32, CLPSA_DTYPE_FP16, 1,
+     TS_BNHD, TS_BHND, 0, {7, 8, 97, 211}, "", "decode"},
+    {"nq3_b2_d256_bf16_causal_fp32_out", 2, 2, 1, 3, 300, 256, CLPSA_DTYPE_BF16, CLPSA_DTYPE_FP32,
+     1, TS_BHND, TS_BHND, 0, {3, 150, 300}, "", "decode"},
+    {"nq2_d96_fp16_long", 1, 2, 1, 2, 65536, 96, CLPSA_DTYPE_FP16, 0, 0, TS_BHND, TS_BHND, 0,
+     {1000, 4093, 65536}, "", "decode"},
+    {"nq1_d64_fp32_causal_long", 1, 1, 1, 1, 16411, 64, CLPSA_DTYPE_FP32, 0, 1, TS_BHND, TS_BHND,
+     0, {16411}, "", "decode"},
+    /* Tunables at both ends: 4 splits of 8-key tiles (in 32-item groups), 256 splits of 64-key
+     * tiles (in 256-item groups; more splits than tiles at small lengths). */
+    {"v1_tunables_small", 1, 4, 2, 5, 333, 64, CLPSA_DTYPE_FP32, 0, 1, TS_BHND, TS_BHND, 0,
+     {5, 64, 333}, "decode.VARIANT=1,decode.SPLITS=4,decode.DEC_WG=32,decode.DEC_TILE_N=8",
      "decode"},
-    {"nq1_d64_fp32_plain",
-     2,
-     3,
-     3,
-     1,
-     509,
-     64,
-     CLPSA_DTYPE_FP32,
-     0,
-     0,
-     TS_BHND,
-     TS_BHND,
-     0,
-     {1, 7, 509},
-     "",
+    {"v1_tunables_large", 1, 4, 2, 5, 333, 64, CLPSA_DTYPE_FP32, 0, 1, TS_BHND, TS_BHND, 0,
+     {5, 64, 333}, "decode.VARIANT=1,decode.SPLITS=256,decode.DEC_WG=256,decode.DEC_TILE_N=64",
      "decode"},
-    {"nq4_gqa4_d128_fp16_causal",
-     1,
-     8,
-     2,
-     4,
-     700,
-     128,
-     CLPSA_DTYPE_FP16,
-     0,
-     1,
-     TS_BHND,
-     TS_BHND,
-     0,
-     {4, 5, 100, 257, 700},
-     "",
-     "decode"},
-    {"nq16_gqa4_d64_bf16_bnhd_pad",
-     1,
-     4,
-     1,
-     16,
-     509,
-     64,
-     CLPSA_DTYPE_BF16,
-     0,
-     0,
-     TS_BNHD,
-     TS_BNHD,
-     3,
-     {1, 16, 17, 300, 509},
-     "",
-     "decode"},
-    {"nq16_d64_fp32_causal_blind_rows",
-     1,
-     2,
-     2,
-     16,
-     257,
-     64,
-     CLPSA_DTYPE_FP32,
-     0,
-     1,
-     TS_BHND,
-     TS_BNHD,
-     0,
-     {1, 5, 15, 16, 17, 40, 257},
-     "",
-     "decode"},
-    {"nq7_d32_fp32_causal_fp16_out",
-     1,
-     3,
-     3,
-     7,
-     211,
-     32,
-     CLPSA_DTYPE_FP32,
-     CLPSA_DTYPE_FP16,
-     1,
-     TS_BNHD,
-     TS_BHND,
-     0,
-     {7, 8, 97, 211},
-     "",
-     "decode"},
-    {"nq3_b2_d256_bf16_causal_fp32_out",
-     2,
-     2,
-     1,
-     3,
-     300,
-     256,
-     CLPSA_DTYPE_BF16,
-     CLPSA_DTYPE_FP32,
-     1,
-     TS_BHND,
-     TS_BHND,
-     0,
-     {3, 150, 300},
-     "",
-     "decode"},
-    {"nq2_d96_fp16_long",
-     1,
-     2,
-     1,
-     2,
-     65536,
-     96,
-     CLPSA_DTYPE_FP16,
-     0,
-     0,
-     TS_BHND,
-     TS_BHND,
-     0,
-     {1000, 4093, 65536},
-     "",
-     "decode"},
-    {"nq1_d64_fp32_causal_long",
-     1,
-     1,
-     1,
-     1,
-     16411,
-     64,
-     CLPSA_DTYPE_FP32,
-     0,
-     1,
-     TS_BHND,
-     TS_BHND,
-     0,
-     {16411},
-     "",
-     "decode"},
-    /* Tunables at both ends: 4 splits of 8-key tiles in 32-item groups, 256 splits of 64-key
-     * tiles in 256-item groups (more splits than tiles at small lengths). */
-    {"tunables_small",
-     1,
-     4,
-     2,
-     5,
-     333,
-     64,
-     CLPSA_DTYPE_FP32,
-     0,
-     1,
-     TS_BHND,
-     TS_BHND,
-     0,
-     {5, 64, 333},
-     "decode.SPLITS=4,decode.DEC_WG=32,decode.DEC_TILE_N=8",
-     "decode"},
-    {"tunables_large",
-     1,
-     4,
-     2,
-     5,
-     333,
-     64,
-     CLPSA_DTYPE_FP32,
-     0,
-     1,
-     TS_BHND,
-     TS_BHND,
-     0,
-     {5, 64, 333},
-     "decode.SPLITS=256,decode.DEC_WG=256,decode.DEC_TILE_N=64",
-     "decode"},
+    {"v3_tunables_small", 1, 4, 2, 5, 333, 64, CLPSA_DTYPE_FP16, 0, 1, TS_BHND, TS_BHND, 0,
+     {5, 64, 333}, "decode.VARIANT=3,decode.SPLITS=4,decode.DEC_TILE_N=8", "decode"},
+    {"v3_tunables_large", 1, 4, 2, 5, 333, 64, CLPSA_DTYPE_BF16, 0, 1, TS_BHND, TS_BHND, 0,
+     {5, 64, 333}, "decode.VARIANT=3,decode.SPLITS=256,decode.DEC_TILE_N=64", "decode"},
     /* An explicit dense.VARIANT asks for the dense kernel: it grows the same way. */
-    {"dense_kernel_grows_too",
-     1,
-     4,
-     2,
-     3,
-     300,
-     64,
-     CLPSA_DTYPE_FP32,
-     0,
-     1,
-     TS_BHND,
-     TS_BNHD,
-     2,
-     {3, 33, 300},
-     "dense.VARIANT=1",
-     "dense"},
+    {"dense_kernel_grows_too", 1, 4, 2, 3, 300, 64, CLPSA_DTYPE_FP32, 0, 1, TS_BHND, TS_BNHD, 2,
+     {3, 33, 300}, "dense.VARIANT=1", "dense"},
     /* More than 16 query rows: the dense kernel, with a growing cache as well. */
-    {"nq17_dense",
-     1,
-     2,
-     1,
-     17,
-     200,
-     64,
-     CLPSA_DTYPE_FP32,
-     0,
-     1,
-     TS_BHND,
-     TS_BHND,
-     0,
-     {17, 100, 200},
-     "",
-     "dense"},
+    {"nq17_dense", 1, 2, 1, 17, 200, 64, CLPSA_DTYPE_FP32, 0, 1, TS_BHND, TS_BHND, 0,
+     {17, 100, 200}, "", "dense"},
 };
+/* clang-format on */
 
 /* ---- Rejected lengths and capacities ---- */
 
@@ -622,23 +459,111 @@ static void test_bad_lengths(void **state) {
     clpsa_plan_destroy(plan);
 }
 
+/* One key: the output is that key's value row, exactly (softmax weight 1, then * 1 / 1). With
+ * every fp16 bit pattern in V (2 batches x 128 heads x D = 256) and fp32 output, the kernels'
+ * fp16 loads must reproduce each value exactly: subnormals, the largest normals, infinities
+ * (NaNs stay NaN; -0 reads back as 0, since 0 + 1 * -0 = +0). Each variant the device runs. */
+static void test_fp16_every_value(void **state) {
+    (void)state;
+    ts_case_begin("fp16_every_value");
+    enum { B = 2, H = 128, D = 256, COUNT = B * H * D };
+    uint16_t *bits = checked_malloc(COUNT * sizeof(uint16_t));
+    for (int i = 0; i < COUNT; ++i)
+        bits[i] = (uint16_t)i;
+    float *want = checked_malloc(COUNT * sizeof(float));
+    ts_check(ctx, clpsa_convert_to_float(CLPSA_DTYPE_FP16, bits, want, COUNT));
+    float *zeros = calloc(COUNT, sizeof(float)), *got = checked_malloc(COUNT * sizeof(float));
+    if (!zeros)
+        ts_fail("out of host memory");
+    int variants[4];
+    const int count = ts_variants_available(ctx, "decode", variants, 4);
+    for (int i = 0; i < count; ++i) {
+        char params[32];
+        snprintf(params, sizeof params, "decode.VARIANT=%d", variants[i]);
+        ts_check(ctx, clpsa_context_set_params(ctx, params));
+        clpsa_plan_desc d;
+        clpsa_plan_desc_init(&d);
+        d.method = CLPSA_METHOD_DENSE;
+        d.batch = B, d.heads_q = H, d.seq_q = 1, d.seq_k = 1, d.head_dim = D;
+        d.dtype = CLPSA_DTYPE_FP16;
+        d.out_dtype = CLPSA_DTYPE_FP32;
+        clpsa_plan *plan = NULL;
+        ts_check(ctx, clpsa_plan_create(ctx, &d, &plan));
+        ts_buffer q, k, v, out;
+        ts_buffer_create(&q, ctx, "q", CLPSA_DTYPE_FP16, COUNT);
+        ts_buffer_create(&k, ctx, "k", CLPSA_DTYPE_FP16, COUNT);
+        ts_buffer_create(&v, ctx, "v", CLPSA_DTYPE_FP16, COUNT);
+        ts_buffer_create(&out, ctx, "out", CLPSA_DTYPE_FP32, COUNT);
+        ts_buffer_upload(&q, zeros);
+        ts_buffer_upload(&k, zeros);
+        ts_check_cl(clEnqueueWriteBuffer(clpsa_context_queue(ctx), v.mem, CL_TRUE, 0,
+                                         COUNT * sizeof(uint16_t), bits, 0, NULL, NULL),
+                    "clEnqueueWriteBuffer");
+        ts_check(ctx, clpsa_plan_run(plan, NULL, q.mem, k.mem, v.mem, out.mem, 0, NULL, NULL));
+        ts_buffer_download(&out, got);
+        ts_buffer_check_canary(&out);
+        for (int e = 0; e < COUNT; ++e)
+            if (isnan(want[e]) ? !isnan(got[e]) : want[e] != got[e])
+                ts_fail("decode.VARIANT=%d: fp16 0x%04x is %.9g, the output holds %.9g",
+                        variants[i], (unsigned)bits[e], (double)want[e], (double)got[e]);
+        ts_buffer_release(&q);
+        ts_buffer_release(&k);
+        ts_buffer_release(&v);
+        ts_buffer_release(&out);
+        clpsa_plan_destroy(plan);
+    }
+    ts_check(ctx, clpsa_context_set_params(ctx, ""));
+    free(bits);
+    free(want);
+    free(zeros);
+    free(got);
+}
+
 static int group_teardown(void **state) {
     (void)state;
     clpsa_context_destroy(ctx);
     return 0;
 }
 
+/* Cases without parameters of their own run once per decode variant the device runs (the
+ * dense ones once); the others as given. */
+enum { CASES = sizeof cases / sizeof cases[0], MAX_RUNS = 4 * CASES };
+static decode_case runs[MAX_RUNS];
+static char run_names[MAX_RUNS][96], run_params[MAX_RUNS][48];
+
 int main(void) {
     ctx = ts_context_create();
     if (!ctx)
         return 1;
-    enum { CASES = sizeof cases / sizeof cases[0] };
-    static struct CMUnitTest tests[CASES + 1];
+    int variants[4];
+    const int variant_count = ts_variants_available(ctx, "decode", variants, 4);
+    if (variant_count < 1) {
+        fprintf(stderr, "test_decode: no decode variant runs on this device\n");
+        return 1;
+    }
+    size_t run_count = 0;
+    for (size_t i = 0; i < CASES; ++i) {
+        const bool per_variant = !cases[i].params[0] && !strcmp(cases[i].family, "decode");
+        for (int v = 0; v < (per_variant ? variant_count : 1); ++v) {
+            runs[run_count] = cases[i];
+            if (per_variant) {
+                snprintf(run_params[run_count], sizeof run_params[0], "decode.VARIANT=%d",
+                         variants[v]);
+                snprintf(run_names[run_count], sizeof run_names[0], "v%d_%s", variants[v],
+                         cases[i].name);
+                runs[run_count].params = run_params[run_count];
+                runs[run_count].name = run_names[run_count];
+            }
+            ++run_count;
+        }
+    }
+    static struct CMUnitTest tests[MAX_RUNS + 2];
     size_t count = 0;
     tests[count++] = (struct CMUnitTest){"bad_lengths", test_bad_lengths, NULL, NULL, NULL};
-    for (size_t i = 0; i < CASES; ++i)
-        tests[count++] =
-            (struct CMUnitTest){cases[i].name, test_growth, NULL, NULL, (void *)&cases[i]};
+    tests[count++] =
+        (struct CMUnitTest){"fp16_every_value", test_fp16_every_value, NULL, NULL, NULL};
+    for (size_t i = 0; i < run_count; ++i)
+        tests[count++] = (struct CMUnitTest){runs[i].name, test_growth, NULL, NULL, &runs[i]};
     ts_apply_test_filter();
     return _cmocka_run_group_tests("test_decode", tests, count, NULL, group_teardown);
 }

@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The split-K decode kernel shaped for CPUs (PoCL): the same arguments and partials as
+ * decode.cl's decode_partial, but one work-item per (split of the keys, row group of one
+ * batch's kv head), so PoCL runs no work-item loops and no barriers. The work-item keeps its
+ * DEC_ROWS scaled query rows and accumulators in private memory (L1 on a CPU) and walks its
+ * keys DEC_TILE_N at a time: each key row is converted to fp32 once and serves every row of
+ * the group, with the head dimension along float8 vectors (every head dimension is a multiple
+ * of 8). Built after common.cl and decode_combine.cl.
+ * Tunables (speed only, never the result beyond rounding):
+ *   DEC_TILE_N   keys per online-softmax step
+ * Shape (set by the host):
+ *   DEC_ROWS     query rows per row group, min(group * seq_q, 16)
+ */
+#ifndef DEC_TILE_N
+#define DEC_TILE_N 32 /* keys per online-softmax step */
+#endif
+#ifndef DEC_ROWS
+#define DEC_ROWS 1 /* query rows per row group */
+#endif
+
+#define DEC_VECS (HEAD_DIM / 8) /* float8 vectors per row */
+
+#if IN_TYPE == 1
+#define LOAD_IN8(p, i) vload8(0, (p) + (i))
+#elif IN_TYPE == 2
+/* fp16 -> fp32 with integer vector operations (exact for every value, Inf and NaN kept):
+ * PoCL's vload_half8 converts one element at a time, which made fp16 steps twice as slow
+ * as bf16 ones. Normal halves are rebiased; subnormals go through a magic subtraction so no
+ * fp32 subnormal ever appears (a denormals-are-zero mode cannot change the result). */
+inline float8 half8_to_float8(__global const half *p) {
+    const uint8 h = convert_uint8(vload8(0, (__global const ushort *)p));
+    const uint8 sign = (h & 0x8000u) << 16;
+    const uint8 shifted_exp = (uint8)(0x7c00u << 13);
+    uint8 o = (h & 0x7fffu) << 13;
+    const uint8 e = o & shifted_exp;
+    const uint8 inf_nan = as_uint8(e == shifted_exp);
+    const uint8 sub = as_uint8(e == (uint8)(0u));
+    o += (uint8)(112u << 23);
+    o += inf_nan & (uint8)(112u << 23);
+    o += sub & (uint8)(1u << 23);
+    const float8 f = as_float8(o) - as_float8(sub & (uint8)(113u << 23));
+    return as_float8(as_uint8(f) | sign);
+}
+#define LOAD_IN8(p, i) half8_to_float8((p) + (i))
+#else
+#define LOAD_IN8(p, i) as_float8(convert_uint8(vload8(0, (p) + (i))) << 16)
+#endif
+
+inline float sum8(float8 x) {
+    const float4 y = x.lo + x.hi;
+    return (y.x + y.y) + (y.z + y.w);
+}
+
+__kernel __attribute__((reqd_work_group_size(1, 1, 1))) void
+decode_partial(__global const in_t *q, __global const in_t *k, __global const in_t *v,
+               __global float *part_acc, __global float *part_ml, const int heads_q,
+               const int group, const int seq_q, const int seq_k, const float scale,
+               const int causal, const int row_groups, const int chunk, const int max_splits,
+               const long q_sb, const long q_sh, const long q_sn, const long k_sb, const long k_sh,
+               const long k_sn, const long v_sb, const long v_sh, const long v_sn) {
+    float8 qv[DEC_ROWS][DEC_VECS], acc[DEC_ROWS][DEC_VECS];
+    float s[DEC_ROWS][DEC_TILE_N];
+    float m[DEC_ROWS], l[DEC_ROWS];
+    int limit[DEC_ROWS]; /* last key each row sees */
+    long out_row[DEC_ROWS];
+    float8 kv[DEC_VECS];
+
+    const int split = get_group_id(0);
+    const int rg = get_group_id(1) % row_groups;
+    const int bkv = get_group_id(1) / row_groups;
+    const int heads_kv = heads_q / group;
+    const int b = bkv / heads_kv;
+    const int kvh = bkv - b * heads_kv;
+    const int r0 = rg * DEC_ROWS;
+    const int r_count = min(DEC_ROWS, group * seq_q - r0);
+    const int shift = seq_k - seq_q;
+    const float q_scale = scale * LOG2E;
+    __global const in_t *k_head = k + b * k_sb + kvh * k_sh;
+    __global const in_t *v_head = v + b * v_sb + kvh * v_sh;
+
+    int last_visible = -1;
+    for (int r = 0; r < DEC_ROWS; ++r) {
+        const int row = r0 + (r < r_count ? r : 0);
+        const int hg = row / seq_q;
+        const int h = kvh * group + hg, t = row - hg * seq_q;
+        __global const in_t *q_row = q + b * q_sb + h * q_sh + (long)t * q_sn;
+        for (int x = 0; x < DEC_VECS; ++x) {
+            qv[r][x] = r < r_count ? LOAD_IN8(q_row, 8 * x) * q_scale : (float8)(0.0f);
+            acc[r][x] = (float8)(0.0f);
+        }
+        m[r] = -INFINITY;
+        l[r] = 0.0f;
+        limit[r] = r < r_count ? (causal ? t + shift : INT_MAX - 1) : -1;
+        last_visible = max(last_visible, limit[r]);
+        out_row[r] = ((long)b * heads_q + h) * seq_q + t;
+    }
+
+    const int key_begin = split * chunk;
+    const int key_end = min(min(seq_k, key_begin + chunk), last_visible + 1);
+    for (int key0 = key_begin; key0 < key_end; key0 += DEC_TILE_N) {
+        const int keys = min(DEC_TILE_N, key_end - key0);
+        for (int j = 0; j < keys; ++j) {
+            __global const in_t *k_row = k_head + (long)(key0 + j) * k_sn;
+            for (int x = 0; x < DEC_VECS; ++x)
+                kv[x] = LOAD_IN8(k_row, 8 * x);
+            for (int r = 0; r < DEC_ROWS; ++r) {
+                float8 dot = (float8)(0.0f);
+                for (int x = 0; x < DEC_VECS; ++x)
+                    dot = fma(qv[r][x], kv[x], dot);
+                s[r][j] = key0 + j <= limit[r] ? sum8(dot) : -INFINITY;
+            }
+        }
+        for (int r = 0; r < DEC_ROWS; ++r) {
+            float tile_max = -INFINITY;
+            for (int j = 0; j < keys; ++j)
+                tile_max = fmax(tile_max, s[r][j]);
+            const float m_new = fmax(m[r], tile_max);
+            if (m_new == -INFINITY) { /* nothing visible to this row yet */
+                for (int j = 0; j < keys; ++j)
+                    s[r][j] = 0.0f;
+                continue;
+            }
+            const float correction = exp2(m[r] - m_new);
+            float sum = 0.0f;
+            for (int j = 0; j < keys; ++j) {
+                s[r][j] = exp2(s[r][j] - m_new);
+                sum += s[r][j];
+            }
+            m[r] = m_new;
+            l[r] = l[r] * correction + sum;
+            for (int x = 0; x < DEC_VECS; ++x)
+                acc[r][x] *= correction;
+        }
+        for (int j = 0; j < keys; ++j) {
+            __global const in_t *v_row = v_head + (long)(key0 + j) * v_sn;
+            for (int x = 0; x < DEC_VECS; ++x)
+                kv[x] = LOAD_IN8(v_row, 8 * x);
+            for (int r = 0; r < DEC_ROWS; ++r)
+                for (int x = 0; x < DEC_VECS; ++x)
+                    acc[r][x] = fma((float8)(s[r][j]), kv[x], acc[r][x]);
+        }
+    }
+
+    for (int r = 0; r < r_count; ++r) {
+        const long at = out_row[r] * max_splits + split;
+        for (int x = 0; x < DEC_VECS; ++x)
+            vstore8(acc[r][x], 0, part_acc + at * HEAD_DIM + 8 * x);
+        part_ml[at * 2] = m[r];
+        part_ml[at * 2 + 1] = l[r];
+    }
+}

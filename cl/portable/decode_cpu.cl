@@ -12,7 +12,10 @@
  *   DEC_ROWS     query rows per row group, min(group * seq_q, 16)
  */
 #ifndef DEC_TILE_N
-#define DEC_TILE_N 32 /* keys per online-softmax step */
+#define DEC_TILE_N 32 /* keys per online-softmax step, a multiple of 8 */
+#endif
+#if DEC_TILE_N % 8 != 0
+#error "DEC_TILE_N must be a multiple of 8"
 #endif
 #ifndef DEC_ROWS
 #define DEC_ROWS 1 /* query rows per row group */
@@ -23,23 +26,17 @@
 #if IN_TYPE == 1
 #define LOAD_IN8(p, i) vload8(0, (p) + (i))
 #elif IN_TYPE == 2
-/* fp16 -> fp32 with integer vector operations (exact for every value, Inf and NaN kept):
- * PoCL's vload_half8 converts one element at a time, which made fp16 steps twice as slow
- * as bf16 ones. Normal halves are rebiased; subnormals go through a magic subtraction so no
- * fp32 subnormal ever appears (a denormals-are-zero mode cannot change the result). */
+/* fp16 -> fp32 with vector operations: PoCL's vload_half8 converts one element at a time,
+ * which made fp16 steps slower than fp32 ones. The magnitude's bits moved into fp32 position
+ * and scaled by 2^112 (exact: a power of two) give every finite half, subnormals included;
+ * Inf and NaN get the all-ones exponent back. Exact as long as fp32 subnormals are not flushed
+ * (CPU devices keep them; test_decode's fp16_every_value checks all 65536 values). */
 inline float8 half8_to_float8(__global const half *p) {
     const uint8 h = convert_uint8(vload8(0, (__global const ushort *)p));
-    const uint8 sign = (h & 0x8000u) << 16;
-    const uint8 shifted_exp = (uint8)(0x7c00u << 13);
-    uint8 o = (h & 0x7fffu) << 13;
-    const uint8 e = o & shifted_exp;
-    const uint8 inf_nan = as_uint8(e == shifted_exp);
-    const uint8 sub = as_uint8(e == (uint8)(0u));
-    o += (uint8)(112u << 23);
-    o += inf_nan & (uint8)(112u << 23);
-    o += sub & (uint8)(1u << 23);
-    const float8 f = as_float8(o) - as_float8(sub & (uint8)(113u << 23));
-    return as_float8(as_uint8(f) | sign);
+    const uint8 mag = (h & 0x7fffu) << 13;
+    const float8 f = as_float8(mag) * 0x1p112f;
+    const uint8 o = as_uint8(f) | (as_uint8((h & 0x7fffu) >= (uint8)(0x7c00u)) & 0x7f800000u);
+    return as_float8(o | ((h & 0x8000u) << 16));
 }
 #define LOAD_IN8(p, i) half8_to_float8((p) + (i))
 #else
@@ -99,7 +96,12 @@ decode_partial(__global const in_t *q, __global const in_t *k, __global const in
     const int key_end = min(min(seq_k, key_begin + chunk), last_visible + 1);
     for (int key0 = key_begin; key0 < key_end; key0 += DEC_TILE_N) {
         const int keys = min(DEC_TILE_N, key_end - key0);
-        for (int j = 0; j < keys; ++j) {
+        for (int j = 0; j < DEC_TILE_N; ++j) {
+            if (j >= keys) { /* past the split's end: weight 0 */
+                for (int r = 0; r < DEC_ROWS; ++r)
+                    s[r][j] = -INFINITY;
+                continue;
+            }
             __global const in_t *k_row = k_head + (long)(key0 + j) * k_sn;
             for (int x = 0; x < DEC_VECS; ++x)
                 kv[x] = LOAD_IN8(k_row, 8 * x);
@@ -110,22 +112,28 @@ decode_partial(__global const in_t *q, __global const in_t *k, __global const in
                 s[r][j] = key0 + j <= limit[r] ? sum8(dot) : -INFINITY;
             }
         }
+        /* The softmax step on 8 keys at a time: PoCL's scalar exp2 is a library call, its
+         * float8 one a vector routine. */
         for (int r = 0; r < DEC_ROWS; ++r) {
-            float tile_max = -INFINITY;
-            for (int j = 0; j < keys; ++j)
-                tile_max = fmax(tile_max, s[r][j]);
+            float8 max8 = (float8)(-INFINITY);
+            for (int j = 0; j < DEC_TILE_N; j += 8)
+                max8 = fmax(max8, vload8(0, &s[r][j]));
+            const float4 max4 = fmax(max8.lo, max8.hi);
+            const float tile_max = fmax(fmax(max4.x, max4.y), fmax(max4.z, max4.w));
             const float m_new = fmax(m[r], tile_max);
             if (m_new == -INFINITY) { /* nothing visible to this row yet */
-                for (int j = 0; j < keys; ++j)
+                for (int j = 0; j < DEC_TILE_N; ++j)
                     s[r][j] = 0.0f;
                 continue;
             }
             const float correction = exp2(m[r] - m_new);
-            float sum = 0.0f;
-            for (int j = 0; j < keys; ++j) {
-                s[r][j] = exp2(s[r][j] - m_new);
-                sum += s[r][j];
+            float8 sum8v = (float8)(0.0f);
+            for (int j = 0; j < DEC_TILE_N; j += 8) {
+                const float8 p = exp2(vload8(0, &s[r][j]) - m_new); /* masked keys: 0 */
+                vstore8(p, 0, &s[r][j]);
+                sum8v += p;
             }
+            const float sum = sum8(sum8v);
             m[r] = m_new;
             l[r] = l[r] * correction + sum;
             for (int x = 0; x < DEC_VECS; ++x)

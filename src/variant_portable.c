@@ -366,16 +366,21 @@ static clpsa_status configure_cpu_decode(clpsa_plan *plan, int attempt, clpsa__k
     plan->decode_tile = tile;
     out->rows = plan->decode_rows;
     out->items = 1;
-    snprintf(out->options, sizeof out->options, "-DDEC_COMBINE_WG=16 -DDEC_TILE_N=%d -DDEC_ROWS=%d",
-             tile, plan->decode_rows);
+    snprintf(out->options, sizeof out->options,
+             "-DDEC_COMBINE_WG=16 -DDEC_TILE_N=%d -DDEC_ROWS=%d -DCPU_ROWS=16 -DCPU_TILE_N=%d",
+             tile, plan->decode_rows, tile);
     return CLPSA_OK;
 }
 
 const clpsa__kernel_variant clpsa__portable_cpu_decode = {
-    CLPSA__FAMILY_DECODE, 3,
-    "portable-cpu",       {"common.cl", "decode_combine.cl", "portable/decode_cpu.cl", NULL},
-    "decode_partial",     {CLPSA__P_DECODE_SPLITS, CLPSA__P_DECODE_TILE_N, CLPSA__PARAM_COUNT},
-    cpu_device,           any_plan,
+    CLPSA__FAMILY_DECODE,
+    3,
+    "portable-cpu",
+    {"common.cl", "decode_combine.cl", "portable/cpu_flash.cl", "portable/decode_cpu.cl"},
+    "decode_partial",
+    {CLPSA__P_DECODE_SPLITS, CLPSA__P_DECODE_TILE_N, CLPSA__PARAM_COUNT},
+    cpu_device,
+    any_plan,
     configure_cpu_decode,
 };
 

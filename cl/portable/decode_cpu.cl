@@ -5,7 +5,10 @@
  * DEC_ROWS scaled query rows and accumulators in private memory (L1 on a CPU) and walks its
  * keys DEC_TILE_N at a time: each key row is converted to fp32 once and serves every row of
  * the group, with the head dimension along float8 vectors (every head dimension is a multiple
- * of 8). Built after common.cl and decode_combine.cl.
+ * of 8). Groups of more than DEC_LANE_ROWS rows (grouped-query heads times several query
+ * positions) instead keep their rows along float16 lanes and run portable/cpu_flash.cl's
+ * register-blocked tile step (CPU_ROWS = 16): each key then feeds 16 rows per instruction.
+ * Built after common.cl, decode_combine.cl and portable/cpu_flash.cl.
  * Tunables (speed only, never the result beyond rounding):
  *   DEC_TILE_N   keys per online-softmax step
  * Shape (set by the host):
@@ -22,6 +25,8 @@
 #endif
 
 #define DEC_VECS (HEAD_DIM / 8) /* float8 vectors per row */
+/* Rows up to which the head dimension, not the rows, lies along the vectors. */
+#define DEC_LANE_ROWS 4
 
 #if IN_TYPE == 1
 #define LOAD_IN8(p, i) vload8(0, (p) + (i))
@@ -48,6 +53,75 @@ inline float sum8(float8 x) {
     return (y.x + y.y) + (y.z + y.w);
 }
 
+#if DEC_ROWS > DEC_LANE_ROWS
+#if CPU_ROWS != 16
+#error "the decode kernel keeps its rows in one float16: CPU_ROWS must be 16"
+#endif
+__kernel __attribute__((reqd_work_group_size(1, 1, 1))) void
+decode_partial(__global const in_t *q, __global const in_t *k, __global const in_t *v,
+               __global float *part_acc, __global float *part_ml, const int heads_q,
+               const int group, const int seq_q, const int seq_k, const float scale,
+               const int causal, const int row_groups, const int chunk, const int max_splits,
+               const long q_sb, const long q_sh, const long q_sn, const long k_sb, const long k_sh,
+               const long k_sn, const long v_sb, const long v_sh, const long v_sn) {
+    rowv qt[HEAD_DIM][1], acc[HEAD_DIM][1], s[CPU_TILE_N][1];
+    rowv m[1], l[1];
+    rowi limit[1];
+    float kt[CPU_TILE_N][HEAD_DIM], vt[CPU_TILE_N][HEAD_DIM], bias[CPU_TILE_N];
+    int last[CPU_TILE_N];
+    long out_row[16];
+
+    const int split = get_group_id(0);
+    const int rg = get_group_id(1) % row_groups;
+    const int bkv = get_group_id(1) / row_groups;
+    const int heads_kv = heads_q / group;
+    const int b = bkv / heads_kv;
+    const int kvh = bkv - b * heads_kv;
+    const int r0 = rg * DEC_ROWS;
+    const int r_count = min(DEC_ROWS, group * seq_q - r0);
+    const int shift = seq_k - seq_q;
+    __global const in_t *k_head = k + b * k_sb + kvh * k_sh;
+    __global const in_t *v_head = v + b * v_sb + kvh * v_sh;
+
+    int *limits = (int *)limit;
+    int last_visible = -1;
+    for (int r = 0; r < 16; ++r) {
+        const int row = r0 + (r < r_count ? r : 0);
+        const int hg = row / seq_q;
+        const int h = kvh * group + hg, t = row - hg * seq_q;
+        cpu_load_query(qt, r, r < r_count ? q + b * q_sb + h * q_sh + (long)t * q_sn : NULL,
+                       scale * LOG2E);
+        limits[r] = r < r_count ? (causal ? t + shift : INT_MAX - 1) : -1;
+        last_visible = max(last_visible, limits[r]);
+        out_row[r] = ((long)b * heads_q + h) * seq_q + t;
+    }
+    cpu_state_init(acc, m, l);
+    for (int j = 0; j < CPU_TILE_N; ++j)
+        bias[j] = 0.0f;
+
+    const int key_begin = split * chunk;
+    const int key_end = min(min(seq_k, key_begin + chunk), last_visible + 1);
+    for (int key0 = key_begin; key0 < key_end; key0 += CPU_TILE_N) {
+        for (int j = 0; j < CPU_TILE_N; ++j) {
+            const int key = key0 + j;
+            const bool valid = key < key_end;
+            cpu_stage_row(kt[j], valid ? k_head + (long)key * k_sn : NULL);
+            cpu_stage_row(vt[j], valid ? v_head + (long)key * v_sn : NULL);
+            last[j] = valid ? key : INT_MAX;
+        }
+        cpu_tile_step(qt, acc, m, l, s, limit, kt, vt, bias, last, true);
+    }
+
+    const float *mf = (const float *)m, *lf = (const float *)l, *accf = (const float *)acc;
+    for (int r = 0; r < r_count; ++r) {
+        const long at = out_row[r] * max_splits + split;
+        for (int d = 0; d < HEAD_DIM; ++d)
+            part_acc[at * HEAD_DIM + d] = accf[d * 16 + r];
+        part_ml[at * 2] = mf[r];
+        part_ml[at * 2 + 1] = lf[r];
+    }
+}
+#else
 __kernel __attribute__((reqd_work_group_size(1, 1, 1))) void
 decode_partial(__global const in_t *q, __global const in_t *k, __global const in_t *v,
                __global float *part_acc, __global float *part_ml, const int heads_q,
@@ -157,3 +231,4 @@ decode_partial(__global const in_t *q, __global const in_t *k, __global const in
         part_ml[at * 2 + 1] = l[r];
     }
 }
+#endif

@@ -12,6 +12,10 @@
 /* Rows of one kv head a work-group holds at most: more would push the query rows and their
  * accumulators past what local memory and registers hold at D = 256. */
 #define DECODE_MAX_ROWS_PER_GROUP 16
+/* Splits of the keys per (batch, kv head, row group) at most: enough for one kv head to fill
+ * a large GPU (decode.CU_GROUPS x compute units work-groups), few enough that the combine's
+ * walk over the partials stays short. */
+#define DECODE_MAX_SPLITS 256
 
 bool clpsa__plan_wants_decode(const clpsa_plan *plan) {
     if (plan->desc.method != CLPSA_METHOD_DENSE || plan->desc.seq_q > CLPSA__DECODE_MAX_QUERY_ROWS)
@@ -46,12 +50,13 @@ clpsa_status clpsa__plan_build_decode(clpsa_plan *plan) {
     if (err != CL_SUCCESS)
         return clpsa__fail_cl(ctx, err, "clCreateKernel(decode_combine)");
 
-    int splits = 0;
-    status = clpsa__plan_param(plan, CLPSA__P_DECODE_SPLITS, &splits, NULL);
+    status = clpsa__plan_param(plan, CLPSA__P_DECODE_CU_GROUPS, &plan->decode_cu_groups, NULL);
     if (status != CLPSA_OK)
         return status;
-    /* No more splits than tiles of a full cache; fewer where the partials would not fit one
-     * allocation (half the device's largest, leaving room for the caller's tensors). */
+    /* No more splits than DECODE_MAX_SPLITS or tiles of a full cache; fewer where the partials
+     * would not fit one allocation (half the device's largest, leaving room for the caller's
+     * tensors). */
+    int splits = DECODE_MAX_SPLITS;
     const int tiles = (d->kv_capacity + plan->decode_tile - 1) / plan->decode_tile;
     if (splits > tiles)
         splits = tiles;
@@ -95,10 +100,19 @@ clpsa_status clpsa__plan_run_decode(clpsa_plan *plan, cl_command_queue queue, cl
                                     const cl_event *wait_list, cl_event *event) {
     clpsa_context *ctx = plan->ctx;
     const clpsa_plan_desc *d = &plan->desc;
-    /* Splits of whole tiles, as even as the tiles allow, at most the plan's maximum. */
+    /* Enough splits for decode.CU_GROUPS work-groups per compute unit over the (batch, kv
+     * head, row group) groups, of whole tiles, as even as the tiles allow, at most the plan's
+     * maximum. */
     const int tile = plan->decode_tile;
     const int tiles = (d->seq_k + tile - 1) / tile;
-    int splits = tiles < plan->decode_max_splits ? tiles : plan->decode_max_splits;
+    const long long groups = (long long)d->batch * d->heads_kv * plan->decode_row_groups;
+    const long long wanted = (long long)plan->decode_cu_groups * plan->ctx->info.compute_units;
+    long long want_splits = (wanted + groups - 1) / groups;
+    if (want_splits > plan->decode_max_splits)
+        want_splits = plan->decode_max_splits;
+    int splits = tiles < want_splits ? tiles : (int)want_splits;
+    if (splits < 1)
+        splits = 1;
     const int chunk = (tiles + splits - 1) / splits * tile;
     splits = (d->seq_k + chunk - 1) / chunk;
 

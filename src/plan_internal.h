@@ -56,6 +56,7 @@ struct clpsa_plan {
     int decode_rows, decode_row_groups; /* query rows per work-group, groups per kv head */
     int decode_wg, decode_combine_wg;   /* work-items per group of the two kernels */
     int decode_tile, decode_max_splits; /* splits are whole tiles of keys */
+    int decode_cu_groups;               /* work-groups per compute unit splitting aims for */
     cl_mem decode_acc, decode_ml;       /* partials [B * Hq * Nq][max splits][D] and [..][2] */
     cl_event decode_last;               /* the last run's combine: the next run waits for it */
     cl_event decode_first;              /* the last run's split kernel (its start, for the tuner) */

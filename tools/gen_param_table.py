@@ -45,7 +45,7 @@ PARAMS = [  # the order of clpsa__param_id in src/params.h
     "attend.SIMT_ROWS",
     "attend.SIMT_TILE_N",
     "decode.VARIANT",
-    "decode.SPLITS",
+    "decode.CU_GROUPS",
     "decode.DEC_WG",
     "decode.DEC_TILE_N",
 ]

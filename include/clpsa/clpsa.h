@@ -377,7 +377,8 @@ typedef struct clpsa_plan_desc {
     int heads_q;               /**< Hq >= 1, a multiple of heads_kv */
     int heads_kv;              /**< Hkv >= 1; 0: heads_q */
     int seq_q;                 /**< Nq >= 1 */
-    int seq_k;                 /**< Nk >= 1; 0: seq_q */
+    int seq_k;                 /**< Nk >= 1; 0: seq_q (with kv_capacity: the first runs'
+                                  length, clpsa_plan_set_kv_length() changes it) */
     int head_dim;              /**< D: a multiple of 8 from 8 to 256 (32, 64, 96, 128, 256...) */
     clpsa_dtype dtype;         /**< storage of Q, K, V; 0: fp32 */
     clpsa_dtype out_dtype;     /**< storage of the output; 0: dtype */

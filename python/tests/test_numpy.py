@@ -209,7 +209,7 @@ def test_decode_steps_grow_the_cache(rng, causal):
     cap, nq = 300, 2
     _, k, v = qkv(rng, nq=cap)
     plan = clpsa.Plan((B, HQ, nq, D), k, v, method="dense", causal=causal, kv_length=1)
-    assert plan.kernel_variants == {"decode": "portable"}
+    assert set(plan.kernel_variants) == {"decode"}  # split-K; the variant follows the device
     assert plan.resolved["kv_capacity"] == cap
     for n in (1, 2, 57, 64, 299, 300):
         plan.set_kv_length(n)

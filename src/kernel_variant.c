@@ -21,6 +21,8 @@ static const clpsa__kernel_variant *const estimate_variants[] = {
     &clpsa__nvidia_mma_estimate, &clpsa__portable_cpu_estimate, &clpsa__portable_estimate_staged,
     &clpsa__portable_estimate};
 static const clpsa__kernel_variant *const budget_variants[] = {&clpsa__portable_budget};
+static const clpsa__kernel_variant *const decode_variants[] = {&clpsa__portable_cpu_decode,
+                                                               &clpsa__portable_decode};
 
 static const struct {
     const char *name;
@@ -33,6 +35,7 @@ static const struct {
     [CLPSA__FAMILY_ATTEND] = {"attend", attend_variants, 4, CLPSA__P_ATTEND_VARIANT, 4},
     [CLPSA__FAMILY_ESTIMATE] = {"estimate", estimate_variants, 4, CLPSA__P_ESTIMATE_VARIANT, 4},
     [CLPSA__FAMILY_BUDGET] = {"budget", budget_variants, 1, CLPSA__P_BUDGET_VARIANT, 1},
+    [CLPSA__FAMILY_DECODE] = {"decode", decode_variants, 2, CLPSA__P_DECODE_VARIANT, 2},
 };
 
 const clpsa__kernel_variant *const *clpsa__kernel_variants(clpsa__kernel_family family,

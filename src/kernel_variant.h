@@ -13,6 +13,7 @@ typedef enum clpsa__kernel_family {
     CLPSA__FAMILY_ATTEND,
     CLPSA__FAMILY_ESTIMATE, /* the sampled estimate (the antidiagonal one has one kernel) */
     CLPSA__FAMILY_BUDGET,   /* budget mode's measurement on sampled rows */
+    CLPSA__FAMILY_DECODE,   /* dense attention of few query rows, split over the keys */
     CLPSA__KERNEL_FAMILIES
 } clpsa__kernel_family;
 
@@ -69,5 +70,6 @@ extern const clpsa__kernel_variant clpsa__portable_cpu_estimate;
 extern const clpsa__kernel_variant clpsa__portable_simt_dense, clpsa__portable_simt_attend;
 extern const clpsa__kernel_variant clpsa__nvidia_mma_dense, clpsa__nvidia_mma_attend;
 extern const clpsa__kernel_variant clpsa__nvidia_mma_estimate;
+extern const clpsa__kernel_variant clpsa__portable_decode, clpsa__portable_cpu_decode;
 
 #endif

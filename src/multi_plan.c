@@ -329,6 +329,11 @@ static clpsa_status whole_tensors(const clpsa_plan_desc *desc, clpsa_plan_desc *
                      "batch = %d, heads_q = %d, heads_kv = %d, seq_q = %d, seq_k = %d, head_dim "
                      "= %d: sizes must be >= 1 and heads_q a multiple of heads_kv",
                      d->batch, d->heads_q, d->heads_kv, d->seq_q, d->seq_k, d->head_dim);
+    if (d->kv_capacity != 0 && d->kv_capacity != d->seq_k)
+        return mfail(NULL, CLPSA_ERROR_UNSUPPORTED,
+                     "kv_capacity = %d differs from seq_k = %d: multi-device plans have a fixed "
+                     "key length (a growing key/value cache is for single-device dense plans)",
+                     d->kv_capacity, d->seq_k);
     if (clpsa_dtype_size(d->dtype) == 0 || clpsa_dtype_size(d->out_dtype) == 0)
         return mfail(NULL, CLPSA_ERROR_INVALID_VALUE,
                      "dtype = %d, out_dtype = %d: they must be CLPSA_DTYPE_FP32, _FP16 or _BF16",

@@ -60,6 +60,18 @@ const clpsa__param_def clpsa__param_defs[CLPSA__PARAM_COUNT] = {
     [CLPSA__P_BUDGET_WG] = {"budget", "BUDGET_WG", {16, 32, 64, 128}, 4, 32, 64},
     /* its kernel variant (src/kernel_variant.c: 1 portable); unset, the first that fits */
     [CLPSA__P_BUDGET_VARIANT] = {"budget", "VARIANT", {1}, 1, 0, 0},
+    /* decode kernel (dense plans of at most 16 query rows, src/kernel_variant.c): 1 portable
+     * split-K (work-groups share a tile in local memory), 3 portable-cpu (one work-item per
+     * split, the head dimension along vectors); unset, the first that fits */
+    [CLPSA__P_DECODE_VARIANT] = {"decode", "VARIANT", {1, 3}, 2, 0, 0},
+    /* work-groups per compute unit that splitting the key axis aims for (the split count
+     * follows the device, the batch and kv heads, and the key length): more fill the device
+     * better, each split adds a partial to combine */
+    [CLPSA__P_DECODE_CU_GROUPS] = {"decode", "CU_GROUPS", {1, 2, 4, 8, 16, 32}, 6, 8, 4},
+    /* work-items per work-group of the portable variant's split and combine kernels */
+    [CLPSA__P_DECODE_WG] = {"decode", "DEC_WG", {32, 64, 128, 256}, 4, 64, 128},
+    /* keys per tile (portable: staged in local memory, smaller where it is short) */
+    [CLPSA__P_DECODE_TILE_N] = {"decode", "DEC_TILE_N", {8, 16, 32, 64}, 4, 32, 32},
 };
 
 const char *clpsa__param_source_name(clpsa__param_source source) {

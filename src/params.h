@@ -37,13 +37,17 @@ typedef enum clpsa__param_id {
     CLPSA__P_ATTEND_SIMT_DSPLIT,
     CLPSA__P_BUDGET_WG,
     CLPSA__P_BUDGET_VARIANT,
+    CLPSA__P_DECODE_VARIANT,
+    CLPSA__P_DECODE_CU_GROUPS,
+    CLPSA__P_DECODE_WG,
+    CLPSA__P_DECODE_TILE_N,
     CLPSA__PARAM_COUNT
 } clpsa__param_id;
 
 #define CLPSA__MAX_CHOICES 8
 
 typedef struct clpsa__param_def {
-    const char *family; /* "dense", "attend", "estimate", "assign", "budget" */
+    const char *family; /* "dense", "attend", "estimate", "assign", "budget", "decode" */
     const char *name;   /* the kernel's macro, e.g. "TILE_N" */
     int choices[CLPSA__MAX_CHOICES];
     int choice_count;

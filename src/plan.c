@@ -98,12 +98,25 @@ static clpsa_status resolve_desc(clpsa_context *ctx, const clpsa_plan_desc *in,
                            "heads [shard_head_first, shard_head_first + heads_q) must lie inside "
                            "[0, shard_heads_q) (both 0: not a shard)",
                            d->shard_head_first, d->heads_q, d->shard_heads_q);
+    if (d->kv_capacity == 0)
+        d->kv_capacity = d->seq_k;
+    if (d->kv_capacity < d->seq_k)
+        return clpsa__fail(ctx, CLPSA_ERROR_INVALID_SHAPE,
+                           "kv_capacity = %d is below seq_k = %d: the key/value cache must hold "
+                           "the keys of a run (0 selects seq_k)",
+                           d->kv_capacity, d->seq_k);
+    if (d->method != CLPSA_METHOD_DENSE && d->kv_capacity != d->seq_k)
+        return clpsa__fail(ctx, CLPSA_ERROR_UNSUPPORTED,
+                           "kv_capacity = %d differs from seq_k = %d: a key/value cache that "
+                           "grows is supported by CLPSA_METHOD_DENSE only (a sparse plan's "
+                           "block grid depends on seq_k)",
+                           d->kv_capacity, d->seq_k);
     if (strides_unset(&d->q_strides))
         d->q_strides = clpsa_strides_bhnd(d->heads_q, d->seq_q, d->head_dim);
     if (strides_unset(&d->k_strides))
-        d->k_strides = clpsa_strides_bhnd(d->heads_kv, d->seq_k, d->head_dim);
+        d->k_strides = clpsa_strides_bhnd(d->heads_kv, d->kv_capacity, d->head_dim);
     if (strides_unset(&d->v_strides))
-        d->v_strides = clpsa_strides_bhnd(d->heads_kv, d->seq_k, d->head_dim);
+        d->v_strides = clpsa_strides_bhnd(d->heads_kv, d->kv_capacity, d->head_dim);
     if (strides_unset(&d->out_strides))
         d->out_strides = clpsa_strides_bhnd(d->heads_q, d->seq_q, d->head_dim);
     return CLPSA_OK;
@@ -125,8 +138,8 @@ clpsa_status clpsa__plan_desc_check(clpsa_context *ctx, const clpsa_plan_desc *d
     if (status != CLPSA_OK)
         return status;
     tensors[0] = make_tensor("q", d, d->heads_q, d->seq_q, d->q_strides, d->dtype);
-    tensors[1] = make_tensor("k", d, d->heads_kv, d->seq_k, d->k_strides, d->dtype);
-    tensors[2] = make_tensor("v", d, d->heads_kv, d->seq_k, d->v_strides, d->dtype);
+    tensors[1] = make_tensor("k", d, d->heads_kv, d->kv_capacity, d->k_strides, d->dtype);
+    tensors[2] = make_tensor("v", d, d->heads_kv, d->kv_capacity, d->v_strides, d->dtype);
     tensors[3] = make_tensor("out", d, d->heads_q, d->seq_q, d->out_strides, d->out_dtype);
     for (int i = 0; i < 4 && status == CLPSA_OK; ++i)
         status = clpsa__tensor_check_strides(ctx, &tensors[i]);
@@ -177,7 +190,11 @@ clpsa_status clpsa_plan_create(clpsa_context *ctx, const clpsa_plan_desc *desc, 
     plan->v = tensors[2];
     plan->out = tensors[3];
     plan->psa = psa;
-    status = d.method == CLPSA_METHOD_DENSE ? build_dense(plan) : clpsa__plan_build_psa(plan);
+    if (d.method != CLPSA_METHOD_DENSE)
+        status = clpsa__plan_build_psa(plan);
+    else
+        status =
+            clpsa__plan_wants_decode(plan) ? clpsa__plan_build_decode(plan) : build_dense(plan);
     if (status != CLPSA_OK) {
         clpsa_plan_destroy(plan);
         return status;
@@ -191,6 +208,7 @@ void clpsa_plan_destroy(clpsa_plan *plan) {
         return;
     if (plan->dense)
         clReleaseKernel(plan->dense);
+    clpsa__plan_release_decode(plan);
     clpsa__plan_release_psa(plan);
     free(plan);
 }
@@ -223,6 +241,7 @@ const char *clpsa_plan_kernel_variant(const clpsa_plan *plan, const char *family
                                      : !strcmp(family, "attend")   ? plan->attend_variant
                                      : !strcmp(family, "estimate") ? plan->estimate_variant
                                      : !strcmp(family, "budget")   ? plan->budget_variant
+                                     : !strcmp(family, "decode")   ? plan->decode_variant
                                                                    : NULL;
     return v ? v->name : NULL;
 }
@@ -243,6 +262,25 @@ double clpsa_plan_flops(const clpsa_plan *plan) {
         pairs = (double)d->seq_q * (double)d->seq_k;
     }
     return 4.0 * d->batch * d->heads_q * pairs * d->head_dim;
+}
+
+clpsa_status clpsa_plan_set_kv_length(clpsa_plan *plan, int seq_k) {
+    if (!plan)
+        return CLPSA_ERROR_NULL_ARGUMENT;
+    clpsa_context *ctx = plan->ctx;
+    clpsa__clear_error(ctx);
+    if (plan->desc.method != CLPSA_METHOD_DENSE)
+        return clpsa__fail(ctx, CLPSA_ERROR_UNSUPPORTED,
+                           "clpsa_plan_set_kv_length: the plan's method is not "
+                           "CLPSA_METHOD_DENSE; a sparse plan's block grid depends on seq_k, "
+                           "which is fixed at creation");
+    if (seq_k < 1 || seq_k > plan->desc.kv_capacity)
+        return clpsa__fail(ctx, CLPSA_ERROR_INVALID_SHAPE,
+                           "clpsa_plan_set_kv_length: seq_k = %d: it must be in [1, kv_capacity "
+                           "= %d]",
+                           seq_k, plan->desc.kv_capacity);
+    plan->desc.seq_k = seq_k;
+    return CLPSA_OK;
 }
 
 static clpsa_status check_queue(clpsa_context *ctx, cl_command_queue queue) {
@@ -308,6 +346,8 @@ clpsa_status clpsa_plan_run(clpsa_plan *plan, cl_command_queue queue, cl_mem q, 
 
     if (plan->desc.method != CLPSA_METHOD_DENSE)
         return clpsa__plan_run_psa(plan, queue, q, k, v, out, num_events, wait_list, event);
+    if (plan->decode_variant)
+        return clpsa__plan_run_decode(plan, queue, q, k, v, out, num_events, wait_list, event);
     const clpsa_plan_desc *d = &plan->desc;
     const cl_int group = d->heads_q / d->heads_kv;
     const cl_int causal = d->causal ? 1 : 0;

@@ -56,6 +56,17 @@ struct clpsa_plan {
     int dense_rows, dense_items; /* query rows and work-items per work-group */
     const struct clpsa__kernel_variant *dense_variant;
 
+    /* decode (dense plans of few query rows, plan_decode.c): split-K over the key cache */
+    cl_kernel decode_partial, decode_combine;
+    const struct clpsa__kernel_variant *decode_variant; /* NULL: the dense kernel runs */
+    int decode_rows, decode_row_groups; /* query rows per work-group, groups per kv head */
+    int decode_wg, decode_combine_wg;   /* work-items per group of the two kernels */
+    int decode_tile, decode_max_splits; /* splits are whole tiles of keys */
+    int decode_cu_groups;               /* work-groups per compute unit splitting aims for */
+    cl_mem decode_acc, decode_ml;       /* partials [B * Hq * Nq][max splits][D] and [..][2] */
+    cl_event decode_last;               /* the last run's combine: the next run waits for it */
+    cl_event decode_first;              /* the last run's split kernel (its start, for the tuner) */
+
     /* PSA */
     clpsa__psa_options psa;
     int blocks_q, blocks_k, np2, np4, np8;
@@ -101,6 +112,17 @@ void clpsa__psa_finish(const clpsa_plan_desc *desc, int blocks_k, clpsa__psa_opt
 void clpsa__draw_offsets(uint64_t x0, int n, int s, int *out);
 
 clpsa_status clpsa__plan_build_psa(clpsa_plan *plan);
+
+/* Query rows up to which a dense plan runs the decode kernels (plan_decode.c). */
+#define CLPSA__DECODE_MAX_QUERY_ROWS 16
+/* Whether the dense plan takes the decode kernels: few query rows and no dense.VARIANT
+ * override (which asks for the dense kernel itself). */
+bool clpsa__plan_wants_decode(const clpsa_plan *plan);
+clpsa_status clpsa__plan_build_decode(clpsa_plan *plan);
+clpsa_status clpsa__plan_run_decode(clpsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k,
+                                    cl_mem v, cl_mem out, cl_uint num_events,
+                                    const cl_event *wait_list, cl_event *event);
+void clpsa__plan_release_decode(clpsa_plan *plan);
 clpsa_status clpsa__plan_run_psa(clpsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k,
                                  cl_mem v, cl_mem out, cl_uint num_events,
                                  const cl_event *wait_list, cl_event *event);

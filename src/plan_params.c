@@ -26,7 +26,8 @@ static bool fits(const clpsa_plan *plan, clpsa__param_id id, int value, char *wh
         break;
     }
     const bool group_size = id == CLPSA__P_DENSE_BLOCK_M || id == CLPSA__P_ATTEND_ROWS ||
-                            id == CLPSA__P_ESTIMATE_WG || id == CLPSA__P_ASSIGN_WG;
+                            id == CLPSA__P_ESTIMATE_WG || id == CLPSA__P_ASSIGN_WG ||
+                            id == CLPSA__P_DECODE_WG;
     if (group_size && (size_t)value > info->max_work_group_size) {
         snprintf(why, why_size, "%d work-items exceed the device's %zu per work-group", value,
                  info->max_work_group_size);

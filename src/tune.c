@@ -18,7 +18,8 @@ typedef enum family_kind {
     FAMILY_ATTEND,
     FAMILY_ESTIMATE,
     FAMILY_ASSIGN,
-    FAMILY_BUDGET /* budget mode's measurement, on a budget-mode plan */
+    FAMILY_BUDGET, /* budget mode's measurement, on a budget-mode plan */
+    FAMILY_DECODE
 } family_kind;
 
 /* A family with kernel variants is searched over each variant the device can run, with that
@@ -35,6 +36,7 @@ static const struct {
     {"estimate", CLPSA__FAMILY_ESTIMATE, CLPSA__P_ESTIMATE_VARIANT, {0, 0}, 0},
     {"assign", -1, CLPSA__PARAM_COUNT, {CLPSA__P_ASSIGN_WG, CLPSA__P_ASSIGN_WG}, 1},
     {"budget", CLPSA__FAMILY_BUDGET, CLPSA__P_BUDGET_VARIANT, {0, 0}, 0},
+    {"decode", CLPSA__FAMILY_DECODE, CLPSA__P_DECODE_VARIANT, {0, 0}, 0},
 };
 
 void clpsa_tune_desc_init(clpsa_tune_desc *desc) {
@@ -85,6 +87,7 @@ static double stage_ms(family_kind kind, const clpsa_stage_times *t) {
     case FAMILY_ASSIGN:
         return t->assign_ms;
     case FAMILY_DENSE:
+    case FAMILY_DECODE:
         break;
     }
     return t->total_ms;
@@ -108,9 +111,12 @@ static clpsa_status run_candidate(bench *b, family_kind kind, outcome *result) {
             break;
         const cl_int err = clWaitForEvents(1, &event);
         double ms = 0.0;
-        if (kind == FAMILY_DENSE) {
+        if (kind == FAMILY_DENSE || kind == FAMILY_DECODE) {
+            /* Decode runs two kernels: from the first one's start to the run's end. */
+            const cl_event first =
+                kind == FAMILY_DECODE && plan->decode_first ? plan->decode_first : event;
             cl_ulong start = 0, end = 0;
-            clGetEventProfilingInfo(event, CL_PROFILING_COMMAND_START, sizeof start, &start, NULL);
+            clGetEventProfilingInfo(first, CL_PROFILING_COMMAND_START, sizeof start, &start, NULL);
             clGetEventProfilingInfo(event, CL_PROFILING_COMMAND_END, sizeof end, &end, NULL);
             ms = (double)(end - start) * 1e-6;
         } else {
@@ -130,6 +136,7 @@ static clpsa_status run_candidate(bench *b, family_kind kind, outcome *result) {
                                            : kind == FAMILY_ATTEND   ? plan->attend_variant
                                            : kind == FAMILY_ESTIMATE ? plan->estimate_variant
                                            : kind == FAMILY_BUDGET   ? plan->budget_variant
+                                           : kind == FAMILY_DECODE   ? plan->decode_variant
                                                                      : NULL;
         result->variant = ran ? ran->id : 0;
         if (kind == FAMILY_ASSIGN) {
@@ -312,15 +319,41 @@ static clpsa_status make_candidates(clpsa_context *ctx, int f, candidates *c) {
     return CLPSA_OK;
 }
 
+/* Query rows of the decode family's problem: one step of a few rows against the keys. */
+#define DECODE_TUNE_ROWS 4
+
+static clpsa_status tune_family_on(bench *b, int f, family_kind kind, double budget,
+                                   const clpsa_tune_desc *t, clpsa_tune_family_result *r,
+                                   int *winners);
+
 static clpsa_status tune_family(bench *b, int f, double budget, const clpsa_tune_desc *t,
                                 clpsa_tune_family_result *r, int *winners) {
-    clpsa_context *ctx = b->ctx;
     const family_kind kind = (family_kind)f;
     snprintf(r->family, sizeof r->family, "%s", families[f].name);
-    b->desc.method = kind == FAMILY_DENSE ? CLPSA_METHOD_DENSE : CLPSA_METHOD_PSA;
+    b->desc.method =
+        kind == FAMILY_DENSE || kind == FAMILY_DECODE ? CLPSA_METHOD_DENSE : CLPSA_METHOD_PSA;
     /* The measurement's candidates are compared on what it measures, the block masses (S); a
      * level map could flip at a near-tie of the allocation, which rounding may move. */
     b->desc.mode = kind == FAMILY_BUDGET ? CLPSA_MODE_BUDGET : 0;
+    /* Decode: a few query rows against the problem's keys (the first rows of its Q). */
+    const int seq_q = b->desc.seq_q;
+    const size_t out_count = b->out_count;
+    if (kind == FAMILY_DECODE) {
+        b->desc.seq_q = DECODE_TUNE_ROWS;
+        b->desc.seq_k = seq_q;
+        b->out_count = out_count / (size_t)seq_q * DECODE_TUNE_ROWS;
+    }
+    const clpsa_status tuned = tune_family_on(b, f, kind, budget, t, r, winners);
+    b->desc.seq_q = seq_q;
+    b->desc.seq_k = 0;
+    b->out_count = out_count;
+    return tuned;
+}
+
+static clpsa_status tune_family_on(bench *b, int f, family_kind kind, double budget,
+                                   const clpsa_tune_desc *t, clpsa_tune_family_result *r,
+                                   int *winners) {
+    clpsa_context *ctx = b->ctx;
     const double start = now_seconds();
 
     /* The reference: the generic defaults of this device type. */
@@ -489,7 +522,7 @@ static clpsa_status tune_locked(clpsa_context *ctx, const clpsa_tune_desc *desc,
     if (selected == 0)
         return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
                            "kernels = \"%s\" names no kernel family (dense, attend, estimate, "
-                           "assign, budget)",
+                           "assign, budget, decode)",
                            desc->kernels);
     int saved_overrides[CLPSA__PARAM_COUNT];
     memcpy(saved_overrides, ctx->overrides, sizeof saved_overrides);

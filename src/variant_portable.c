@@ -382,3 +382,86 @@ const clpsa__kernel_variant clpsa__portable_budget = {
     budget_fits,
     configure_budget,
 };
+
+/* The split-K decode kernels (cl/decode.cl): DEC_ROWS query rows of one kv head per
+ * work-group, DEC_TILE_N keys staged per tile. */
+static cl_ulong decode_local_bytes(int d, int rows, int tile) {
+    return 4 * ((cl_ulong)rows * d + (cl_ulong)tile * (d + 1) + (cl_ulong)tile * d +
+                (cl_ulong)rows * tile + 3 * (cl_ulong)rows);
+}
+
+/* DEC_WG and DEC_TILE_N as looked up; the tile halved until local memory holds it, the group
+ * halved per earlier attempt whose kernel allowed fewer work-items (unless overridden). */
+static clpsa_status configure_decode(clpsa_plan *plan, int attempt, clpsa__kernel_config *out) {
+    int wg = 0, tile = 0;
+    bool wg_overridden = false;
+    clpsa_status status = clpsa__plan_param(plan, CLPSA__P_DECODE_WG, &wg, &wg_overridden);
+    if (status == CLPSA_OK)
+        status = clpsa__plan_param(plan, CLPSA__P_DECODE_TILE_N, &tile, NULL);
+    if (status != CLPSA_OK)
+        return status;
+    if (attempt > 0 && (wg_overridden || (wg >> attempt) < 32))
+        return CLPSA_ERROR_UNSUPPORTED; /* build_one's error stays the detail */
+    wg >>= attempt;
+    const int d = plan->desc.head_dim, rows = plan->decode_rows;
+    const cl_ulong have = plan->ctx->info.local_mem_size;
+    while (tile > 8 && decode_local_bytes(d, rows, tile) > have)
+        tile /= 2;
+    if (decode_local_bytes(d, rows, tile) > have)
+        return clpsa__fail(plan->ctx, CLPSA_ERROR_UNSUPPORTED,
+                           "the decode kernel needs %llu bytes of local memory at D = %d with "
+                           "%d rows and %d keys per tile; the device has %llu",
+                           (unsigned long long)decode_local_bytes(d, rows, tile), d, rows, tile,
+                           (unsigned long long)have);
+    plan->decode_wg = plan->decode_combine_wg = wg;
+    plan->decode_tile = tile;
+    out->rows = rows;
+    out->items = wg;
+    snprintf(out->options, sizeof out->options,
+             "-DDEC_WG=%d -DDEC_COMBINE_WG=%d -DDEC_TILE_N=%d -DDEC_ROWS=%d", wg, wg, tile, rows);
+    return CLPSA_OK;
+}
+
+/* The CPU-shaped decode kernel: one work-item per group, nothing in local memory; the combine
+ * kernel's 16 work-items share the head dimension (PoCL runs them as one vector loop). */
+static clpsa_status configure_cpu_decode(clpsa_plan *plan, int attempt, clpsa__kernel_config *out) {
+    int tile = 0;
+    if (attempt > 0)
+        return CLPSA_ERROR_UNSUPPORTED; /* one work-item per group: nothing to shrink */
+    const clpsa_status status = clpsa__plan_param(plan, CLPSA__P_DECODE_TILE_N, &tile, NULL);
+    if (status != CLPSA_OK)
+        return status;
+    plan->decode_wg = 1;
+    plan->decode_combine_wg = 16;
+    plan->decode_tile = tile;
+    out->rows = plan->decode_rows;
+    out->items = 1;
+    snprintf(out->options, sizeof out->options,
+             "-DDEC_COMBINE_WG=16 -DDEC_TILE_N=%d -DDEC_ROWS=%d -DCPU_ROWS=16 -DCPU_TILE_N=%d",
+             tile, plan->decode_rows, tile);
+    return CLPSA_OK;
+}
+
+const clpsa__kernel_variant clpsa__portable_cpu_decode = {
+    CLPSA__FAMILY_DECODE,
+    3,
+    "portable-cpu",
+    {"common.cl", "decode_combine.cl", "portable/cpu_flash.cl", "portable/decode_cpu.cl"},
+    "decode_partial",
+    {CLPSA__P_DECODE_CU_GROUPS, CLPSA__P_DECODE_TILE_N, CLPSA__PARAM_COUNT},
+    cpu_device,
+    any_plan,
+    configure_cpu_decode,
+};
+
+const clpsa__kernel_variant clpsa__portable_decode = {
+    CLPSA__FAMILY_DECODE,
+    1,
+    "portable",
+    {"common.cl", "decode_combine.cl", "decode.cl", NULL},
+    "decode_partial",
+    {CLPSA__P_DECODE_CU_GROUPS, CLPSA__P_DECODE_WG, CLPSA__P_DECODE_TILE_N, CLPSA__PARAM_COUNT},
+    always,
+    any_plan,
+    configure_decode,
+};

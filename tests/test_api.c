@@ -586,6 +586,7 @@ static void test_build_failure_reports_log(void **state) {
     setenv("CLPSA_KERNEL_DIR", dir, 1);
     clpsa_plan_desc d = small_desc();
     d.method = CLPSA_METHOD_DENSE;
+    d.seq_q = 40; /* more than 16 query rows: the dense kernel, not the decode kernels */
     clpsa_plan *plan = NULL;
     const clpsa_status status = clpsa_plan_create(ctx, &d, &plan);
     unsetenv("CLPSA_KERNEL_DIR");

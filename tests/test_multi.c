@@ -478,6 +478,9 @@ static void test_create_errors(void **state) {
     clpsa_plan_desc ragged = d;
     ragged.heads_q = 5;
     expect_create_error(&m, &ragged, CLPSA_ERROR_INVALID_SHAPE, "multiple of heads_kv");
+    clpsa_plan_desc growing = d;
+    growing.kv_capacity = (growing.seq_k ? growing.seq_k : growing.seq_q) + 1;
+    expect_create_error(&m, &growing, CLPSA_ERROR_UNSUPPORTED, "fixed key length");
     clpsa_plan_desc bad_dim = d;
     bad_dim.head_dim = 12; /* rejected by the device plans: the device is named */
     expect_create_error(&m, &bad_dim, CLPSA_ERROR_UNSUPPORTED, "device 0");

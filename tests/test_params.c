@@ -289,7 +289,7 @@ static void test_tuning_writes_cache_next_plan_uses(void **state) {
     desc.repetitions = 1;
     clpsa_tune_result result;
     ts_check(ctx, clpsa_tune(ctx, &desc, &result));
-    assert_int_equal(result.families, 5); /* dense, attend, estimate, assign, budget */
+    assert_int_equal(result.families, 6); /* dense, attend, estimate, assign, budget, decode */
     for (int f = 0; f < result.families; ++f) {
         print_message("tuned %s: default %.3f ms, best %.3f ms (%s), %d tried, %d rejected\n",
                       result.family[f].family, result.family[f].default_ms,

@@ -19,7 +19,8 @@ static void usage(FILE *out) {
         "  --budget SECONDS  time for the whole search (default 60); the space of a family\n"
         "                    is searched exhaustively when it fits, sampled otherwise\n"
         "  --shape B,H,N,D   the problem tuned for (default 1,2,2048,64)\n"
-        "  --kernels LIST    comma-separated families: dense,attend,estimate,assign,budget (all)\n"
+        "  --kernels LIST    comma-separated families: dense,attend,estimate,assign,budget,decode\n"
+        "                    (all)\n"
         "  --reps N          timed runs per candidate, minimum taken (default 5)\n"
         "  --dry-run         search and report, but do not write the tuned cache\n"
         "  --json            one JSON object on stdout (input of tools/gen_param_table.py)\n");

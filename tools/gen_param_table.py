@@ -48,6 +48,10 @@ PARAMS = [  # the order of clpsa__param_id in src/params.h
     "attend.SIMT_DSPLIT",
     "budget.BUDGET_WG",
     "budget.VARIANT",
+    "decode.VARIANT",
+    "decode.CU_GROUPS",
+    "decode.DEC_WG",
+    "decode.DEC_TILE_N",
 ]
 
 

@@ -323,7 +323,10 @@ CLPSA_API clpsa_strides clpsa_strides_bnhd(int64_t heads, int64_t seq, int64_t d
 /** @brief What a plan computes. */
 typedef enum clpsa_method {
     CLPSA_METHOD_PSA = 1,    /**< Pyramid Sparse Attention (docs/algorithm.md): the default */
-    CLPSA_METHOD_DENSE = 2,  /**< exact attention (flash-style tiled online softmax) */
+    CLPSA_METHOD_DENSE = 2,  /**< exact attention (flash-style tiled online softmax); plans of
+                                at most 16 query rows (decode) split the keys over work-groups
+                                and merge the partial softmax states, unless dense.VARIANT is
+                                overridden (clpsa_tuning.h) */
     CLPSA_METHOD_BINARY = 3, /**< block-sparse baseline: top ceil(binary_density * nk) blocks of
                                 each row by S at level 1, the rest skipped (§8) */
 } clpsa_method;
@@ -381,7 +384,8 @@ typedef struct clpsa_plan_desc {
     int heads_q;               /**< Hq >= 1, a multiple of heads_kv */
     int heads_kv;              /**< Hkv >= 1; 0: heads_q */
     int seq_q;                 /**< Nq >= 1 */
-    int seq_k;                 /**< Nk >= 1; 0: seq_q */
+    int seq_k;                 /**< Nk >= 1; 0: seq_q (with kv_capacity: the first runs'
+                                  length, clpsa_plan_set_kv_length() changes it) */
     int head_dim;              /**< D: a multiple of 8 from 8 to 256 (32, 64, 96, 128, 256...) */
     clpsa_dtype dtype;         /**< storage of Q, K, V; 0: fp32 */
     clpsa_dtype out_dtype;     /**< storage of the output; 0: dtype */
@@ -431,6 +435,11 @@ typedef struct clpsa_plan_desc {
      * estimator's row offsets (sample_q; 0: bm/16) and takes no similarity cap, alignment or
      * min_full. */
     float density; /**< CLPSA_MODE_BUDGET: in [1/(8 nk), 1]; 0: 0.15 */
+    /* Key/value cache (decode; CLPSA_METHOD_DENSE only). The K and V buffers hold kv_capacity
+     * tokens (their default strides and clpsa_plan_buffer_sizes() follow it); a run reads the
+     * first seq_k of them. clpsa_plan_set_kv_length() changes seq_k between runs, up to the
+     * capacity, without rebuilding anything: the caller appends to its cache in place. */
+    int kv_capacity; /**< >= seq_k; 0: seq_k (the key length is fixed) */
 } clpsa_plan_desc;
 
 /** @brief One attention shape with its options, kernels and scratch buffers. Opaque. */
@@ -449,12 +458,14 @@ CLPSA_API void clpsa_plan_desc_init(clpsa_plan_desc *desc);
  * @return CLPSA_OK (on failure *out is NULL and last_error names the field and the rule);
  *   CLPSA_ERROR_NULL_ARGUMENT when ctx, desc or out is NULL;
  *   CLPSA_ERROR_INVALID_SHAPE for sizes below 1, heads_q not a multiple of heads_kv, a
- *   grid that does not match seq_q / seq_k, or a head shard outside shard_heads_q;
+ *   grid that does not match seq_q / seq_k, a head shard outside shard_heads_q, or a
+ *   kv_capacity below seq_k;
  *   CLPSA_ERROR_INVALID_VALUE for an option outside its range (method, dtype, preset name,
  *   thresholds, block sizes, samples, densities, ordering, tile);
  *   CLPSA_ERROR_INVALID_STRIDES for negative, overlapping or non-unit-dim strides;
- *   CLPSA_ERROR_UNSUPPORTED for a head_dim or combination the kernels do not support, or
- *   kernel parameters the device cannot run;
+ *   CLPSA_ERROR_UNSUPPORTED for a head_dim or combination the kernels do not support (a
+ *   kv_capacity other than seq_k on a PSA or binary plan), or kernel parameters the device
+ *   cannot run;
  *   CLPSA_ERROR_BUILD_FAILED when a kernel does not compile (the build log is in last_error);
  *   CLPSA_ERROR_IO when $CLPSA_KERNEL_DIR is set and a kernel file cannot be read;
  *   CLPSA_ERROR_OUT_OF_MEMORY when host or device memory runs out;
@@ -514,11 +525,29 @@ CLPSA_API clpsa_status clpsa_plan_run(clpsa_plan *plan, cl_command_queue queue, 
                                       cl_mem v, cl_mem out, cl_uint num_events,
                                       const cl_event *wait_list, cl_event *event);
 
+/**
+ * @brief Sets the key length seq_k (Nk) that later runs read from the K/V cache: keys
+ * [0, seq_k) of buffers that hold kv_capacity tokens. For decoding: append the new tokens' keys
+ * and values to the cache in place, set the new length, run.
+ *
+ * Nothing is rebuilt or reallocated: the length is a run-time argument of the kernels, read when
+ * clpsa_plan_run() enqueues (runs already enqueued keep the length they were enqueued with).
+ * Causal plans see the query rows as the last seq_q positions of the seq_k tokens (§4); rows
+ * left of the first key (seq_k < seq_q) see nothing and are zeros. clpsa_plan_get_desc() and
+ * clpsa_plan_flops() report the current length. Dense plans only (a sparse plan's block grid
+ * depends on Nk). A rejected length leaves the plan as it was. Context's thread; does not
+ * block.
+ * @return CLPSA_OK; CLPSA_ERROR_NULL_ARGUMENT when plan is NULL;
+ *         CLPSA_ERROR_INVALID_SHAPE when seq_k is below 1 or above the plan's kv_capacity;
+ *         CLPSA_ERROR_UNSUPPORTED for a PSA or binary plan.
+ */
+CLPSA_API clpsa_status clpsa_plan_set_kv_length(clpsa_plan *plan, int seq_k);
+
 /** @brief Minimum buffer sizes in bytes for the plan's tensors (their strides and dtypes). */
 typedef struct clpsa_buffer_sizes {
     size_t q;   /**< bytes of Q */
-    size_t k;   /**< bytes of K */
-    size_t v;   /**< bytes of V */
+    size_t k;   /**< bytes of K (kv_capacity tokens) */
+    size_t v;   /**< bytes of V (kv_capacity tokens) */
     size_t out; /**< bytes of the output */
 } clpsa_buffer_sizes;
 /**
@@ -539,10 +568,10 @@ CLPSA_API const char *clpsa_plan_parameter_source(const clpsa_plan *plan);
 
 /**
  * @brief The kernel variant that runs a family ("dense", "attend", "estimate", "budget": budget
- * mode's measurement) of this plan:
- * e.g. "portable", "portable-staged", "nvidia-mma"; NULL when the plan has no such kernel (the
- * dense family of a PSA plan, the estimate of an antidiagonal one), for an unknown family, or
- * for NULL arguments.
+ * mode's measurement, "decode") of this plan: e.g. "portable", "portable-staged", "nvidia-mma";
+ * NULL when the plan has no such kernel (the dense family of a PSA plan or of a dense plan that
+ * decodes, the decode family of a dense plan of more than 16 query rows, the estimate of an
+ * antidiagonal one), for an unknown family, or for NULL arguments.
  *
  * Matrix-unit variants ("nvidia-mma") round attention probabilities to the 16-bit storage type
  * before P.V, as flash attention on tensor cores does: their outputs carry that rounding

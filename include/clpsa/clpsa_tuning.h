@@ -4,7 +4,8 @@
  * @brief Per-device kernel parameters: tile and work-group sizes that change speed, never
  * results.
  *
- * Each kernel family (dense, attend, estimate, assign, budget) has a few tunables. At plan creation
+ * Each kernel family (dense, attend, estimate, assign, budget,
+ * decode) has a few tunables. At plan creation
  * each value is looked up, in this order, and the source is logged:
  *   1. a user override: clpsa_context_set_params() or $CLPSA_PARAMS,
  *      "family.NAME=value[,family.NAME=value...]", e.g. "attend.TILE_N=16,dense.BLOCK_M=64";
@@ -102,7 +103,7 @@ typedef struct clpsa_tune_desc {
     int head_dim;                    /**< D; 0: 64 */
     clpsa_dtype dtype;               /**< 0: fp32 */
     double budget_seconds;           /**< whole search; 0: 60 */
-    const char *kernels;             /**< comma-separated families; NULL: all four */
+    const char *kernels;             /**< comma-separated families; NULL: all five */
     int repetitions;                 /**< timed runs per candidate (min taken); 0: 5 */
     int dry_run;                     /**< non-zero: do not write the cache */
     clpsa_tune_progress_fn progress; /**< may be NULL */
@@ -110,11 +111,11 @@ typedef struct clpsa_tune_desc {
 } clpsa_tune_desc;
 
 /** Kernel families clpsa_tune() reports on at most. */
-#define CLPSA_TUNE_MAX_FAMILIES 5
+#define CLPSA_TUNE_MAX_FAMILIES 6
 
 /** @brief The outcome of one family's search. */
 typedef struct clpsa_tune_family_result {
-    char family[16];   /**< "dense", "attend", "estimate", "assign" or "budget" */
+    char family[16];   /**< "dense", "attend", "estimate", "assign", "budget" or "decode" */
     double default_ms; /**< the defaults' time (min of repetitions) */
     double best_ms;    /**< the winner's */
     int tried;         /**< candidates timed */
@@ -137,7 +138,8 @@ CLPSA_API void clpsa_tune_desc_init(clpsa_tune_desc *desc);
  * reference, then candidates (all of them when the space is small, a random sample otherwise,
  * within the budget), each verified against the reference (results equal within rounding) and
  * timed (min of repetitions after a warm-up). Writes the winners to the on-disk tuned cache
- * and the outcome into *out.
+ * and the outcome into *out. The decode family is timed on one step of 4 query rows against
+ * seq keys (both of its kernels).
  *
  * Blocks for the whole search (up to budget_seconds plus compile time): it creates its own
  * plans and buffers on the context and waits for every run. Context's thread.

@@ -229,3 +229,26 @@ def test_devices_and_default():
     q = np.ones((1, 1, 16, 8), np.float32)
     assert clpsa.attention(q, q, q, method="dense", device=devs[0]).shape == q.shape
     assert clpsa.version() == clpsa.__version__
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_decode_steps_grow_the_cache(rng, causal):
+    """A plan of 2 query rows over a 300-token cache: each step's rows equal dense attention
+    over the keys so far (the last 2 rows of it when causal), without a new plan."""
+    cap, nq = 300, 2
+    _, k, v = qkv(rng, nq=cap)
+    plan = clpsa.Plan((B, HQ, nq, D), k, v, method="dense", causal=causal, kv_length=1)
+    assert set(plan.kernel_variants) == {"decode"}  # split-K; the variant follows the device
+    assert plan.resolved["kv_capacity"] == cap
+    for n in (1, 2, 57, 64, 299, 300):
+        plan.set_kv_length(n)
+        assert plan.kv_length == n
+        q = randn(rng, B, HQ, nq, D)
+        out = plan.run(q, k, v)
+        ref = dense(q, k[:, :, :n], v[:, :, :n], causal=causal)
+        assert rel_l2(out, ref) < 2e-5
+        np.testing.assert_allclose(out, ref, atol=2e-5, rtol=2e-4)
+    for bad in (0, cap + 1):
+        with pytest.raises(clpsa.Error, match=f"seq_k = {bad}"):
+            plan.set_kv_length(bad)
+    assert plan.kv_length == 300

@@ -443,7 +443,7 @@ class Plan:
                  out_dtype=None, device=None, queue=None, binary_density=None,
                  align_tile=None, min_full=None, similarity_cap=None, estimator=None,
                  sample_q=None, sample_k=None, antidiagonal_stride=None, seed=None,
-                 density=None):
+                 density=None, kv_length=None):
         if layout not in _LAYOUTS:
             raise ValueError(f"clpsa: layout={layout!r}: expected 'bhnd' or 'bnhd'")
         self.layout = layout
@@ -484,6 +484,10 @@ class Plan:
         desc.method = method_id
         desc.batch, desc.heads_q, desc.heads_kv = b, hq, hkv
         desc.seq_q, desc.seq_k, desc.head_dim = nq, nk, d
+        if kv_length is not None:
+            # k and v are a key/value cache of nk tokens of which the first kv_length are read
+            # (set_kv_length() changes it between runs).
+            desc.seq_k, desc.kv_capacity = int(kv_length), nk
         desc.dtype, desc.out_dtype = storage, out_storage
         # Host inputs converted to another storage type become contiguous copies.
         self._strides = {}
@@ -626,6 +630,7 @@ class Plan:
         inv = {v: k for k, v in _METHODS.items()}
         return {"method": inv.get(d.method), "batch": d.batch, "heads_q": d.heads_q,
                 "heads_kv": d.heads_kv, "seq_q": d.seq_q, "seq_k": d.seq_k,
+                "kv_capacity": d.kv_capacity,
                 "head_dim": d.head_dim, "dtype": _DTYPE_NAMES.get(d.dtype),
                 "out_dtype": _DTYPE_NAMES.get(d.out_dtype), "scale": d.scale,
                 "causal": bool(d.causal), "block_q": d.block_q, "block_k": d.block_k,
@@ -659,13 +664,25 @@ class Plan:
 
     @property
     def kernel_variants(self):
-        """{"dense"|"attend"|"estimate": variant name} for the families this plan runs."""
+        """{"dense"|"attend"|"estimate"|"decode": variant name} for the families this plan runs."""
         out = {}
-        for family in ("dense", "attend", "estimate"):
+        for family in ("dense", "attend", "estimate", "decode"):
             v = lib.clpsa_plan_kernel_variant(self._live(), family.encode())
             if v:
                 out[family] = v.decode()
         return out
+
+    def set_kv_length(self, n):
+        """Later runs read keys and values [0, n) of the cache (the k and v arrays, of the
+        capacity's length): 1 <= n <= capacity. Nothing is recompiled; dense plans only."""
+        with self._ctx.lock:
+            _check(lib.clpsa_plan_set_kv_length(self._live(), int(n)), self._ctx.handle,
+                   "clpsa_plan_set_kv_length")
+
+    @property
+    def kv_length(self):
+        """The key length the next run reads (seq_k)."""
+        return self.resolved["seq_k"]
 
     @property
     def flops(self):

@@ -79,6 +79,7 @@ class PlanDesc(ctypes.Structure):
         ("shard_head_first", c_int),
         ("shard_heads_q", c_int),
         ("density", c_float),
+        ("kv_capacity", c_int),
     ]
 
 
@@ -176,6 +177,7 @@ _FUNCTIONS = {
     "clpsa_plan_parameter_source": (c_char_p, [c_void_p]),
     "clpsa_plan_kernel_variant": (c_char_p, [c_void_p, c_char_p]),
     "clpsa_plan_flops": (c_double, [c_void_p]),
+    "clpsa_plan_set_kv_length": (c_int, [c_void_p, c_int]),
     "clpsa_plan_block_grid": (c_int, [c_void_p, P(BlockGrid)]),
     "clpsa_plan_set_scores": (c_int, [c_void_p, c_void_p]),
     "clpsa_plan_set_levels": (c_int, [c_void_p, c_void_p]),

@@ -45,8 +45,8 @@ done
 
 if [ "$what" = all ] || [ "$what" = checks ]; then
     stage "correctness: suites on the GPU, matrix-unit variants where they fit, then portable"
-    for suite in test_dense test_psa test_video; do
-        CLPSA_TEST_VERBOSE=1 timeout 240 "$tests/$suite" >"$OUT/${suite}_auto.log" 2>&1
+    for suite in ${CLPSA_GPU_SUITES:-test_dense test_psa test_video test_nonfinite test_budget test_decode}; do
+        CLPSA_TEST_VERBOSE=1 timeout 150 "$tests/$suite" >"$OUT/${suite}_auto.log" 2>&1
         a=$?
         p=skipped
         if [ "${CLPSA_GPU_CHECK_PORTABLE:-1}" != 0 ]; then
@@ -178,20 +178,43 @@ if [ "$what" = all ] || [ "$what" = times ]; then
     timeout 100 "$benches/clpsa_bench_dense" --heads 12 --seq 32768 --dim 128 --dtype bf16 \
         --reps 10 --check-rows 16 >"$OUT/dense_32768.txt" 2>&1
     echo "dense 32768 rc $?"; cat "$OUT/dense_32768.txt"
-    # Issue 11 target 3: the portable kernels (vendor path off), fp32.
-    CLPSA_PARAMS=$portable timeout 100 "$benches/clpsa_bench_dense" --heads 12 --seq 16384 \
+    # Issue 11 target 3: the vendor path off (fp32 storage: the SIMT-shaped portable variant).
+    timeout 100 "$benches/clpsa_bench_dense" --heads 12 --seq 16384 \
         --dim 128 --dtype fp32 --reps 5 --check-rows 8 >"$OUT/portable_dense_16384.txt" 2>&1
     echo "portable dense rc $?"; cat "$OUT/portable_dense_16384.txt"
-    CLPSA_PARAMS=$portable timeout 150 "$benches/clpsa_bench_psa" --grid 16,32,32 --heads 12 \
+    timeout 150 "$benches/clpsa_bench_psa" --grid 16,32,32 --heads 12 \
         --dim 128 --dtype fp32 --order hilbert --mode quantile --tau 0.10,0.15,0.15,0.35 \
         --reps 3 >"$OUT/portable_psa_16384.txt" 2>&1
     echo "portable psa rc $?"; cat "$OUT/portable_psa_16384.txt"
+    # Issue 12: budget mode at density 0.15 on the target shape (its measurement's share).
+    timeout 200 "$benches/clpsa_bench_psa" --grid 18,45,80 --heads 12 --dim 128 --dtype bf16 \
+        --order hilbert --density 0.15 --reps 10 >"$OUT/budget_64800.txt" 2>&1
+    echo "budget 64800 rc $?"; cat "$OUT/budget_64800.txt"
+    # Issue 16: causal against non-causal dense (matrix path and SIMT variant).
+    for dt in bf16 fp32; do
+        for c in "" --causal; do
+            timeout 100 "$benches/clpsa_bench_dense" --heads 12 --seq 16384 --dim 128 \
+                --dtype $dt $c --reps 5 --check-rows 8 2>&1 | tail -1 >>"$OUT/causal_dense.txt"
+        done
+    done
+    cat "$OUT/causal_dense.txt"
+    # Issue 16: decode step time against Nk (one query row; 16 rows), defaults.
+    for rows in 1 16; do
+        timeout 120 "$benches/clpsa_bench_decode" --heads-q 32 --heads-kv 8 --dim 128 \
+            --dtype fp16 --causal --reps 20 --lengths 4096,16384,65536 --rows $rows \
+            >"$OUT/decode_r$rows.txt" 2>&1
+        echo "decode rows $rows rc $?"; tail -4 "$OUT/decode_r$rows.txt"
+    done
 
     stage "times: peers"
     timeout 200 python3 .peers/peer_bench.py --shape 1,12,64800,128 --dtypes bf16 --psa \
         >"$OUT/peers_64800.txt" 2>&1
     timeout 100 python3 .peers/peer_bench.py --shape 1,12,32768,128 --dtypes bf16 \
         >"$OUT/peers_32768.txt" 2>&1
+    timeout 100 python3 .peers/peer_bench.py --shape 1,12,16384,128 --dtypes bf16 --causal \
+        >"$OUT/peers_16384_causal.txt" 2>&1
+    timeout 100 python3 .peers/peer_bench.py --shape 1,12,16384,128 --dtypes bf16 \
+        >"$OUT/peers_16384_bf16.txt" 2>&1
     timeout 100 python3 .peers/peer_bench.py --shape 1,12,16384,128 --dtypes fp32 \
         >"$OUT/peers_16384.txt" 2>&1
     cat "$OUT"/peers_*.txt | grep peer=

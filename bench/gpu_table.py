@@ -90,6 +90,36 @@ def main():
         flops = 4.0 * 12 * 16384 * 16384 * 128 * pp["density"]
         rows.append(("  portable attend, video-hilbert 16x32x32 fp32", f"{pp['attend']:.2f} ms",
                      f"{flops / pp['attend'] / 1e9:.1f} TFLOP/s at density {pp['density']:.3f}"))
+    bu = psa_rows(read(out, "budget_64800.txt"))
+    r = bu.get("psa")
+    if r:
+        share = (r["estimate"] + r["assign"]) / r["ms"]
+        rows.append((f"budget mode, same shape as the first row, density {r['density']:.3f}",
+                     f"{r['ms']:.2f} ms", f"SDPA/PSA {ratio(sdpa64, r['ms'])}; measurement + "
+                     f"allocation {100 * share:.1f} % of the pipeline (target <= 20 %)"))
+        b = bu.get("binary")
+        if b:
+            rows.append(("  rel L2 vs clpsa dense: budget PSA / binary at the same density",
+                         f"{r['rel_l2']:.2e} / {b['rel_l2']:.2e}", ""))
+    causal = {}
+    for line in read(out, "causal_dense.txt").splitlines():
+        m = re.search(r"dtype=(\w+) causal=(\d) time_ms=([0-9.]+)", line)
+        if m:
+            causal[(m.group(1), m.group(2))] = float(m.group(3))
+    sdpa_c = peer_ms(read(out, "peers_16384_causal.txt"), peer="sdpa", dtype="bf16")
+    sdpa_n = peer_ms(read(out, "peers_16384_bf16.txt"), peer="sdpa", dtype="bf16")
+    for dt in ("bf16", "fp32"):
+        n, c = causal.get((dt, "0")), causal.get((dt, "1"))
+        if n and c:
+            extra = (f"; SDPA causal {sdpa_c:.2f} ms, non-causal {sdpa_n:.2f} ms"
+                     if dt == "bf16" and sdpa_c and sdpa_n else "")
+            rows.append((f"dense {dt} B1 H12 N16384 D128: causal / non-causal",
+                         f"{c:.2f} / {n:.2f} ms", f"causal costs {c / n:.2f}x{extra}"))
+    for nq in (1, 16):
+        text = read(out, f"decode_r{nq}.txt").strip().splitlines()
+        if text:
+            rows.append((f"decode, {nq} query row(s) (clpsa_bench_decode, last lines)", "",
+                         " | ".join(t.strip() for t in text[-3:])))
     for name, ms in (("SDPA bf16 N64800", sdpa64), ("release legacy bn128", legacy),
                      ("release new bn64", new), ("SDPA bf16 N32768", sdpa32),
                      ("SDPA fp32 N16384", sdpa16)):

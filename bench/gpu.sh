@@ -46,7 +46,8 @@ done
 if [ "$what" = all ] || [ "$what" = checks ]; then
     stage "correctness: suites on the GPU, matrix-unit variants where they fit, then portable"
     for suite in ${CLPSA_GPU_SUITES:-test_dense test_psa test_video test_nonfinite test_budget test_decode}; do
-        CLPSA_TEST_VERBOSE=1 timeout 150 "$tests/$suite" >"$OUT/${suite}_auto.log" 2>&1
+        CLPSA_TEST_VERBOSE=1 timeout "${CLPSA_GPU_SUITE_TIMEOUT:-150}" "$tests/$suite" \
+            >"$OUT/${suite}_auto.log" 2>&1
         a=$?
         p=skipped
         if [ "${CLPSA_GPU_CHECK_PORTABLE:-1}" != 0 ]; then

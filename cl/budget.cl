@@ -218,7 +218,7 @@ __kernel __attribute__((reqd_work_group_size(ASSIGN_WG, 1, 1))) void
 budget_allocate(__global const float *scores, __global const float *loss, __global char *levels,
                 const int heads_q, const int seq_q, const int seq_k, const int block_q,
                 const int block_k, const int blocks_q, const int blocks_k, const int text_blocks,
-                const int causal, const int budget_units) {
+                const int text_row_first, const int causal, const int budget_units) {
     __local float ratio[UPGRADE_N];
     __local int key[UPGRADE_N]; /* block * 4 + hull step */
     __local char up_level[UPGRADE_N], up_cost[UPGRADE_N];
@@ -233,6 +233,9 @@ budget_allocate(__global const float *scores, __global const float *loss, __glob
     const int last_row = min((i + 1) * block_q, seq_q) - 1;
     const int diagonal_key = last_row + shift;
     const int diagonal = diagonal_key >= 0 ? min(diagonal_key, seq_k - 1) / block_k : -1;
+    /* A query block holding a text row (the last text_tokens rows) reads every key block it
+     * can see at level 1; text_row_first = seq_q without text. */
+    const bool text_row = last_row >= text_row_first;
 
     for (int u = lid; u < UPGRADE_N; u += ASSIGN_WG) {
         ratio[u] = -INFINITY;
@@ -240,10 +243,14 @@ budget_allocate(__global const float *scores, __global const float *loss, __glob
     }
     barrier(CLK_LOCAL_MEM_FENCE);
     for (int j = lid; j < nk; j += ASSIGN_WG) {
-        const bool forced = j >= nk - text_blocks || (causal && (j == 0 || j == diagonal));
+        /* A key block wholly in the future is never visited: level 0, no cost, no upgrade
+         * (even where a rule below would force it). */
+        const bool future = causal && j * block_k > diagonal_key;
+        const bool forced =
+            !future && (j >= nk - text_blocks || text_row || (causal && (j == 0 || j == diagonal)));
         level_of[j] = forced ? 1 : 0;
         next_step[j] = 0;
-        if (forced)
+        if (forced || future)
             continue;
         const float w = w_row[j];
         const char point_level[5] = {0, 8, 4, 2, 1};

@@ -191,9 +191,12 @@ clpsa_status clpsa__plan_build_psa(clpsa_plan *plan) {
     const bool budget = psa->mode == CLPSA_MODE_BUDGET && d->method == CLPSA_METHOD_PSA;
     /* Budget mode's measurement keeps 5 floats per (sampled row, key block) in the estimate's
      * scratch: the block's logit maximum, its full sum and its pooled sums. */
-    plan->estimate_rows = budget                                      ? psa->sample_q * 5
-                          : psa->estimator == CLPSA_ESTIMATOR_SAMPLED ? psa->sample_q
-                                                                      : psa->block_q / psa->stride;
+    /* The antidiagonal estimate keeps 2 floats per (stride row, key block): a block's sum of
+     * weights and the running maximum it is relative to. */
+    plan->estimate_rows = budget ? psa->sample_q * 5
+                          : psa->estimator == CLPSA_ESTIMATOR_SAMPLED
+                              ? psa->sample_q
+                              : psa->block_q / psa->stride * 2;
 
     char options[512];
     const int permuted = psa->permuted;

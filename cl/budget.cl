@@ -94,8 +94,14 @@ budget_measure(__global const in_t *q, __global const in_t *k, __global const in
     barrier(CLK_LOCAL_MEM_FENCE);
 
     float best[SAMPLE_Q];
-    for (int r = 0; r < SAMPLE_Q; ++r)
+    /* The last key any sampled row sees: keys and pooled tokens after it are skipped by every
+     * row, so the loops stop there (under the causal mask, about half of the keys) and give
+     * the same sums as walking them. */
+    int last_seen = -1;
+    for (int r = 0; r < SAMPLE_Q; ++r) {
         best[r] = -INFINITY;
+        last_seen = max(last_seen, min(row_pos[r] + shift, seq_k - 1));
+    }
     for (int j = lid; j < nk; j += BUDGET_WG) {
         __global float *cell = cells + (long)j * SAMPLE_Q * BUDGET_CELL;
         float mx[SAMPLE_Q], sm[SAMPLE_Q];
@@ -103,7 +109,7 @@ budget_measure(__global const in_t *q, __global const in_t *k, __global const in
             mx[r] = -INFINITY;
             sm[r] = 0.0f;
         }
-        const int last = min((j + 1) * BLOCK_K, seq_k);
+        const int last = min((j + 1) * BLOCK_K, last_seen + 1);
         for (int c = j * BLOCK_K; c < last; ++c) {
             float8 k_reg[HEAD_DIM / 8];
             budget_load_row(k_reg, k_head + (long)TOKEN(perm, c) * k_sn);
@@ -131,7 +137,9 @@ budget_measure(__global const in_t *q, __global const in_t *k, __global const in
             float pl[SAMPLE_Q];
             for (int r = 0; r < SAMPLE_Q; ++r)
                 pl[r] = 0.0f;
-            const int p_end = min((j + 1) * (BLOCK_K / f), pooled);
+            /* pooled tokens starting after last_seen have their last member after it too */
+            const int p_end =
+                min(min((j + 1) * (BLOCK_K / f), pooled), last_seen >= 0 ? last_seen / f + 1 : 0);
             for (int p = j * (BLOCK_K / f); p < p_end; ++p) {
                 const int cnt = min(f, seq_k - p * f);
                 const int last_member = p * f + cnt - 1;

@@ -55,9 +55,10 @@ assign_levels(__global const float *scores, __global const float *similarity, __
               const int block_q, const int block_k, const int blocks_q, const int blocks_k,
               const int mode, const float tau1, const float tau2, const float tau4,
               const float tau8, const int align_tile, const int min_full_blocks,
-              const int text_blocks, const int causal, const int cap_on, const float t2,
-              const float t4, const float t8, const int binary_keep, const int quantile_end1,
-              const int quantile_end2, const int quantile_end4, const int quantile_end8) {
+              const int text_blocks, const int text_row_first, const int causal, const int cap_on,
+              const float t2, const float t4, const float t8, const int binary_keep,
+              const int quantile_end1, const int quantile_end2, const int quantile_end4,
+              const int quantile_end8) {
     __local float value[SORT_N];
     __local int index[SORT_N];
     __local char by_position[SORT_N];
@@ -115,8 +116,15 @@ assign_levels(__global const float *scores, __global const float *similarity, __
         }
         const float taus[4] = {tau1, tau2, tau4, tau8};
         if (mode == MODE_BINARY) {
-            for (int p = 0; p < min(binary_keep, nk); ++p)
-                by_position[p] = 1;
+            /* The top binary_keep blocks the row can see: a block wholly in the causal future
+             * is never visited, so it would only lower the baseline's real density. */
+            const int last_key = min((i + 1) * block_q, seq_q) - 1 + seq_k - seq_q;
+            int kept = 0;
+            for (int p = 0; p < nk && kept < binary_keep; ++p)
+                if (!causal || index[p] * block_k <= last_key) {
+                    by_position[p] = 1;
+                    ++kept;
+                }
         } else if (mode == MODE_ENERGY) {
             float cumulative = 0.0f, c2 = 0.0f;
             for (int p = 0; p < nk; ++p) {
@@ -171,17 +179,20 @@ assign_levels(__global const float *scores, __global const float *similarity, __
         by_block[index[p]] = by_position[p];
     barrier(CLK_LOCAL_MEM_FENCE);
 
-    /* Forced blocks (not in binary mode), then the similarity cap. */
+    /* Forced blocks (not in binary mode), then the similarity cap, then the causal future. */
     const int shift = seq_k - seq_q;
     const int last_row = min((i + 1) * block_q, seq_q) - 1;
     const int diagonal_key = last_row + shift;
     const int diagonal = diagonal_key >= 0 ? min(diagonal_key, seq_k - 1) / block_k : -1;
+    /* A query block holding a text row (the last text_tokens rows; text_row_first = seq_q
+     * without text) reads every key block it can see at level 1. */
+    const bool text_row = last_row >= text_row_first;
     const int kvh_row = (bh % heads_q) / group + (bh / heads_q) * (heads_q / group);
     __global char *m_row = levels + row * nk;
     for (int j = lid; j < nk; j += ASSIGN_WG) {
         int level = by_block[j];
         if (mode != MODE_BINARY) {
-            if (j >= nk - text_blocks)
+            if (j >= nk - text_blocks || text_row)
                 level = 1;
             if (causal && (j == 0 || j == diagonal))
                 level = 1;
@@ -195,7 +206,13 @@ assign_levels(__global const float *scores, __global const float *similarity, __
          * nothing: every block at level 1, as dense attention, whatever the mode, so the
          * output rows read every key and IEEE propagation decides which of them are NaN
          * (docs/api.md, "NaN and infinity"). Other rows keep their own levels. */
-        m_row[j] = non_finite ? (char)1 : (char)level;
+        if (non_finite)
+            level = 1;
+        /* A key block wholly in the future is never visited: level 0 whatever the rules gave
+         * it, so the map and its density say what the attend does. */
+        if (causal && j * block_k > diagonal_key)
+            level = 0;
+        m_row[j] = (char)level;
     }
 }
 

@@ -94,8 +94,14 @@ budget_measure(__global const in_t *q, __global const in_t *k, __global const in
     barrier(CLK_LOCAL_MEM_FENCE);
 
     float best[SAMPLE_Q];
-    for (int r = 0; r < SAMPLE_Q; ++r)
+    /* The last key any sampled row sees: keys and pooled tokens after it are skipped by every
+     * row, so the loops stop there (under the causal mask, about half of the keys) and give
+     * the same sums as walking them. */
+    int last_seen = -1;
+    for (int r = 0; r < SAMPLE_Q; ++r) {
         best[r] = -INFINITY;
+        last_seen = max(last_seen, min(row_pos[r] + shift, seq_k - 1));
+    }
     for (int j = lid; j < nk; j += BUDGET_WG) {
         __global float *cell = cells + (long)j * SAMPLE_Q * BUDGET_CELL;
         float mx[SAMPLE_Q], sm[SAMPLE_Q];
@@ -103,7 +109,7 @@ budget_measure(__global const in_t *q, __global const in_t *k, __global const in
             mx[r] = -INFINITY;
             sm[r] = 0.0f;
         }
-        const int last = min((j + 1) * BLOCK_K, seq_k);
+        const int last = min((j + 1) * BLOCK_K, last_seen + 1);
         for (int c = j * BLOCK_K; c < last; ++c) {
             float8 k_reg[HEAD_DIM / 8];
             budget_load_row(k_reg, k_head + (long)TOKEN(perm, c) * k_sn);
@@ -131,7 +137,9 @@ budget_measure(__global const in_t *q, __global const in_t *k, __global const in
             float pl[SAMPLE_Q];
             for (int r = 0; r < SAMPLE_Q; ++r)
                 pl[r] = 0.0f;
-            const int p_end = min((j + 1) * (BLOCK_K / f), pooled);
+            /* pooled tokens starting after last_seen have their last member after it too */
+            const int p_end =
+                min(min((j + 1) * (BLOCK_K / f), pooled), last_seen >= 0 ? last_seen / f + 1 : 0);
             for (int p = j * (BLOCK_K / f); p < p_end; ++p) {
                 const int cnt = min(f, seq_k - p * f);
                 const int last_member = p * f + cnt - 1;
@@ -218,7 +226,7 @@ __kernel __attribute__((reqd_work_group_size(ASSIGN_WG, 1, 1))) void
 budget_allocate(__global const float *scores, __global const float *loss, __global char *levels,
                 const int heads_q, const int seq_q, const int seq_k, const int block_q,
                 const int block_k, const int blocks_q, const int blocks_k, const int text_blocks,
-                const int causal, const int budget_units) {
+                const int text_row_first, const int causal, const int budget_units) {
     __local float ratio[UPGRADE_N];
     __local int key[UPGRADE_N]; /* block * 4 + hull step */
     __local char up_level[UPGRADE_N], up_cost[UPGRADE_N];
@@ -233,6 +241,9 @@ budget_allocate(__global const float *scores, __global const float *loss, __glob
     const int last_row = min((i + 1) * block_q, seq_q) - 1;
     const int diagonal_key = last_row + shift;
     const int diagonal = diagonal_key >= 0 ? min(diagonal_key, seq_k - 1) / block_k : -1;
+    /* A query block holding a text row (the last text_tokens rows) reads every key block it
+     * can see at level 1; text_row_first = seq_q without text. */
+    const bool text_row = last_row >= text_row_first;
 
     for (int u = lid; u < UPGRADE_N; u += ASSIGN_WG) {
         ratio[u] = -INFINITY;
@@ -240,10 +251,14 @@ budget_allocate(__global const float *scores, __global const float *loss, __glob
     }
     barrier(CLK_LOCAL_MEM_FENCE);
     for (int j = lid; j < nk; j += ASSIGN_WG) {
-        const bool forced = j >= nk - text_blocks || (causal && (j == 0 || j == diagonal));
+        /* A key block wholly in the future is never visited: level 0, no cost, no upgrade
+         * (even where a rule below would force it). */
+        const bool future = causal && j * block_k > diagonal_key;
+        const bool forced =
+            !future && (j >= nk - text_blocks || text_row || (causal && (j == 0 || j == diagonal)));
         level_of[j] = forced ? 1 : 0;
         next_step[j] = 0;
-        if (forced)
+        if (forced || future)
             continue;
         const float w = w_row[j];
         const char point_level[5] = {0, 8, 4, 2, 1};

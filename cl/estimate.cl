@@ -6,8 +6,8 @@
  * STRIDE for the antidiagonal path.
  *
  * Both kernels run one work-group per (query block i, head bh of this launch) and use a
- * global scratch of rows x nk floats per work-group (rows = SAMPLE_Q or BLOCK_Q / STRIDE):
- * the per-row block maxima (sampled) or per-row block sums (antidiagonal). That is the
+ * global scratch of rows x nk floats per work-group (rows = SAMPLE_Q, or 2 * BLOCK_Q / STRIDE):
+ * the per-row block maxima (sampled) or per-row block sums and maxima (antidiagonal): the
  * reduced matrix, never the nq*s_q x nk*s_k sampled scores. */
 #ifndef EST_WG
 #define EST_WG 32 /* work-items per work-group */
@@ -206,7 +206,10 @@ __kernel __attribute__((reqd_work_group_size(EST_WG, 1, 1))) void estimate_sampl
 
 /* Understanding path: z[a][b] = scale/STRIDE * sum_u dot(Q[a*S + S-1-u], K[b*S + u]),
  * w[a][.] = softmax over visible b, S[i][j] = sum over a in block i and b in block j of w,
- * rows normalised. Work-items own stride rows a; two passes over b (max and sum, then w). */
+ * rows normalised. Work-items own stride rows a; one pass over b computes every z once, with
+ * an online softmax whose per-key-block sums are kept relative to the running maximum at the
+ * block's end (the scratch holds the sum and that maximum), rescaled to the final maximum
+ * afterwards. */
 __kernel __attribute__((reqd_work_group_size(EST_WG, 1, 1))) void
 estimate_antidiagonal(__global const in_t *q, __global const in_t *k, __global const int *perm,
                       __global float *scratch, __global float *scores, const int bh_first,
@@ -226,7 +229,8 @@ estimate_antidiagonal(__global const in_t *q, __global const in_t *k, __global c
     const int kvh = h / group;
     __global const in_t *q_head = q + b * q_sb + h * q_sh;
     __global const in_t *k_head = k + b * k_sb + kvh * k_sh;
-    __global float *w_sum = scratch + ((long)bh_local * blocks_q + i) * ROWS * blocks_k;
+    /* 2 * ROWS rows of nk floats per work-group: the block sums, then their maxima. */
+    __global float *w_sum = scratch + ((long)bh_local * blocks_q + i) * 2 * ROWS * blocks_k;
     const int stride_cols = (seq_k + STRIDE - 1) / STRIDE;
     const float z_scale = scale * LOG2E / (float)STRIDE;
     const int shift = seq_k - seq_q;
@@ -235,6 +239,7 @@ estimate_antidiagonal(__global const in_t *q, __global const in_t *k, __global c
     for (int r = lid; r < ROWS; r += EST_WG) {
         const int a = i * ROWS + r;
         __global float *w_row = w_sum + (long)r * blocks_k;
+        __global float *m_row = w_sum + (long)(ROWS + r) * blocks_k;
         if (a * STRIDE >= seq_q) { /* stride row past the end: contributes nothing */
             for (int j = 0; j < blocks_k; ++j)
                 w_row[j] = 0.0f;
@@ -250,42 +255,38 @@ estimate_antidiagonal(__global const in_t *q, __global const in_t *k, __global c
         const int last_col =
             causal ? min(stride_cols - 1, (a * STRIDE + shift) / STRIDE) : stride_cols - 1;
         const bool any = !causal || a * STRIDE + shift >= 0;
-        float z_max = -INFINITY, z_total = 0.0f;
-        for (int pass = 0; pass < 2; ++pass) {
-            int j_current = 0;
-            float block_total = 0.0f;
-            for (int c = 0; any && c <= last_col; ++c) {
-                float z = 0.0f;
-                for (int u = 0; u < STRIDE; ++u) {
-                    const int key = TOKEN(perm, min(c * STRIDE + u, seq_k - 1));
-                    z += dot_private_global(q_rows[u], k_head + (long)key * k_sn);
-                }
-                if (pass == 0) {
-                    non_finite |= !isfinite(z);
-                    const float m_new = fmax(z_max, z);
-                    z_total = z_total * exp2(z_max - m_new) + exp2(z - m_new);
-                    z_max = m_new;
-                } else {
-                    const int j = c / COLS_PER_BLOCK;
-                    if (j != j_current) {
-                        w_row[j_current] = block_total;
-                        for (int skipped = j_current + 1; skipped < j; ++skipped)
-                            w_row[skipped] = 0.0f;
-                        j_current = j;
-                        block_total = 0.0f;
-                    }
-                    block_total += exp2(z - z_max) / z_total;
-                }
+        float z_max = -INFINITY, z_total = 0.0f, block_total = 0.0f;
+        int j_current = 0, written = 0; /* blocks [0, written) hold a sum and its maximum */
+        for (int c = 0; any && c <= last_col; ++c) {
+            float z = 0.0f;
+            for (int u = 0; u < STRIDE; ++u) {
+                const int key = TOKEN(perm, min(c * STRIDE + u, seq_k - 1));
+                z += dot_private_global(q_rows[u], k_head + (long)key * k_sn);
             }
-            if (pass == 1) {
-                if (any && last_col >= 0) {
-                    w_row[j_current] = block_total;
-                    j_current++;
-                }
-                for (int j = any && last_col >= 0 ? j_current : 0; j < blocks_k; ++j)
-                    w_row[j] = 0.0f;
+            non_finite |= !isfinite(z);
+            const int j = c / COLS_PER_BLOCK; /* c advances by one: j by at most one */
+            if (j != j_current) {
+                w_row[j_current] = block_total;
+                m_row[j_current] = z_max;
+                written = j_current + 1;
+                j_current = j;
+                block_total = 0.0f;
             }
+            const float m_new = fmax(z_max, z);
+            const float rescale = exp2(z_max - m_new), e = exp2(z - m_new);
+            z_total = z_total * rescale + e;
+            block_total = block_total * rescale + e;
+            z_max = m_new;
         }
+        if (any && last_col >= 0) {
+            w_row[j_current] = block_total;
+            m_row[j_current] = z_max;
+            written = j_current + 1;
+        }
+        for (int j = 0; j < written; ++j)
+            w_row[j] = w_row[j] * exp2(m_row[j] - z_max) / z_total;
+        for (int j = written; j < blocks_k; ++j)
+            w_row[j] = 0.0f;
     }
     barrier(CLK_GLOBAL_MEM_FENCE);
 

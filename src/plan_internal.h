@@ -18,6 +18,8 @@ typedef struct clpsa__psa_options {
     int min_full_blocks;  /* min(nk, floor(min_full * nk) + 1); 0 when off */
     int quantile_ends[4]; /* min(nk, floor(nk * tau_f)) */
     int text_blocks;      /* ceil(text_tokens / bn) */
+    int text_row_first;   /* seq_q - text_tokens: query rows from here on are text; seq_q
+                             without text (may be negative when text_tokens > seq_q) */
     int similarity_cap;
     float similarity_thresholds[3];
     clpsa_estimator estimator;

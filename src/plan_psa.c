@@ -191,9 +191,12 @@ clpsa_status clpsa__plan_build_psa(clpsa_plan *plan) {
     const bool budget = psa->mode == CLPSA_MODE_BUDGET && d->method == CLPSA_METHOD_PSA;
     /* Budget mode's measurement keeps 5 floats per (sampled row, key block) in the estimate's
      * scratch: the block's logit maximum, its full sum and its pooled sums. */
-    plan->estimate_rows = budget                                      ? psa->sample_q * 5
-                          : psa->estimator == CLPSA_ESTIMATOR_SAMPLED ? psa->sample_q
-                                                                      : psa->block_q / psa->stride;
+    /* The antidiagonal estimate keeps 2 floats per (stride row, key block): a block's sum of
+     * weights and the running maximum it is relative to. */
+    plan->estimate_rows = budget ? psa->sample_q * 5
+                          : psa->estimator == CLPSA_ESTIMATOR_SAMPLED
+                              ? psa->sample_q
+                              : psa->block_q / psa->stride * 2;
 
     char options[512];
     const int permuted = psa->permuted;
@@ -491,12 +494,13 @@ clpsa_status clpsa__plan_run_psa(clpsa_plan *plan, cl_command_queue queue, cl_me
 
     /* assign (or budget mode's allocation), then the work list */
     if (status == CLPSA_OK && assigning && plan->budget_allocate) {
-        const cl_int text = psa->text_blocks, units = psa->budget_units;
-        err = clpsa__set_args(plan->budget_allocate, 13, CLPSA__ARG(plan->scores),
-                              CLPSA__ARG(plan->budget_loss), CLPSA__ARG(plan->levels),
-                              CLPSA__ARG(heads_q), CLPSA__ARG(seq_q), CLPSA__ARG(seq_k),
-                              CLPSA__ARG(bq), CLPSA__ARG(bk), CLPSA__ARG(nq), CLPSA__ARG(nk),
-                              CLPSA__ARG(text), CLPSA__ARG(causal), CLPSA__ARG(units));
+        const cl_int text = psa->text_blocks, text_first = psa->text_row_first;
+        const cl_int units = psa->budget_units;
+        err = clpsa__set_args(
+            plan->budget_allocate, 14, CLPSA__ARG(plan->scores), CLPSA__ARG(plan->budget_loss),
+            CLPSA__ARG(plan->levels), CLPSA__ARG(heads_q), CLPSA__ARG(seq_q), CLPSA__ARG(seq_k),
+            CLPSA__ARG(bq), CLPSA__ARG(bk), CLPSA__ARG(nq), CLPSA__ARG(nk), CLPSA__ARG(text),
+            CLPSA__ARG(text_first), CLPSA__ARG(causal), CLPSA__ARG(units));
         if (err != CL_SUCCESS) {
             status = clpsa__fail_cl(ctx, err, "clSetKernelArg(budget_allocate)");
             goto done;
@@ -508,18 +512,20 @@ clpsa_status clpsa__plan_run_psa(clpsa_plan *plan, cl_command_queue queue, cl_me
     } else if (status == CLPSA_OK && assigning) {
         const cl_int mode = d->method == CLPSA_METHOD_BINARY ? 4 : (cl_int)psa->mode;
         const cl_int align_tile = psa->align_tile, min_full = psa->min_full_blocks;
-        const cl_int text = psa->text_blocks, cap_on = cap ? 1 : 0, keep = psa->binary_keep;
+        const cl_int text = psa->text_blocks, text_first = psa->text_row_first;
+        const cl_int cap_on = cap ? 1 : 0, keep = psa->binary_keep;
         const cl_int *qe = psa->quantile_ends;
         err = clpsa__set_args(
-            plan->assign, 29, CLPSA__ARG(plan->scores), CLPSA__ARG(plan->similarity_stats),
+            plan->assign, 30, CLPSA__ARG(plan->scores), CLPSA__ARG(plan->similarity_stats),
             CLPSA__ARG(plan->levels), CLPSA__ARG(heads_q), CLPSA__ARG(group), CLPSA__ARG(seq_q),
             CLPSA__ARG(seq_k), CLPSA__ARG(bq), CLPSA__ARG(bk), CLPSA__ARG(nq), CLPSA__ARG(nk),
             CLPSA__ARG(mode), CLPSA__ARG(psa->thresholds[0]), CLPSA__ARG(psa->thresholds[1]),
             CLPSA__ARG(psa->thresholds[2]), CLPSA__ARG(psa->thresholds[3]), CLPSA__ARG(align_tile),
-            CLPSA__ARG(min_full), CLPSA__ARG(text), CLPSA__ARG(causal), CLPSA__ARG(cap_on),
-            CLPSA__ARG(psa->similarity_thresholds[0]), CLPSA__ARG(psa->similarity_thresholds[1]),
-            CLPSA__ARG(psa->similarity_thresholds[2]), CLPSA__ARG(keep), CLPSA__ARG(qe[0]),
-            CLPSA__ARG(qe[1]), CLPSA__ARG(qe[2]), CLPSA__ARG(qe[3]));
+            CLPSA__ARG(min_full), CLPSA__ARG(text), CLPSA__ARG(text_first), CLPSA__ARG(causal),
+            CLPSA__ARG(cap_on), CLPSA__ARG(psa->similarity_thresholds[0]),
+            CLPSA__ARG(psa->similarity_thresholds[1]), CLPSA__ARG(psa->similarity_thresholds[2]),
+            CLPSA__ARG(keep), CLPSA__ARG(qe[0]), CLPSA__ARG(qe[1]), CLPSA__ARG(qe[2]),
+            CLPSA__ARG(qe[3]));
         if (err != CL_SUCCESS) {
             status = clpsa__fail_cl(ctx, err, "clSetKernelArg(assign_levels)");
             goto done;

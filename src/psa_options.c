@@ -362,6 +362,7 @@ void clpsa__psa_finish(const clpsa_plan_desc *desc, int blocks_k, clpsa__psa_opt
         psa->quantile_ends[l] = end < blocks_k ? end : blocks_k;
     }
     psa->text_blocks = (desc->text_tokens + psa->block_k - 1) / psa->block_k;
+    psa->text_row_first = desc->seq_q - desc->text_tokens;
     const int keep = (int)ceil((double)desc->binary_density * nk - CLPSA__COUNT_SLACK);
     psa->binary_keep = keep < blocks_k ? keep : blocks_k;
     /* The row budget density * nk in eighths of a block (level 8 costs 1), so the device walks

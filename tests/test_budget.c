@@ -140,6 +140,11 @@ static void test_ref_allocation_by_hand(void **state) {
         expect_levels(levels, (const int[]){8, 8, 8, 1}, 4, "forced block");
         assert_int_equal(ref_budget_allocate_row(w, loss, 4, forced, 0.5, tol, levels, &near), 0);
         expect_levels(levels, (const int[]){0, 0, 0, 1}, 4, "forced block over the budget");
+        /* A future block costs nothing and gets nothing, even with w > 0: block 1 (the
+         * largest w) left out, the half block buys the other three at level 8. */
+        const int future[4] = {REF_PSA_FREE, REF_PSA_FUTURE, REF_PSA_FREE, REF_PSA_FORCED};
+        assert_int_equal(ref_budget_allocate_row(w, loss, 4, future, 1.5, tol, levels, &near), 0);
+        expect_levels(levels, (const int[]){8, 0, 8, 1}, 4, "future block");
     }
     /* A tie in ratio goes to the lower block; a near-tie is reported. */
     {
@@ -384,10 +389,30 @@ static size_t run_config(const budget_config *cfg, const double *densities, int 
                    (unsigned long long)stats.histogram[0], (unsigned long long)stats.histogram[1],
                    (unsigned long long)stats.histogram[2], (unsigned long long)stats.histogram[3],
                    (unsigned long long)stats.histogram[4]);
-        const int text_blocks = ceil_div(cfg->text_tokens, cfg->bn);
-        const double forced_share = (double)(text_blocks + (cfg->causal ? 2 : 0)) / nk;
-        if (stats.density > fmax(density * (1 + 1e-6), forced_share) + 1e-12)
-            ts_fail("density %g: the plan spent %.9g", density, stats.density);
+        /* Per row: what the forced blocks cost when that is more than the budget, else at
+         * most the budget; nothing in the future. */
+        int *forced = xmalloc((size_t)nk * sizeof *forced);
+        for (size_t r = 0; r < rows; ++r) {
+            ref_psa_forced_row((int)(r % (size_t)nq), cfg->bm, cfg->bn, cfg->seq_q, cfg->seq_k,
+                               cfg->text_tokens, cfg->causal, forced);
+            double spent = 0.0;
+            int forced_count = 0;
+            for (int j = 0; j < nk; ++j) {
+                const int level = m[r * nk + j];
+                if (forced[j] == REF_PSA_FUTURE && level != 0)
+                    ts_fail("density %g: row %zu block %d is in the future but has level %d",
+                            density, r, j, level);
+                if (forced[j] == REF_PSA_FORCED && level != 1)
+                    ts_fail("density %g: row %zu block %d is forced but has level %d", density, r,
+                            j, level);
+                forced_count += forced[j] == REF_PSA_FORCED;
+                spent += level ? 1.0 / level : 0.0;
+            }
+            if (spent > fmax(density * nk * (1 + 1e-6), (double)forced_count) + 1e-9)
+                ts_fail("density %g: row %zu spent %.9g blocks (%d forced) of %d", density, r,
+                        spent, forced_count, nk);
+        }
+        free(forced);
         if (density == 1.0 && !cfg->causal && stats.histogram[1] != cells)
             ts_fail("density 1: %llu of %zu blocks at level 1",
                     (unsigned long long)stats.histogram[1], cells);
@@ -469,10 +494,13 @@ static void test_budget_causal_text(void **state) {
         {"causal short keys", 1, 1, 1, 300, 170, 32, 64, 64, 8, 0, 1, 0, {0}},
         /* text tokens forced to level 1 at the end */
         {"text", 1, 2, 2, 330, 330, 64, 64, 64, 0, 0, 0, 70, {0}},
+        /* causal with text: text key blocks in the future of video rows (level 0, no cost),
+         * text query blocks forced to level 1 on every visible block; GQA, ragged Nq != Nk */
+        {"causal text", 1, 4, 2, 300, 357, 32, 32, 32, 0, 0, 1, 45, {0}},
     };
-    const double densities[] = {0, 0.15, 0.5, 1.0};
+    const double densities[] = {0, 0.15, 0.3, 0.5, 1.0};
     for (size_t c = 0; c < sizeof configs / sizeof configs[0]; ++c)
-        run_config(&configs[c], densities, 4);
+        run_config(&configs[c], densities, 5);
 }
 
 static void test_budget_16bit_and_hilbert(void **state) {

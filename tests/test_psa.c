@@ -770,6 +770,40 @@ static void test_ref_assignment_by_hand(void **state) {
     assert_int_equal(ref_psa_diagonal_block(0, 16, 16, 64, 40), -1);
     assert_int_equal(ref_psa_diagonal_block(1, 16, 16, 64, 40), 0);
     assert_int_equal(ref_psa_diagonal_block(3, 16, 32, 64, 40), 1);
+
+    /* Text query blocks: those holding one of the last text_tokens rows. */
+    assert_false(ref_psa_text_query_block(1, 16, 40, 5));
+    assert_true(ref_psa_text_query_block(2, 16, 40, 5));
+    assert_true(ref_psa_text_query_block(1, 16, 40, 9)); /* row 31 is text */
+    assert_false(ref_psa_text_query_block(1, 16, 40, 8));
+    assert_false(ref_psa_text_query_block(2, 16, 40, 0));
+    assert_true(ref_psa_text_query_block(0, 16, 40, 64)); /* more text than rows */
+    /* Future blocks: first key after the last key the block's last row sees. */
+    assert_false(ref_psa_future_block(0, 2, 16, 16, 40, 64, 1)); /* last key 39 */
+    assert_true(ref_psa_future_block(0, 3, 16, 16, 40, 64, 1));
+    assert_false(ref_psa_future_block(0, 3, 16, 16, 40, 64, 0));
+    assert_true(ref_psa_future_block(0, 0, 16, 16, 64, 40, 1)); /* sees nothing */
+    assert_false(ref_psa_future_block(1, 0, 16, 16, 64, 40, 1));
+    assert_true(ref_psa_future_block(1, 1, 16, 16, 64, 40, 1));
+    /* The rules together: the future wins over a text key block, a text query block forces
+     * every visible key block. */
+    int forced[4];
+    ref_psa_forced_row(0, 16, 16, 40, 64, 5, 1, forced);
+    expect_row(forced, (const int[]){REF_PSA_FORCED, REF_PSA_FREE, REF_PSA_FORCED, REF_PSA_FUTURE},
+               4, "forced row 0");
+    ref_psa_forced_row(1, 16, 16, 40, 64, 5, 1, forced);
+    expect_row(forced, (const int[]){REF_PSA_FORCED, REF_PSA_FREE, REF_PSA_FREE, REF_PSA_FORCED}, 4,
+               "forced row 1");
+    ref_psa_forced_row(2, 16, 16, 40, 64, 5, 1, forced);
+    expect_row(forced,
+               (const int[]){REF_PSA_FORCED, REF_PSA_FORCED, REF_PSA_FORCED, REF_PSA_FORCED}, 4,
+               "forced text row");
+    ref_psa_forced_row(0, 16, 16, 40, 64, 5, 0, forced); /* not causal: text only */
+    expect_row(forced, (const int[]){REF_PSA_FREE, REF_PSA_FREE, REF_PSA_FREE, REF_PSA_FORCED}, 4,
+               "forced row 0, not causal");
+    ref_psa_forced_row(1, 16, 16, 64, 40, 0, 1, forced); /* Nq > Nk: last key 7 */
+    expect_row(forced, (const int[]){REF_PSA_FORCED, REF_PSA_FUTURE, REF_PSA_FUTURE}, 3,
+               "forced row, Nq > Nk");
 }
 
 /* Key shaper for the similarity cap: block j's tokens repeat in runs of 1, 2, 4 or 8 (j % 4),
@@ -841,8 +875,38 @@ static void test_ref_similarity_cap(void **state) {
     for (int row = 0; row < 2 * nq; ++row) {
         assert_int_equal(levels[row * nk + 0], 1); /* forced, cap 1 */
         assert_int_equal(levels[row * nk + 4], 1); /* text block, cap 1 */
-        assert_int_equal(levels[row * nk + 3], 8); /* cap 8 */
+        /* cap 8, except in query block 1, which holds the text row: level 1 throughout */
+        assert_int_equal(levels[row * nk + 3], row % nq == 1 ? 1 : 8);
     }
+    /* Above, the 20 queries are the last rows of 77 keys, so nothing is in their future. A
+     * square causal problem (77 queries over 77 keys): query block i sees key blocks 0..i,
+     * and the later ones get level 0 though the rule or the text key block 4 would give them
+     * a level. */
+    host_problem hs;
+    host_problem_init(&hs, 1, 2, 1, seq_k, seq_k, 16, TS_BHND, 1);
+    shape_k_runs(hs.k, hs.kd, hs.p.k_strides, bn);
+    const int nqs = ceil_div(seq_k, 16);
+    double *square = xmalloc((size_t)2 * nqs * nk * sizeof *square);
+    for (int x = 0; x < 2 * nqs * nk; ++x)
+        square[x] = 1.0 / nk + 1e-3 * (x % nk);
+    int8_t *sq_levels = xmalloc((size_t)2 * nqs * nk);
+    int *sq_near = xmalloc((size_t)2 * nqs * sizeof *sq_near);
+    assert_int_equal(ref_psa_assign(&hs.p, &p, square, hs.k, sq_levels, sq_near), 0);
+    for (int row = 0; row < 2 * nqs; ++row) {
+        const int i = row % nqs;
+        for (int j = 0; j < nk; ++j) {
+            /* future: 0; visible: the rule's 8 under the cap, forced blocks 1 (key block 0,
+             * the diagonal i, the text block 4, every block of the text query block 4) */
+            const int want = j > i ? 0 : (j == 0 || j == i || j == 4 || i == 4) ? 1 : caps[j];
+            if (sq_levels[row * nk + j] != want)
+                fail_msg("causal square: row %d block %d level %d, want %d", row, j,
+                         sq_levels[row * nk + j], want);
+        }
+    }
+    free(square);
+    free(sq_levels);
+    free(sq_near);
+    host_problem_free(&hs);
     free(scores);
     host_problem_free(&h);
     host_problem_free(&h2);
@@ -1483,13 +1547,14 @@ typedef struct causal_config {
  * then attention over the map: S against the reference estimate, M against the reference
  * assignment of the device's S (rows near a threshold skipped), the output against the
  * reference attention over the device's M. Every bn, ragged Nq != Nk both ways (Nq > Nk has
- * rows that see nothing), text spanning one and two key blocks, GQA. */
+ * rows that see nothing), text spanning one and two key blocks (in the future of the first query
+ * blocks), text query blocks beside video ones, GQA. */
 static void causal_pipeline(void) {
     const causal_config configs[] = {
         {64, 16, 8, 150, 16 * 37 + 5, 40, TS_BHND},
         {32, 32, 4, 200, 130, 7, TS_BNHD},
         {128, 64, 8, 300, 333, 70, TS_BHND},
-        {64, 128, 4, 129, 390, 130, TS_BNHD},
+        {64, 128, 4, 129, 926, 60, TS_BNHD},
     };
     for (size_t n = 0; n < sizeof configs / sizeof configs[0]; ++n) {
         const causal_config *cfg = &configs[n];
@@ -1525,30 +1590,45 @@ static void causal_pipeline(void) {
         if (compared * 2 < rows)
             ts_fail("%s: only %zu of %zu rows were away from every threshold", name, compared,
                     rows);
-        /* The forced blocks are there, and the map is not all level 1 (the run tests more
-         * than dense attention). */
+        /* The forced blocks are there (text key blocks, key block 0, the diagonal, every
+         * visible block of a query block holding text), the future is at level 0, and the
+         * map is not all level 1 (the run tests more than dense attention). Computed here
+         * from the shape, not by the reference's helper. */
         int8_t *m = xmalloc(c.grid.count);
         case_read_levels(&c, m);
         const int nk = c.grid.blocks_k, text_blocks = ceil_div(cfg->text_tokens, cfg->bn);
-        size_t skipped = 0;
+        size_t skipped = 0, text_visible = 0, future = 0;
         for (size_t r = 0; r < rows; ++r) {
             const int i = (int)(r % (size_t)c.grid.blocks_q);
             const int last_row =
                 (i + 1) * cfg->bm < cfg->seq_q ? (i + 1) * cfg->bm - 1 : cfg->seq_q - 1;
             const int diagonal_key = last_row + cfg->seq_k - cfg->seq_q;
+            const bool text_row = last_row >= cfg->seq_q - cfg->text_tokens;
             for (int j = 0; j < nk; ++j) {
-                const bool forced =
+                const int level = m[r * nk + j];
+                if (j * cfg->bn > diagonal_key) {
+                    if (level != 0)
+                        ts_fail("%s: row %zu key block %d is in the future but has level %d", name,
+                                r, j, level);
+                    ++future;
+                    continue;
+                }
+                const bool forced_key =
                     j >= nk - text_blocks || j == 0 ||
-                    (diagonal_key >= 0 &&
-                     j == (diagonal_key < cfg->seq_k ? diagonal_key : cfg->seq_k - 1) / cfg->bn);
-                if (forced && m[r * nk + j] != 1)
+                    j == (diagonal_key < cfg->seq_k ? diagonal_key : cfg->seq_k - 1) / cfg->bn;
+                if ((text_row || forced_key) && level != 1)
                     ts_fail("%s: row %zu key block %d is forced but has level %d", name, r, j,
-                            m[r * nk + j]);
-                skipped += m[r * nk + j] == 0;
+                            level);
+                text_visible += text_row && !forced_key; /* forced by the text row alone */
+                skipped += level != 1;
             }
         }
+        if (text_visible == 0 || future == 0)
+            ts_fail("%s: %zu visible blocks of text rows, %zu future blocks: the case checks "
+                    "less than it says",
+                    name, text_visible, future);
         if (skipped == 0)
-            ts_fail("%s: no key block at level 0", name);
+            ts_fail("%s: every visible key block at level 1", name);
         free(m);
         free(ref);
         free(s);
@@ -1783,14 +1863,24 @@ static void test_binary(void **state) {
         check_assignment(&c, s, name);
         int8_t *m = xmalloc(c.grid.count);
         case_read_levels(&c, m);
+        /* ceil(density * nk) blocks per row, causal: of those the row can see (the sampled
+         * estimate is unmasked, so S would rank future blocks too). */
         const int keep = (int)ceil((double)densities[n] * c.grid.blocks_k);
         for (size_t r = 0; r < c.grid.count / c.grid.blocks_k; ++r) {
-            int ones = 0;
+            const int i = (int)(r % (size_t)c.grid.blocks_q);
+            const int last_key =
+                (i + 1) * 64 < 200 ? (i + 1) * 64 - 1 + 16 * 37 + 5 - 200 : 16 * 37 + 5 - 1;
+            int ones = 0, visible = 0;
             for (int j = 0; j < c.grid.blocks_k; ++j) {
-                assert_true(m[r * c.grid.blocks_k + j] == 0 || m[r * c.grid.blocks_k + j] == 1);
-                ones += m[r * c.grid.blocks_k + j];
+                const int level = m[r * c.grid.blocks_k + j];
+                assert_true(level == 0 || level == 1);
+                const bool future = d.causal && j * 16 > last_key;
+                if (future && level != 0)
+                    ts_fail("%s: row %zu block %d is in the future but kept", name, r, j);
+                visible += !future;
+                ones += level;
             }
-            assert_int_equal(ones, keep < c.grid.blocks_k ? keep : c.grid.blocks_k);
+            assert_int_equal(ones, keep < visible ? keep : visible);
         }
         free(m);
         free(ref_s);

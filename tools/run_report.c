@@ -167,7 +167,9 @@ static void print_problem(const run_options *o, const run_problem *p, const run_
         printf("grid      %d x %d x %d + %d text tokens\n", p->grid[0], p->grid[1], p->grid[2],
                p->text_tokens);
     else if (p->text_tokens)
-        printf("text      %d tokens at the end, forced to level 1\n", p->text_tokens);
+        printf("text      %d tokens at the end; their key blocks and their query blocks' "
+               "visible blocks at level 1\n",
+               p->text_tokens);
 }
 
 static void print_options(const run_options *o, const run_report *r) {

@@ -328,7 +328,8 @@ typedef enum clpsa_method {
                                 and merge the partial softmax states, unless dense.VARIANT is
                                 overridden (clpsa_tuning.h) */
     CLPSA_METHOD_BINARY = 3, /**< block-sparse baseline: top ceil(binary_density * nk) blocks of
-                                each row by S at level 1, the rest skipped (§8) */
+                                each row by S at level 1, the rest skipped; causal: among the
+                                blocks the row can see (§8) */
 } clpsa_method;
 
 /** @brief Level assignment modes (§6). */
@@ -407,7 +408,10 @@ typedef struct clpsa_plan_desc {
     int align_tile;      /**< 0: 32; CLPSA_OFF: no alignment (§6) */
     float min_full;      /**< fraction of blocks kept at level 1 at least (threshold
                             mode); 0: 0.06; CLPSA_OFF: none */
-    int text_tokens;     /**< tokens at the end of the key sequence forced to level 1 */
+    int text_tokens;     /**< text tokens at the end of the sequence: the key blocks holding
+                            them, and every key block the query blocks holding the last
+                            text_tokens query rows can see, are forced to level 1 (§6; not
+                            in CLPSA_METHOD_BINARY) */
     int similarity_cap;  /**< non-zero: cap levels by block self-similarity (§6) */
     float similarity_thresholds[3]; /**< t2, t4, t8; all 0: 0.7/0.65/0.6 (or the preset's) */
     clpsa_estimator estimator;      /**< 0: sampled (antidiagonal for the understanding preset) */
@@ -660,7 +664,10 @@ CLPSA_API clpsa_status clpsa_plan_read_scores(clpsa_plan *plan, float *scores);
 
 /** @brief Density and level histogram of a level map (§8). */
 typedef struct clpsa_level_stats {
-    double density;        /**< mean over rows of sum_j (1/f_j) / nk (§8) */
+    double density;        /**< mean over rows of sum_j (1/f_j) / nk (§8); a computed causal
+                              map holds level 0 on key blocks wholly in a row's future (never
+                              visited), so they do not count; a supplied map counts as
+                              given */
     uint64_t histogram[5]; /**< blocks at level 0, 1, 2, 4, 8 */
 } clpsa_level_stats;
 /**

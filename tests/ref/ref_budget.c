@@ -151,7 +151,9 @@ int ref_budget_allocate_row(const double *w, const double *loss, int nk, const i
     for (int j = 0; j < nk; ++j) {
         next[j] = 0;
         levels[j] = 0;
-        if (forced && forced[j]) {
+        if (forced && forced[j] == REF_PSA_FUTURE)
+            continue; /* level 0, no cost, no upgrade */
+        if (forced && forced[j] == REF_PSA_FORCED) {
             levels[j] = 1;
             left -= 1.0;
             continue;
@@ -218,21 +220,13 @@ int ref_budget_assign(const ref_attention_problem *p, int block_q, int block_k, 
     if (!p || !w || !loss || !levels || block_q < 1 || block_k < 1)
         return -1;
     const int nq = ceil_div(p->seq_q, block_q), nk = ceil_div(p->seq_k, block_k);
-    const int text_blocks = ceil_div(text_tokens, block_k);
     int *forced = malloc((size_t)nk * sizeof *forced);
     int *row_levels = malloc((size_t)nk * sizeof *row_levels);
     int status = forced && row_levels ? 0 : -1;
     const size_t rows = (size_t)p->batch * p->heads_q * nq;
     for (size_t row = 0; status == 0 && row < rows; ++row) {
         const int i = (int)(row % nq);
-        for (int j = 0; j < nk; ++j)
-            forced[j] = j >= nk - text_blocks;
-        if (causal) {
-            forced[0] = 1;
-            const int diagonal = ref_psa_diagonal_block(i, block_q, block_k, p->seq_q, p->seq_k);
-            if (diagonal >= 0)
-                forced[diagonal] = 1;
-        }
+        ref_psa_forced_row(i, block_q, block_k, p->seq_q, p->seq_k, text_tokens, causal, forced);
         int near = 0;
         status = ref_budget_allocate_row(w + row * nk, loss + row * nk * 3, nk, forced,
                                          ref_budget_blocks(density, nk), tol, row_levels, &near);

@@ -41,7 +41,8 @@ int ref_budget_measure(const ref_attention_problem *p, int block_q, int block_k,
                        uint64_t seed, const float *q, const float *k, clpsa_dtype round_to,
                        double *w, double *loss);
 
-/* The allocation of one row: forced[j] non-zero gives block j level 1 (its cost taken first);
+/* The allocation of one row: forced[j] (optional) REF_PSA_FORCED gives block j level 1 (its
+ * cost taken first), REF_PSA_FUTURE level 0 (no cost, no upgrade: never visited);
  * budget in blocks (density * nk, slack included by the caller). levels[j] receives the level.
  * When near is not NULL it is set non-zero if some decision lies within tol of going the other
  * way (a hull test, or two upgrades' ratios). Returns 0 or -1. */
@@ -51,8 +52,9 @@ int ref_budget_allocate_row(const double *w, const double *loss, int nk, const i
 /* The row budget in blocks for a density the API stores as a float. */
 double ref_budget_blocks(double density, int nk);
 
-/* Every row: forced blocks (the last ceil(text_tokens / bn), and with causal key block 0 and
- * the diagonal block), then ref_budget_allocate_row. near_row optional (B Hq nq ints). */
+/* Every row: the forced blocks of ref_psa_forced_row (text key blocks, text query blocks, with
+ * causal key block 0 and the diagonal block; the future left out), then
+ * ref_budget_allocate_row. near_row optional (B Hq nq ints). */
 int ref_budget_assign(const ref_attention_problem *p, int block_q, int block_k, int text_tokens,
                       int causal, double density, const double *w, const double *loss,
                       ref_budget_tolerance tol, int8_t *levels, int *near_row);

@@ -564,6 +564,34 @@ int ref_psa_diagonal_block(int i, int block_q, int block_k, int seq_q, int seq_k
     return (int)((c < seq_k - 1 ? c : seq_k - 1) / block_k);
 }
 
+int ref_psa_text_query_block(int i, int block_q, int seq_q, int text_tokens) {
+    const int64_t end = (int64_t)(i + 1) * block_q < seq_q ? (int64_t)(i + 1) * block_q : seq_q;
+    return text_tokens > 0 && end - 1 >= (int64_t)seq_q - text_tokens;
+}
+
+int ref_psa_future_block(int i, int j, int block_q, int block_k, int seq_q, int seq_k, int causal) {
+    if (!causal)
+        return 0;
+    const int64_t end = (int64_t)(i + 1) * block_q < seq_q ? (int64_t)(i + 1) * block_q : seq_q;
+    const int64_t last_key = end - 1 + ((int64_t)seq_k - seq_q);
+    return (int64_t)j * block_k > last_key;
+}
+
+void ref_psa_forced_row(int i, int block_q, int block_k, int seq_q, int seq_k, int text_tokens,
+                        int causal, int *forced) {
+    const int nk = ceil_div(seq_k, block_k), text_blocks = ceil_div(text_tokens, block_k);
+    const int text_row = ref_psa_text_query_block(i, block_q, seq_q, text_tokens);
+    const int diagonal = causal ? ref_psa_diagonal_block(i, block_q, block_k, seq_q, seq_k) : -1;
+    for (int j = 0; j < nk; ++j) {
+        if (ref_psa_future_block(i, j, block_q, block_k, seq_q, seq_k, causal))
+            forced[j] = REF_PSA_FUTURE;
+        else if (text_row || j >= nk - text_blocks || (causal && (j == 0 || j == diagonal)))
+            forced[j] = REF_PSA_FORCED;
+        else
+            forced[j] = REF_PSA_FREE;
+    }
+}
+
 static double cosine(const float *a, const float *b, int dim) {
     double ab = 0.0, aa = 0.0, bb = 0.0;
     for (int d = 0; d < dim; ++d) {
@@ -637,47 +665,54 @@ int ref_psa_assign(const ref_attention_problem *p, const ref_psa_params *params,
     }
     int *row_levels = malloc((size_t)nk * sizeof *row_levels);
     double *energy = malloc((size_t)nk * sizeof *energy);
-    int status = row_levels && energy ? 0 : -1;
-    const int text_blocks = ceil_div(params->text_tokens, bn);
+    int *forced = malloc((size_t)nk * sizeof *forced);
+    int *order = malloc((size_t)nk * sizeof *order);
+    int status = row_levels && energy && forced && order ? 0 : -1;
     for (int b = 0; status == 0 && b < p->batch; ++b)
         for (int h = 0; status == 0 && h < p->heads_q; ++h)
             for (int i = 0; status == 0 && i < nq; ++i) {
                 const size_t row = ((size_t)b * p->heads_q + h) * nq + i;
+                ref_psa_forced_row(i, bm, bn, p->seq_q, p->seq_k, params->text_tokens,
+                                   params->causal, forced);
                 /* docs/api.md, "NaN and infinity": a row of S that is not all finite ranks
-                 * nothing and gets level 1 everywhere, whatever the mode. */
+                 * nothing and gets level 1 everywhere, whatever the mode (but the future). */
                 int finite = 1;
                 for (int j = 0; j < nk; ++j)
                     finite &= isfinite(scores[row * nk + j]) != 0;
                 if (!finite) {
                     for (int j = 0; j < nk; ++j)
-                        levels[row * nk + j] = 1;
+                        levels[row * nk + j] = forced[j] == REF_PSA_FUTURE ? 0 : 1;
                     if (near_row)
                         near_row[row] = 0;
                     continue;
                 }
                 status = ref_psa_assign_row_rule(scores + row * nk, nk, params, row_levels, energy,
-                                                 NULL);
+                                                 order);
                 if (status != 0)
                     break;
+                if (params->binary && params->causal) {
+                    /* The top ceil(density * nk) blocks among those the row can see. */
+                    const double want = ceil(params->binary_density * nk - 1e-6);
+                    const int keep = want < nk ? (int)want : nk;
+                    int kept = 0;
+                    for (int x = 0; x < nk; ++x) {
+                        const int j = order[x];
+                        row_levels[j] = kept < keep && forced[j] != REF_PSA_FUTURE;
+                        kept += row_levels[j];
+                    }
+                }
                 int near = 0;
                 if (!params->binary && params->mode != CLPSA_MODE_QUANTILE)
                     near =
                         ref_psa_energy_near_threshold(energy, nk, params->thresholds, REF_PSA_NEAR);
-                if (!params->binary) {
-                    for (int j = nk - text_blocks; j < nk; ++j)
-                        if (j >= 0)
+                if (!params->binary)
+                    for (int j = 0; j < nk; ++j)
+                        if (forced[j] == REF_PSA_FORCED)
                             row_levels[j] = 1;
-                    if (params->causal) {
-                        row_levels[0] = 1;
-                        const int diagonal = ref_psa_diagonal_block(i, bm, bn, p->seq_q, p->seq_k);
-                        if (diagonal >= 0)
-                            row_levels[diagonal] = 1;
-                    }
-                }
                 if (cap) {
                     const int kvh = ref_kv_head(p, h);
                     for (int j = 0; j < nk; ++j) {
-                        if (row_levels[j] == 0)
+                        if (row_levels[j] == 0 || forced[j] == REF_PSA_FUTURE)
                             continue;
                         const double *sim = sims + (((size_t)b * p->heads_kv + kvh) * nk + j) * 3;
                         const int limit =
@@ -687,13 +722,16 @@ int ref_psa_assign(const ref_attention_problem *p, const ref_psa_params *params,
                         row_levels[j] = row_levels[j] < limit ? row_levels[j] : limit;
                     }
                 }
+                /* Never visited, so level 0 in every mode (binary too). */
                 for (int j = 0; j < nk; ++j)
-                    levels[row * nk + j] = (int8_t)row_levels[j];
+                    levels[row * nk + j] = forced[j] == REF_PSA_FUTURE ? 0 : (int8_t)row_levels[j];
                 if (near_row)
                     near_row[row] = near;
             }
     free(row_levels);
     free(energy);
+    free(forced);
+    free(order);
     free(sims);
     return status;
 }

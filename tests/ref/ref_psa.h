@@ -112,7 +112,8 @@ typedef struct ref_psa_params {
     int similarity_cap;              /* non-zero: cap levels by block self-similarity */
     double similarity_thresholds[3]; /* t2, t4, t8 */
     int binary;                      /* non-zero: the binary baseline instead of mode */
-    double binary_density;           /* binary: keep ceil(density * nk) blocks per row */
+    double binary_density;           /* binary: keep ceil(density * nk) blocks per row (causal:
+                                        of those it can see, in ref_psa_assign) */
 } ref_psa_params;
 
 /* Parameters with docs/algorithm.md's defaults: bm 128, bn 64, threshold mode, 0.5/0.6/0.7/0.8,
@@ -140,6 +141,25 @@ int ref_psa_energy_near_threshold(const double *energy, int nk, const double thr
 /* The diagonal key block of query block i (see the header comment), or -1. */
 int ref_psa_diagonal_block(int i, int block_q, int block_k, int seq_q, int seq_k);
 
+/* Whether query block i holds a text row: one of the last text_tokens query rows (query row
+ * r stands at key position r + Nk - Nq, and text tokens are the last text_tokens keys). */
+int ref_psa_text_query_block(int i, int block_q, int seq_q, int text_tokens);
+
+/* Whether key block j lies wholly in the future of query block i under the causal mask: its
+ * first key is after the last key the block's last row sees. Never with causal = 0. */
+int ref_psa_future_block(int i, int j, int block_q, int block_k, int seq_q, int seq_k, int causal);
+
+/* What the forced-block rules of docs/algorithm.md §6 make of key block j of query block i,
+ * for the modes that have them (not binary). */
+#define REF_PSA_FREE 0 /* the mode decides */
+#define REF_PSA_FORCED                                                                             \
+    1                    /* level 1: a text key block, a text query block, or (causal) key         \
+                            block 0 or the diagonal block */
+#define REF_PSA_FUTURE 2 /* wholly in the future (causal): level 0, whatever else holds */
+/* forced[j] for the nk key blocks of query block i. */
+void ref_psa_forced_row(int i, int block_q, int block_k, int seq_q, int seq_k, int text_tokens,
+                        int causal, int *forced);
+
 /* Block self-similarity: sims (contiguous double [B, Hkv, nk, 3]) = sim_2, sim_4, sim_8 of
  * every key block, -INFINITY where the block has no complete group. Returns 0 or -1. */
 int ref_psa_block_similarity(const ref_attention_problem *p, int block_k, const float *k,
@@ -150,7 +170,8 @@ int ref_psa_similarity_cap(const double sim[3], const double thresholds[3]);
 int ref_psa_similarity_near(const double sim[3], const double thresholds[3], double eps);
 
 /* The whole assignment of every row: the mode (or binary) rule, then (not binary) the text
- * and causal forced blocks, then (not binary, when params->similarity_cap) the cap.
+ * and causal forced blocks, then (not binary, when params->similarity_cap) the cap, then (in
+ * every mode, also on a non-finite row) level 0 on the key blocks wholly in the future.
  * scores: [B, Hq, nq, nk] doubles; k is only read when the cap is on. levels: int8
  * [B, Hq, nq, nk]. near_row (optional, B*Hq*nq ints) is set non-zero for rows whose result
  * may legitimately differ elsewhere: an E within REF_PSA_NEAR of a threshold (threshold and

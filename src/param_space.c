@@ -75,7 +75,7 @@ const clpsa__param_def clpsa__param_defs[CLPSA__PARAM_COUNT] = {
     /* keys per tile (portable: staged in local memory, smaller where it is short) */
     [CLPSA__P_DECODE_TILE_N] = {"decode", "DEC_TILE_N", {8, 16, 32, 64}, 4, 32, 32},
     /* budget portable-cpu: sampled rows per work-item, as whole query blocks (at least one) */
-    [CLPSA__P_BUDGET_CPU_ROWS] = {"budget", "CPU_ROWS", {8, 16, 32, 64}, 4, 16, 16},
+    [CLPSA__P_BUDGET_CPU_ROWS] = {"budget", "CPU_ROWS", {8, 16, 32, 64}, 4, 32, 32},
 };
 
 const char *clpsa__param_source_name(clpsa__param_source source) {

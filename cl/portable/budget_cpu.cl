@@ -24,7 +24,7 @@
 #define SAMPLE_Q (BLOCK_Q / 16) /* sampled rows per query block */
 #endif
 #ifndef BUDGET_CPU_ROWS
-#define BUDGET_CPU_ROWS 16 /* sampled rows per work-item */
+#define BUDGET_CPU_ROWS 32 /* sampled rows per work-item */
 #endif
 
 #define BC_GROUP (BUDGET_CPU_ROWS > SAMPLE_Q ? BUDGET_CPU_ROWS / SAMPLE_Q : 1)

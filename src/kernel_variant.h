@@ -64,7 +64,7 @@ void clpsa__kernel_variants_describe(const clpsa__device_info *info, char *out, 
 /* The variants of each vendor (variant_portable.c, variant_nvidia.c). */
 extern const clpsa__kernel_variant clpsa__portable_dense, clpsa__portable_attend;
 extern const clpsa__kernel_variant clpsa__portable_estimate, clpsa__portable_estimate_staged;
-extern const clpsa__kernel_variant clpsa__portable_budget;
+extern const clpsa__kernel_variant clpsa__portable_budget, clpsa__portable_cpu_budget;
 extern const clpsa__kernel_variant clpsa__portable_cpu_dense, clpsa__portable_cpu_attend;
 extern const clpsa__kernel_variant clpsa__portable_cpu_estimate;
 extern const clpsa__kernel_variant clpsa__portable_simt_dense, clpsa__portable_simt_attend;

@@ -58,8 +58,10 @@ const clpsa__param_def clpsa__param_defs[CLPSA__PARAM_COUNT] = {
     /* budget mode's measurement (cl/budget.cl): work-items sharing one query block's sampled
      * rows, each owning key blocks */
     [CLPSA__P_BUDGET_WG] = {"budget", "BUDGET_WG", {16, 32, 64, 128}, 4, 32, 64},
-    /* its kernel variant (src/kernel_variant.c: 1 portable); unset, the first that fits */
-    [CLPSA__P_BUDGET_VARIANT] = {"budget", "VARIANT", {1}, 1, 0, 0},
+    /* its kernel variant (src/kernel_variant.c: 1 portable, 2 portable-cpu: one work-item per
+     * group of query blocks, their sampled rows along the vector lanes); unset, the first that
+     * fits */
+    [CLPSA__P_BUDGET_VARIANT] = {"budget", "VARIANT", {1, 2}, 2, 0, 0},
     /* decode kernel (dense plans of at most 16 query rows, src/kernel_variant.c): 1 portable
      * split-K (work-groups share a tile in local memory), 3 portable-cpu (one work-item per
      * split, the head dimension along vectors); unset, the first that fits */
@@ -72,6 +74,8 @@ const clpsa__param_def clpsa__param_defs[CLPSA__PARAM_COUNT] = {
     [CLPSA__P_DECODE_WG] = {"decode", "DEC_WG", {32, 64, 128, 256}, 4, 64, 128},
     /* keys per tile (portable: staged in local memory, smaller where it is short) */
     [CLPSA__P_DECODE_TILE_N] = {"decode", "DEC_TILE_N", {8, 16, 32, 64}, 4, 32, 32},
+    /* budget portable-cpu: sampled rows per work-item, as whole query blocks (at least one) */
+    [CLPSA__P_BUDGET_CPU_ROWS] = {"budget", "CPU_ROWS", {8, 16, 32, 64}, 4, 32, 32},
 };
 
 const char *clpsa__param_source_name(clpsa__param_source source) {

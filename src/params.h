@@ -41,6 +41,7 @@ typedef enum clpsa__param_id {
     CLPSA__P_DECODE_CU_GROUPS,
     CLPSA__P_DECODE_WG,
     CLPSA__P_DECODE_TILE_N,
+    CLPSA__P_BUDGET_CPU_ROWS,
     CLPSA__PARAM_COUNT
 } clpsa__param_id;
 

@@ -383,6 +383,58 @@ const clpsa__kernel_variant clpsa__portable_budget = {
     configure_budget,
 };
 
+/* The measurement for CPUs (cl/portable/budget_cpu.cl): one work-item per group of whole query
+ * blocks, about BUDGET_CPU_ROWS sampled rows along the vector lanes, Q^T in local memory. */
+static int cpu_budget_blocks(int cpu_rows, int sample_q) {
+    return cpu_rows > sample_q ? cpu_rows / sample_q : 1;
+}
+
+static cl_ulong cpu_budget_local_bytes(const clpsa_plan *plan, int blocks) {
+    const int rows = blocks * plan->psa.sample_q, lanes = rows <= 8 ? 8 : 16;
+    const cl_ulong pad = (cl_ulong)(rows + lanes - 1) / lanes * lanes;
+    return 4 * (pad * (cl_ulong)plan->desc.head_dim + 3 * pad);
+}
+
+static bool cpu_budget_fits(const clpsa_plan *plan, char *why, size_t size) {
+    const cl_ulong need = cpu_budget_local_bytes(plan, 1);
+    if (need > plan->ctx->info.local_mem_size) {
+        snprintf(why, size,
+                 "needs %llu bytes of local memory at sample_q = %d, head_dim = %d; the device "
+                 "has %llu",
+                 (unsigned long long)need, plan->psa.sample_q, plan->desc.head_dim,
+                 (unsigned long long)plan->ctx->info.local_mem_size);
+        return false;
+    }
+    return true;
+}
+
+/* BUDGET_CPU_ROWS as looked up, lowered (not below one query block) while local memory cannot
+ * hold the group's Q^T; the work-item is alone in its group, so there is nothing to shrink. */
+static clpsa_status configure_cpu_budget(clpsa_plan *plan, int attempt, clpsa__kernel_config *out) {
+    if (attempt > 0)
+        return CLPSA_ERROR_UNSUPPORTED;
+    int rows = 0;
+    const clpsa_status status = clpsa__plan_param(plan, CLPSA__P_BUDGET_CPU_ROWS, &rows, NULL);
+    if (status != CLPSA_OK)
+        return status;
+    int blocks = cpu_budget_blocks(rows, plan->psa.sample_q);
+    while (blocks > 1 && cpu_budget_local_bytes(plan, blocks) > plan->ctx->info.local_mem_size)
+        blocks /= 2;
+    out->rows = blocks;
+    out->items = 1;
+    snprintf(out->options, sizeof out->options, "-DBUDGET_CPU_ROWS=%d",
+             blocks * plan->psa.sample_q);
+    return CLPSA_OK;
+}
+
+const clpsa__kernel_variant clpsa__portable_cpu_budget = {
+    CLPSA__FAMILY_BUDGET, 2,
+    "portable-cpu",       {"common.cl", "portable/budget_cpu.cl", NULL},
+    "budget_measure",     {CLPSA__P_BUDGET_CPU_ROWS, CLPSA__PARAM_COUNT},
+    cpu_device,           cpu_budget_fits,
+    configure_cpu_budget,
+};
+
 /* The split-K decode kernels (cl/decode.cl): DEC_ROWS query rows of one kv head per
  * work-group, DEC_TILE_N keys staged per tile. */
 static cl_ulong decode_local_bytes(int d, int rows, int tile) {

@@ -6,7 +6,9 @@
  * the density spent never above the target. Ragged N, GQA, causal with forced blocks, text
  * tokens, a Hilbert ordering, every bn, fp32 and 16-bit storage, budgets from 1/(8 nk) to 1;
  * then the options budget mode rejects, each with its status and message. The reference's
- * allocation is checked first on rows worked out by hand. */
+ * allocation is checked first on rows worked out by hand. Every case runs once per
+ * measurement variant the device runs (budget.VARIANT), and the CPU variant also with 8 rows
+ * per work-item (float8 lanes) and 64 (several row vectors, groups of query blocks). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -14,6 +16,7 @@
 #include <cmocka.h>
 
 #include <clpsa/clpsa.h>
+#include <clpsa/clpsa_tuning.h>
 
 #include "ref/ref_attention.h"
 #include "ref/ref_budget.h"
@@ -31,10 +34,43 @@ static clpsa_context *ctx;
  * (1 - kept / mass), good to a few 1e-7; ratios and errors to about 1e-5 relative. */
 static const ref_budget_tolerance tie_tolerance = {1e-4, 2e-6};
 
+/* The measurement's settings every device case runs under: clpsa_context_set_params text,
+ * the variant's name, and whether it takes every density of the case or only the first two
+ * (a lane shape of a variant that the other settings already cover at every density). */
+typedef struct budget_setting {
+    char params[64];
+    const char *variant;
+    bool all_densities;
+} budget_setting;
+static budget_setting settings[8];
+static int setting_count;
+
+static const char *budget_variant_name(int id) {
+    return id == 1 ? "portable" : id == 2 ? "portable-cpu" : "?";
+}
+
 static int group_setup(void **state) {
     (void)state;
     ctx = ts_context_create();
-    return ctx ? 0 : -1;
+    if (!ctx)
+        return -1;
+    int ids[4];
+    const int count = ts_variants_available(ctx, "budget", ids, 4);
+    for (int v = 0; v < count; ++v) {
+        budget_setting *s = &settings[setting_count++];
+        snprintf(s->params, sizeof s->params, "budget.VARIANT=%d", ids[v]);
+        s->variant = budget_variant_name(ids[v]);
+        s->all_densities = true;
+        for (int rows = 8; ids[v] == 2 && rows <= 64; rows *= 8) {
+            s = &settings[setting_count++];
+            snprintf(s->params, sizeof s->params, "budget.VARIANT=2,budget.CPU_ROWS=%d", rows);
+            s->variant = "portable-cpu";
+            s->all_densities = false;
+        }
+    }
+    if (count < 1)
+        fprintf(stderr, "test_budget: no budget variant runs on this device\n");
+    return count < 1 ? -1 : 0;
 }
 
 static int group_teardown(void **state) {
@@ -292,7 +328,12 @@ static size_t run_config(const budget_config *cfg, const double *densities, int 
     int *near = xmalloc(rows * sizeof *near);
     float *out = xmalloc(q_count * 4), *out_pos = xmalloc(q_count * 4);
     double *ref_out = xmalloc(q_count * sizeof *ref_out);
-    for (int x = 0; x < count; ++x) {
+    for (int run = 0; run < setting_count * count; ++run) {
+        const budget_setting *setting = &settings[run / count];
+        const int x = run % count;
+        if (x >= 2 && !setting->all_densities)
+            continue;
+        ts_check(ctx, clpsa_context_set_params(ctx, setting->params));
         /* densities below the lowest one the plan takes (small nk) run at the lowest */
         const double lowest = 1.0 / (8.0 * nk);
         const double density = densities[x] > lowest ? densities[x] : lowest;
@@ -323,7 +364,7 @@ static size_t run_config(const budget_config *cfg, const double *densities, int 
         ts_check(ctx, clpsa_plan_get_desc(plan, &got));
         assert_int_equal(got.sample_q, sample_q);
         assert_true(got.density == (float)density);
-        assert_string_equal(clpsa_plan_kernel_variant(plan, "budget"), "portable");
+        assert_string_equal(clpsa_plan_kernel_variant(plan, "budget"), setting->variant);
         assert_null(clpsa_plan_kernel_variant(plan, "estimate"));
 
         ts_buffer_poison(&bo);
@@ -346,12 +387,12 @@ static size_t run_config(const budget_config *cfg, const double *densities, int 
                 sum += s[c];
                 ref_sum += w[c];
                 if (!(fabs(s[c] - w[c]) <= 1e-7 + 1e-5 * w[c]))
-                    ts_fail("density %g: S[row %zu][%d] = %.9g, reference w %.9g", density, r, j,
-                            (double)s[c], w[c]);
+                    ts_fail("%s, density %g: S[row %zu][%d] = %.9g, reference w %.9g",
+                            setting->params, density, r, j, (double)s[c], w[c]);
             }
             if (fabs(sum - ref_sum) > 1e-5 || (ref_sum != 0.0 && fabs(ref_sum - 1.0) > 1e-9))
-                ts_fail("density %g: S row %zu sums to %.9g, reference %.9g", density, r, sum,
-                        ref_sum);
+                ts_fail("%s, density %g: S row %zu sums to %.9g, reference %.9g", setting->params,
+                        density, r, sum, ref_sum);
         }
         /* M = the reference's allocation of the reference's measurement, except near-ties. */
         if (ref_budget_assign(&p, cfg->bm, cfg->bn, cfg->text_tokens, cfg->causal,
@@ -371,9 +412,9 @@ static size_t run_config(const budget_config *cfg, const double *densities, int 
                         snprintf(g + strlen(g), sizeof g - strlen(g), "%d ", m[r * nk + y]);
                         snprintf(e + strlen(e), sizeof e - strlen(e), "%d ", ref_m[r * nk + y]);
                     }
-                    ts_fail("density %g: row %zu block %d: level %d, reference %d\n"
+                    ts_fail("%s, density %g: row %zu block %d: level %d, reference %d\n"
                             "  device    [%s]\n  reference [%s]",
-                            density, r, j, m[r * nk + j], ref_m[r * nk + j], g, e);
+                            setting->params, density, r, j, m[r * nk + j], ref_m[r * nk + j], g, e);
                 }
         }
         if (near_rows * 4 > rows)
@@ -430,12 +471,13 @@ static size_t run_config(const budget_config *cfg, const double *densities, int 
         const ts_tolerance tol = dtype == CLPSA_DTYPE_FP16   ? (ts_tolerance){2e-3, 2e-3, 1e-3}
                                  : dtype == CLPSA_DTYPE_BF16 ? (ts_tolerance){1.6e-2, 1.6e-2, 8e-3}
                                                              : (ts_tolerance){2e-5, 1e-4, 1e-5};
-        char what[96];
-        snprintf(what, sizeof what, "%s, density %g", cfg->name, density);
+        char what[160];
+        snprintf(what, sizeof what, "%s, %s, density %g", cfg->name, setting->params, density);
         ts_assert_close(what, ordered ? out_pos : out, ref_out, qd,
                         ts_tolerance_for_variant(tol, plan, "attend", dtype));
         clpsa_plan_destroy(plan);
     }
+    ts_check(ctx, clpsa_context_set_params(ctx, ""));
     free(s);
     free(m);
     free(ref_m);
@@ -542,6 +584,8 @@ static void test_budget_defaults(void **state) {
     assert_int_equal(got.mode, CLPSA_MODE_BUDGET);
     assert_int_equal(got.similarity_cap, 0);
     assert_int_equal(got.align_tile, CLPSA_OFF);
+    /* the first variant the device runs (portable-cpu on a CPU) */
+    assert_string_equal(clpsa_plan_kernel_variant(plan, "budget"), settings[0].variant);
     /* budget mode measures its own scores */
     float scores[4 * 8];
     for (int x = 0; x < 32; ++x)

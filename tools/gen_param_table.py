@@ -52,6 +52,7 @@ PARAMS = [  # the order of clpsa__param_id in src/params.h
     "decode.CU_GROUPS",
     "decode.DEC_WG",
     "decode.DEC_TILE_N",
+    "budget.CPU_ROWS",
 ]
 
 

@@ -80,7 +80,8 @@ struct clpsa_plan {
     const struct clpsa__kernel_variant *attend_variant;
     /* budget mode: the measurement (a kernel family) and the allocation */
     cl_kernel budget_measure, budget_allocate;
-    int budget_wg, upgrade_n; /* the measurement uses estimate_scratch and its launches */
+    int budget_wg, upgrade_n;    /* the measurement uses estimate_scratch and its launches */
+    int budget_blocks_per_group; /* query blocks of one measurement work-group */
     const struct clpsa__kernel_variant *budget_variant;
     cl_mem budget_loss; /* rows x nk x 3: pooling loss at levels 2, 4, 8 */
     cl_mem k_pyramid, v_pyramid, similarity_stats, row_offsets, key_offsets, estimate_scratch;

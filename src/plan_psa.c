@@ -156,6 +156,7 @@ static clpsa_status build_budget(clpsa_plan *plan, char *options, size_t size) {
     if (status != CLPSA_OK)
         return status;
     plan->budget_wg = measure.items;
+    plan->budget_blocks_per_group = measure.rows;
     snprintf(options, size, "-cl-std=CL1.2 -DUPGRADE_N=%d -DASSIGN_WG=%d", plan->upgrade_n,
              plan->assign_wg);
     status = create_kernel(plan, "budget.cl", options, "budget_allocate", &plan->budget_allocate);
@@ -363,7 +364,9 @@ static clpsa_status enqueue_measure(chain *c, clpsa_plan *plan, cl_mem q, cl_mem
     if (err != CL_SUCCESS)
         return clpsa__fail_cl(plan->ctx, err, "clSetKernelArg(budget_measure)");
     const size_t local[2] = {(size_t)plan->budget_wg, 1};
-    const size_t global[2] = {(size_t)nq * plan->budget_wg, (size_t)heads};
+    const size_t groups = round_up((size_t)nq, (size_t)plan->budget_blocks_per_group) /
+                          (size_t)plan->budget_blocks_per_group;
+    const size_t global[2] = {groups * plan->budget_wg, (size_t)heads};
     return enqueue(c, CLPSA__STAGE_ESTIMATE, plan->budget_measure, 2, global, local,
                    "budget_measure");
 }

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include <clpsa/clpsa.h>
+#include <clpsa/clpsa_tuning.h>
 
 #include "ref/ref_attention.h"
 #include "ref/ref_budget.h"
@@ -224,8 +225,19 @@ static void to_positions(const float *src, float *dst, int64_t bh, int seq, int 
             memcpy(dst + (x * seq + t) * dim, src + (x * seq + perm[t]) * dim, dim * sizeof *dst);
 }
 
-/* One problem, one set of inputs, several densities: plan, run, compare. Returns the rows
- * compared (not near-ties) over all densities. */
+/* Whether budget.VARIANT=id takes the configuration (docs/api.md, "Kernel variants"); the
+ * variants without a rule of their own take every plan. */
+static bool variant_takes(int id, const budget_config *cfg, clpsa_dtype dtype, int sample_q) {
+    if (id != 2)
+        return true;
+    /* nvidia-mma: 16-bit storage, D a multiple of 32 up to 128, bn 64 or 128, s_q <= 16 */
+    return (dtype == CLPSA_DTYPE_FP16 || dtype == CLPSA_DTYPE_BF16) && cfg->dim % 32 == 0 &&
+           cfg->dim <= 128 && (cfg->bn == 64 || cfg->bn == 128) && sample_q <= 16;
+}
+
+/* One problem, one set of inputs, several densities, every budget variant the device runs
+ * that takes the problem: plan, run, compare. Returns the rows compared (not near-ties) over
+ * all densities and variants. */
 static size_t run_config(const budget_config *cfg, const double *densities, int count) {
     ts_rng rng;
     ts_rng_init(&rng, ts_case_begin(cfg->name));
@@ -287,130 +299,150 @@ static size_t run_config(const budget_config *cfg, const double *densities, int 
     int *near = xmalloc(rows * sizeof *near);
     float *out = xmalloc(q_count * 4), *out_pos = xmalloc(q_count * 4);
     double *ref_out = xmalloc(q_count * sizeof *ref_out);
-    for (int x = 0; x < count; ++x) {
-        /* densities below the lowest one the plan takes (small nk) run at the lowest */
-        const double lowest = 1.0 / (8.0 * nk);
-        const double density = densities[x] > lowest ? densities[x] : lowest;
-        clpsa_plan_desc d;
-        clpsa_plan_desc_init(&d);
-        d.batch = cfg->batch;
-        d.heads_q = cfg->heads_q;
-        d.heads_kv = cfg->heads_kv;
-        d.seq_q = cfg->seq_q;
-        d.seq_k = cfg->seq_k;
-        d.head_dim = cfg->dim;
-        d.dtype = dtype;
-        d.block_q = cfg->bm;
-        d.block_k = cfg->bn;
-        d.causal = cfg->causal;
-        d.text_tokens = cfg->text_tokens;
-        d.mode = CLPSA_MODE_BUDGET;
-        d.density = (float)density;
-        d.sample_q = cfg->sample_q;
-        d.seed = seed;
-        if (ordered) {
-            memcpy(d.grid, cfg->grid, sizeof d.grid);
-            d.ordering = CLPSA_ORDER_HILBERT;
-        }
-        clpsa_plan *plan = NULL;
-        ts_check(ctx, clpsa_plan_create(ctx, &d, &plan));
-        clpsa_plan_desc got;
-        ts_check(ctx, clpsa_plan_get_desc(plan, &got));
-        assert_int_equal(got.sample_q, sample_q);
-        assert_true(got.density == (float)density);
-        assert_string_equal(clpsa_plan_kernel_variant(plan, "budget"), "portable");
-        assert_null(clpsa_plan_kernel_variant(plan, "estimate"));
-
-        ts_buffer_poison(&bo);
-        cl_event done = NULL;
-        ts_check(ctx, clpsa_plan_run(plan, NULL, bq.mem, bk.mem, bv.mem, bo.mem, 0, NULL, &done));
-        ts_check_cl(clWaitForEvents(1, &done), "clWaitForEvents");
-        clReleaseEvent(done);
-        ts_buffer_check_canary(&bo);
-        ts_buffer_check_unchanged(&bq);
-        ts_buffer_check_unchanged(&bk);
-        ts_buffer_check_unchanged(&bv);
-        ts_check(ctx, clpsa_plan_read_scores(plan, s));
-        ts_check(ctx, clpsa_plan_read_levels(plan, m));
-
-        /* S = w to 1e-5; rows sum to 1 (0 where no sampled row sees a key). */
-        for (size_t r = 0; r < rows; ++r) {
-            double sum = 0.0, ref_sum = 0.0;
-            for (int j = 0; j < nk; ++j) {
-                const size_t c = r * nk + j;
-                sum += s[c];
-                ref_sum += w[c];
-                if (!(fabs(s[c] - w[c]) <= 1e-7 + 1e-5 * w[c]))
-                    ts_fail("density %g: S[row %zu][%d] = %.9g, reference w %.9g", density, r, j,
-                            (double)s[c], w[c]);
+    int variants[8];
+    const int variant_count = ts_variants_available(ctx, "budget", variants, 8);
+    assert_true(variant_count > 0);
+    for (int vi = 0; vi < variant_count; ++vi) {
+        const int variant = variants[vi];
+        if (!variant_takes(variant, cfg, dtype, sample_q))
+            continue;
+        char params[48];
+        snprintf(params, sizeof params, "budget.VARIANT=%d", variant);
+        ts_check(ctx, clpsa_context_set_params(ctx, params));
+        /* The matrix units accumulate the 16-bit products in fp32 in their own order. */
+        const double s_rel = variant == 2 ? 1e-4 : 1e-5, s_abs = variant == 2 ? 1e-6 : 1e-7;
+        for (int x = 0; x < count; ++x) {
+            /* densities below the lowest one the plan takes (small nk) run at the lowest */
+            const double lowest = 1.0 / (8.0 * nk);
+            const double density = densities[x] > lowest ? densities[x] : lowest;
+            clpsa_plan_desc d;
+            clpsa_plan_desc_init(&d);
+            d.batch = cfg->batch;
+            d.heads_q = cfg->heads_q;
+            d.heads_kv = cfg->heads_kv;
+            d.seq_q = cfg->seq_q;
+            d.seq_k = cfg->seq_k;
+            d.head_dim = cfg->dim;
+            d.dtype = dtype;
+            d.block_q = cfg->bm;
+            d.block_k = cfg->bn;
+            d.causal = cfg->causal;
+            d.text_tokens = cfg->text_tokens;
+            d.mode = CLPSA_MODE_BUDGET;
+            d.density = (float)density;
+            d.sample_q = cfg->sample_q;
+            d.seed = seed;
+            if (ordered) {
+                memcpy(d.grid, cfg->grid, sizeof d.grid);
+                d.ordering = CLPSA_ORDER_HILBERT;
             }
-            if (fabs(sum - ref_sum) > 1e-5 || (ref_sum != 0.0 && fabs(ref_sum - 1.0) > 1e-9))
-                ts_fail("density %g: S row %zu sums to %.9g, reference %.9g", density, r, sum,
-                        ref_sum);
-        }
-        /* M = the reference's allocation of the reference's measurement, except near-ties. */
-        if (ref_budget_assign(&p, cfg->bm, cfg->bn, cfg->text_tokens, cfg->causal,
-                              (double)d.density, w, loss, tie_tolerance, ref_m, near) != 0)
-            ts_fail("ref_budget_assign failed");
-        size_t near_rows = 0;
-        for (size_t r = 0; r < rows; ++r) {
-            if (near[r]) {
-                ++near_rows;
-                continue;
-            }
-            ++compared;
-            for (int j = 0; j < nk; ++j)
-                if (m[r * nk + j] != ref_m[r * nk + j]) {
-                    char g[400] = "", e[400] = "";
-                    for (int y = 0; y < nk && strlen(g) < 380; ++y) {
-                        snprintf(g + strlen(g), sizeof g - strlen(g), "%d ", m[r * nk + y]);
-                        snprintf(e + strlen(e), sizeof e - strlen(e), "%d ", ref_m[r * nk + y]);
-                    }
-                    ts_fail("density %g: row %zu block %d: level %d, reference %d\n"
-                            "  device    [%s]\n  reference [%s]",
-                            density, r, j, m[r * nk + j], ref_m[r * nk + j], g, e);
+            clpsa_plan *plan = NULL;
+            ts_check(ctx, clpsa_plan_create(ctx, &d, &plan));
+            clpsa_plan_desc got;
+            ts_check(ctx, clpsa_plan_get_desc(plan, &got));
+            assert_int_equal(got.sample_q, sample_q);
+            assert_true(got.density == (float)density);
+            const char *ran = clpsa_plan_kernel_variant(plan, "budget");
+            assert_non_null(ran);
+            if (variant == 1 || variant == 2)
+                assert_string_equal(ran, variant == 1 ? "portable" : "nvidia-mma");
+            assert_null(clpsa_plan_kernel_variant(plan, "estimate"));
+
+            ts_buffer_poison(&bo);
+            cl_event done = NULL;
+            ts_check(ctx,
+                     clpsa_plan_run(plan, NULL, bq.mem, bk.mem, bv.mem, bo.mem, 0, NULL, &done));
+            ts_check_cl(clWaitForEvents(1, &done), "clWaitForEvents");
+            clReleaseEvent(done);
+            ts_buffer_check_canary(&bo);
+            ts_buffer_check_unchanged(&bq);
+            ts_buffer_check_unchanged(&bk);
+            ts_buffer_check_unchanged(&bv);
+            ts_check(ctx, clpsa_plan_read_scores(plan, s));
+            ts_check(ctx, clpsa_plan_read_levels(plan, m));
+
+            /* S = w to 1e-5; rows sum to 1 (0 where no sampled row sees a key). */
+            for (size_t r = 0; r < rows; ++r) {
+                double sum = 0.0, ref_sum = 0.0;
+                for (int j = 0; j < nk; ++j) {
+                    const size_t c = r * nk + j;
+                    sum += s[c];
+                    ref_sum += w[c];
+                    if (!(fabs(s[c] - w[c]) <= s_abs + s_rel * w[c]))
+                        ts_fail("%s: density %g: S[row %zu][%d] = %.9g, reference w %.9g", ran,
+                                density, r, j, (double)s[c], w[c]);
                 }
-        }
-        if (near_rows * 4 > rows)
-            ts_fail("density %g: %zu of %zu rows are near-ties: the comparison says too little",
-                    density, near_rows, rows);
-        /* Every row spends at most its budget (forced blocks aside); density 1 is dense. */
-        clpsa_level_stats stats;
-        ts_check(ctx, clpsa_plan_read_stats(plan, &stats));
-        if (getenv("CLPSA_TEST_VERBOSE"))
-            printf("  %s, density %g: %zu of %zu rows near-ties; spent %.4f, levels 0/1/2/4/8: "
-                   "%llu %llu %llu %llu %llu\n",
-                   cfg->name, density, near_rows, rows, stats.density,
-                   (unsigned long long)stats.histogram[0], (unsigned long long)stats.histogram[1],
-                   (unsigned long long)stats.histogram[2], (unsigned long long)stats.histogram[3],
-                   (unsigned long long)stats.histogram[4]);
-        const int text_blocks = ceil_div(cfg->text_tokens, cfg->bn);
-        const double forced_share = (double)(text_blocks + (cfg->causal ? 2 : 0)) / nk;
-        if (stats.density > fmax(density * (1 + 1e-6), forced_share) + 1e-12)
-            ts_fail("density %g: the plan spent %.9g", density, stats.density);
-        if (density == 1.0 && !cfg->causal && stats.histogram[1] != cells)
-            ts_fail("density 1: %llu of %zu blocks at level 1",
-                    (unsigned long long)stats.histogram[1], cells);
+                if (fabs(sum - ref_sum) > s_rel || (ref_sum != 0.0 && fabs(ref_sum - 1.0) > 1e-9))
+                    ts_fail("density %g: S row %zu sums to %.9g, reference %.9g", density, r, sum,
+                            ref_sum);
+            }
+            /* M = the reference's allocation of the reference's measurement, except near-ties. */
+            if (ref_budget_assign(&p, cfg->bm, cfg->bn, cfg->text_tokens, cfg->causal,
+                                  (double)d.density, w, loss, tie_tolerance, ref_m, near) != 0)
+                ts_fail("ref_budget_assign failed");
+            size_t near_rows = 0;
+            for (size_t r = 0; r < rows; ++r) {
+                if (near[r]) {
+                    ++near_rows;
+                    continue;
+                }
+                ++compared;
+                for (int j = 0; j < nk; ++j)
+                    if (m[r * nk + j] != ref_m[r * nk + j]) {
+                        char g[400] = "", e[400] = "";
+                        for (int y = 0; y < nk && strlen(g) < 380; ++y) {
+                            snprintf(g + strlen(g), sizeof g - strlen(g), "%d ", m[r * nk + y]);
+                            snprintf(e + strlen(e), sizeof e - strlen(e), "%d ", ref_m[r * nk + y]);
+                        }
+                        ts_fail("density %g: row %zu block %d: level %d, reference %d\n"
+                                "  device    [%s]\n  reference [%s]",
+                                density, r, j, m[r * nk + j], ref_m[r * nk + j], g, e);
+                    }
+            }
+            if (near_rows * 4 > rows)
+                ts_fail("density %g: %zu of %zu rows are near-ties: the comparison says too little",
+                        density, near_rows, rows);
+            /* Every row spends at most its budget (forced blocks aside); density 1 is dense. */
+            clpsa_level_stats stats;
+            ts_check(ctx, clpsa_plan_read_stats(plan, &stats));
+            if (getenv("CLPSA_TEST_VERBOSE"))
+                printf(
+                    "  %s, density %g: %zu of %zu rows near-ties; spent %.4f, levels 0/1/2/4/8: "
+                    "%llu %llu %llu %llu %llu\n",
+                    cfg->name, density, near_rows, rows, stats.density,
+                    (unsigned long long)stats.histogram[0], (unsigned long long)stats.histogram[1],
+                    (unsigned long long)stats.histogram[2], (unsigned long long)stats.histogram[3],
+                    (unsigned long long)stats.histogram[4]);
+            const int text_blocks = ceil_div(cfg->text_tokens, cfg->bn);
+            const double forced_share = (double)(text_blocks + (cfg->causal ? 2 : 0)) / nk;
+            if (stats.density > fmax(density * (1 + 1e-6), forced_share) + 1e-12)
+                ts_fail("density %g: the plan spent %.9g", density, stats.density);
+            if (density == 1.0 && !cfg->causal && stats.histogram[1] != cells)
+                ts_fail("density 1: %llu of %zu blocks at level 1",
+                        (unsigned long long)stats.histogram[1], cells);
 
-        /* The output is attention over the device's map. */
-        float *raw = xmalloc(bo.elements * sizeof(float));
-        ts_buffer_download(&bo, raw);
-        ts_gather(raw, qd, qs, out);
-        free(raw);
-        if (ordered)
-            to_positions(out, out_pos, (int64_t)cfg->batch * cfg->heads_q, cfg->seq_q, cfg->dim,
-                         perm);
-        if (ref_psa_attention(&p, cfg->bm, cfg->bn, m, qp, kp, vp, dtype, ref_out) != 0)
-            ts_fail("ref_psa_attention failed");
-        const ts_tolerance tol = dtype == CLPSA_DTYPE_FP16   ? (ts_tolerance){2e-3, 2e-3, 1e-3}
-                                 : dtype == CLPSA_DTYPE_BF16 ? (ts_tolerance){1.6e-2, 1.6e-2, 8e-3}
-                                                             : (ts_tolerance){2e-5, 1e-4, 1e-5};
-        char what[96];
-        snprintf(what, sizeof what, "%s, density %g", cfg->name, density);
-        ts_assert_close(what, ordered ? out_pos : out, ref_out, qd,
-                        ts_tolerance_for_variant(tol, plan, "attend", dtype));
-        clpsa_plan_destroy(plan);
+            /* The output is attention over the device's map. */
+            float *raw = xmalloc(bo.elements * sizeof(float));
+            ts_buffer_download(&bo, raw);
+            ts_gather(raw, qd, qs, out);
+            free(raw);
+            if (ordered)
+                to_positions(out, out_pos, (int64_t)cfg->batch * cfg->heads_q, cfg->seq_q, cfg->dim,
+                             perm);
+            if (ref_psa_attention(&p, cfg->bm, cfg->bn, m, qp, kp, vp, dtype, ref_out) != 0)
+                ts_fail("ref_psa_attention failed");
+            const ts_tolerance tol = dtype == CLPSA_DTYPE_FP16 ? (ts_tolerance){2e-3, 2e-3, 1e-3}
+                                     : dtype == CLPSA_DTYPE_BF16
+                                         ? (ts_tolerance){1.6e-2, 1.6e-2, 8e-3}
+                                         : (ts_tolerance){2e-5, 1e-4, 1e-5};
+            char what[96];
+            snprintf(what, sizeof what, "%s, density %g", cfg->name, density);
+            ts_assert_close(what, ordered ? out_pos : out, ref_out, qd,
+                            ts_tolerance_for_variant(tol, plan, "attend", dtype));
+            clpsa_plan_destroy(plan);
+        }
     }
+    ts_check(ctx, clpsa_context_set_params(ctx, ""));
     free(s);
     free(m);
     free(ref_m);
@@ -473,6 +505,27 @@ static void test_budget_causal_text(void **state) {
     const double densities[] = {0, 0.15, 0.5, 1.0};
     for (size_t c = 0; c < sizeof configs / sizeof configs[0]; ++c)
         run_config(&configs[c], densities, 4);
+}
+
+/* 16-bit shapes the matrix-unit variant takes (bn 64 or 128, D a multiple of 32): on a device
+ * that runs it they test it against the reference, elsewhere the portable kernel again. Two
+ * query blocks per m16 tile at s_q = 8, ragged N and a ragged last tile, Nq != Nk both ways,
+ * GQA, causal (with Nk < Nq: rows that see nothing), s_q 4 and 16, a Hilbert ordering. */
+static void test_budget_matrix_shapes(void **state) {
+    (void)state;
+    const budget_config configs[] = {
+        {"mma ragged gqa", 2, 4, 2, 301, 301, 128, 128, 64, 0, CLPSA_DTYPE_BF16, 0, 0, {0}},
+        {"mma nq != nk", 1, 2, 1, 389, 211, 64, 64, 64, 0, CLPSA_DTYPE_FP16, 0, 0, {0}},
+        {"mma causal", 1, 2, 1, 200, 331, 64, 128, 64, 0, CLPSA_DTYPE_BF16, 1, 0, {0}},
+        {"mma causal short keys", 1, 1, 1, 300, 170, 96, 64, 64, 8, CLPSA_DTYPE_FP16, 1, 0, {0}},
+        {"mma bn128 sq16", 1, 1, 1, 700, 641, 32, 256, 128, 16, CLPSA_DTYPE_BF16, 0, 0, {0}},
+        {"mma hilbert", 1, 2, 2, 256, 256, 64, 128, 64, 0, CLPSA_DTYPE_BF16, 0, 16, {4, 6, 10}},
+    };
+    const double densities[] = {0.05, 0.3};
+    size_t compared = 0;
+    for (size_t c = 0; c < sizeof configs / sizeof configs[0]; ++c)
+        compared += run_config(&configs[c], densities, 2);
+    assert_true(compared > 0);
 }
 
 static void test_budget_16bit_and_hilbert(void **state) {
@@ -605,10 +658,14 @@ static void test_budget_bad_options(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ref_allocation_by_hand),   cmocka_unit_test(test_ref_measure_exact),
-        cmocka_unit_test(test_budget_defaults),          cmocka_unit_test(test_budget_bad_options),
-        cmocka_unit_test(test_budget_fp32_shapes),       cmocka_unit_test(test_budget_causal_text),
+        cmocka_unit_test(test_ref_allocation_by_hand),
+        cmocka_unit_test(test_ref_measure_exact),
+        cmocka_unit_test(test_budget_defaults),
+        cmocka_unit_test(test_budget_bad_options),
+        cmocka_unit_test(test_budget_fp32_shapes),
+        cmocka_unit_test(test_budget_causal_text),
         cmocka_unit_test(test_budget_16bit_and_hilbert),
+        cmocka_unit_test(test_budget_matrix_shapes),
     };
     ts_apply_test_filter();
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -184,7 +184,10 @@ const clpsa__kernel_variant clpsa__nvidia_mma_estimate = {
 
 /* Budget mode's measurement (nv_budget.cl): one m16 tile of sampled rows (16 / sample_q query
  * blocks) per warp; a key block's keys and its pooled tokens staged in two buffers. */
-#define BUDGET_NV_WARPS 8 /* warps per work-group sharing each staged key block */
+/* Warps per work-group sharing each staged key block. The kernel takes 139 registers a
+ * work-item (ptxas, sm_90, D = 128), so 4 warps let 3 groups share an SM and hide each other's
+ * barriers, where 8 would fit once (compile-time reasoning; not measured yet). */
+#define BUDGET_NV_WARPS 4
 
 static cl_ulong budget_local_bytes(const clpsa_plan *plan, int warps) {
     const cl_ulong bk = (cl_ulong)plan->psa.block_k, d = (cl_ulong)plan->desc.head_dim;

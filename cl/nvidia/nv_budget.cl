@@ -17,7 +17,7 @@
  * (budget.cl's layout) because the mass needs m_t and F_t, known only after the last block.
  * Needs BLOCK_K a multiple of 64, SAMPLE_Q <= 16, HEAD_DIM a multiple of 32 (host-checked). */
 #ifndef NV_WARPS
-#define NV_WARPS 8 /* warps per work-group, one m16 tile each */
+#define NV_WARPS 4 /* warps per work-group, one m16 tile each */
 #endif
 #ifndef BLOCK_Q
 #define BLOCK_Q 128 /* bm */

@@ -98,20 +98,6 @@ NV_INLINE uint load_pair(rows16_t row, const int d, const bool valid) {
     return valid ? *(__global const uint *)(row + d) : 0u;
 }
 
-/* s[nt] = Q K^T for `tiles` n-tiles of 8 rows of `tile`. */
-#define NV_QK(s, tile, tiles)                                                                      \
-    do {                                                                                           \
-        _Pragma("unroll") for (int nt = 0; nt < (tiles); ++nt) s[nt] = (float4)(0.0f);             \
-        _Pragma("unroll") for (int kc = 0; kc < HEAD_DIM / 16; kc += 2) {                          \
-            _Pragma("unroll") for (int nt = 0; nt < (tiles); ++nt) {                               \
-                const uint4 kb = ldmatrix_x4((tile) + (nt * 8 + (lane & 7)) * NV_PITCH + kc * 16 + \
-                                             (lane >> 3) * 8);                                     \
-                s[nt] = mma_16x8x16(qf[kc], (uint2)(kb.x, kb.y), s[nt]);                           \
-                s[nt] = mma_16x8x16(qf[kc + 1], (uint2)(kb.z, kb.w), s[nt]);                       \
-            }                                                                                      \
-        }                                                                                          \
-    } while (0)
-
 /* The pooled contribution cnt exp2(x - m) of pooled token p of level f (or 0 when it is past
  * the level's end or its last member is hidden from the row, whose last visible key is
  * `limit`; then the block maximum m may be -inf, so x - m is never formed). */
@@ -207,8 +193,20 @@ budget_measure(__global const in_t *q, __global const in_t *k, __global const in
         /* In flight: keys of j, pooled tokens of j. */
         COPY_ASYNC_WAIT(1);
         barrier(CLK_LOCAL_MEM_FENCE);
-        float4 s[FULL_TILES];
-        NV_QK(s, key_tile, FULL_TILES);
+        float4 s[FULL_TILES]; /* the m16 tile against the block's keys */
+#pragma unroll
+        for (int nt = 0; nt < FULL_TILES; ++nt)
+            s[nt] = (float4)(0.0f);
+#pragma unroll
+        for (int kc = 0; kc < HEAD_DIM / 16; kc += 2) {
+#pragma unroll
+            for (int nt = 0; nt < FULL_TILES; ++nt) {
+                const uint4 kb = ldmatrix_x4(key_tile + (nt * 8 + (lane & 7)) * NV_PITCH + kc * 16 +
+                                             (lane >> 3) * 8);
+                s[nt] = mma_16x8x16(qf[kc], (uint2)(kb.x, kb.y), s[nt]);
+                s[nt] = mma_16x8x16(qf[kc + 1], (uint2)(kb.z, kb.w), s[nt]);
+            }
+        }
         float mx_a = -INFINITY, mx_b = -INFINITY;
 #pragma unroll
         for (int nt = 0; nt < FULL_TILES; ++nt) {
@@ -244,8 +242,20 @@ budget_measure(__global const in_t *q, __global const in_t *k, __global const in
             COPY_ASYNC_WAIT(0);
         }
         barrier(CLK_LOCAL_MEM_FENCE);
-        float4 t[POOL_TILES];
-        NV_QK(t, pool_tile, POOL_TILES);
+        float4 t[POOL_TILES]; /* against its pooled tokens */
+#pragma unroll
+        for (int nt = 0; nt < POOL_TILES; ++nt)
+            t[nt] = (float4)(0.0f);
+#pragma unroll
+        for (int kc = 0; kc < HEAD_DIM / 16; kc += 2) {
+#pragma unroll
+            for (int nt = 0; nt < POOL_TILES; ++nt) {
+                const uint4 kb = ldmatrix_x4(pool_tile + (nt * 8 + (lane & 7)) * NV_PITCH +
+                                             kc * 16 + (lane >> 3) * 8);
+                t[nt] = mma_16x8x16(qf[kc], (uint2)(kb.x, kb.y), t[nt]);
+                t[nt] = mma_16x8x16(qf[kc + 1], (uint2)(kb.z, kb.w), t[nt]);
+            }
+        }
         float pl_a[3] = {0.0f, 0.0f, 0.0f}, pl_b[3] = {0.0f, 0.0f, 0.0f};
 #pragma unroll
         for (int u = 0; u < POOL_TILES; ++u) {

@@ -69,7 +69,7 @@ extern const clpsa__kernel_variant clpsa__portable_cpu_dense, clpsa__portable_cp
 extern const clpsa__kernel_variant clpsa__portable_cpu_estimate;
 extern const clpsa__kernel_variant clpsa__portable_simt_dense, clpsa__portable_simt_attend;
 extern const clpsa__kernel_variant clpsa__nvidia_mma_dense, clpsa__nvidia_mma_attend;
-extern const clpsa__kernel_variant clpsa__nvidia_mma_estimate;
+extern const clpsa__kernel_variant clpsa__nvidia_mma_estimate, clpsa__nvidia_mma_budget;
 extern const clpsa__kernel_variant clpsa__portable_decode, clpsa__portable_cpu_decode;
 
 #endif

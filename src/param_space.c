@@ -59,9 +59,9 @@ const clpsa__param_def clpsa__param_defs[CLPSA__PARAM_COUNT] = {
      * rows, each owning key blocks */
     [CLPSA__P_BUDGET_WG] = {"budget", "BUDGET_WG", {16, 32, 64, 128}, 4, 32, 64},
     /* its kernel variant (src/kernel_variant.c: 1 portable, 2 portable-cpu: one work-item per
-     * group of query blocks, their sampled rows along the vector lanes); unset, the first that
-     * fits */
-    [CLPSA__P_BUDGET_VARIANT] = {"budget", "VARIANT", {1, 2}, 2, 0, 0},
+     * group of query blocks, their sampled rows along the vector lanes, 3 nvidia-mma); unset,
+     * the first that fits */
+    [CLPSA__P_BUDGET_VARIANT] = {"budget", "VARIANT", {1, 2, 3}, 3, 0, 0},
     /* decode kernel (dense plans of at most 16 query rows, src/kernel_variant.c): 1 portable
      * split-K (work-groups share a tile in local memory), 3 portable-cpu (one work-item per
      * split, the head dimension along vectors); unset, the first that fits */

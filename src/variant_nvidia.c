@@ -181,3 +181,70 @@ const clpsa__kernel_variant clpsa__nvidia_mma_estimate = {
     mma_estimate_plan,
     configure_estimate,
 };
+
+/* Budget mode's measurement (nv_budget.cl): one m16 tile of sampled rows (16 / sample_q query
+ * blocks) per warp; a key block's keys and its pooled tokens staged in two buffers. */
+/* Warps per work-group sharing each staged key block. The kernel takes 139 registers a
+ * work-item (ptxas, sm_90, D = 128), so 4 warps let 3 groups share an SM and hide each other's
+ * barriers, where 8 would fit once (compile-time reasoning; not measured yet). */
+#define BUDGET_NV_WARPS 4
+
+static cl_ulong budget_local_bytes(const clpsa_plan *plan, int warps) {
+    const cl_ulong bk = (cl_ulong)plan->psa.block_k, d = (cl_ulong)plan->desc.head_dim;
+    /* keys and pooled tokens (pitch D + 8), row maxima, totals and last visible keys */
+    return (bk + bk / 2 + bk / 4 + bk / 8) * (d + 8) * 2 + (cl_ulong)warps * 16 * 12;
+}
+
+static bool mma_budget_plan(const clpsa_plan *plan, char *why, size_t size) {
+    if (!mma_plan(plan, why, size))
+        return false;
+    const int bk = plan->psa.block_k;
+    if (bk % 64 != 0 || bk > 128) {
+        snprintf(why, size,
+                 "block_k = %d: needs 64 or 128 (whole 8-token tiles at pooling level 8, "
+                 "the score tiles in registers)",
+                 bk);
+        return false;
+    }
+    if (plan->psa.sample_q > 16) {
+        snprintf(why, size, "sample_q = %d: at most 16 rows per query block (one m16 tile)",
+                 plan->psa.sample_q);
+        return false;
+    }
+    const cl_ulong need = budget_local_bytes(plan, 1);
+    if (need > plan->ctx->info.local_mem_size) {
+        snprintf(why, size,
+                 "needs %llu bytes of local memory at block_k = %d, head_dim = %d; the device "
+                 "has %llu",
+                 (unsigned long long)need, bk, plan->desc.head_dim,
+                 (unsigned long long)plan->ctx->info.local_mem_size);
+        return false;
+    }
+    return true;
+}
+
+/* BUDGET_NV_WARPS, fewer where the query blocks would leave warps idle, halved per attempt
+ * whose kernel allowed fewer work-items. */
+static clpsa_status configure_budget(clpsa_plan *plan, int attempt, clpsa__kernel_config *out) {
+    const int per_warp = 16 / plan->psa.sample_q; /* query blocks in one m16 tile */
+    int warps = BUDGET_NV_WARPS;
+    while (warps > 1 && (warps / 2) * per_warp >= plan->blocks_q)
+        warps /= 2;
+    if ((warps >> attempt) < 1)
+        return CLPSA_ERROR_UNSUPPORTED;
+    warps >>= attempt;
+    while (warps > 1 && budget_local_bytes(plan, warps) > plan->ctx->info.local_mem_size)
+        warps /= 2;
+    out->rows = warps * per_warp;
+    out->items = 32 * warps;
+    snprintf(out->options, sizeof out->options, "-DNV_WARPS=%d -cl-nv-verbose", warps);
+    return CLPSA_OK;
+}
+
+const clpsa__kernel_variant clpsa__nvidia_mma_budget = {
+    CLPSA__FAMILY_BUDGET, 3,
+    "nvidia-mma",         {"common.cl", "nvidia/nv_mma.cl", "nvidia/nv_budget.cl", NULL},
+    "budget_measure",     {CLPSA__PARAM_COUNT},
+    nvidia_sm80,          mma_budget_plan,
+    configure_budget,
+};

@@ -38,6 +38,7 @@ static const ref_budget_tolerance tie_tolerance = {1e-4, 2e-6};
  * the variant's name, and whether it takes every density of the case or only the first two
  * (a lane shape of a variant that the other settings already cover at every density). */
 typedef struct budget_setting {
+    int id; /* budget.VARIANT */
     char params[64];
     const char *variant;
     bool all_densities;
@@ -46,7 +47,7 @@ static budget_setting settings[8];
 static int setting_count;
 
 static const char *budget_variant_name(int id) {
-    return id == 1 ? "portable" : id == 2 ? "portable-cpu" : "?";
+    return id == 1 ? "portable" : id == 2 ? "portable-cpu" : id == 3 ? "nvidia-mma" : "?";
 }
 
 static int group_setup(void **state) {
@@ -58,11 +59,13 @@ static int group_setup(void **state) {
     const int count = ts_variants_available(ctx, "budget", ids, 4);
     for (int v = 0; v < count; ++v) {
         budget_setting *s = &settings[setting_count++];
+        s->id = ids[v];
         snprintf(s->params, sizeof s->params, "budget.VARIANT=%d", ids[v]);
         s->variant = budget_variant_name(ids[v]);
         s->all_densities = true;
         for (int rows = 8; ids[v] == 2 && rows <= 64; rows *= 8) {
             s = &settings[setting_count++];
+            s->id = 2;
             snprintf(s->params, sizeof s->params, "budget.VARIANT=2,budget.CPU_ROWS=%d", rows);
             s->variant = "portable-cpu";
             s->all_densities = false;
@@ -265,6 +268,16 @@ static void to_positions(const float *src, float *dst, int64_t bh, int seq, int 
             memcpy(dst + (x * seq + t) * dim, src + (x * seq + perm[t]) * dim, dim * sizeof *dst);
 }
 
+/* Whether budget.VARIANT=id takes the configuration (docs/api.md, "Kernel variants"); the
+ * variants without a rule of their own take every plan. */
+static bool variant_takes(int id, const budget_config *cfg, clpsa_dtype dtype, int sample_q) {
+    if (id != 3)
+        return true;
+    /* nvidia-mma: 16-bit storage, D a multiple of 32 up to 128, bn 64 or 128, s_q <= 16 */
+    return (dtype == CLPSA_DTYPE_FP16 || dtype == CLPSA_DTYPE_BF16) && cfg->dim % 32 == 0 &&
+           cfg->dim <= 128 && (cfg->bn == 64 || cfg->bn == 128) && sample_q <= 16;
+}
+
 /* One problem, one set of inputs, several densities: plan, run, compare. Returns the rows
  * compared (not near-ties) over all densities. */
 static size_t run_config(const budget_config *cfg, const double *densities, int count) {
@@ -331,9 +344,12 @@ static size_t run_config(const budget_config *cfg, const double *densities, int 
     for (int run = 0; run < setting_count * count; ++run) {
         const budget_setting *setting = &settings[run / count];
         const int x = run % count;
-        if (x >= 2 && !setting->all_densities)
+        if ((x >= 2 && !setting->all_densities) ||
+            !variant_takes(setting->id, cfg, dtype, sample_q))
             continue;
         ts_check(ctx, clpsa_context_set_params(ctx, setting->params));
+        /* The matrix units accumulate the 16-bit products in fp32 in their own order. */
+        const double s_rel = setting->id == 3 ? 1e-4 : 1e-5, s_abs = setting->id == 3 ? 1e-6 : 1e-7;
         /* densities below the lowest one the plan takes (small nk) run at the lowest */
         const double lowest = 1.0 / (8.0 * nk);
         const double density = densities[x] > lowest ? densities[x] : lowest;
@@ -386,11 +402,11 @@ static size_t run_config(const budget_config *cfg, const double *densities, int 
                 const size_t c = r * nk + j;
                 sum += s[c];
                 ref_sum += w[c];
-                if (!(fabs(s[c] - w[c]) <= 1e-7 + 1e-5 * w[c]))
+                if (!(fabs(s[c] - w[c]) <= s_abs + s_rel * w[c]))
                     ts_fail("%s, density %g: S[row %zu][%d] = %.9g, reference w %.9g",
                             setting->params, density, r, j, (double)s[c], w[c]);
             }
-            if (fabs(sum - ref_sum) > 1e-5 || (ref_sum != 0.0 && fabs(ref_sum - 1.0) > 1e-9))
+            if (fabs(sum - ref_sum) > s_rel || (ref_sum != 0.0 && fabs(ref_sum - 1.0) > 1e-9))
                 ts_fail("%s, density %g: S row %zu sums to %.9g, reference %.9g", setting->params,
                         density, r, sum, ref_sum);
         }
@@ -545,6 +561,27 @@ static void test_budget_causal_text(void **state) {
         run_config(&configs[c], densities, 5);
 }
 
+/* 16-bit shapes the matrix-unit variant takes (bn 64 or 128, D a multiple of 32): on a device
+ * that runs it they test it against the reference, elsewhere the portable kernel again. Two
+ * query blocks per m16 tile at s_q = 8, ragged N and a ragged last tile, Nq != Nk both ways,
+ * GQA, causal (with Nk < Nq: rows that see nothing), s_q 4 and 16, a Hilbert ordering. */
+static void test_budget_matrix_shapes(void **state) {
+    (void)state;
+    const budget_config configs[] = {
+        {"mma ragged gqa", 2, 4, 2, 301, 301, 128, 128, 64, 0, CLPSA_DTYPE_BF16, 0, 0, {0}},
+        {"mma nq != nk", 1, 2, 1, 389, 211, 64, 64, 64, 0, CLPSA_DTYPE_FP16, 0, 0, {0}},
+        {"mma causal", 1, 2, 1, 200, 331, 64, 128, 64, 0, CLPSA_DTYPE_BF16, 1, 0, {0}},
+        {"mma causal short keys", 1, 1, 1, 300, 170, 96, 64, 64, 8, CLPSA_DTYPE_FP16, 1, 0, {0}},
+        {"mma bn128 sq16", 1, 1, 1, 700, 641, 32, 256, 128, 16, CLPSA_DTYPE_BF16, 0, 0, {0}},
+        {"mma hilbert", 1, 2, 2, 256, 256, 64, 128, 64, 0, CLPSA_DTYPE_BF16, 0, 16, {4, 6, 10}},
+    };
+    const double densities[] = {0.05, 0.3};
+    size_t compared = 0;
+    for (size_t c = 0; c < sizeof configs / sizeof configs[0]; ++c)
+        compared += run_config(&configs[c], densities, 2);
+    assert_true(compared > 0);
+}
+
 static void test_budget_16bit_and_hilbert(void **state) {
     (void)state;
     const budget_config configs[] = {
@@ -584,8 +621,12 @@ static void test_budget_defaults(void **state) {
     assert_int_equal(got.mode, CLPSA_MODE_BUDGET);
     assert_int_equal(got.similarity_cap, 0);
     assert_int_equal(got.align_tile, CLPSA_OFF);
-    /* the first variant the device runs (portable-cpu on a CPU) */
-    assert_string_equal(clpsa_plan_kernel_variant(plan, "budget"), settings[0].variant);
+    /* the first variant the device runs that takes fp32 (portable-cpu on a CPU, portable on
+     * a GPU: the matrix-unit one takes 16-bit storage only) */
+    const budget_setting *first = &settings[0];
+    while (first->id == 3 && first + 1 < settings + setting_count)
+        ++first;
+    assert_string_equal(clpsa_plan_kernel_variant(plan, "budget"), first->variant);
     /* budget mode measures its own scores */
     float scores[4 * 8];
     for (int x = 0; x < 32; ++x)
@@ -677,10 +718,14 @@ static void test_budget_bad_options(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ref_allocation_by_hand),   cmocka_unit_test(test_ref_measure_exact),
-        cmocka_unit_test(test_budget_defaults),          cmocka_unit_test(test_budget_bad_options),
-        cmocka_unit_test(test_budget_fp32_shapes),       cmocka_unit_test(test_budget_causal_text),
+        cmocka_unit_test(test_ref_allocation_by_hand),
+        cmocka_unit_test(test_ref_measure_exact),
+        cmocka_unit_test(test_budget_defaults),
+        cmocka_unit_test(test_budget_bad_options),
+        cmocka_unit_test(test_budget_fp32_shapes),
+        cmocka_unit_test(test_budget_causal_text),
         cmocka_unit_test(test_budget_16bit_and_hilbert),
+        cmocka_unit_test(test_budget_matrix_shapes),
     };
     ts_apply_test_filter();
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

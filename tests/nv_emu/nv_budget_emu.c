@@ -1,0 +1,243 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Runs cl/nvidia/nv_budget.cl on a CPU OpenCL device over nv_mma_emu.cl and compares its S and
+ * pooling losses with cl/budget.cl's budget_measure (the kernel test_budget checks against the
+ * double-precision reference) on the same random bf16 inputs: S and loss to 1e-6 + 1e-4
+ * relative (the emulation sums the products in another order). Arguments: one shape, see the
+ * usage line; run from the source tree (it reads cl/ and tests/nv_emu/). Exit 0 when they
+ * agree. */
+#define CL_TARGET_OPENCL_VERSION 120
+#include <CL/cl.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+static char *readf(const char *p) {
+    FILE *f = fopen(p, "rb");
+    if (!f) {
+        perror(p);
+        exit(1);
+    }
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    rewind(f);
+    char *s = malloc(n + 1);
+    fread(s, 1, n, f);
+    s[n] = 0;
+    fclose(f);
+    return s;
+}
+static unsigned short tobf(float x) {
+    unsigned u;
+    memcpy(&u, &x, 4);
+    u += 0x7fff + ((u >> 16) & 1);
+    return u >> 16;
+}
+static float frombf(unsigned short h) {
+    unsigned u = (unsigned)h << 16;
+    float x;
+    memcpy(&x, &u, 4);
+    return x;
+}
+static double rnd(void) {
+    return (rand() + 0.5) / ((double)RAND_MAX + 1);
+}
+static double gauss(void) {
+    return sqrt(-2 * log(rnd())) * cos(6.283185307 * rnd());
+}
+#define CK(e)                                                                                      \
+    do {                                                                                           \
+        cl_int _e = (e);                                                                           \
+        if (_e) {                                                                                  \
+            printf("CL error %d at %d\n", _e, __LINE__);                                           \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+cl_context ctx;
+cl_device_id dev;
+cl_command_queue qu;
+static cl_kernel build(const char **files, int n, const char *opts) {
+    const char *src[4];
+    for (int i = 0; i < n; ++i)
+        src[i] = readf(files[i]);
+    cl_int e;
+    cl_program p = clCreateProgramWithSource(ctx, n, src, NULL, &e);
+    CK(e);
+    if (clBuildProgram(p, 1, &dev, opts, NULL, NULL)) {
+        static char log[200000];
+        clGetProgramBuildInfo(p, dev, CL_PROGRAM_BUILD_LOG, sizeof log, log, NULL);
+        printf("build failed (%s):\n%s\n", opts, log);
+        exit(1);
+    }
+    cl_kernel k = clCreateKernel(p, "budget_measure", &e);
+    CK(e);
+    return k;
+}
+int main(int argc, char **argv) {
+    if (argc < 13) {
+        printf("usage: B Hq Hkv Nq Nk D BQ BK SQ causal perm warps\n");
+        return 2;
+    }
+    int B = atoi(argv[1]), Hq = atoi(argv[2]), Hkv = atoi(argv[3]), Nq = atoi(argv[4]),
+        Nk = atoi(argv[5]);
+    int D = atoi(argv[6]), BQ = atoi(argv[7]), BK = atoi(argv[8]), SQ = atoi(argv[9]),
+        causal = atoi(argv[10]);
+    int permuted = atoi(argv[11]), warps = atoi(argv[12]);
+    if (permuted && Nq != Nk) {
+        printf("a permutation needs Nq == Nk (as the library's orderings)\n");
+        return 2;
+    }
+    srand(Nq * 7 + Nk * 13 + D + BQ + BK * 3 + SQ + causal + permuted);
+    /* The first CPU device: the emulation is for devices without the matrix units. */
+    cl_platform_id pls[8];
+    cl_uint npl = 0;
+    CK(clGetPlatformIDs(8, pls, &npl));
+    bool found = false;
+    for (cl_uint i = 0; i < npl && !found; ++i)
+        found = clGetDeviceIDs(pls[i], CL_DEVICE_TYPE_CPU, 1, &dev, NULL) == CL_SUCCESS;
+    if (!found) {
+        printf("no CPU OpenCL device: skipped\n");
+        return 77;
+    }
+    cl_int e;
+    ctx = clCreateContext(NULL, 1, &dev, NULL, NULL, &e);
+    CK(e);
+    qu = clCreateCommandQueue(ctx, dev, 0, &e);
+    CK(e);
+    int nq = (Nq + BQ - 1) / BQ, nk = (Nk + BK - 1) / BK, np2 = (Nk + 1) / 2, np4 = (Nk + 3) / 4,
+        np8 = (Nk + 7) / 8;
+    size_t qn = (size_t)B * Hq * Nq * D, kn = (size_t)B * Hkv * Nk * D,
+           pn = (size_t)B * Hkv * (np2 + np4 + np8) * D;
+    unsigned short *q = malloc(qn * 2), *k = malloc(kn * 2), *kp = malloc(pn * 2);
+    for (size_t i = 0; i < qn; ++i)
+        q[i] = tobf(2 * gauss());
+    for (size_t i = 0; i < kn; ++i)
+        k[i] = tobf(gauss());
+    int *perm = malloc(sizeof(int) * (Nk > Nq ? Nk : Nq));
+    int N = Nk > Nq ? Nk : Nq;
+    for (int i = 0; i < N; ++i)
+        perm[i] = i;
+    if (permuted)
+        for (int i = N - 1; i > 0; --i) {
+            int j = rand() % (i + 1), t = perm[i];
+            perm[i] = perm[j];
+            perm[j] = t;
+        }
+    for (int bh = 0; bh < B * Hkv; ++bh) {
+        size_t off = (size_t)bh * (np2 + np4 + np8);
+        for (int l = 1; l <= 3; ++l) {
+            int f = 1 << l, np = l == 1 ? np2 : l == 2 ? np4 : np8;
+            size_t base = off + (l == 1 ? 0 : l == 2 ? np2 : np2 + np4);
+            for (int p = 0; p < np; ++p)
+                for (int d = 0; d < D; ++d) {
+                    double s = 0;
+                    int cnt = 0;
+                    for (int c = p * f; c < p * f + f && c < Nk; ++c, ++cnt)
+                        s += frombf(k[((size_t)bh * Nk + (permuted ? perm[c] : c)) * D + d]);
+                    kp[(base + p) * D + d] = tobf((float)(s / cnt));
+                }
+        }
+    }
+    int *rows = malloc(sizeof(int) * B * Hq * SQ);
+    for (int i = 0; i < B * Hq * SQ; ++i)
+        rows[i] = rand() % BQ;
+    size_t cells = (size_t)B * Hq * nq * nk * SQ * 5;
+    size_t groups = (size_t)B * Hq * nq * 2 + 64;
+    size_t scratch_n = cells + 2 + groups * 32 * 16 * 8;
+    cl_mem bq = clCreateBuffer(ctx, CL_MEM_COPY_HOST_PTR, qn * 2, q, &e);
+    CK(e);
+    cl_mem bk = clCreateBuffer(ctx, CL_MEM_COPY_HOST_PTR, kn * 2, k, &e);
+    CK(e);
+    cl_mem bp = clCreateBuffer(ctx, CL_MEM_COPY_HOST_PTR, pn * 2, kp, &e);
+    CK(e);
+    cl_mem bperm = clCreateBuffer(ctx, CL_MEM_COPY_HOST_PTR, sizeof(int) * N, perm, &e);
+    CK(e);
+    cl_mem brows = clCreateBuffer(ctx, CL_MEM_COPY_HOST_PTR, sizeof(int) * B * Hq * SQ, rows, &e);
+    CK(e);
+    cl_mem bs = clCreateBuffer(ctx, 0, scratch_n * 4, NULL, &e);
+    CK(e);
+    size_t rowsn = (size_t)B * Hq * nq * nk;
+    float *out[2][2];
+    char opts[512];
+    for (int v = 0; v < 2; ++v) {
+        cl_mem bsc = clCreateBuffer(ctx, 0, rowsn * 4, NULL, &e);
+        CK(e);
+        cl_mem bl = clCreateBuffer(ctx, 0, rowsn * 12, NULL, &e);
+        CK(e);
+        float nanv = NAN;
+        CK(clEnqueueFillBuffer(qu, bsc, &nanv, 4, 0, rowsn * 4, 0, NULL, NULL));
+        CK(clEnqueueFillBuffer(qu, bl, &nanv, 4, 0, rowsn * 12, 0, NULL, NULL));
+        cl_kernel kr;
+        int wg, per;
+        if (v == 0) {
+            const char *f[] = {"cl/common.cl", "cl/budget.cl"};
+            snprintf(opts, sizeof opts,
+                     "-cl-std=CL1.2 -DHEAD_DIM=%d -DIN_TYPE=3 -DBLOCK_Q=%d -DBLOCK_K=%d "
+                     "-DSAMPLE_Q=%d -DPERMUTED=%d -DBUDGET_WG=32",
+                     D, BQ, BK, SQ, permuted);
+            kr = build(f, 2, opts);
+            wg = 32;
+            per = 1;
+        } else {
+            const char *f[] = {"cl/common.cl", "tests/nv_emu/nv_mma_emu.cl",
+                               "cl/nvidia/nv_budget.cl"};
+            snprintf(opts, sizeof opts,
+                     "-cl-std=CL1.2 -DHEAD_DIM=%d -DIN_TYPE=3 -DBLOCK_Q=%d -DBLOCK_K=%d "
+                     "-DSAMPLE_Q=%d -DPERMUTED=%d -DNV_WARPS=%d",
+                     D, BQ, BK, SQ, permuted, warps);
+            kr = build(f, 3, opts);
+            wg = 32 * warps;
+            per = warps * (16 / SQ);
+        }
+        int bh_first = 0, group = Hq / Hkv;
+        float scale = 1.0f / sqrtf(D);
+        long qs[3] = {(long)Hq * Nq * D, (long)Nq * D, D},
+             ks[3] = {(long)Hkv * Nk * D, (long)Nk * D, D};
+        int a = 0;
+        CK(clSetKernelArg(kr, a++, sizeof bq, &bq));
+        CK(clSetKernelArg(kr, a++, sizeof bk, &bk));
+        CK(clSetKernelArg(kr, a++, sizeof bp, &bp));
+        CK(clSetKernelArg(kr, a++, sizeof bperm, &bperm));
+        CK(clSetKernelArg(kr, a++, sizeof brows, &brows));
+        CK(clSetKernelArg(kr, a++, sizeof bs, &bs));
+        CK(clSetKernelArg(kr, a++, sizeof bsc, &bsc));
+        CK(clSetKernelArg(kr, a++, sizeof bl, &bl));
+        int ints[] = {bh_first, Hq, group, Nq, Nk, nq, nk, np2, np4, np8};
+        for (int i = 0; i < 10; ++i)
+            CK(clSetKernelArg(kr, a++, 4, &ints[i]));
+        CK(clSetKernelArg(kr, a++, 4, &scale));
+        CK(clSetKernelArg(kr, a++, 4, &causal));
+        for (int i = 0; i < 3; ++i)
+            CK(clSetKernelArg(kr, a++, 8, &qs[i]));
+        for (int i = 0; i < 3; ++i)
+            CK(clSetKernelArg(kr, a++, 8, &ks[i]));
+        size_t local[2] = {wg, 1},
+               global[2] = {(size_t)((nq + per - 1) / per) * wg, (size_t)B * Hq};
+        CK(clEnqueueNDRangeKernel(qu, kr, 2, NULL, global, local, 0, NULL, NULL));
+        out[v][0] = malloc(rowsn * 4);
+        out[v][1] = malloc(rowsn * 12);
+        CK(clEnqueueReadBuffer(qu, bsc, CL_TRUE, 0, rowsn * 4, out[v][0], 0, NULL, NULL));
+        CK(clEnqueueReadBuffer(qu, bl, CL_TRUE, 0, rowsn * 12, out[v][1], 0, NULL, NULL));
+    }
+    double worst[2] = {0, 0};
+    int bad = 0;
+    double ssum = 0;
+    for (int o = 0; o < 2; ++o) {
+        size_t n = o ? rowsn * 3 : rowsn;
+        for (size_t i = 0; i < n; ++i) {
+            double a = out[1][o][i], b = out[0][o][i];
+            double err = fabs(a - b) / (1e-6 + 1e-4 * fabs(b));
+            if (o == 0)
+                ssum += b;
+            if (!(err <= 1.0)) {
+                if (bad++ < 5)
+                    printf("  %s[%zu]: mma %.9g portable %.9g\n", o ? "loss" : "S", i, a, b);
+            }
+            if (err > worst[o] || isnan(err))
+                worst[o] = isnan(err) ? INFINITY : err;
+        }
+    }
+    printf("%s: bad %d, worst S %.3g loss %.3g (of tolerance), S total %.3f over %zu rows\n",
+           bad ? "FAIL" : "ok", bad, worst[0], worst[1], ssum, (size_t)B * Hq * nq);
+    return bad != 0;
+}

@@ -37,9 +37,12 @@ static clpsa_status transfer(clpsa_plan *plan, cl_mem buffer, bool write, size_t
     clpsa_status status = io_queue(plan, &queue, &temporary);
     if (status != CLPSA_OK)
         return status;
+    /* After a run that failed part-way its commands may still be running, on any queue. */
+    const cl_uint waits = plan->failed_last ? 1 : 0;
+    const cl_event *wait = waits ? &plan->failed_last : NULL;
     const cl_int err =
-        write ? clEnqueueWriteBuffer(queue, buffer, CL_TRUE, 0, bytes, host, 0, NULL, NULL)
-              : clEnqueueReadBuffer(queue, buffer, CL_TRUE, 0, bytes, host, 0, NULL, NULL);
+        write ? clEnqueueWriteBuffer(queue, buffer, CL_TRUE, 0, bytes, host, waits, wait, NULL)
+              : clEnqueueReadBuffer(queue, buffer, CL_TRUE, 0, bytes, host, waits, wait, NULL);
     if (temporary)
         clReleaseCommandQueue(queue);
     if (err != CL_SUCCESS)
@@ -99,6 +102,9 @@ clpsa_status clpsa_plan_set_scores(clpsa_plan *plan, const float *scores) {
                                "scores row %zu sums to 0: every row needs a positive sum", row);
     }
     status = transfer(plan, plan->scores, true, cell_count(plan) * sizeof(float), (void *)scores);
+    /* The copy replaced the scores the last run used (even a failed one may have begun), so
+     * read-back waits for the next run, as after clpsa_plan_set_levels. */
+    plan->inputs_replaced_since_run = true;
     if (status == CLPSA_OK)
         plan->source = CLPSA__SUPPLIED_SCORES;
     return status;
@@ -135,7 +141,11 @@ static clpsa_status require_run(clpsa_plan *plan, const char *what) {
     clpsa_status status = require_sparse(plan, what);
     if (status == CLPSA_OK && !plan->stage_last[CLPSA__STAGE_ATTEND])
         status = clpsa__fail(plan->ctx, CLPSA_ERROR_INVALID_VALUE,
-                             "%s: the plan has not run yet (nothing to read back)", what);
+                             plan->failed_last
+                                 ? "%s: the plan's last run failed (nothing to read back); run "
+                                   "it again first"
+                                 : "%s: the plan has not run yet (nothing to read back)",
+                             what);
     if (status == CLPSA_OK && plan->inputs_replaced_since_run)
         status = clpsa__fail(plan->ctx, CLPSA_ERROR_INVALID_VALUE,
                              "%s: scores or levels were supplied after the last run, replacing "

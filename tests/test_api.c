@@ -543,6 +543,19 @@ static void test_psa_runs_across_queues_and_read_back(void **state) {
                  "computed no scores");
     assert_int_equal(clpsa_plan_run(plan, NULL, q, k, v, out, 0, NULL, NULL), CLPSA_OK);
     assert_int_equal(clpsa_plan_read_scores(plan, scores), CLPSA_OK);
+    /* Supplied scores replace the ones the last run used: read-back waits for a run too. */
+    for (size_t x = 0; x < grid.count; ++x)
+        scores[x] = 1.0f + (float)(x % 3);
+    assert_int_equal(clpsa_plan_set_scores(plan, scores), CLPSA_OK);
+    expect_error(clpsa_plan_read_scores(plan, scores), CLPSA_ERROR_INVALID_VALUE,
+                 "supplied after the last run");
+    expect_error(clpsa_plan_read_levels(plan, levels), CLPSA_ERROR_INVALID_VALUE,
+                 "supplied after the last run");
+    assert_int_equal(clpsa_plan_run(plan, NULL, q, k, v, out, 0, NULL, NULL), CLPSA_OK);
+    float *used = malloc(grid.count * sizeof(float));
+    assert_int_equal(clpsa_plan_read_scores(plan, used), CLPSA_OK);
+    assert_memory_equal(used, scores, grid.count * sizeof(float));
+    free(used);
     free(levels);
     free(scores);
     free(first);

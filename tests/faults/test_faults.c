@@ -822,7 +822,251 @@ static bool setup(void) {
     return true;
 }
 
-int main(void) {
+/* ---- Multi-device plans (argument `multi`) ---- */
+typedef struct multi_walk {
+    const char *name;
+    bool shared; /* both devices in one cl_context, else one cl_context each */
+    bool bnhd;   /* whole tensors [B, N, H, D]: slices are copied, not used in place */
+    bool timed;  /* timed_weights: creation times each device */
+} multi_walk;
+
+static cl_device_id mdevices[2];
+static cl_context shared_cl, own_cl[2];
+
+static clpsa_context *wrap_on(cl_context cl, cl_device_id dev) {
+    cl_int err = CL_SUCCESS;
+    cl_command_queue q = clCreateCommandQueue(cl, dev, 0, &err);
+    if (err != CL_SUCCESS)
+        return NULL;
+    clpsa_context_desc cd;
+    clpsa_context_desc_init(&cd);
+    cd.cl_context = cl;
+    cd.device = dev;
+    cd.queue = q;
+    cd.log = quiet_log;
+    cd.disable_disk_cache = 1;
+    clpsa_context *ctx = NULL;
+    clpsa_context_create(&cd, &ctx);
+    clReleaseCommandQueue(q);
+    return ctx;
+}
+
+/* The device whose slice holds element i of the whole output (head i of 2 on device i). */
+static int element_device(const multi_walk *w, size_t i) {
+    return w->bnhd ? (int)(i / DIM % HEADS) : (int)(i / ((size_t)SEQ * DIM));
+}
+
+static void multi_step(const multi_walk *w, clpsa_context *ctxs[2], cl_mem bufs[4], float *want,
+                       long nth, const char *what) {
+    clpsa_multi_device dv[2] = {{ctxs[0], NULL}, {ctxs[1], NULL}};
+    clpsa_multi_desc md;
+    clpsa_multi_desc_init(&md);
+    md.devices = dv;
+    md.num_devices = 2;
+    md.timed_weights = w->timed;
+    clpsa_plan_desc pd = plan_desc(KIND_DENSE);
+    if (w->bnhd) {
+        pd.q_strides = pd.k_strides = pd.v_strides = pd.out_strides =
+            clpsa_strides_bnhd(HEADS, SEQ, DIM);
+    }
+    cl_command_queue home = clpsa_context_queue(ctxs[0]);
+    uint32_t *words = malloc(COUNT * sizeof *words);
+    float *got = malloc(COUNT * sizeof *got);
+    if (!words || !got)
+        exit(1);
+    for (size_t i = 0; i < COUNT; ++i)
+        words[i] = POISON;
+    clEnqueueWriteBuffer(home, bufs[3], CL_TRUE, 0, COUNT * sizeof *words, words, 0, NULL, NULL);
+
+    clpsa_multi_plan *mp = NULL;
+    cl_event events[2] = {NULL, NULL};
+    clpsa_status created = CLPSA_OK, ran = CLPSA_OK, finished = CLPSA_OK;
+    char why[512] = "";
+    fault_track(true);
+    fault_arm(nth);
+    created = clpsa_multi_plan_create(&md, &pd, &mp);
+    if (created == CLPSA_OK) {
+        ran = clpsa_multi_plan_run(mp, bufs[0], bufs[1], bufs[2], bufs[3], 0, NULL, events);
+        if (ran == CLPSA_OK)
+            finished = clpsa_multi_plan_finish(mp);
+        snprintf(why, sizeof why, "%s", clpsa_multi_plan_last_error(mp));
+    } else {
+        snprintf(why, sizeof why, "%s", clpsa_context_last_error(NULL));
+    }
+    fault_disarm();
+    const clpsa_status failed = created != CLPSA_OK ? created : ran != CLPSA_OK ? ran : finished;
+    const char *call = created != CLPSA_OK ? "clpsa_multi_plan_create"
+                       : ran != CLPSA_OK   ? "clpsa_multi_plan_run"
+                                           : "clpsa_multi_plan_finish";
+    if (failed != CLPSA_OK) {
+        if (!why[0])
+            fail("%s: %s failed (%s) without a last_error", what, call, clpsa_status_name(failed));
+        if (created != CLPSA_OK && mp)
+            fail("%s: creation failed but returned a plan", what);
+        if (ran != CLPSA_OK && (events[0] || events[1]))
+            fail("%s: the run failed but returned events", what);
+        if (fault_fired())
+            check_fault_status(what, call, failed);
+        else
+            fail("%s: %s failed (%s) without a fault: %s", what, call, clpsa_status_name(failed),
+                 why);
+    } else if (!events[0] || !events[1]) {
+        fail("%s: the run succeeded without an event per device", what);
+    }
+    clpsa_multi_plan_destroy(mp);
+    for (int i = 0; i < 2; ++i)
+        clFinish(clpsa_context_queue(ctxs[i]));
+    clEnqueueReadBuffer(home, bufs[3], CL_TRUE, 0, COUNT * sizeof *got, got, 0, NULL, NULL);
+    /* A run that failed at device d enqueued nothing of d and the devices after it; the
+     * devices before it may have written their slices. */
+    int first_untouched = 0; /* a failure that names no device came before any */
+    const char *at = ran != CLPSA_OK ? strstr(why, "device ") : NULL;
+    if (at && (sscanf(at, "device %d", &first_untouched) != 1 || first_untouched < 0 ||
+               first_untouched > 1)) {
+        fail("%s: the run's last_error names no device index: %s", what, why);
+        first_untouched = 0;
+    }
+    for (size_t i = 0; i < COUNT; ++i) {
+        uint32_t word;
+        memcpy(&word, &got[i], sizeof word);
+        const bool poison = word == POISON, right = close_to(got[i], want[i]);
+        const int dev = element_device(w, i);
+        const bool complete = created == CLPSA_OK && ran == CLPSA_OK;
+        if (complete                                        ? !right
+            : created != CLPSA_OK || dev >= first_untouched ? !poison
+                                                            : !poison && !right) {
+            fail("%s: output %zu (device %d) is %g after %s %s (expected %s)", what, i, dev,
+                 (double)got[i], call, failed == CLPSA_OK ? "succeeded" : "failed",
+                 complete ? "the fault-free result" : "untouched, or the fault-free result");
+            break;
+        }
+    }
+    for (int i = 0; i < 2; ++i)
+        if (events[i])
+            clReleaseEvent(events[i]);
+    /* Host-staging plans release their user events from a driver callback. */
+    for (int i = 0; i < 300 && fault_live_objects() != 0; ++i)
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+    fault_track(false);
+    if (fault_live_objects() != 0)
+        fail("%s: %ld OpenCL object(s) still held after destroying the plan", what,
+             fault_live_objects());
+    free(words);
+    free(got);
+}
+
+static long walk_multi(const multi_walk *w) {
+    cl_context home_cl = w->shared ? shared_cl : own_cl[0];
+    clpsa_context *ctxs[2] = {wrap_on(home_cl, mdevices[0]),
+                              wrap_on(w->shared ? shared_cl : own_cl[1], mdevices[1])};
+    if (!ctxs[0] || !ctxs[1]) {
+        fail("%s: no contexts", w->name);
+        return 0;
+    }
+    cl_mem bufs[4];
+    cl_int err = CL_SUCCESS;
+    float *host = malloc(COUNT * sizeof *host);
+    float *want = malloc(COUNT * sizeof *want);
+    if (!host || !want)
+        exit(1);
+    uint64_t x = 0x2545F4914F6CDD1Dull ^ (uint64_t)getpid();
+    for (int t = 0; t < 4; ++t) {
+        bufs[t] = clCreateBuffer(home_cl, CL_MEM_READ_WRITE, COUNT * sizeof(float), NULL, &err);
+        for (size_t i = 0; i < COUNT; ++i) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            host[i] = (float)((double)(x >> 11) / 9007199254740992.0 * 4.0 - 2.0);
+        }
+        if (!bufs[t] || (t < 3 && clEnqueueWriteBuffer(clpsa_context_queue(ctxs[0]), bufs[t],
+                                                       CL_TRUE, 0, COUNT * sizeof *host, host, 0,
+                                                       NULL, NULL) != CL_SUCCESS))
+            exit(1);
+    }
+    /* Baseline (it also fills both contexts' program caches): one plan over all heads on the
+     * home device. */
+    clpsa_plan_desc pd = plan_desc(KIND_DENSE);
+    if (w->bnhd)
+        pd.q_strides = pd.k_strides = pd.v_strides = pd.out_strides =
+            clpsa_strides_bnhd(HEADS, SEQ, DIM);
+    clpsa_plan *single = NULL;
+    if (clpsa_plan_create(ctxs[1], &pd, &single) != CLPSA_OK) /* device 1's programs too */
+        exit(1);
+    clpsa_plan_destroy(single);
+    if (clpsa_plan_create(ctxs[0], &pd, &single) != CLPSA_OK ||
+        clpsa_plan_run(single, NULL, bufs[0], bufs[1], bufs[2], bufs[3], 0, NULL, NULL) !=
+            CLPSA_OK ||
+        clEnqueueReadBuffer(clpsa_context_queue(ctxs[0]), bufs[3], CL_TRUE, 0, COUNT * sizeof *want,
+                            want, 0, NULL, NULL) != CL_SUCCESS) {
+        fail("%s: the single-device baseline failed", w->name);
+        exit(1);
+    }
+    clpsa_plan_destroy(single);
+    char what[128];
+    snprintf(what, sizeof what, "%s baseline", w->name);
+    multi_step(w, ctxs, bufs, want, 0, what);
+    long n = 1;
+    for (;; ++n) {
+        snprintf(what, sizeof what, "%s fault %ld", w->name, n);
+        multi_step(w, ctxs, bufs, want, n, what);
+        snprintf(what + strlen(what), sizeof what - strlen(what), " (%s)", fault_fired_at());
+        if (!fault_fired())
+            break;
+    }
+    printf("test_faults: multi-device %s: %ld faults injected (clpsa_multi_plan_create, _run, "
+           "_finish)\n",
+           w->name, n - 1);
+    for (int t = 0; t < 4; ++t)
+        clReleaseMemObject(bufs[t]);
+    clpsa_context_destroy(ctxs[0]);
+    clpsa_context_destroy(ctxs[1]);
+    free(host);
+    free(want);
+    return n - 1;
+}
+
+static int multi_main(void) {
+    cl_platform_id platforms[8];
+    cl_uint np = 0;
+    if (clGetPlatformIDs(8, platforms, &np) != CL_SUCCESS)
+        return 1;
+    for (cl_uint p = 0; p < np && !mdevices[1]; ++p) {
+        cl_uint nd = 0;
+        if (clGetDeviceIDs(platforms[p], CL_DEVICE_TYPE_ALL, 2, mdevices, &nd) != CL_SUCCESS ||
+            nd < 2)
+            mdevices[0] = mdevices[1] = NULL;
+    }
+    if (!mdevices[1]) {
+        fprintf(stderr, "test_faults multi: no OpenCL platform with two devices; with PoCL set "
+                        "POCL_DEVICES=\"pthread pthread\"\n");
+        return 1;
+    }
+    cl_int err = CL_SUCCESS;
+    shared_cl = clCreateContext(NULL, 2, mdevices, NULL, NULL, &err);
+    for (int i = 0; i < 2 && err == CL_SUCCESS; ++i)
+        own_cl[i] = clCreateContext(NULL, 1, &mdevices[i], NULL, NULL, &err);
+    if (err != CL_SUCCESS)
+        return 1;
+    static const multi_walk walks[] = {
+        {"one cl_context, slices in place", true, false, false},
+        {"one cl_context, slices copied, timed weights", true, true, true},
+        {"a cl_context per device, host staging", false, false, false},
+    };
+    const double t0 = now_s();
+    long total = 0;
+    for (size_t i = 0; i < sizeof walks / sizeof walks[0]; ++i)
+        total += walk_multi(&walks[i]);
+    printf("test_faults: %ld faults injected in all in %.0f s, %d failure(s)\n", total,
+           now_s() - t0, failures);
+    clReleaseContext(shared_cl);
+    clReleaseContext(own_cl[0]);
+    clReleaseContext(own_cl[1]);
+    return failures ? 1 : 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "multi") == 0)
+        return multi_main();
     if (!setup())
         return 1;
     char cache_dir[] = "/tmp/clpsa-faults-XXXXXX";

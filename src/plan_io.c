@@ -57,10 +57,14 @@ static size_t cell_count(const clpsa_plan *plan) {
 
 clpsa_status clpsa_plan_block_grid(const clpsa_plan *plan, clpsa_block_grid *out) {
     if (!plan || !out)
-        return CLPSA_ERROR_NULL_ARGUMENT;
+        return plan ? clpsa__fail(plan->ctx, CLPSA_ERROR_NULL_ARGUMENT,
+                                  "clpsa_plan_block_grid: out is NULL")
+                    : CLPSA_ERROR_NULL_ARGUMENT;
     memset(out, 0, sizeof *out);
     if (plan->desc.method == CLPSA_METHOD_DENSE)
-        return CLPSA_ERROR_INVALID_VALUE;
+        return clpsa__fail(plan->ctx, CLPSA_ERROR_INVALID_VALUE,
+                           "clpsa_plan_block_grid: the plan's method is CLPSA_METHOD_DENSE, "
+                           "which has no blocks");
     out->block_q = plan->psa.block_q;
     out->block_k = plan->psa.block_k;
     out->blocks_q = plan->blocks_q;
@@ -156,7 +160,8 @@ static clpsa_status require_run(clpsa_plan *plan, const char *what) {
 
 clpsa_status clpsa_plan_read_levels(clpsa_plan *plan, int8_t *levels) {
     if (!plan || !levels)
-        return plan ? clpsa__fail(plan->ctx, CLPSA_ERROR_NULL_ARGUMENT, "levels is NULL")
+        return plan ? clpsa__fail(plan->ctx, CLPSA_ERROR_NULL_ARGUMENT,
+                                  "clpsa_plan_read_levels: levels is NULL")
                     : CLPSA_ERROR_NULL_ARGUMENT;
     clpsa_status status = require_run(plan, "clpsa_plan_read_levels");
     return status == CLPSA_OK ? transfer(plan, plan->levels, false, cell_count(plan), levels)
@@ -165,7 +170,8 @@ clpsa_status clpsa_plan_read_levels(clpsa_plan *plan, int8_t *levels) {
 
 clpsa_status clpsa_plan_read_scores(clpsa_plan *plan, float *scores) {
     if (!plan || !scores)
-        return plan ? clpsa__fail(plan->ctx, CLPSA_ERROR_NULL_ARGUMENT, "scores is NULL")
+        return plan ? clpsa__fail(plan->ctx, CLPSA_ERROR_NULL_ARGUMENT,
+                                  "clpsa_plan_read_scores: scores is NULL")
                     : CLPSA_ERROR_NULL_ARGUMENT;
     clpsa_status status = require_run(plan, "clpsa_plan_read_scores");
     if (status == CLPSA_OK && plan->last_run_source == CLPSA__SUPPLIED_LEVELS)
@@ -212,11 +218,17 @@ clpsa_status clpsa_level_stats_compute(const int8_t *levels, size_t rows, int bl
 
 clpsa_status clpsa_plan_read_stats(clpsa_plan *plan, clpsa_level_stats *out) {
     if (!plan || !out)
-        return CLPSA_ERROR_NULL_ARGUMENT;
+        return plan ? clpsa__fail(plan->ctx, CLPSA_ERROR_NULL_ARGUMENT,
+                                  "clpsa_plan_read_stats: out is NULL")
+                    : CLPSA_ERROR_NULL_ARGUMENT;
+    /* The plan's state first: a dense plan has no cells to allocate for. */
+    clpsa_status status = require_run(plan, "clpsa_plan_read_stats");
+    if (status != CLPSA_OK)
+        return status;
     int8_t *levels = malloc(cell_count(plan));
     if (!levels)
         return clpsa__fail(plan->ctx, CLPSA_ERROR_OUT_OF_MEMORY, "clpsa_plan_read_stats");
-    clpsa_status status = clpsa_plan_read_levels(plan, levels);
+    status = clpsa_plan_read_levels(plan, levels);
     if (status == CLPSA_OK)
         status = clpsa_level_stats_compute(levels, plan->rows, plan->blocks_k, out);
     free(levels);
@@ -237,7 +249,9 @@ static double elapsed_ms(cl_event first, cl_event last) {
 
 clpsa_status clpsa_plan_read_stage_times(clpsa_plan *plan, clpsa_stage_times *out) {
     if (!plan || !out)
-        return CLPSA_ERROR_NULL_ARGUMENT;
+        return plan ? clpsa__fail(plan->ctx, CLPSA_ERROR_NULL_ARGUMENT,
+                                  "clpsa_plan_read_stage_times: out is NULL")
+                    : CLPSA_ERROR_NULL_ARGUMENT;
     memset(out, 0, sizeof *out);
     clpsa_status status = require_run(plan, "clpsa_plan_read_stage_times");
     if (status != CLPSA_OK)

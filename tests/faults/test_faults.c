@@ -260,6 +260,9 @@ static long walk_own_context(void) {
             if (ctx || !why || !*why)
                 fail("own context fault %ld (%s): failed (%s) with a context or no last_error", n,
                      fault_fired_at(), clpsa_status_name(st));
+            char what[96];
+            snprintf(what, sizeof what, "own context fault %ld", n);
+            check_fault_status(what, "context creation", st);
         }
         clpsa_context_destroy(ctx);
         fault_track(false);

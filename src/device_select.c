@@ -19,20 +19,36 @@ typedef struct device_entry {
     char label[2 * CLPSA__NAME_CAPACITY + 4];
 } device_entry;
 
-static size_t list_devices(device_entry *entries, size_t capacity) {
+#ifndef CL_PLATFORM_NOT_FOUND_KHR
+#define CL_PLATFORM_NOT_FOUND_KHR -1001 /* cl_khr_icd: the loader found no platform */
+#endif
+
+/* Every device of every platform, in `clpsa devices` order. *error is the first failure that
+ * is not "none installed" (no platform, a platform without devices): the list is then
+ * incomplete, and an index into it would name another device. */
+static size_t list_devices(device_entry *entries, size_t capacity, cl_int *error) {
     cl_platform_id platforms[CLPSA__MAX_PLATFORMS];
     cl_uint platform_count = 0;
-    if (clGetPlatformIDs(CLPSA__MAX_PLATFORMS, platforms, &platform_count) != CL_SUCCESS)
+    *error = CL_SUCCESS;
+    const cl_int err = clGetPlatformIDs(CLPSA__MAX_PLATFORMS, platforms, &platform_count);
+    if (err != CL_SUCCESS) {
+        if (err != CL_PLATFORM_NOT_FOUND_KHR)
+            *error = err;
         return 0;
+    }
     if (platform_count > CLPSA__MAX_PLATFORMS)
         platform_count = CLPSA__MAX_PLATFORMS;
     size_t count = 0;
     for (cl_uint p = 0; p < platform_count; ++p) {
         cl_device_id devices[CLPSA__MAX_DEVICES];
         cl_uint device_count = 0;
-        if (clGetDeviceIDs(platforms[p], CL_DEVICE_TYPE_ALL, CLPSA__MAX_DEVICES, devices,
-                           &device_count) != CL_SUCCESS)
+        const cl_int derr = clGetDeviceIDs(platforms[p], CL_DEVICE_TYPE_ALL, CLPSA__MAX_DEVICES,
+                                           devices, &device_count);
+        if (derr != CL_SUCCESS) {
+            if (derr != CL_DEVICE_NOT_FOUND && *error == CL_SUCCESS)
+                *error = derr;
             continue;
+        }
         if (device_count > CLPSA__MAX_DEVICES)
             device_count = CLPSA__MAX_DEVICES;
         char platform_name[CLPSA__NAME_CAPACITY] = "";
@@ -81,7 +97,10 @@ static bool parse_index(const char *spec, size_t *index) {
 clpsa_status clpsa__select_device(clpsa_context *ctx, const char *spec, cl_platform_id *platform,
                                   cl_device_id *device) {
     device_entry entries[CLPSA__MAX_DEVICES];
-    const size_t count = list_devices(entries, CLPSA__MAX_DEVICES);
+    cl_int error = CL_SUCCESS;
+    const size_t count = list_devices(entries, CLPSA__MAX_DEVICES, &error);
+    if (error != CL_SUCCESS)
+        return clpsa__fail_cl(ctx, error, "listing the OpenCL platforms and devices");
     if (count == 0)
         return clpsa__fail(ctx, CLPSA_ERROR_DEVICE_NOT_FOUND,
                            "no OpenCL platform or device is installed (the ICD loader found "

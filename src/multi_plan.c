@@ -288,6 +288,12 @@ static clpsa_status check_devices(const clpsa_multi_desc *multi) {
         cl_int err = clGetCommandQueueInfo(queue, CL_QUEUE_CONTEXT, sizeof owner, &owner, NULL);
         if (err == CL_SUCCESS)
             err = clGetCommandQueueInfo(queue, CL_QUEUE_DEVICE, sizeof device, &device, NULL);
+        /* Only CL_INVALID_COMMAND_QUEUE blames the handle; running out of memory is not its
+         * fault. */
+        if (err != CL_SUCCESS && err != CL_INVALID_COMMAND_QUEUE)
+            return mfail(NULL, clpsa__status_from_cl(err),
+                         "device %d: clGetCommandQueueInfo failed with OpenCL error %d (%s)", i,
+                         (int)err, clpsa__cl_error_name(err));
         if (err != CL_SUCCESS)
             return mfail(NULL, CLPSA_ERROR_INVALID_VALUE,
                          "device %d: queue %p is not a valid command queue: OpenCL error %d (%s)",
@@ -881,7 +887,14 @@ static clpsa_status unstage_output(clpsa_multi_plan *mp, int i, cl_mem whole_out
     err = forward_event(read, user);
     clReleaseEvent(user);
     clReleaseEvent(read);
-    return err == CL_SUCCESS ? CLPSA_OK : mfail_cl(mp, i, err, "clSetEventCallback");
+    if (err != CL_SUCCESS) {
+        /* the write waits for a failed user event: it will not run, and the caller gets no
+         * event for it */
+        clReleaseEvent(*done);
+        *done = NULL;
+        return mfail_cl(mp, i, err, "clSetEventCallback");
+    }
+    return CLPSA_OK;
 }
 
 static void release_run_state(run_state *rs) {

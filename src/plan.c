@@ -286,6 +286,9 @@ clpsa_status clpsa_plan_set_kv_length(clpsa_plan *plan, int seq_k) {
 static clpsa_status check_queue(clpsa_context *ctx, cl_command_queue queue) {
     cl_context owner = NULL;
     const cl_int err = clGetCommandQueueInfo(queue, CL_QUEUE_CONTEXT, sizeof owner, &owner, NULL);
+    /* Only CL_INVALID_COMMAND_QUEUE blames the handle; running out of memory is not its fault. */
+    if (err != CL_SUCCESS && err != CL_INVALID_COMMAND_QUEUE)
+        return clpsa__fail_cl(ctx, err, "clGetCommandQueueInfo(CL_QUEUE_CONTEXT)");
     if (err != CL_SUCCESS)
         return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
                            "queue %p is not a valid command queue: OpenCL error %d (%s)",
@@ -357,22 +360,17 @@ clpsa_status clpsa_plan_run(clpsa_plan *plan, cl_command_queue queue, cl_mem q, 
         d->v_strides.seq,   d->out_strides.batch, d->out_strides.head, d->out_strides.seq,
     };
     cl_kernel kernel = plan->dense;
-    cl_int err = CL_SUCCESS;
-    cl_uint arg = 0;
-    err |= clSetKernelArg(kernel, arg++, sizeof q, &q);
-    err |= clSetKernelArg(kernel, arg++, sizeof k, &k);
-    err |= clSetKernelArg(kernel, arg++, sizeof v, &v);
-    err |= clSetKernelArg(kernel, arg++, sizeof out, &out);
-    err |= clSetKernelArg(kernel, arg++, sizeof(cl_int), &d->heads_q);
-    err |= clSetKernelArg(kernel, arg++, sizeof group, &group);
-    err |= clSetKernelArg(kernel, arg++, sizeof(cl_int), &d->seq_q);
-    err |= clSetKernelArg(kernel, arg++, sizeof(cl_int), &d->seq_k);
-    err |= clSetKernelArg(kernel, arg++, sizeof(cl_float), &d->scale);
-    err |= clSetKernelArg(kernel, arg++, sizeof causal, &causal);
-    for (int i = 0; i < 12; ++i)
-        err |= clSetKernelArg(kernel, arg++, sizeof(cl_long), &strides[i]);
+    /* The first error is kept (OR-ing OpenCL's negative codes would make up another one). */
+    cl_int err =
+        clpsa__set_args(kernel, 22, CLPSA__ARG(q), CLPSA__ARG(k), CLPSA__ARG(v), CLPSA__ARG(out),
+                        CLPSA__ARG(d->heads_q), CLPSA__ARG(group), CLPSA__ARG(d->seq_q),
+                        CLPSA__ARG(d->seq_k), CLPSA__ARG(d->scale), CLPSA__ARG(causal),
+                        CLPSA__ARG(strides[0]), CLPSA__ARG(strides[1]), CLPSA__ARG(strides[2]),
+                        CLPSA__ARG(strides[3]), CLPSA__ARG(strides[4]), CLPSA__ARG(strides[5]),
+                        CLPSA__ARG(strides[6]), CLPSA__ARG(strides[7]), CLPSA__ARG(strides[8]),
+                        CLPSA__ARG(strides[9]), CLPSA__ARG(strides[10]), CLPSA__ARG(strides[11]));
     if (err != CL_SUCCESS)
-        return clpsa__fail(ctx, CLPSA_ERROR_OPENCL, "clSetKernelArg failed for dense_attention");
+        return clpsa__fail_cl(ctx, err, "clSetKernelArg(dense_attention)");
 
     const size_t row_groups = ((size_t)d->seq_q + plan->dense_rows - 1) / plan->dense_rows;
     const size_t global[2] = {row_groups * plan->dense_items, (size_t)d->batch * d->heads_q};

@@ -172,8 +172,14 @@ clpsa_status clpsa__plan_run_decode(clpsa_plan *plan, cl_command_queue queue, cl
     if (plan->decode_first)
         clReleaseEvent(plan->decode_first);
     plan->decode_first = partial;
-    if (err != CL_SUCCESS)
+    if (err != CL_SUCCESS) {
+        /* The split kernel still runs on the partials: the next run waits for it. */
+        clRetainEvent(partial);
+        if (plan->decode_last)
+            clReleaseEvent(plan->decode_last);
+        plan->decode_last = partial;
         return clpsa__fail_cl(ctx, err, "clEnqueueNDRangeKernel(decode_combine)");
+    }
     if (plan->decode_last)
         clReleaseEvent(plan->decode_last);
     plan->decode_last = combined;

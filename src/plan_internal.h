@@ -99,6 +99,10 @@ struct clpsa_plan {
     clpsa__level_source last_run_source;
     bool inputs_replaced_since_run; /* set_scores/set_levels wrote the buffers after it */
     cl_event stage_first[CLPSA__STAGES], stage_last[CLPSA__STAGES];
+    /* After a run that failed part-way: its last enqueued command (or, when it enqueued
+     * nothing, the run before it). Its commands still execute on the plan's buffers, so the
+     * next run and the transfers wait for this event; read-back has nothing to read. */
+    cl_event failed_last;
 };
 
 clpsa_status clpsa__psa_resolve(clpsa_context *ctx, const clpsa_plan_desc *desc,

@@ -37,9 +37,12 @@ static clpsa_status transfer(clpsa_plan *plan, cl_mem buffer, bool write, size_t
     clpsa_status status = io_queue(plan, &queue, &temporary);
     if (status != CLPSA_OK)
         return status;
+    /* After a run that failed part-way its commands may still be running, on any queue. */
+    const cl_uint waits = plan->failed_last ? 1 : 0;
+    const cl_event *wait = waits ? &plan->failed_last : NULL;
     const cl_int err =
-        write ? clEnqueueWriteBuffer(queue, buffer, CL_TRUE, 0, bytes, host, 0, NULL, NULL)
-              : clEnqueueReadBuffer(queue, buffer, CL_TRUE, 0, bytes, host, 0, NULL, NULL);
+        write ? clEnqueueWriteBuffer(queue, buffer, CL_TRUE, 0, bytes, host, waits, wait, NULL)
+              : clEnqueueReadBuffer(queue, buffer, CL_TRUE, 0, bytes, host, waits, wait, NULL);
     if (temporary)
         clReleaseCommandQueue(queue);
     if (err != CL_SUCCESS)
@@ -54,10 +57,14 @@ static size_t cell_count(const clpsa_plan *plan) {
 
 clpsa_status clpsa_plan_block_grid(const clpsa_plan *plan, clpsa_block_grid *out) {
     if (!plan || !out)
-        return CLPSA_ERROR_NULL_ARGUMENT;
+        return plan ? clpsa__fail(plan->ctx, CLPSA_ERROR_NULL_ARGUMENT,
+                                  "clpsa_plan_block_grid: out is NULL")
+                    : CLPSA_ERROR_NULL_ARGUMENT;
     memset(out, 0, sizeof *out);
     if (plan->desc.method == CLPSA_METHOD_DENSE)
-        return CLPSA_ERROR_INVALID_VALUE;
+        return clpsa__fail(plan->ctx, CLPSA_ERROR_INVALID_VALUE,
+                           "clpsa_plan_block_grid: the plan's method is CLPSA_METHOD_DENSE, "
+                           "which has no blocks");
     out->block_q = plan->psa.block_q;
     out->block_k = plan->psa.block_k;
     out->blocks_q = plan->blocks_q;
@@ -99,6 +106,9 @@ clpsa_status clpsa_plan_set_scores(clpsa_plan *plan, const float *scores) {
                                "scores row %zu sums to 0: every row needs a positive sum", row);
     }
     status = transfer(plan, plan->scores, true, cell_count(plan) * sizeof(float), (void *)scores);
+    /* The copy replaced the scores the last run used (even a failed one may have begun), so
+     * read-back waits for the next run, as after clpsa_plan_set_levels. */
+    plan->inputs_replaced_since_run = true;
     if (status == CLPSA_OK)
         plan->source = CLPSA__SUPPLIED_SCORES;
     return status;
@@ -135,7 +145,11 @@ static clpsa_status require_run(clpsa_plan *plan, const char *what) {
     clpsa_status status = require_sparse(plan, what);
     if (status == CLPSA_OK && !plan->stage_last[CLPSA__STAGE_ATTEND])
         status = clpsa__fail(plan->ctx, CLPSA_ERROR_INVALID_VALUE,
-                             "%s: the plan has not run yet (nothing to read back)", what);
+                             plan->failed_last
+                                 ? "%s: the plan's last run failed (nothing to read back); run "
+                                   "it again first"
+                                 : "%s: the plan has not run yet (nothing to read back)",
+                             what);
     if (status == CLPSA_OK && plan->inputs_replaced_since_run)
         status = clpsa__fail(plan->ctx, CLPSA_ERROR_INVALID_VALUE,
                              "%s: scores or levels were supplied after the last run, replacing "
@@ -146,7 +160,8 @@ static clpsa_status require_run(clpsa_plan *plan, const char *what) {
 
 clpsa_status clpsa_plan_read_levels(clpsa_plan *plan, int8_t *levels) {
     if (!plan || !levels)
-        return plan ? clpsa__fail(plan->ctx, CLPSA_ERROR_NULL_ARGUMENT, "levels is NULL")
+        return plan ? clpsa__fail(plan->ctx, CLPSA_ERROR_NULL_ARGUMENT,
+                                  "clpsa_plan_read_levels: levels is NULL")
                     : CLPSA_ERROR_NULL_ARGUMENT;
     clpsa_status status = require_run(plan, "clpsa_plan_read_levels");
     return status == CLPSA_OK ? transfer(plan, plan->levels, false, cell_count(plan), levels)
@@ -155,7 +170,8 @@ clpsa_status clpsa_plan_read_levels(clpsa_plan *plan, int8_t *levels) {
 
 clpsa_status clpsa_plan_read_scores(clpsa_plan *plan, float *scores) {
     if (!plan || !scores)
-        return plan ? clpsa__fail(plan->ctx, CLPSA_ERROR_NULL_ARGUMENT, "scores is NULL")
+        return plan ? clpsa__fail(plan->ctx, CLPSA_ERROR_NULL_ARGUMENT,
+                                  "clpsa_plan_read_scores: scores is NULL")
                     : CLPSA_ERROR_NULL_ARGUMENT;
     clpsa_status status = require_run(plan, "clpsa_plan_read_scores");
     if (status == CLPSA_OK && plan->last_run_source == CLPSA__SUPPLIED_LEVELS)
@@ -202,11 +218,17 @@ clpsa_status clpsa_level_stats_compute(const int8_t *levels, size_t rows, int bl
 
 clpsa_status clpsa_plan_read_stats(clpsa_plan *plan, clpsa_level_stats *out) {
     if (!plan || !out)
-        return CLPSA_ERROR_NULL_ARGUMENT;
+        return plan ? clpsa__fail(plan->ctx, CLPSA_ERROR_NULL_ARGUMENT,
+                                  "clpsa_plan_read_stats: out is NULL")
+                    : CLPSA_ERROR_NULL_ARGUMENT;
+    /* The plan's state first: a dense plan has no cells to allocate for. */
+    clpsa_status status = require_run(plan, "clpsa_plan_read_stats");
+    if (status != CLPSA_OK)
+        return status;
     int8_t *levels = malloc(cell_count(plan));
     if (!levels)
         return clpsa__fail(plan->ctx, CLPSA_ERROR_OUT_OF_MEMORY, "clpsa_plan_read_stats");
-    clpsa_status status = clpsa_plan_read_levels(plan, levels);
+    status = clpsa_plan_read_levels(plan, levels);
     if (status == CLPSA_OK)
         status = clpsa_level_stats_compute(levels, plan->rows, plan->blocks_k, out);
     free(levels);
@@ -227,7 +249,9 @@ static double elapsed_ms(cl_event first, cl_event last) {
 
 clpsa_status clpsa_plan_read_stage_times(clpsa_plan *plan, clpsa_stage_times *out) {
     if (!plan || !out)
-        return CLPSA_ERROR_NULL_ARGUMENT;
+        return plan ? clpsa__fail(plan->ctx, CLPSA_ERROR_NULL_ARGUMENT,
+                                  "clpsa_plan_read_stage_times: out is NULL")
+                    : CLPSA_ERROR_NULL_ARGUMENT;
     memset(out, 0, sizeof *out);
     clpsa_status status = require_run(plan, "clpsa_plan_read_stage_times");
     if (status != CLPSA_OK)

@@ -282,6 +282,9 @@ void clpsa__plan_forget_events(clpsa_plan *plan) {
             clReleaseEvent(plan->stage_last[s]);
         plan->stage_first[s] = plan->stage_last[s] = NULL;
     }
+    if (plan->failed_last)
+        clReleaseEvent(plan->failed_last);
+    plan->failed_last = NULL;
 }
 
 void clpsa__plan_release_psa(clpsa_plan *plan) {
@@ -384,7 +387,9 @@ clpsa_status clpsa__plan_run_psa(clpsa_plan *plan, cl_command_queue queue, cl_me
      * have been on another queue), and after the caller's wait list. */
     cl_event start[2];
     cl_uint start_count = 0;
-    cl_event previous_run = plan->stage_last[CLPSA__STAGE_ATTEND];
+    cl_event previous_run = plan->stage_last[CLPSA__STAGE_ATTEND]
+                                ? plan->stage_last[CLPSA__STAGE_ATTEND]
+                                : plan->failed_last;
     if (previous_run) {
         clRetainEvent(previous_run);
         if (num_events > 0) {
@@ -580,8 +585,10 @@ done:
     for (cl_uint e = 0; e < start_count; ++e)
         clReleaseEvent(start[e]);
     if (status != CLPSA_OK) {
-        if (c.previous)
-            clReleaseEvent(c.previous);
+        /* What was enqueued still runs on the plan's buffers: the next run waits for it. */
+        if (!c.previous && previous_run)
+            clRetainEvent(previous_run);
+        plan->failed_last = c.previous ? c.previous : previous_run;
         return status;
     }
     if (event)

@@ -78,6 +78,9 @@ clpsa_status clpsa__check_buffer(clpsa_context *ctx, const clpsa__tensor *t, cl_
         return clpsa__fail(ctx, CLPSA_ERROR_NULL_ARGUMENT, "buffer %s is NULL", t->name);
     cl_context owner = NULL;
     cl_int err = clGetMemObjectInfo(buffer, CL_MEM_CONTEXT, sizeof owner, &owner, NULL);
+    /* Only CL_INVALID_MEM_OBJECT blames the handle; running out of memory is not its fault. */
+    if (err != CL_SUCCESS && err != CL_INVALID_MEM_OBJECT)
+        return clpsa__fail_cl(ctx, err, "clGetMemObjectInfo(CL_MEM_CONTEXT)");
     if (err != CL_SUCCESS)
         return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
                            "buffer %s (%p) is not a valid cl_mem: clGetMemObjectInfo failed "

@@ -543,6 +543,19 @@ static void test_psa_runs_across_queues_and_read_back(void **state) {
                  "computed no scores");
     assert_int_equal(clpsa_plan_run(plan, NULL, q, k, v, out, 0, NULL, NULL), CLPSA_OK);
     assert_int_equal(clpsa_plan_read_scores(plan, scores), CLPSA_OK);
+    /* Supplied scores replace the ones the last run used: read-back waits for a run too. */
+    for (size_t x = 0; x < grid.count; ++x)
+        scores[x] = 1.0f + (float)(x % 3);
+    assert_int_equal(clpsa_plan_set_scores(plan, scores), CLPSA_OK);
+    expect_error(clpsa_plan_read_scores(plan, scores), CLPSA_ERROR_INVALID_VALUE,
+                 "supplied after the last run");
+    expect_error(clpsa_plan_read_levels(plan, levels), CLPSA_ERROR_INVALID_VALUE,
+                 "supplied after the last run");
+    assert_int_equal(clpsa_plan_run(plan, NULL, q, k, v, out, 0, NULL, NULL), CLPSA_OK);
+    float *used = malloc(grid.count * sizeof(float));
+    assert_int_equal(clpsa_plan_read_scores(plan, used), CLPSA_OK);
+    assert_memory_equal(used, scores, grid.count * sizeof(float));
+    free(used);
     free(levels);
     free(scores);
     free(first);
@@ -554,6 +567,76 @@ static void test_psa_runs_across_queues_and_read_back(void **state) {
     clReleaseMemObject(k);
     clReleaseMemObject(v);
     clReleaseMemObject(out);
+}
+
+/* Every rejected read-back and supply call: its status, and a last_error naming the call and
+ * the rule; the caller's arrays stay untouched. */
+static void test_read_back_and_supply_reject_bad_input(void **state) {
+    (void)state;
+    clpsa_plan_desc d = small_desc();
+    d.method = CLPSA_METHOD_DENSE;
+    clpsa_plan *dense = NULL, *psa = NULL;
+    assert_int_equal(clpsa_plan_create(ctx, &d, &dense), CLPSA_OK);
+    d = small_desc();
+    d.block_q = 32;
+    d.block_k = 16;
+    assert_int_equal(clpsa_plan_create(ctx, &d, &psa), CLPSA_OK);
+    int8_t levels[4096];
+    float scores[4096];
+    clpsa_level_stats stats;
+    clpsa_stage_times times;
+    clpsa_block_grid grid;
+    memset(levels, 1, sizeof levels);
+    for (size_t i = 0; i < 4096; ++i)
+        scores[i] = 1.0f;
+
+    /* NULL plan */
+    assert_int_equal(clpsa_plan_block_grid(NULL, &grid), CLPSA_ERROR_NULL_ARGUMENT);
+    assert_int_equal(clpsa_plan_set_scores(NULL, scores), CLPSA_ERROR_NULL_ARGUMENT);
+    assert_int_equal(clpsa_plan_set_levels(NULL, levels), CLPSA_ERROR_NULL_ARGUMENT);
+    assert_int_equal(clpsa_plan_read_levels(NULL, levels), CLPSA_ERROR_NULL_ARGUMENT);
+    assert_int_equal(clpsa_plan_read_scores(NULL, scores), CLPSA_ERROR_NULL_ARGUMENT);
+    assert_int_equal(clpsa_plan_read_stats(NULL, &stats), CLPSA_ERROR_NULL_ARGUMENT);
+    assert_int_equal(clpsa_plan_read_stage_times(NULL, &times), CLPSA_ERROR_NULL_ARGUMENT);
+
+    /* a dense plan has no blocks, level map or scores */
+    memset(&grid, 0x5A, sizeof grid);
+    expect_error(clpsa_plan_block_grid(dense, &grid), CLPSA_ERROR_INVALID_VALUE,
+                 "CLPSA_METHOD_DENSE");
+    assert_int_equal(grid.count, 0);
+    expect_error(clpsa_plan_set_scores(dense, scores), CLPSA_ERROR_INVALID_VALUE,
+                 "clpsa_plan_set_scores: the plan's method is CLPSA_METHOD_DENSE");
+    expect_error(clpsa_plan_set_levels(dense, levels), CLPSA_ERROR_INVALID_VALUE,
+                 "clpsa_plan_set_levels: the plan's method is CLPSA_METHOD_DENSE");
+    memset(levels, 0x5A, sizeof levels);
+    expect_error(clpsa_plan_read_levels(dense, levels), CLPSA_ERROR_INVALID_VALUE,
+                 "clpsa_plan_read_levels: the plan's method is CLPSA_METHOD_DENSE");
+    assert_int_equal(levels[0], 0x5A);
+    expect_error(clpsa_plan_read_scores(dense, scores), CLPSA_ERROR_INVALID_VALUE,
+                 "clpsa_plan_read_scores: the plan's method is CLPSA_METHOD_DENSE");
+    expect_error(clpsa_plan_read_stats(dense, &stats), CLPSA_ERROR_INVALID_VALUE,
+                 "clpsa_plan_read_stats: the plan's method is CLPSA_METHOD_DENSE");
+    expect_error(clpsa_plan_read_stage_times(dense, &times), CLPSA_ERROR_INVALID_VALUE,
+                 "clpsa_plan_read_stage_times: the plan's method is CLPSA_METHOD_DENSE");
+
+    /* NULL outputs, and reading before the first run */
+    expect_error(clpsa_plan_block_grid(psa, NULL), CLPSA_ERROR_NULL_ARGUMENT, "out is NULL");
+    expect_error(clpsa_plan_read_levels(psa, NULL), CLPSA_ERROR_NULL_ARGUMENT, "levels is NULL");
+    expect_error(clpsa_plan_read_scores(psa, NULL), CLPSA_ERROR_NULL_ARGUMENT, "scores is NULL");
+    expect_error(clpsa_plan_read_stats(psa, NULL), CLPSA_ERROR_NULL_ARGUMENT, "out is NULL");
+    expect_error(clpsa_plan_read_stage_times(psa, NULL), CLPSA_ERROR_NULL_ARGUMENT, "out is NULL");
+    memset(&stats, 0x5A, sizeof stats);
+    expect_error(clpsa_plan_read_stats(psa, &stats), CLPSA_ERROR_INVALID_VALUE,
+                 "clpsa_plan_read_stats: the plan has not run yet");
+    const unsigned char *bytes = (const unsigned char *)&stats;
+    for (size_t i = 0; i < sizeof stats; ++i)
+        assert_int_equal(bytes[i], 0x5A);
+    memset(&times, 0x5A, sizeof times);
+    expect_error(clpsa_plan_read_stage_times(psa, &times), CLPSA_ERROR_INVALID_VALUE,
+                 "has not run yet");
+    assert_true(times.total_ms == 0.0 && times.pool_ms == 0.0); /* zeroed on failure */
+    clpsa_plan_destroy(dense);
+    clpsa_plan_destroy(psa);
 }
 
 static void test_alloc_out_of_memory(void **state) {
@@ -671,6 +754,7 @@ int main(void) {
         cmocka_unit_test(test_run_rejects_foreign_context),
         cmocka_unit_test(test_run_rejects_aliasing_and_bad_wait_list),
         cmocka_unit_test(test_psa_runs_across_queues_and_read_back),
+        cmocka_unit_test(test_read_back_and_supply_reject_bad_input),
         cmocka_unit_test(test_alloc_out_of_memory),
         cmocka_unit_test(test_build_failure_reports_log),
         cmocka_unit_test(test_log_callback_and_level),

@@ -501,10 +501,12 @@ CLPSA_API clpsa_status clpsa_plan_get_desc(const clpsa_plan *plan, clpsa_plan_de
  *
  * Never blocks, never allocates device memory. Buffers are checked against the plan (context,
  * size, no aliasing of the output with an input) before anything is enqueued; on failure
- * nothing is enqueued and the output is not touched. q, k, v, out, queue and the wait list
- * stay the caller's; the returned event is the caller's to release. The buffers must stay
- * valid until the run completes. A later run, read-back or supply call on the same plan
- * orders itself after this run on any queue. Context's thread.
+ * the output is not touched: a rejected argument enqueues nothing, and a command the driver
+ * refuses may leave the plan's earlier stages enqueued (on its own scratch buffers only).
+ * q, k, v, out, queue and the wait list stay the caller's; the returned event is the
+ * caller's to release. The buffers must stay valid until the run completes. A later run,
+ * read-back or supply call on the same plan orders itself after this run, or after what a
+ * failed run left enqueued, on any queue. Context's thread.
  *
  * NaN and infinity in q, k, v propagate as IEEE arithmetic says, as in PyTorch's
  * scaled_dot_product_attention (docs/api.md, "NaN and infinity"): a NaN in a query row, or in
@@ -644,8 +646,9 @@ CLPSA_API clpsa_status clpsa_plan_set_levels(clpsa_plan *plan, const int8_t *lev
  *
  * Blocks until the last run finished and the copy is done. Context's thread.
  * @return CLPSA_OK; CLPSA_ERROR_NULL_ARGUMENT when plan or levels is NULL;
- *         CLPSA_ERROR_INVALID_VALUE for a dense plan, before the plan's first run, or when
- *         scores or levels were supplied after it (run again first);
+ *         CLPSA_ERROR_INVALID_VALUE for a dense plan, before the plan's first run, after a
+ *         run that failed once it had enqueued commands, or when scores or levels were
+ *         supplied after it (run again first);
  *         CLPSA_ERROR_OUT_OF_MEMORY, CLPSA_ERROR_OPENCL when the read fails.
  */
 CLPSA_API clpsa_status clpsa_plan_read_levels(clpsa_plan *plan, int8_t *levels);
@@ -655,9 +658,9 @@ CLPSA_API clpsa_status clpsa_plan_read_levels(clpsa_plan *plan, int8_t *levels);
  *
  * Blocks like clpsa_plan_read_levels(). Context's thread.
  * @return CLPSA_OK; CLPSA_ERROR_NULL_ARGUMENT when plan or scores is NULL;
- *         CLPSA_ERROR_INVALID_VALUE for a dense plan, before the first run, when scores or
- *         levels were supplied after it, or when the last run used a supplied level map (no
- *         scores were computed);
+ *         CLPSA_ERROR_INVALID_VALUE for a dense plan, before the first run, after a run that
+ *         failed once it had enqueued commands, when scores or levels were supplied after
+ *         it, or when the last run used a supplied level map (no scores were computed);
  *         CLPSA_ERROR_OUT_OF_MEMORY, CLPSA_ERROR_OPENCL when the read fails.
  */
 CLPSA_API clpsa_status clpsa_plan_read_scores(clpsa_plan *plan, float *scores);
@@ -699,14 +702,13 @@ typedef struct clpsa_stage_times {
     double total_ms;    /**< first command's start to last command's end */
 } clpsa_stage_times;
 /**
- * @brief Stage times of the last run from its profiling events, in *out; zeros when the queue it
- * ran on had no profiling.
+ * @brief Stage times of the last run from its profiling events, in *out (zeroed on failure);
+ * zeros when the queue it ran on had no profiling.
  *
  * Blocks until the last run finished. Context's thread.
  * @return CLPSA_OK; CLPSA_ERROR_NULL_ARGUMENT when plan or out is NULL;
- *         CLPSA_ERROR_INVALID_VALUE for a dense plan, before the first run, or when scores
- *         or levels were supplied after it;
- *         CLPSA_ERROR_OPENCL when waiting for the run fails.
+ *         CLPSA_ERROR_INVALID_VALUE as clpsa_plan_read_levels();
+ *         CLPSA_ERROR_OUT_OF_MEMORY, CLPSA_ERROR_OPENCL when waiting for the run fails.
  */
 CLPSA_API clpsa_status clpsa_plan_read_stage_times(clpsa_plan *plan, clpsa_stage_times *out);
 

@@ -20,8 +20,9 @@
  * estimate draws the same offsets as one plan over all heads: results equal the single-device
  * run's up to the device's own rounding.
  *
- * Threads: a multi-device plan and all of its devices' contexts must be used by one thread at
- * a time (the contexts' rule, clpsa.h).
+ * Threads: a multi-device plan is used by one thread at a time, as a plan is (clpsa.h); its
+ * devices' contexts may serve other threads and their plans meanwhile. Its last_error is the
+ * plan's, not the thread's.
  */
 #ifndef CLPSA_CLPSA_MULTI_H
 #define CLPSA_CLPSA_MULTI_H
@@ -145,8 +146,10 @@ CLPSA_API clpsa_plan *clpsa_multi_plan_device_plan(const clpsa_multi_plan *mp, i
  * Each device's commands wait for the wait list (events of the home cl_context) and for the
  * plan's previous run. Never blocks. events, when not NULL, receives one event per device
  * (device count entries, all of the home cl_context, the caller's to release): device i's
- * output slice is in out when its event completes. On failure nothing of that device (and of
- * the devices after it) is enqueued and events are NULL; the devices before it may have run.
+ * output slice is in out when its event completes. On failure events are NULL and the output
+ * slices of the device that failed (named in last_error) and of the devices after it are not
+ * written; the devices before it may have written theirs. Input copies of any device may have
+ * been enqueued: they write only the plan's staging buffers, which a later run rewrites.
  * Context's thread for every device.
  * @return CLPSA_OK; CLPSA_ERROR_NULL_ARGUMENT for a NULL plan or buffer, or num_events > 0
  *   with a NULL wait_list; CLPSA_ERROR_INVALID_VALUE when out is an input, or wait_list is set

@@ -4,13 +4,17 @@
  * calls never fail here (a failed release would be a leak the caller cannot avoid); they only
  * keep the count of OpenCL objects the library holds, with the creations and the events it
  * asks for. The build links the test with -Wl,--wrap=X for exactly these names
- * (FAULT_WRAPPED in tests/CMakeLists.txt). */
+ * (FAULT_WRAPPED in tests/CMakeLists.txt). clSetUserEventStatus is not wrapped: it fails only
+ * for an invalid event or a status set twice, and failing it here would leave the commands
+ * waiting for that user event hanging, a failure no driver produces. The object count is
+ * atomic: the multi-device plans' event callbacks release their events on a driver thread. */
 #include "faults/fault_inject.h"
 
 #define CL_TARGET_OPENCL_VERSION 120
 #define CL_USE_DEPRECATED_OPENCL_1_2_APIS
 #include <CL/cl.h>
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,10 +23,17 @@ static long armed_at; /* 0: fail nothing */
 static long counted;  /* calls since fault_arm */
 static bool counting; /* between fault_arm and fault_disarm */
 static const char *fired_at = "";
-static bool tracking; /* between fault_track(true) and fault_track(false) */
-static long live;     /* OpenCL objects created or retained minus released while tracking */
+static const char *armed_name; /* NULL: every call counts */
+static bool tracking;          /* between fault_track(true) and fault_track(false) */
+static atomic_long live; /* OpenCL objects created or retained minus released while tracking */
+
+void fault_arm_named(const char *name, long nth) {
+    fault_arm(nth);
+    armed_name = name;
+}
 
 void fault_arm(long nth) {
+    armed_name = NULL;
     armed_at = nth;
     counted = 0;
     fired_at = "";
@@ -31,6 +42,14 @@ void fault_arm(long nth) {
 
 void fault_disarm(void) {
     counting = false;
+}
+
+void fault_pause(void) {
+    counting = false;
+}
+
+void fault_resume(void) {
+    counting = true;
 }
 
 long fault_calls(void) {
@@ -47,23 +66,23 @@ const char *fault_fired_at(void) {
 
 void fault_track(bool on) {
     if (on && !tracking)
-        live = 0;
+        atomic_store(&live, 0);
     tracking = on;
 }
 
 long fault_live_objects(void) {
-    return live;
+    return atomic_load(&live);
 }
 
 /* A handle the library now holds (a create, a retain, an event it asked for). */
 static void held(const void *handle) {
     if (tracking && handle)
-        ++live;
+        atomic_fetch_add(&live, 1);
 }
 
 /* Counts one call of `name`; true when it is the one to fail. */
 static bool fault_hit(const char *name) {
-    if (!counting)
+    if (!counting || (armed_name && strcmp(name, armed_name) != 0))
         return false;
     ++counted;
     if (counted != armed_at)
@@ -381,7 +400,7 @@ cl_int __real_clReleaseContext(cl_context x);
 cl_int __wrap_clReleaseContext(cl_context x) {
     const cl_int status = __real_clReleaseContext(x);
     if (status == CL_SUCCESS && tracking)
-        --live;
+        atomic_fetch_sub(&live, 1);
     return status;
 }
 
@@ -397,7 +416,7 @@ cl_int __real_clReleaseCommandQueue(cl_command_queue x);
 cl_int __wrap_clReleaseCommandQueue(cl_command_queue x) {
     const cl_int status = __real_clReleaseCommandQueue(x);
     if (status == CL_SUCCESS && tracking)
-        --live;
+        atomic_fetch_sub(&live, 1);
     return status;
 }
 
@@ -413,7 +432,7 @@ cl_int __real_clReleaseMemObject(cl_mem x);
 cl_int __wrap_clReleaseMemObject(cl_mem x) {
     const cl_int status = __real_clReleaseMemObject(x);
     if (status == CL_SUCCESS && tracking)
-        --live;
+        atomic_fetch_sub(&live, 1);
     return status;
 }
 
@@ -429,7 +448,7 @@ cl_int __real_clReleaseProgram(cl_program x);
 cl_int __wrap_clReleaseProgram(cl_program x) {
     const cl_int status = __real_clReleaseProgram(x);
     if (status == CL_SUCCESS && tracking)
-        --live;
+        atomic_fetch_sub(&live, 1);
     return status;
 }
 
@@ -445,7 +464,7 @@ cl_int __real_clReleaseKernel(cl_kernel x);
 cl_int __wrap_clReleaseKernel(cl_kernel x) {
     const cl_int status = __real_clReleaseKernel(x);
     if (status == CL_SUCCESS && tracking)
-        --live;
+        atomic_fetch_sub(&live, 1);
     return status;
 }
 
@@ -461,6 +480,82 @@ cl_int __real_clReleaseEvent(cl_event x);
 cl_int __wrap_clReleaseEvent(cl_event x) {
     const cl_int status = __real_clReleaseEvent(x);
     if (status == CL_SUCCESS && tracking)
-        --live;
+        atomic_fetch_sub(&live, 1);
+    return status;
+}
+
+cl_int __real_clGetKernelInfo(cl_kernel k, cl_kernel_info w, size_t s, void *v, size_t *r);
+cl_int __wrap_clGetKernelInfo(cl_kernel k, cl_kernel_info w, size_t s, void *v, size_t *r) {
+    if (fault_hit("clGetKernelInfo"))
+        return CL_OUT_OF_RESOURCES;
+    return __real_clGetKernelInfo(k, w, s, v, r);
+}
+
+cl_int __real_clGetEventProfilingInfo(cl_event e, cl_profiling_info w, size_t s, void *v,
+                                      size_t *r);
+cl_int __wrap_clGetEventProfilingInfo(cl_event e, cl_profiling_info w, size_t s, void *v,
+                                      size_t *r) {
+    if (fault_hit("clGetEventProfilingInfo"))
+        return CL_OUT_OF_RESOURCES;
+    return __real_clGetEventProfilingInfo(e, w, s, v, r);
+}
+
+cl_int __real_clSetEventCallback(cl_event e, cl_int t,
+                                 void(CL_CALLBACK *cb)(cl_event, cl_int, void *), void *u);
+cl_int __wrap_clSetEventCallback(cl_event e, cl_int t,
+                                 void(CL_CALLBACK *cb)(cl_event, cl_int, void *), void *u) {
+    if (fault_hit("clSetEventCallback"))
+        return CL_OUT_OF_RESOURCES;
+    return __real_clSetEventCallback(e, t, cb, u);
+}
+
+cl_int __real_clEnqueueCopyBufferRect(cl_command_queue q, cl_mem src, cl_mem dst, const size_t *so,
+                                      const size_t *d_o, const size_t *region, size_t srp,
+                                      size_t ssp, size_t drp, size_t dsp, cl_uint n,
+                                      const cl_event *w, cl_event *ev);
+cl_int __wrap_clEnqueueCopyBufferRect(cl_command_queue q, cl_mem src, cl_mem dst, const size_t *so,
+                                      const size_t *d_o, const size_t *region, size_t srp,
+                                      size_t ssp, size_t drp, size_t dsp, cl_uint n,
+                                      const cl_event *w, cl_event *ev) {
+    if (fault_hit("clEnqueueCopyBufferRect"))
+        return CL_OUT_OF_RESOURCES;
+    const cl_int status =
+        __real_clEnqueueCopyBufferRect(q, src, dst, so, d_o, region, srp, ssp, drp, dsp, n, w, ev);
+    if (status == CL_SUCCESS && ev)
+        held(*ev);
+    return status;
+}
+
+cl_int __real_clEnqueueReadBufferRect(cl_command_queue q, cl_mem m, cl_bool b, const size_t *bo,
+                                      const size_t *ho, const size_t *region, size_t brp,
+                                      size_t bsp, size_t hrp, size_t hsp, void *p, cl_uint n,
+                                      const cl_event *w, cl_event *ev);
+cl_int __wrap_clEnqueueReadBufferRect(cl_command_queue q, cl_mem m, cl_bool b, const size_t *bo,
+                                      const size_t *ho, const size_t *region, size_t brp,
+                                      size_t bsp, size_t hrp, size_t hsp, void *p, cl_uint n,
+                                      const cl_event *w, cl_event *ev) {
+    if (fault_hit("clEnqueueReadBufferRect"))
+        return CL_OUT_OF_RESOURCES;
+    const cl_int status =
+        __real_clEnqueueReadBufferRect(q, m, b, bo, ho, region, brp, bsp, hrp, hsp, p, n, w, ev);
+    if (status == CL_SUCCESS && ev)
+        held(*ev);
+    return status;
+}
+
+cl_int __real_clEnqueueWriteBufferRect(cl_command_queue q, cl_mem m, cl_bool b, const size_t *bo,
+                                       const size_t *ho, const size_t *region, size_t brp,
+                                       size_t bsp, size_t hrp, size_t hsp, const void *p, cl_uint n,
+                                       const cl_event *w, cl_event *ev);
+cl_int __wrap_clEnqueueWriteBufferRect(cl_command_queue q, cl_mem m, cl_bool b, const size_t *bo,
+                                       const size_t *ho, const size_t *region, size_t brp,
+                                       size_t bsp, size_t hrp, size_t hsp, const void *p, cl_uint n,
+                                       const cl_event *w, cl_event *ev) {
+    if (fault_hit("clEnqueueWriteBufferRect"))
+        return CL_OUT_OF_RESOURCES;
+    const cl_int status =
+        __real_clEnqueueWriteBufferRect(q, m, b, bo, ho, region, brp, bsp, hrp, hsp, p, n, w, ev);
+    if (status == CL_SUCCESS && ev)
+        held(*ev);
     return status;
 }

@@ -11,8 +11,14 @@
 
 /* Counts calls from now on and fails call number `nth` (1-based); 0 fails none. */
 void fault_arm(long nth);
+/* As fault_arm, counting only the calls of the function `name` (e.g. "clEnqueueNDRangeKernel"). */
+void fault_arm_named(const char *name, long nth);
 /* Stops counting. */
 void fault_disarm(void);
+/* Stop and resume counting without resetting the count, so that the test's own OpenCL calls
+ * between two calls under test (poisoning, reading back) are neither counted nor failed. */
+void fault_pause(void);
+void fault_resume(void);
 /* Calls counted since the last fault_arm. */
 long fault_calls(void);
 /* Whether the armed call was reached (and failed). */

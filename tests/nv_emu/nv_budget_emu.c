@@ -62,6 +62,8 @@ static cl_kernel build(const char **files, int n, const char *opts) {
         src[i] = readf(files[i]);
     cl_int e;
     cl_program p = clCreateProgramWithSource(ctx, n, src, NULL, &e);
+    for (int i = 0; i < n; ++i)
+        free((char *)src[i]);
     CK(e);
     if (clBuildProgram(p, 1, &dev, opts, NULL, NULL)) {
         static char log[200000];
@@ -239,5 +241,13 @@ int main(int argc, char **argv) {
     }
     printf("%s: bad %d, worst S %.3g loss %.3g (of tolerance), S total %.3f over %zu rows\n",
            bad ? "FAIL" : "ok", bad, worst[0], worst[1], ssum, (size_t)B * Hq * nq);
+    for (int v = 0; v < 2; ++v)
+        for (int o = 0; o < 2; ++o)
+            free(out[v][o]);
+    free(q);
+    free(k);
+    free(kp);
+    free(perm);
+    free(rows);
     return bad != 0;
 }

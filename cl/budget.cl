@@ -35,10 +35,6 @@
 #define ASSIGN_WG 64 /* work-items per row of the allocation */
 #endif
 
-/* Values per (row, block) in the scratch: block maximum (base 2), full sum, pooled sums at
- * levels 2, 4, 8 (relative to the block maximum). */
-#define BUDGET_CELL 5
-
 /* dot(a, b) over HEAD_DIM (a multiple of 8) with float8 arithmetic. */
 inline float budget_dot(const float8 *a, __local const float *b) {
     float8 sum = (float8)(0.0f);
@@ -188,27 +184,11 @@ budget_measure(__global const in_t *q, __global const in_t *k, __global const in
     }
     barrier(CLK_LOCAL_MEM_FENCE);
 
-    /* Rows that see no key at all (causal, Nk < Nq) do not enter the mean. */
-    int seen = 0;
-    for (int r = 0; r < SAMPLE_Q; ++r)
-        seen += row_total[r] > 0.0f;
+    const int seen = budget_rows_seen(row_total, SAMPLE_Q);
     const long row = (long)bh * blocks_q + i;
-    for (int j = lid; j < nk; j += BUDGET_WG) {
-        __global const float *cell = cells + (long)j * SAMPLE_Q * BUDGET_CELL;
-        float mass = 0.0f, kept[3] = {0.0f, 0.0f, 0.0f};
-        for (int r = 0; r < SAMPLE_Q; ++r) {
-            if (!(row_total[r] > 0.0f) || cell[r * BUDGET_CELL] == -INFINITY)
-                continue;
-            const float to_row = exp2(cell[r * BUDGET_CELL] - row_max[r]) / row_total[r];
-            mass += cell[r * BUDGET_CELL + 1] * to_row;
-            for (int l = 0; l < 3; ++l)
-                kept[l] += cell[r * BUDGET_CELL + 2 + l] * to_row;
-        }
-        scores[row * nk + j] = seen > 0 ? mass / (float)seen : 0.0f;
-        for (int l = 0; l < 3; ++l)
-            loss[(row * nk + j) * 3 + l] =
-                mass > 0.0f ? clamp(1.0f - kept[l] / mass, 0.0f, 1.0f) : 0.0f;
-    }
+    for (int j = lid; j < nk; j += BUDGET_WG)
+        budget_fold_block(cells + (long)j * SAMPLE_Q * BUDGET_CELL, row_max, row_total, SAMPLE_Q,
+                          seen, scores + row * nk + j, loss + (row * nk + j) * 3);
 }
 
 /* True when (va, ia) sorts before (vb, ib): larger ratio first, then lower key. */

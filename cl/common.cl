@@ -186,3 +186,38 @@ inline void store_row(__global out_t *o_row, const float *acc, float l) {
     for (int d = 0; d < HEAD_DIM; ++d)
         STORE_OUT(o_row, d, acc[d] * inv_l);
 }
+
+/* ---- Budget mode's measurement: the step every variant ends with ---- */
+
+/* Values per (sampled row, key block) in the measurement's scratch: the block's logit maximum
+ * (base 2), then its full sum and its pooled sums at levels 2, 4, 8 relative to that maximum. */
+#define BUDGET_CELL 5
+
+/* Of `rows` sampled rows, those that see some key (causal with Nk < Nq: not all do); rows
+ * that see nothing do not enter the mean. */
+inline int budget_rows_seen(__local const float *row_total, const int rows) {
+    int seen = 0;
+    for (int r = 0; r < rows; ++r)
+        seen += row_total[r] > 0.0f;
+    return seen;
+}
+
+/* One key block's mass (its S entry: the mean over the seen rows of its share of the row's
+ * softmax) and its pooling loss at levels 2, 4, 8 (1 - kept mass / mass), from the block's
+ * `rows` cells and the rows' maxima and totals. rows = 0: a block no row sees (0, 0). */
+inline void budget_fold_block(__global const float *cell, __local const float *row_max,
+                              __local const float *row_total, const int rows, const int seen,
+                              __global float *score, __global float *block_loss) {
+    float mass = 0.0f, kept[3] = {0.0f, 0.0f, 0.0f};
+    for (int r = 0; r < rows; ++r) {
+        if (!(row_total[r] > 0.0f) || cell[r * BUDGET_CELL] == -INFINITY)
+            continue;
+        const float to_row = exp2(cell[r * BUDGET_CELL] - row_max[r]) / row_total[r];
+        mass += cell[r * BUDGET_CELL + 1] * to_row;
+        for (int l = 0; l < 3; ++l)
+            kept[l] += cell[r * BUDGET_CELL + 2 + l] * to_row;
+    }
+    *score = seen > 0 ? mass / (float)seen : 0.0f;
+    for (int l = 0; l < 3; ++l)
+        block_loss[l] = mass > 0.0f ? clamp(1.0f - kept[l] / mass, 0.0f, 1.0f) : 0.0f;
+}

@@ -40,7 +40,6 @@
 #define L4_TILES (BLOCK_K / 32)
 #define BLOCKS_PER_WARP (16 / SAMPLE_Q)
 #define BLOCKS_PER_GROUP (NV_WARPS * BLOCKS_PER_WARP)
-#define BUDGET_CELL 5 /* block maximum, full sum, pooled sums at 2, 4, 8 (as budget.cl) */
 
 #if BLOCK_K % 64 != 0 || SAMPLE_Q < 1 || SAMPLE_Q > 16 || HEAD_DIM % 32 != 0
 #error "nv_budget.cl: needs BLOCK_K % 64 == 0, 1 <= SAMPLE_Q <= 16, HEAD_DIM % 32 == 0"
@@ -328,26 +327,13 @@ budget_measure(__global const in_t *q, __global const in_t *k, __global const in
             break;
         __local const float *r_max = row_max[warp] + m * SAMPLE_Q;
         __local const float *r_total = row_total[warp] + m * SAMPLE_Q;
-        int seen = 0;
-        for (int r = 0; r < SAMPLE_Q; ++r)
-            seen += r_total[r] > 0.0f;
+        const int seen = budget_rows_seen(r_total, SAMPLE_Q);
         __global const float *cells = scratch + ((long)bh_local * blocks_q + i) * cells_per_block;
         const long row = (long)bh * blocks_q + i;
-        for (int j = lane; j < nk; j += 32) {
-            __global const float *cell = cells + (long)j * SAMPLE_Q * BUDGET_CELL;
-            float mass = 0.0f, kept[3] = {0.0f, 0.0f, 0.0f};
-            for (int r = 0; r < SAMPLE_Q && j < j_end; ++r) {
-                if (!(r_total[r] > 0.0f) || cell[r * BUDGET_CELL] == -INFINITY)
-                    continue;
-                const float to_row = exp2(cell[r * BUDGET_CELL] - r_max[r]) / r_total[r];
-                mass += cell[r * BUDGET_CELL + 1] * to_row;
-                for (int l = 0; l < 3; ++l)
-                    kept[l] += cell[r * BUDGET_CELL + 2 + l] * to_row;
-            }
-            scores[row * nk + j] = seen > 0 ? mass / (float)seen : 0.0f;
-            for (int l = 0; l < 3; ++l)
-                loss[(row * nk + j) * 3 + l] =
-                    mass > 0.0f ? clamp(1.0f - kept[l] / mass, 0.0f, 1.0f) : 0.0f;
-        }
+        /* Blocks past the last one any row sees were never measured: S and losses 0. */
+        for (int j = lane; j < nk; j += 32)
+            budget_fold_block(cells + (long)j * SAMPLE_Q * BUDGET_CELL, r_max, r_total,
+                              j < j_end ? SAMPLE_Q : 0, seen, scores + row * nk + j,
+                              loss + (row * nk + j) * 3);
     }
 }

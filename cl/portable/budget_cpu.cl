@@ -43,7 +43,6 @@ typedef int16 bc_ivec;
 #define BC_RV ((BC_ROWS + BC_LANES - 1) / BC_LANES) /* row vectors */
 #define BC_PAD (BC_RV * BC_LANES)                   /* lanes, the last ones padding */
 #define BC_KB 8                                     /* keys per register tile */
-#define BC_CELL 5 /* per (row, block): maximum, full sum, pooled sums at 2, 4, 8 (budget.cl) */
 
 #if IN_TYPE == 1
 #define BC_LOAD8(p, i) vload8(0, (p) + (i))
@@ -199,9 +198,9 @@ budget_measure(__global const in_t *q, __global const in_t *k, __global const in
         for (int e = 0; e < lanes_used; ++e) {
             const int v = e / BC_LANES, lane = e - v * BC_LANES;
             const int i = i0 + e / SAMPLE_Q, r = e % SAMPLE_Q;
-            __global float *cell = scratch +
-                                   (((long)bh_local * blocks_q + i) * nk + j) * SAMPLE_Q * BC_CELL +
-                                   r * BC_CELL;
+            __global float *cell =
+                scratch + (((long)bh_local * blocks_q + i) * nk + j) * SAMPLE_Q * BUDGET_CELL +
+                r * BUDGET_CELL;
             cell[0] = ((const float *)&mx[v])[lane];
             cell[1] = ((const float *)&sm[v])[lane];
             for (int x = 0; x < 3; ++x)
@@ -215,13 +214,14 @@ budget_measure(__global const in_t *q, __global const in_t *k, __global const in
     for (int e = 0; e < lanes_used; ++e) {
         const int i = i0 + e / SAMPLE_Q, r = e % SAMPLE_Q;
         __global const float *cells =
-            scratch + ((long)bh_local * blocks_q + i) * nk * SAMPLE_Q * BC_CELL + r * BC_CELL;
+            scratch + ((long)bh_local * blocks_q + i) * nk * SAMPLE_Q * BUDGET_CELL +
+            r * BUDGET_CELL;
         const float m = ((const float *)&best[e / BC_LANES])[e % BC_LANES];
         float t = 0.0f;
         if (m > -INFINITY) /* a block no key of which is visible adds 0 */
             for (int j = 0; j < nk; ++j)
-                t += cells[(long)j * SAMPLE_Q * BC_CELL + 1] *
-                     exp2(cells[(long)j * SAMPLE_Q * BC_CELL] - m);
+                t += cells[(long)j * SAMPLE_Q * BUDGET_CELL + 1] *
+                     exp2(cells[(long)j * SAMPLE_Q * BUDGET_CELL] - m);
         row_max[e] = m;
         row_total[e] = t;
     }
@@ -230,27 +230,11 @@ budget_measure(__global const in_t *q, __global const in_t *k, __global const in
         __local const float *g_max = row_max + g * SAMPLE_Q;
         __local const float *g_total = row_total + g * SAMPLE_Q;
         __global const float *cells =
-            scratch + ((long)bh_local * blocks_q + i) * nk * SAMPLE_Q * BC_CELL;
-        /* Rows that see no key at all (causal, Nk < Nq) do not enter the mean. */
-        int seen = 0;
-        for (int r = 0; r < SAMPLE_Q; ++r)
-            seen += g_total[r] > 0.0f;
+            scratch + ((long)bh_local * blocks_q + i) * nk * SAMPLE_Q * BUDGET_CELL;
+        const int seen = budget_rows_seen(g_total, SAMPLE_Q);
         const long row = (long)bh * blocks_q + i;
-        for (int j = 0; j < nk; ++j) {
-            __global const float *cell = cells + (long)j * SAMPLE_Q * BC_CELL;
-            float mass = 0.0f, kept[3] = {0.0f, 0.0f, 0.0f};
-            for (int r = 0; r < SAMPLE_Q; ++r) {
-                if (!(g_total[r] > 0.0f) || cell[r * BC_CELL] == -INFINITY)
-                    continue;
-                const float to_row = exp2(cell[r * BC_CELL] - g_max[r]) / g_total[r];
-                mass += cell[r * BC_CELL + 1] * to_row;
-                for (int x = 0; x < 3; ++x)
-                    kept[x] += cell[r * BC_CELL + 2 + x] * to_row;
-            }
-            scores[row * nk + j] = seen > 0 ? mass / (float)seen : 0.0f;
-            for (int x = 0; x < 3; ++x)
-                loss[(row * nk + j) * 3 + x] =
-                    mass > 0.0f ? clamp(1.0f - kept[x] / mass, 0.0f, 1.0f) : 0.0f;
-        }
+        for (int j = 0; j < nk; ++j)
+            budget_fold_block(cells + (long)j * SAMPLE_Q * BUDGET_CELL, g_max, g_total, SAMPLE_Q,
+                              seen, scores + row * nk + j, loss + (row * nk + j) * 3);
     }
 }

@@ -191,30 +191,65 @@ budget_measure(__global const in_t *q, __global const in_t *k, __global const in
                           seen, scores + row * nk + j, loss + (row * nk + j) * 3);
 }
 
-/* True when (va, ia) sorts before (vb, ib): larger ratio first, then lower key. */
-inline bool budget_before(float va, int ia, float vb, int ib) {
-    return va > vb || (va == vb && ia < ib);
+/* A row's upgrades in the order the allocation takes them, as one integer each: the ratio
+ * (error decrease per unit of cost) descending, then the key (block * 4 + hull step)
+ * ascending. The ratio's bits are mapped to an unsigned integer that grows with the float
+ * and then inverted, so smaller numbers come first. */
+inline ulong budget_order_key(uint inverted_ratio, int key) {
+    return ((ulong)inverted_ratio << 32) | (ulong)(uint)key;
 }
+
+inline uint budget_inverted_ratio(float ratio) {
+    const uint bits = as_uint(ratio);
+    return ~(bits ^ ((bits & 0x80000000u) ? 0xffffffffu : 0x80000000u));
+}
+
+#define BUDGET_BUCKETS 256 /* buckets of one selection pass */
+#ifndef BUDGET_CANDIDATES
+#define BUDGET_CANDIDATES 128 /* entries a bucket may hold to be ranked one against another */
+#endif
 
 /* The allocation of one row (bh, i): forced blocks at level 1 first, then, for every other
  * block, the lower convex hull of its (cost, predicted error) points for levels 0, 8, 4, 2, 1
- * and the upgrades between consecutive hull points; the row's upgrades sorted by error
+ * and the upgrades between consecutive hull points; the row's upgrades in order of error
  * decrease per unit of cost (ties: lower block, then earlier step), walked once, each taken
  * when it is its block's next step and fits in what is left of the budget. Costs are in
- * eighths of a block (level f costs 8 / f), so the budget is walked in integers. */
+ * eighths of a block (level f costs 8 / f), so the budget is walked in integers.
+ *
+ * The walk is not done one upgrade after another. Along one block's hull the ratios decrease,
+ * so in any prefix of the order a block's upgrades are its first steps: the walk takes every
+ * upgrade until the first one whose cost no longer fits (T). An upgrade whose ratio exceeds
+ * its block's previous one (fp32 rounding) is met before that step and skipped, and so are
+ * its block's later steps: such upgrades are dropped up front ("dead"), which leaves the walk
+ * unchanged. T is found by a selection on the order keys: each pass narrows a window of keys
+ * to the bucket (of 256) in which the cumulative cost first exceeds the budget, from a
+ * histogram of costs built with local atomics, until the bucket holds at most
+ * BUDGET_CANDIDATES upgrades, which are then ranked pairwise. After T less than 8 units are
+ * left: the walk goes on from one taken upgrade to the next, each the first (in the order)
+ * that is its block's next step and fits, found by a minimum over the row; at most 8 such
+ * steps. The result equals the serial walk's exactly, ties included. */
 __kernel __attribute__((reqd_work_group_size(ASSIGN_WG, 1, 1))) void
 budget_allocate(__global const float *scores, __global const float *loss, __global char *levels,
                 const int heads_q, const int seq_q, const int seq_k, const int block_q,
                 const int block_k, const int blocks_q, const int blocks_k, const int text_blocks,
                 const int text_row_first, const int causal, const int budget_units) {
-    __local float ratio[UPGRADE_N];
-    __local int key[UPGRADE_N]; /* block * 4 + hull step */
-    __local char up_level[UPGRADE_N], up_cost[UPGRADE_N];
+    __local uint inv_ratio[UPGRADE_N]; /* by key */
+    __local uchar up_cost[UPGRADE_N];  /* 0: no upgrade (or a dead one) */
+    __local char up_level[UPGRADE_N];
     __local char level_of[UPGRADE_N / 4], next_step[UPGRADE_N / 4];
+    __local int hist_cost[BUDGET_BUCKETS], hist_count[BUDGET_BUCKETS];
+    __local ulong part_lo[ASSIGN_WG], part_hi[ASSIGN_WG];
+    __local int part_sum[ASSIGN_WG];
+    __local ulong cand_key[BUDGET_CANDIDATES];
+    __local uchar cand_cost[BUDGET_CANDIDATES];
+    __local int sel_found, sel_bucket, sel_before, sel_count, forced_units, cand_n;
+    __local ulong threshold_key;
+    __local int threshold_left;
     const int lid = get_local_id(0);
     const long row = get_group_id(0); /* bh * blocks_q + i */
     const int i = (int)(row % blocks_q);
     const int nk = blocks_k;
+    const int n_up = 4 * nk;
     __global const float *w_row = scores + row * nk;
     __global const float *loss_row = loss + row * nk * 3;
     const int shift = seq_k - seq_q;
@@ -225,12 +260,13 @@ budget_allocate(__global const float *scores, __global const float *loss, __glob
      * can see at level 1; text_row_first = seq_q without text. */
     const bool text_row = last_row >= text_row_first;
 
-    for (int u = lid; u < UPGRADE_N; u += ASSIGN_WG) {
-        ratio[u] = -INFINITY;
-        key[u] = u; /* steps that do not exist keep -inf and are never taken */
-    }
+    if (lid == 0)
+        forced_units = 0;
     barrier(CLK_LOCAL_MEM_FENCE);
+    int my_forced = 0;
     for (int j = lid; j < nk; j += ASSIGN_WG) {
+        for (int s = 0; s < 4; ++s)
+            up_cost[j * 4 + s] = 0; /* steps that do not exist are never taken */
         /* A key block wholly in the future is never visited: level 0, no cost, no upgrade
          * (even where a rule below would force it). */
         const bool future = causal && j * block_k > diagonal_key;
@@ -238,6 +274,7 @@ budget_allocate(__global const float *scores, __global const float *loss, __glob
             !future && (j >= nk - text_blocks || text_row || (causal && (j == 0 || j == diagonal)));
         level_of[j] = forced ? 1 : 0;
         next_step[j] = 0;
+        my_forced += forced ? 8 : 0;
         if (forced || future)
             continue;
         const float w = w_row[j];
@@ -260,52 +297,192 @@ budget_allocate(__global const float *scores, __global const float *loss, __glob
             }
             hull[n++] = x;
         }
+        float previous = INFINITY;
         for (int s = 0; s + 1 < n; ++s) {
             const int from = hull[s], to = hull[s + 1];
             const int u = j * 4 + s;
             const int cost = point_cost[to] - point_cost[from];
-            ratio[u] = (point_error[from] - point_error[to]) / (float)cost;
+            const float ratio = (point_error[from] - point_error[to]) / (float)cost;
+            if (ratio > previous)
+                break; /* dead: met before its previous step (see above), and so are the rest */
+            previous = ratio;
+            inv_ratio[u] = budget_inverted_ratio(ratio);
             up_level[u] = point_level[to];
-            up_cost[u] = (char)cost;
+            up_cost[u] = (uchar)cost;
         }
     }
+    if (my_forced)
+        atomic_add(&forced_units, my_forced);
     barrier(CLK_LOCAL_MEM_FENCE);
-    /* up_level / up_cost stay indexed by key; only (ratio, key) move. */
-    for (int size = 2; size <= UPGRADE_N; size <<= 1) {
-        for (int stride = size >> 1; stride > 0; stride >>= 1) {
-            for (int p = lid; p < UPGRADE_N; p += ASSIGN_WG) {
-                const int partner = p ^ stride;
-                if (partner > p) {
-                    const bool ascending_run = (p & size) == 0;
-                    const bool in_order =
-                        budget_before(ratio[p], key[p], ratio[partner], key[partner]);
-                    if (in_order != ascending_run) {
-                        const float v = ratio[p];
-                        ratio[p] = ratio[partner];
-                        ratio[partner] = v;
-                        const int x = key[p];
-                        key[p] = key[partner];
-                        key[partner] = x;
-                    }
-                }
-            }
-            barrier(CLK_LOCAL_MEM_FENCE);
-        }
-    }
-    if (lid == 0) {
-        int left = budget_units;
-        for (int j = 0; j < nk; ++j)
-            left -= level_of[j] == 1 ? 8 : 0; /* only forced blocks are set yet */
-        for (int p = 0; p < 4 * nk && ratio[p] > -INFINITY; ++p) {
-            const int u = key[p], j = u / 4, s = u - j * 4;
-            if (next_step[j] != s || up_cost[u] > left)
+    const int left0 = budget_units - forced_units; /* only forced blocks are set yet */
+
+    /* The selection of T: the window [lo, hi] of order keys holds T; before = the cost of the
+     * upgrades ahead of the window. threshold_key stays ULONG_MAX when everything fits. */
+    ulong lo = 0, hi = ULONG_MAX;
+    int before = 0;
+    ulong t_key = ULONG_MAX;
+    int t_left = left0;
+    bool selecting = left0 > 0; /* else nothing fits */
+    while (selecting) {
+        barrier(CLK_LOCAL_MEM_FENCE); /* the previous pass's sel_* are read */
+        /* the window's smallest and largest keys */
+        ulong my_lo = ULONG_MAX, my_hi = 0;
+        for (int u = lid; u < n_up; u += ASSIGN_WG) {
+            if (up_cost[u] == 0)
                 continue;
-            left -= up_cost[u];
-            level_of[j] = up_level[u];
-            next_step[j] = (char)(s + 1);
+            const ulong kk = budget_order_key(inv_ratio[u], u);
+            if (kk >= lo && kk <= hi) {
+                my_lo = min(my_lo, kk);
+                my_hi = max(my_hi, kk);
+            }
+        }
+        part_lo[lid] = my_lo;
+        part_hi[lid] = my_hi;
+        for (int b = lid; b < BUDGET_BUCKETS; b += ASSIGN_WG) {
+            hist_cost[b] = 0;
+            hist_count[b] = 0;
+        }
+        if (lid == 0)
+            sel_found = 0;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        ulong w_lo = ULONG_MAX, w_hi = 0;
+        for (int x = 0; x < ASSIGN_WG; ++x) {
+            w_lo = min(w_lo, part_lo[x]);
+            w_hi = max(w_hi, part_hi[x]);
+        }
+        if (w_lo > w_hi)
+            break; /* no upgrade at all (first pass only): nothing to take */
+        lo = w_lo;
+        hi = w_hi;
+        const ulong range = hi - lo;
+        const int width = range == 0 ? 0 : 64 - (int)clz(range);
+        const int bucket_shift = max(width - 8, 0);
+        for (int u = lid; u < n_up; u += ASSIGN_WG) {
+            const int c = up_cost[u];
+            if (c == 0)
+                continue;
+            const ulong kk = budget_order_key(inv_ratio[u], u);
+            if (kk >= lo && kk <= hi) {
+                const int b = (int)((kk - lo) >> bucket_shift);
+                atomic_add(&hist_cost[b], c);
+                atomic_inc(&hist_count[b]);
+            }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        /* the bucket where the cumulative cost first exceeds what is left */
+        const int per_item = (BUDGET_BUCKETS + ASSIGN_WG - 1) / ASSIGN_WG;
+        const int b0 = lid * per_item, b1 = min(b0 + per_item, BUDGET_BUCKETS);
+        int mine = 0;
+        for (int b = b0; b < b1; ++b)
+            mine += hist_cost[b];
+        part_sum[lid] = mine;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        int cum = before, total = before;
+        for (int x = 0; x < ASSIGN_WG; ++x) {
+            cum += x < lid ? part_sum[x] : 0;
+            total += part_sum[x];
+        }
+        for (int b = b0; b < b1; ++b) {
+            const int next = cum + hist_cost[b];
+            if (cum <= left0 && next > left0) {
+                sel_found = 1;
+                sel_bucket = b;
+                sel_before = cum;
+                sel_count = hist_count[b];
+            }
+            cum = next;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (!sel_found) {
+            /* everything in the window fits (first pass only: later windows hold T) */
+            t_left = left0 - total;
+            break;
+        }
+        const ulong bucket_lo = lo + ((ulong)sel_bucket << bucket_shift);
+        const ulong bucket_hi = bucket_lo + (((ulong)1 << bucket_shift) - 1);
+        lo = bucket_lo;
+        hi = min(hi, bucket_hi < bucket_lo ? ULONG_MAX : bucket_hi);
+        before = sel_before;
+        if (sel_count > BUDGET_CANDIDATES && bucket_shift > 0)
+            continue;
+        /* Rank the bucket's upgrades: T is the one at which the cumulative cost first
+         * exceeds what is left. */
+        if (lid == 0)
+            cand_n = 0;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int u = lid; u < n_up; u += ASSIGN_WG) {
+            const int c = up_cost[u];
+            if (c == 0)
+                continue;
+            const ulong kk = budget_order_key(inv_ratio[u], u);
+            if (kk >= lo && kk <= hi) {
+                const int slot = atomic_inc(&cand_n);
+                cand_key[slot] = kk;
+                cand_cost[slot] = (uchar)c;
+            }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        const int count = cand_n;
+        for (int x = lid; x < count; x += ASSIGN_WG) {
+            const ulong kx = cand_key[x];
+            int ahead = before;
+            for (int y = 0; y < count; ++y)
+                ahead += cand_key[y] < kx ? cand_cost[y] : 0;
+            if (ahead <= left0 && ahead + cand_cost[x] > left0) {
+                threshold_key = kx;
+                threshold_left = left0 - ahead;
+            }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        t_key = threshold_key;
+        t_left = threshold_left;
+        selecting = false;
+    }
+
+    /* Every upgrade ahead of T is taken: a prefix of each block's steps. */
+    if (left0 > 0) {
+        for (int j = lid; j < nk; j += ASSIGN_WG) {
+            for (int s = 0; s < 4; ++s) {
+                const int u = j * 4 + s;
+                if (up_cost[u] == 0 || budget_order_key(inv_ratio[u], u) >= t_key)
+                    break;
+                level_of[j] = up_level[u];
+                next_step[j] = (char)(s + 1);
+            }
         }
     }
     barrier(CLK_LOCAL_MEM_FENCE);
+
+    /* The walk after T: from one taken upgrade to the next. */
+    int left = t_left;
+    ulong after = t_key; /* T itself does not fit */
+    while (left > 0 && after != ULONG_MAX) {
+        ulong best = ULONG_MAX;
+        for (int u = lid; u < n_up; u += ASSIGN_WG) {
+            const int c = up_cost[u];
+            if (c == 0 || c > left || next_step[u >> 2] != (u & 3))
+                continue;
+            const ulong kk = budget_order_key(inv_ratio[u], u);
+            if (kk > after)
+                best = min(best, kk);
+        }
+        part_lo[lid] = best;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        best = ULONG_MAX;
+        for (int x = 0; x < ASSIGN_WG; ++x)
+            best = min(best, part_lo[x]);
+        if (best == ULONG_MAX)
+            break;
+        const int u = (int)(uint)best;
+        left -= up_cost[u];
+        after = best;
+        /* no one reads next_step before the barrier, which also keeps part_lo until read */
+        if (lid == 0) {
+            level_of[u >> 2] = up_level[u];
+            next_step[u >> 2] = (char)((u & 3) + 1);
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
     __global char *m_row = levels + row * nk;
     for (int j = lid; j < nk; j += ASSIGN_WG)
         m_row[j] = level_of[j];

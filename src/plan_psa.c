@@ -130,17 +130,20 @@ static clpsa_status create_buffers(clpsa_plan *plan) {
 }
 
 /* Budget mode's kernels: the measurement (a kernel family, cl/budget.cl) and the allocation,
- * whose row of up to 4 nk upgrades is sorted in local memory. */
+ * whose row of up to 4 nk upgrades is selected from in local memory. */
 static clpsa_status build_budget(clpsa_plan *plan, char *options, size_t size) {
     clpsa_context *ctx = plan->ctx;
     const clpsa_plan_desc *d = &plan->desc;
     const clpsa__psa_options *psa = &plan->psa;
-    plan->upgrade_n = next_power_of_two(4 * plan->blocks_k);
-    /* ratio, key, level and cost per upgrade; level and next step per block */
-    const cl_ulong local = (cl_ulong)plan->upgrade_n * 10 + (cl_ulong)plan->upgrade_n / 2;
+    plan->upgrade_n = 4 * plan->blocks_k;
+    /* ratio bits, level and cost per upgrade; level and next step per block; then the
+     * selection's histogram (2 x 256 ints), per-work-item partials (20 bytes each) and the
+     * ranked candidates (128 x 9 bytes), rounded up */
+    const cl_ulong local = (cl_ulong)plan->upgrade_n * 6 + (cl_ulong)plan->upgrade_n / 2 + 2048 +
+                           (cl_ulong)plan->assign_wg * 20 + 1280;
     if (local > ctx->info.local_mem_size)
         return clpsa__fail(ctx, CLPSA_ERROR_UNSUPPORTED,
-                           "seq_k = %d with block_k = %d gives %d key blocks; budget mode sorts "
+                           "seq_k = %d with block_k = %d gives %d key blocks; budget mode keeps "
                            "up to 4 upgrades per block in local memory, %llu bytes, and this "
                            "device has %llu",
                            d->seq_k, psa->block_k, plan->blocks_k, (unsigned long long)local,

@@ -163,14 +163,17 @@ int main(void) {
     static const int nks[] = {1, 2, 3, 7, 64, 127, 1013};
     static const int wgs[] = {32, 64, 256};
     long rows_checked = 0, failures = 0;
-    for (size_t a = 0; a < sizeof nks / sizeof nks[0]; ++a) {
-        for (size_t b = 0; b < sizeof wgs / sizeof wgs[0]; ++b) {
-            const int nk = nks[a], wg = wgs[b];
+    /* one program per work-group size, for the largest nk (UPGRADE_N is an upper bound on a
+     * row's 4 nk upgrades; the plan builds it for exactly 4 nk, as at nk = 1013 here) */
+    const int max_nk = nks[sizeof nks / sizeof nks[0] - 1];
+    for (size_t b = 0; b < sizeof wgs / sizeof wgs[0]; ++b) {
+        {
+            const int wg = wgs[b];
             char opts[256];
             snprintf(opts, sizeof opts,
                      "-cl-std=CL1.2 -DUPGRADE_N=%d -DASSIGN_WG=%d -DHEAD_DIM=64 -DIN_TYPE=1 "
                      "-DPERMUTED=0",
-                     4 * nk, wg);
+                     4 * max_nk, wg);
             cl_program prog = clCreateProgramWithSource(ctx, 2, src, NULL, &err);
             if (clBuildProgram(prog, 1, &dev, opts, NULL, NULL) != CL_SUCCESS) {
                 char log[16384];
@@ -179,81 +182,86 @@ int main(void) {
                 return 1;
             }
             cl_kernel kern = clCreateKernel(prog, "budget_allocate", &err);
-            for (int causal = 0; causal <= 1; ++causal) {
-                /* rows: 4 tie patterns x 2 draws; block 64 x 64, seq = 64 nk (causal: square,
-                 * so row i sees blocks 0..i and forces 0 and i), text on the last block */
-                const int block = 64, seq = 64 * nk, text_blocks = causal ? 0 : (nk > 2);
-                const int rows = 8;
-                const int blocks_q = rows > nk ? rows : nk; /* row r is query block r */
-                float *w = malloc((size_t)rows * nk * sizeof *w);
-                float *loss = malloc((size_t)rows * nk * 3 * sizeof *loss);
-                signed char *got = malloc((size_t)rows * nk), *want = malloc((size_t)nk);
-                for (int r = 0; r < rows; ++r)
-                    for (int j = 0; j < nk; ++j)
-                        fill_block(r / 2, &w[r * nk + j], &loss[(r * nk + j) * 3]);
-                cl_mem bw = clCreateBuffer(ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
-                                           (size_t)rows * nk * 4, w, &err);
-                cl_mem bl = clCreateBuffer(ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
-                                           (size_t)rows * nk * 12, loss, &err);
-                cl_mem bm = clCreateBuffer(ctx, CL_MEM_READ_WRITE, (size_t)rows * nk, NULL, &err);
-                const cl_int heads = 1, seq_i = seq, blk = block, bq = blocks_q, bk = nk;
-                const cl_int tb = text_blocks, trf = seq, cz = causal;
-                const int all = 8 * nk;
-                /* below zero (forced blocks beyond the budget), 0, 1 unit (the lowest density,
-                 * 1 / (8 nk)), around 1/8 and 0.15 of the row, half, more than all of it */
-                const int budgets[7] = {-3, 0, 1, all / 8 + 1, all * 3 / 20, all / 2 + 3, all + 5};
-                for (int x = 0; x < 7; ++x) {
-                    const cl_int u = budgets[x];
-                    memset(got, 0x5a, (size_t)rows * nk); /* poisoned */
-                    clEnqueueWriteBuffer(queue, bm, CL_TRUE, 0, (size_t)rows * nk, got, 0, NULL,
-                                         NULL);
-                    clSetKernelArg(kern, 0, sizeof bw, &bw);
-                    clSetKernelArg(kern, 1, sizeof bl, &bl);
-                    clSetKernelArg(kern, 2, sizeof bm, &bm);
-                    clSetKernelArg(kern, 3, 4, &heads);
-                    clSetKernelArg(kern, 4, 4, &seq_i);
-                    clSetKernelArg(kern, 5, 4, &seq_i);
-                    clSetKernelArg(kern, 6, 4, &blk);
-                    clSetKernelArg(kern, 7, 4, &blk);
-                    clSetKernelArg(kern, 8, 4, &bq);
-                    clSetKernelArg(kern, 9, 4, &bk);
-                    clSetKernelArg(kern, 10, 4, &tb);
-                    clSetKernelArg(kern, 11, 4, &trf);
-                    clSetKernelArg(kern, 12, 4, &cz);
-                    clSetKernelArg(kern, 13, 4, &u);
-                    const size_t global = (size_t)rows * wg, local = (size_t)wg;
-                    err = clEnqueueNDRangeKernel(queue, kern, 1, NULL, &global, &local, 0, NULL,
-                                                 NULL);
-                    if (err != CL_SUCCESS) {
-                        fprintf(stderr, "enqueue failed: %d\n", err);
-                        return 1;
-                    }
-                    clEnqueueReadBuffer(queue, bm, CL_TRUE, 0, (size_t)rows * nk, got, 0, NULL,
-                                        NULL);
-                    for (int r = 0; r < rows; ++r) {
-                        host_allocate(w + r * nk, loss + r * nk * 3, nk, r, seq, seq, block, block,
-                                      text_blocks, seq, causal, u, want);
-                        ++rows_checked;
+            for (size_t a = 0; a < sizeof nks / sizeof nks[0]; ++a)
+                for (int causal = 0; causal <= 1; ++causal) {
+                    const int nk = nks[a];
+                    /* rows: 4 tie patterns x 2 draws; block 64 x 64, seq = 64 nk (causal: square,
+                     * so row i sees blocks 0..i and forces 0 and i), text on the last block */
+                    const int block = 64, seq = 64 * nk, text_blocks = causal ? 0 : (nk > 2);
+                    const int rows = 8;
+                    const int blocks_q = rows > nk ? rows : nk; /* row r is query block r */
+                    float *w = malloc((size_t)rows * nk * sizeof *w);
+                    float *loss = malloc((size_t)rows * nk * 3 * sizeof *loss);
+                    signed char *got = malloc((size_t)rows * nk), *want = malloc((size_t)nk);
+                    for (int r = 0; r < rows; ++r)
                         for (int j = 0; j < nk; ++j)
-                            if (got[r * nk + j] != want[j]) {
-                                if (failures++ < 10)
-                                    fprintf(stderr,
+                            fill_block(r / 2, &w[r * nk + j], &loss[(r * nk + j) * 3]);
+                    cl_mem bw = clCreateBuffer(ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
+                                               (size_t)rows * nk * 4, w, &err);
+                    cl_mem bl = clCreateBuffer(ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
+                                               (size_t)rows * nk * 12, loss, &err);
+                    cl_mem bm =
+                        clCreateBuffer(ctx, CL_MEM_READ_WRITE, (size_t)rows * nk, NULL, &err);
+                    const cl_int heads = 1, seq_i = seq, blk = block, bq = blocks_q, bk = nk;
+                    const cl_int tb = text_blocks, trf = seq, cz = causal;
+                    const int all = 8 * nk;
+                    /* below zero (forced blocks beyond the budget), 0, 1 unit (the lowest density,
+                     * 1 / (8 nk)), around 1/8 and 0.15 of the row, half, more than all of it */
+                    const int budgets[7] = {-3,           0,           1,      all / 8 + 1,
+                                            all * 3 / 20, all / 2 + 3, all + 5};
+                    for (int x = 0; x < 7; ++x) {
+                        const cl_int u = budgets[x];
+                        memset(got, 0x5a, (size_t)rows * nk); /* poisoned */
+                        clEnqueueWriteBuffer(queue, bm, CL_TRUE, 0, (size_t)rows * nk, got, 0, NULL,
+                                             NULL);
+                        clSetKernelArg(kern, 0, sizeof bw, &bw);
+                        clSetKernelArg(kern, 1, sizeof bl, &bl);
+                        clSetKernelArg(kern, 2, sizeof bm, &bm);
+                        clSetKernelArg(kern, 3, 4, &heads);
+                        clSetKernelArg(kern, 4, 4, &seq_i);
+                        clSetKernelArg(kern, 5, 4, &seq_i);
+                        clSetKernelArg(kern, 6, 4, &blk);
+                        clSetKernelArg(kern, 7, 4, &blk);
+                        clSetKernelArg(kern, 8, 4, &bq);
+                        clSetKernelArg(kern, 9, 4, &bk);
+                        clSetKernelArg(kern, 10, 4, &tb);
+                        clSetKernelArg(kern, 11, 4, &trf);
+                        clSetKernelArg(kern, 12, 4, &cz);
+                        clSetKernelArg(kern, 13, 4, &u);
+                        const size_t global = (size_t)rows * wg, local = (size_t)wg;
+                        err = clEnqueueNDRangeKernel(queue, kern, 1, NULL, &global, &local, 0, NULL,
+                                                     NULL);
+                        if (err != CL_SUCCESS) {
+                            fprintf(stderr, "enqueue failed: %d\n", err);
+                            return 1;
+                        }
+                        clEnqueueReadBuffer(queue, bm, CL_TRUE, 0, (size_t)rows * nk, got, 0, NULL,
+                                            NULL);
+                        for (int r = 0; r < rows; ++r) {
+                            host_allocate(w + r * nk, loss + r * nk * 3, nk, r, seq, seq, block,
+                                          block, text_blocks, seq, causal, u, want);
+                            ++rows_checked;
+                            for (int j = 0; j < nk; ++j)
+                                if (got[r * nk + j] != want[j]) {
+                                    if (failures++ < 10)
+                                        fprintf(
+                                            stderr,
                                             "nk %d wg %d causal %d row %d (pattern %d, %d units): "
                                             "block %d level %d, walk %d\n",
                                             nk, wg, causal, r, r / 2, u, j, got[r * nk + j],
                                             want[j]);
-                                break;
-                            }
+                                    break;
+                                }
+                        }
                     }
+                    clReleaseMemObject(bw);
+                    clReleaseMemObject(bl);
+                    clReleaseMemObject(bm);
+                    free(w);
+                    free(loss);
+                    free(got);
+                    free(want);
                 }
-                clReleaseMemObject(bw);
-                clReleaseMemObject(bl);
-                clReleaseMemObject(bm);
-                free(w);
-                free(loss);
-                free(got);
-                free(want);
-            }
             clReleaseKernel(kern);
             clReleaseProgram(prog);
         }

@@ -5,18 +5,19 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Preference order: a vendor variant first, where it fits; then the CPU-shaped one, which
+/* Preference order: a vendor variant first, where it fits (nvidia-mma before nvidia-wgmma:
+ * on the H200 the wgmma kernels run no faster yet, bench/NOTES.md); then the CPU-shaped one, which
  * fits every plan on a CPU; then, on the devices left (GPUs without a vendor path, or NVIDIA
  * with fp32 storage), the SIMT-shaped one (3.1x the portable kernel on the H200, bench/NOTES.md);
  * the portable kernel always fits. Variants after a family's first `automatic` ones would be
  * opt-in: they run only when asked for (family.VARIANT from an override, the tuned cache or a
  * table row, or an override of their own tunable), never as the first that fits. */
 static const clpsa__kernel_variant *const dense_variants[] = {
-    &clpsa__nvidia_mma_dense, &clpsa__portable_cpu_dense, &clpsa__portable_simt_dense,
-    &clpsa__portable_dense};
+    &clpsa__nvidia_mma_dense, &clpsa__nvidia_wgmma_dense, &clpsa__portable_cpu_dense,
+    &clpsa__portable_simt_dense, &clpsa__portable_dense};
 static const clpsa__kernel_variant *const attend_variants[] = {
-    &clpsa__nvidia_mma_attend, &clpsa__portable_cpu_attend, &clpsa__portable_simt_attend,
-    &clpsa__portable_attend};
+    &clpsa__nvidia_mma_attend, &clpsa__nvidia_wgmma_attend, &clpsa__portable_cpu_attend,
+    &clpsa__portable_simt_attend, &clpsa__portable_attend};
 static const clpsa__kernel_variant *const estimate_variants[] = {
     &clpsa__nvidia_mma_estimate, &clpsa__portable_cpu_estimate, &clpsa__portable_estimate_staged,
     &clpsa__portable_estimate};
@@ -32,8 +33,8 @@ static const struct {
     clpsa__param_id variant_param;
     size_t automatic;
 } families[CLPSA__KERNEL_FAMILIES] = {
-    [CLPSA__FAMILY_DENSE] = {"dense", dense_variants, 4, CLPSA__P_DENSE_VARIANT, 4},
-    [CLPSA__FAMILY_ATTEND] = {"attend", attend_variants, 4, CLPSA__P_ATTEND_VARIANT, 4},
+    [CLPSA__FAMILY_DENSE] = {"dense", dense_variants, 5, CLPSA__P_DENSE_VARIANT, 5},
+    [CLPSA__FAMILY_ATTEND] = {"attend", attend_variants, 5, CLPSA__P_ATTEND_VARIANT, 5},
     [CLPSA__FAMILY_ESTIMATE] = {"estimate", estimate_variants, 4, CLPSA__P_ESTIMATE_VARIANT, 4},
     [CLPSA__FAMILY_BUDGET] = {"budget", budget_variants, 3, CLPSA__P_BUDGET_VARIANT, 3},
     [CLPSA__FAMILY_DECODE] = {"decode", decode_variants, 2, CLPSA__P_DECODE_VARIANT, 2},
@@ -59,7 +60,7 @@ static clpsa_status build_one(clpsa_plan *plan, const clpsa__kernel_variant *v, 
     clpsa_context *ctx = plan->ctx;
     const size_t source_length = strlen(plan->parameter_source);
     size_t files = 0;
-    while (files < 4 && v->files[files])
+    while (files < 5 && v->files[files])
         ++files;
     for (int attempt = 0;; ++attempt) {
         plan->parameter_source[source_length] = '\0';

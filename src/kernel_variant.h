@@ -28,7 +28,7 @@ typedef struct clpsa__kernel_variant {
     clpsa__kernel_family family;
     int id;                    /* the value of family.VARIANT that asks for it */
     const char *name;          /* "portable", "nvidia-mma": logged and reported */
-    const char *files[4];      /* program sources in build order, NULL-terminated */
+    const char *files[5];      /* program sources in build order, NULL-terminated */
     const char *kernel;        /* the kernel function; every variant of a family has the same
                                   arguments */
     clpsa__param_id params[5]; /* its tunables, CLPSA__PARAM_COUNT after the last (always:
@@ -69,6 +69,7 @@ extern const clpsa__kernel_variant clpsa__portable_cpu_dense, clpsa__portable_cp
 extern const clpsa__kernel_variant clpsa__portable_cpu_estimate;
 extern const clpsa__kernel_variant clpsa__portable_simt_dense, clpsa__portable_simt_attend;
 extern const clpsa__kernel_variant clpsa__nvidia_mma_dense, clpsa__nvidia_mma_attend;
+extern const clpsa__kernel_variant clpsa__nvidia_wgmma_dense, clpsa__nvidia_wgmma_attend;
 extern const clpsa__kernel_variant clpsa__nvidia_mma_estimate, clpsa__nvidia_mma_budget;
 extern const clpsa__kernel_variant clpsa__portable_decode, clpsa__portable_cpu_decode;
 

@@ -24,10 +24,10 @@ const clpsa__param_def clpsa__param_defs[CLPSA__PARAM_COUNT] = {
      * sampled rows along the vector lanes); unset, the first that fits */
     [CLPSA__P_ESTIMATE_VARIANT] = {"estimate", "VARIANT", {1, 2, 3, 4}, 4, 0, 0},
     /* which kernel variant runs the family (src/kernel_variant.c: 1 portable, 2 nvidia-mma,
-     * 3 portable-cpu, 4 portable-simt); unset, the first variant in the table that fits the
-     * plan and the device */
-    [CLPSA__P_DENSE_VARIANT] = {"dense", "VARIANT", {1, 2, 3, 4}, 4, 0, 0},
-    [CLPSA__P_ATTEND_VARIANT] = {"attend", "VARIANT", {1, 2, 3, 4}, 4, 0, 0},
+     * 3 portable-cpu, 4 portable-simt, 5 nvidia-wgmma); unset, the first variant in the table
+     * that fits the plan and the device */
+    [CLPSA__P_DENSE_VARIANT] = {"dense", "VARIANT", {1, 2, 3, 4, 5}, 5, 0, 0},
+    [CLPSA__P_ATTEND_VARIANT] = {"attend", "VARIANT", {1, 2, 3, 4, 5}, 5, 0, 0},
     /* nvidia-mma variants: warps per work-group (16 query rows each) and keys per tile */
     [CLPSA__P_DENSE_NV_WARPS] = {"dense", "NV_WARPS", {2, 4, 8}, 3, 4, 4},
     [CLPSA__P_DENSE_NV_TILE_N] = {"dense", "NV_TILE_N", {32, 64}, 2, 64, 64},

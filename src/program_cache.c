@@ -2,6 +2,7 @@
 /* Compiled programs, cached in memory per context and as binaries on disk. The key names
  * everything a binary depends on: platform, device, driver, the kernel text and the options. */
 #include "internal.h"
+#include "ptx_sm90a.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,6 +125,56 @@ static void store_binary(clpsa_context *ctx, const char *key, cl_program program
     free(binary);
 }
 
+/* Replaces *program (built from source, released here) by the sm_90a module made from its PTX
+ * (src/ptx_sm90a.c). Fails, with nothing left to release, when the driver returns no PTX or
+ * refuses the module: the variant selector then falls back to the next variant. */
+static clpsa_status rebuild_as_sm90a(clpsa_context *ctx, const char *file, const char *options,
+                                     cl_program *program) {
+    size_t size = 0;
+    cl_int err = clGetProgramInfo(*program, CL_PROGRAM_BINARY_SIZES, sizeof size, &size, NULL);
+    unsigned char *ptx = err == CL_SUCCESS && size > 0 ? malloc(size) : NULL;
+    unsigned char *binaries[1] = {ptx};
+    if (ptx)
+        err = clGetProgramInfo(*program, CL_PROGRAM_BINARIES, sizeof binaries, binaries, NULL);
+    clReleaseProgram(*program);
+    *program = NULL;
+    if (!ptx || err != CL_SUCCESS) {
+        free(ptx);
+        return clpsa__fail(ctx, CLPSA_ERROR_BUILD_FAILED,
+                           "building %s: the driver returned no program binary to rewrite "
+                           "for sm_90a",
+                           file);
+    }
+    const char *why = NULL;
+    size_t patched_size = 0;
+    char *patched = clpsa__ptx_enable_sm90a((const char *)ptx, size, &patched_size, &why);
+    free(ptx);
+    if (!patched)
+        return clpsa__fail(ctx, CLPSA_ERROR_BUILD_FAILED,
+                           "building %s: its binary cannot be rewritten for sm_90a: %s", file, why);
+    const unsigned char *module[1] = {(const unsigned char *)patched};
+    cl_int binary_status = CL_SUCCESS;
+    cl_program rebuilt = clCreateProgramWithBinary(ctx->cl_ctx, 1, &ctx->device, &patched_size,
+                                                   module, &binary_status, &err);
+    free(patched);
+    if (err != CL_SUCCESS)
+        return clpsa__fail_cl(ctx, err, "clCreateProgramWithBinary of the sm_90a module");
+    err = clBuildProgram(rebuilt, 1, &ctx->device, options, NULL, NULL);
+    ctx->cache_stats.builds++;
+    if (err != CL_SUCCESS) {
+        char *log = build_log(ctx, rebuilt);
+        clReleaseProgram(rebuilt);
+        const clpsa_status status = clpsa__fail(
+            ctx, CLPSA_ERROR_BUILD_FAILED,
+            "building the sm_90a module of %s failed with OpenCL error %d (%s); build log:\n%s",
+            file, (int)err, clpsa__cl_error_name(err), log ? log : "(no log)");
+        free(log);
+        return status;
+    }
+    *program = rebuilt;
+    return CLPSA_OK;
+}
+
 static clpsa_status build_from_source(clpsa_context *ctx, const char *file, const char *source,
                                       size_t source_size, const char *options, cl_program *out) {
     cl_int err = CL_SUCCESS;
@@ -145,6 +196,13 @@ static clpsa_status build_from_source(clpsa_context *ctx, const char *file, cons
         clpsa__log(ctx, CLPSA_LOG_ERROR, "%s", clpsa__context_error(ctx));
         free(log);
         return status;
+    }
+    if (strstr(source, CLPSA__SM90A_MARKER)) {
+        /* An nvidia-wgmma program (cl/nvidia/nv_wgmma.cl): this build only gave the PTX to
+         * rewrite into the sm_90a module that runs. */
+        const clpsa_status status = rebuild_as_sm90a(ctx, file, options, &program);
+        if (status != CLPSA_OK)
+            return status;
     }
     /* Drivers report registers, local memory and spills here (NVIDIA with -cl-nv-verbose). */
     char *log = build_log(ctx, program);

@@ -47,7 +47,7 @@ static bool mma_plan(const clpsa_plan *plan, char *why, size_t size) {
 /* Warps (16 rows each) and keys per tile for a family's two parameters. */
 static clpsa_status configure(clpsa_plan *plan, int attempt, clpsa__param_id warps_id,
                               clpsa__param_id tile_id, clpsa__param_id stages_id, int max_rows,
-                              bool dense, clpsa__kernel_config *out) {
+                              bool dense, bool wgmma, clpsa__kernel_config *out) {
     clpsa_context *ctx = plan->ctx;
     int warps = 0, tile = 0, stages = 0;
     bool warps_overridden = false, tile_overridden = false, stages_overridden = false;
@@ -65,11 +65,23 @@ static clpsa_status configure(clpsa_plan *plan, int attempt, clpsa__param_id war
             return CLPSA_ERROR_UNSUPPORTED;
         warps >>= attempt;
     }
+    /* wgmma works on whole warpgroups of four warps. */
+    if (wgmma && warps % 4 != 0) {
+        if (warps_overridden)
+            return clpsa__fail(ctx, CLPSA_ERROR_UNSUPPORTED,
+                               "the nvidia-wgmma kernel needs NV_WARPS a multiple of 4 (got %d)",
+                               warps);
+        if (attempt > 0 && warps < 4)
+            return CLPSA_ERROR_UNSUPPORTED; /* no smaller group left to try */
+        warps = warps < 4 ? 4 : warps - warps % 4;
+    }
     /* Shrink the tile, then the pipeline, to what local memory holds (never an override). */
     const cl_ulong d = (cl_ulong)plan->desc.head_dim;
     for (;;) {
+        /* wgmma's core-matrix tiles need no padding. */
+        const cl_ulong pitch = wgmma ? d : d + 8;
         const cl_ulong local =
-            (cl_ulong)stages * 2 * tile * (d + 8) * 2 + (cl_ulong)(stages + 1) * tile * 12;
+            (cl_ulong)stages * 2 * tile * pitch * 2 + (cl_ulong)(stages + 1) * tile * 12;
         if (local <= ctx->info.local_mem_size)
             break;
         if (tile > 32 && !tile_overridden)
@@ -78,27 +90,29 @@ static clpsa_status configure(clpsa_plan *plan, int attempt, clpsa__param_id war
             stages = 1;
         else
             return clpsa__fail(ctx, CLPSA_ERROR_UNSUPPORTED,
-                               "the nvidia-mma kernel with NV_TILE_N=%d, NV_STAGES=%d needs "
+                               "the %s kernel with NV_TILE_N=%d, NV_STAGES=%d needs "
                                "%llu bytes of local memory at D = %llu; the device has %llu",
-                               tile, stages, (unsigned long long)local, (unsigned long long)d,
+                               wgmma ? "nvidia-wgmma" : "nvidia-mma", tile, stages,
+                               (unsigned long long)local, (unsigned long long)d,
                                (unsigned long long)ctx->info.local_mem_size);
     }
     out->rows = 16 * warps;
     out->items = 32 * warps;
     snprintf(out->options, sizeof out->options,
-             "-DNV_WARPS=%d -DNV_TILE_N=%d -DNV_STAGES=%d -DNV_DENSE=%d -cl-nv-verbose", warps,
-             tile, stages, dense ? 1 : 0);
+             "-DNV_WARPS=%d -DNV_TILE_N=%d -DNV_STAGES=%d -DNV_DENSE=%d -DNV_WGMMA=%d "
+             "-cl-nv-verbose",
+             warps, tile, stages, dense ? 1 : 0, wgmma ? 1 : 0);
     return CLPSA_OK;
 }
 
 static clpsa_status configure_dense(clpsa_plan *plan, int attempt, clpsa__kernel_config *out) {
     return configure(plan, attempt, CLPSA__P_DENSE_NV_WARPS, CLPSA__P_DENSE_NV_TILE_N,
-                     CLPSA__P_DENSE_NV_STAGES, 1 << 30, true, out);
+                     CLPSA__P_DENSE_NV_STAGES, 1 << 30, true, false, out);
 }
 
 static clpsa_status configure_attend(clpsa_plan *plan, int attempt, clpsa__kernel_config *out) {
     return configure(plan, attempt, CLPSA__P_ATTEND_NV_WARPS, CLPSA__P_ATTEND_NV_TILE_N,
-                     CLPSA__P_ATTEND_NV_STAGES, plan->psa.block_q, false, out);
+                     CLPSA__P_ATTEND_NV_STAGES, plan->psa.block_q, false, false, out);
 }
 
 const clpsa__kernel_variant clpsa__nvidia_mma_dense = {
@@ -125,6 +139,68 @@ const clpsa__kernel_variant clpsa__nvidia_mma_attend = {
     nvidia_sm80,
     mma_plan,
     configure_attend,
+};
+
+/* The nvidia-wgmma variants: the same kernels with Hopper's warpgroup instructions (the
+ * program is rewritten into an sm_90a module after its first build, src/ptx_sm90a.c); they share
+ * nvidia-mma's tunables. wgmma exists on compute capability 9.0 only (not on 10.x and later). */
+static bool nvidia_sm90(const clpsa__device_info *info, char *why, size_t size) {
+    if (!nvidia_sm80(info, why, size))
+        return false;
+    if (info->nv_compute_major != 9 || info->nv_compute_minor != 0) {
+        snprintf(why, size, "compute capability %d.%d; wgmma needs 9.0", info->nv_compute_major,
+                 info->nv_compute_minor);
+        return false;
+    }
+    return true;
+}
+
+static bool wgmma_plan(const clpsa_plan *plan, char *why, size_t size) {
+    if (!mma_plan(plan, why, size))
+        return false;
+    if (plan->desc.head_dim != 64 && plan->desc.head_dim != 128) {
+        snprintf(why, size, "head_dim = %d: the wgmma kernels take 64 or 128", plan->desc.head_dim);
+        return false;
+    }
+    return true;
+}
+
+static clpsa_status configure_wgmma_dense(clpsa_plan *plan, int attempt,
+                                          clpsa__kernel_config *out) {
+    return configure(plan, attempt, CLPSA__P_DENSE_NV_WARPS, CLPSA__P_DENSE_NV_TILE_N,
+                     CLPSA__P_DENSE_NV_STAGES, 1 << 30, true, true, out);
+}
+
+static clpsa_status configure_wgmma_attend(clpsa_plan *plan, int attempt,
+                                           clpsa__kernel_config *out) {
+    return configure(plan, attempt, CLPSA__P_ATTEND_NV_WARPS, CLPSA__P_ATTEND_NV_TILE_N,
+                     CLPSA__P_ATTEND_NV_STAGES, plan->psa.block_q, false, true, out);
+}
+
+const clpsa__kernel_variant clpsa__nvidia_wgmma_dense = {
+    CLPSA__FAMILY_DENSE,
+    5,
+    "nvidia-wgmma",
+    {"common.cl", "nvidia/nv_mma.cl", "nvidia/nv_wgmma.cl", "nvidia/nv_flash.cl"},
+    "dense_attention",
+    {CLPSA__P_DENSE_NV_WARPS, CLPSA__P_DENSE_NV_TILE_N, CLPSA__P_DENSE_NV_STAGES,
+     CLPSA__PARAM_COUNT},
+    nvidia_sm90,
+    wgmma_plan,
+    configure_wgmma_dense,
+};
+
+const clpsa__kernel_variant clpsa__nvidia_wgmma_attend = {
+    CLPSA__FAMILY_ATTEND,
+    5,
+    "nvidia-wgmma",
+    {"common.cl", "nvidia/nv_mma.cl", "nvidia/nv_wgmma.cl", "nvidia/nv_flash.cl"},
+    "psa_attend",
+    {CLPSA__P_ATTEND_NV_WARPS, CLPSA__P_ATTEND_NV_TILE_N, CLPSA__P_ATTEND_NV_STAGES,
+     CLPSA__PARAM_COUNT},
+    nvidia_sm90,
+    wgmma_plan,
+    configure_wgmma_attend,
 };
 
 /* The sampled estimate: query blocks of ceil(sample_q / 16) warps each share the key tiles. */

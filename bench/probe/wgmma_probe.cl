@@ -28,9 +28,9 @@ probe_kmajor(__global const uint *a, __global const ushort *b, __global float *c
     barrier(CLK_LOCAL_MEM_FENCE);
     const int lane = lid & 31, g = lane >> 2, q = lane & 3;
     const int row = 16 * (lid >> 5) + g;
-    float d[32];
-    for (int i = 0; i < 32; ++i)
-        d[i] = -1.0f; /* overwritten: the first wgmma does not accumulate */
+    float4 d[8];
+    for (int i = 0; i < 8; ++i)
+        d[i] = (float4)(-1.0f); /* overwritten: the first wgmma does not accumulate */
     wg_fence();
 #pragma unroll
     for (int kc = 0; kc < 4; ++kc)
@@ -38,13 +38,13 @@ probe_kmajor(__global const uint *a, __global const ushort *b, __global float *c
                           wg_descriptor((__local const uchar *)tile + 2 * kc * lay_k, lbo, sbo),
                           kc > 0);
     wg_commit();
-    wg_wait_32(d);
+    wg_wait_8(d);
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
-        c[row * 64 + 8 * j + 2 * q] = d[4 * j];
-        c[row * 64 + 8 * j + 2 * q + 1] = d[4 * j + 1];
-        c[(row + 8) * 64 + 8 * j + 2 * q] = d[4 * j + 2];
-        c[(row + 8) * 64 + 8 * j + 2 * q + 1] = d[4 * j + 3];
+        c[row * 64 + 8 * j + 2 * q] = d[j].x;
+        c[row * 64 + 8 * j + 2 * q + 1] = d[j].y;
+        c[(row + 8) * 64 + 8 * j + 2 * q] = d[j].z;
+        c[(row + 8) * 64 + 8 * j + 2 * q + 1] = d[j].w;
     }
 }
 
@@ -63,9 +63,9 @@ probe_nmajor(__global const uint *a, __global const ushort *b, __global float *c
     barrier(CLK_LOCAL_MEM_FENCE);
     const int lane = lid & 31, g = lane >> 2, q = lane & 3;
     const int row = 16 * (lid >> 5) + g;
-    float d[64];
-    for (int i = 0; i < 64; ++i)
-        d[i] = 0.0f;
+    float4 d[16];
+    for (int i = 0; i < 16; ++i)
+        d[i] = (float4)(0.0f);
     wg_fence();
 #pragma unroll
     for (int kc = 0; kc < 4; ++kc)
@@ -73,13 +73,13 @@ probe_nmajor(__global const uint *a, __global const ushort *b, __global float *c
                             wg_descriptor((__local const uchar *)tile + 2 * kc * lay_k, lbo, sbo),
                             1);
     wg_commit();
-    wg_wait_64(d);
+    wg_wait_16(d);
 #pragma unroll
     for (int j = 0; j < 16; ++j) {
-        c[row * 128 + 8 * j + 2 * q] = d[4 * j];
-        c[row * 128 + 8 * j + 2 * q + 1] = d[4 * j + 1];
-        c[(row + 8) * 128 + 8 * j + 2 * q] = d[4 * j + 2];
-        c[(row + 8) * 128 + 8 * j + 2 * q + 1] = d[4 * j + 3];
+        c[row * 128 + 8 * j + 2 * q] = d[j].x;
+        c[row * 128 + 8 * j + 2 * q + 1] = d[j].y;
+        c[(row + 8) * 128 + 8 * j + 2 * q] = d[j].z;
+        c[(row + 8) * 128 + 8 * j + 2 * q + 1] = d[j].w;
     }
 }
 
@@ -93,9 +93,9 @@ __kernel __attribute__((reqd_work_group_size(128, 1, 1))) void probe_rate(__glob
         tile[e] = (ushort)(0x3c00 + (e & 7));
     wg_fence_shared();
     barrier(CLK_LOCAL_MEM_FENCE);
-    float d[64];
-    for (int i = 0; i < 64; ++i)
-        d[i] = 0.0f;
+    float4 d[16];
+    for (int i = 0; i < 16; ++i)
+        d[i] = (float4)(0.0f);
     const uint4 a = (uint4)(0x3f803f80u);
     for (int it = 0; it < iters; ++it) {
         wg_fence();
@@ -104,10 +104,10 @@ __kernel __attribute__((reqd_work_group_size(128, 1, 1))) void probe_rate(__glob
             wg_mma_kmajor_n128(
                 d, a, wg_descriptor((__local const uchar *)tile + 2 * kc * 128, 128, 128 * 16), 1);
         wg_commit();
-        wg_wait_64(d);
+        wg_wait_16(d);
     }
     float s = 0.0f;
-    for (int i = 0; i < 64; ++i)
-        s += d[i];
+    for (int i = 0; i < 16; ++i)
+        s += d[i].x + d[i].y + d[i].z + d[i].w;
     out[get_global_id(0)] = s;
 }

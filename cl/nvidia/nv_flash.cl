@@ -14,6 +14,10 @@
  * Tunables (speed only, never the result):
  *   NV_WARPS   warps per work-group (16 rows each)
  *   NV_TILE_N  keys (or pooled tokens) per local-memory tile, a multiple of 16
+ * NV_WGMMA = 1 (the nvidia-wgmma variant, compute capability 9.0, built after nv_wgmma.cl):
+ * the same rows per warp and the same fragments, but each warpgroup of four warps multiplies
+ * with wgmma, which reads K and V straight from local memory (no ldmatrix), so NV_WARPS is a
+ * multiple of 4 and the tiles are stored in wgmma's core-matrix layout instead of padded rows.
  * Needs HEAD_DIM a multiple of 32, fp16 or bf16 storage, row strides a multiple of 8 elements
  * (16-byte rows for cp.async); the host checks all three before choosing this variant. */
 #ifndef NV_WARPS
@@ -28,6 +32,9 @@
 #ifndef NV_DENSE
 #define NV_DENSE 0 /* 1: the dense kernel, 0: the PSA attend kernel */
 #endif
+#ifndef NV_WGMMA
+#define NV_WGMMA 0 /* 1: wgmma (nv_wgmma.cl) instead of mma.sync */
+#endif
 #ifndef BLOCK_Q
 #define BLOCK_Q 128 /* bm */
 #endif
@@ -37,7 +44,20 @@
 
 #define NV_ROWS (16 * NV_WARPS)
 #define NV_THREADS (32 * NV_WARPS)
-#define NV_PITCH (HEAD_DIM + 8)  /* 16 bytes of padding: ldmatrix rows fall in distinct banks */
+#if NV_WGMMA
+/* Core matrices: row j's 16-byte piece p sits at (j / 8) * 8 HEAD_DIM + p * 64 + (j % 8) * 8
+ * elements, so eight rows' pieces are one 128-byte core matrix; K and V share the layout
+ * (wgmma reads K K-major, V transposed). A tile holds NV_TILE_N rows of HEAD_DIM. */
+#define NV_PITCH HEAD_DIM
+#define NV_TILE_OFFSET(j, piece) (((j) >> 3) * 8 * HEAD_DIM + (piece)*64 + ((j)&7) * 8)
+#if NV_WARPS % 4 != 0 || (HEAD_DIM != 64 && HEAD_DIM != 128) ||                                    \
+    (NV_TILE_N != 32 && NV_TILE_N != 64 && NV_TILE_N != 128)
+#error "nvidia-wgmma needs NV_WARPS % 4 == 0, HEAD_DIM 64 or 128, NV_TILE_N 32, 64 or 128"
+#endif
+#else
+#define NV_PITCH (HEAD_DIM + 8) /* 16 bytes of padding: ldmatrix rows fall in distinct banks */
+#define NV_TILE_OFFSET(j, piece) ((j)*NV_PITCH + (piece)*8)
+#endif
 #define NV_CHUNKS (HEAD_DIM / 8) /* 16-byte pieces of a row */
 #define NV_S_TILES (NV_TILE_N / 8)
 #define NV_O_TILES (HEAD_DIM / 8)
@@ -117,11 +137,19 @@ NV_INLINE void describe_tile(const tile_cursor *c, __global const int *row_list,
 NV_INLINE void stage_tile(__local ushort *dst, rows16_t base, const long step,
                           __local const int *row_of) {
     for (int c = get_local_id(0); c < NV_TILE_N * NV_CHUNKS; c += NV_THREADS) {
+#if NV_WGMMA
+        /* Neighbouring work-items take neighbouring rows of one piece: their 16-byte writes
+         * fill one core matrix, free of bank conflicts. */
+        const int group = c / (8 * NV_CHUNKS);
+        const int piece = (c / 8) % NV_CHUNKS;
+        const int j = group * 8 + (c & 7);
+#else
         const int j = c / NV_CHUNKS;
         const int piece = c - j * NV_CHUNKS;
+#endif
         const int row = row_of[j];
         rows16_t src = row >= 0 ? base + (long)row * step + piece * 8 : base;
-        copy16_async(dst + j * NV_PITCH + piece * 8, src, row >= 0 ? 16 : 0);
+        copy16_async(dst + NV_TILE_OFFSET(j, piece), src, row >= 0 ? 16 : 0);
     }
 }
 
@@ -145,6 +173,44 @@ typedef struct row_state {
     float m_a, m_b, l_a, l_b;
 } row_state;
 
+#if NV_WGMMA
+/* Waits for this work-item's copies and hands them to wgmma's (async) view of local memory. */
+#define NV_COPIES_LANDED(pending)                                                                  \
+    do {                                                                                           \
+        COPY_ASYNC_WAIT(pending);                                                                  \
+        wg_fence_shared();                                                                         \
+    } while (0)
+#define NV_KMAJOR_MMA(n) wg_mma_kmajor_n##n
+#define NV_KMAJOR(n) NV_KMAJOR_MMA(n)
+#define NV_MNMAJOR_MMA(n) wg_mma_mnmajor_n##n
+#define NV_MNMAJOR(n) NV_MNMAJOR_MMA(n)
+/* The waits that name the score (S) and output (O) accumulators, in float4s. */
+#if NV_TILE_N == 32
+#define NV_WAIT_S wg_wait_4
+#elif NV_TILE_N == 64
+#define NV_WAIT_S wg_wait_8
+#else
+#define NV_WAIT_S wg_wait_16
+#endif
+#if HEAD_DIM == 64
+#define NV_WAIT_O wg_wait_8
+#else
+#define NV_WAIT_O wg_wait_16
+#endif
+
+/* S = Q K^T on one staged tile of keys: HEAD_DIM / 16 wgmmas of 64 rows x NV_TILE_N keys.
+ * Descriptor strides: 128 bytes between pieces along D, 16 HEAD_DIM bytes between 8-key groups. */
+NV_INLINE void tile_scores(const uint4 *qf, __local const ushort *k_tile, float4 *s) {
+    wg_fence();
+#pragma unroll
+    for (int kc = 0; kc < HEAD_DIM / 16; ++kc)
+        NV_KMAJOR(NV_TILE_N)
+    (s, qf[kc], wg_descriptor(k_tile + kc * 2 * 64, 128, 16 * HEAD_DIM), kc > 0);
+    wg_commit();
+    NV_WAIT_S(s);
+}
+#else
+#define NV_COPIES_LANDED(pending) COPY_ASYNC_WAIT(pending)
 /* S = Q K^T on one staged tile of keys. */
 NV_INLINE void tile_scores(const uint4 *qf, __local const ushort *k_tile, float4 *s) {
     const int lane = get_local_id(0) & 31;
@@ -162,6 +228,7 @@ NV_INLINE void tile_scores(const uint4 *qf, __local const ushort *k_tile, float4
         }
     }
 }
+#endif
 
 /* Base-2 logits with the level's bias, masked by visibility; the online-softmax update;
  * O += P V with the tile's values. */
@@ -209,6 +276,21 @@ NV_INLINE void tile_apply(float4 *s, float4 *o, row_state *st, const float q_sca
         st->l_a += s[nt].x + s[nt].y;
         st->l_b += s[nt].z + s[nt].w;
     }
+#if NV_WGMMA
+    /* O += P V: NV_TILE_N / 16 wgmmas of 64 rows x HEAD_DIM, V read transposed (16 HEAD_DIM
+     * bytes between 8-key groups along the reduction, 128 between pieces along D). */
+    wg_fence();
+#pragma unroll
+    for (int kk = 0; kk < NV_TILE_N / 16; ++kk) {
+        const uint4 pa = (uint4)(pack2(s[2 * kk].x, s[2 * kk].y), pack2(s[2 * kk].z, s[2 * kk].w),
+                                 pack2(s[2 * kk + 1].x, s[2 * kk + 1].y),
+                                 pack2(s[2 * kk + 1].z, s[2 * kk + 1].w));
+        NV_MNMAJOR(HEAD_DIM)
+        (o, pa, wg_descriptor(v_tile + kk * 2 * 8 * HEAD_DIM, 16 * HEAD_DIM, 128), 1);
+    }
+    wg_commit();
+    NV_WAIT_O(o);
+#else
 #pragma unroll
     for (int kk = 0; kk < NV_TILE_N / 16; ++kk) {
         const uint4 pa = (uint4)(pack2(s[2 * kk].x, s[2 * kk].y), pack2(s[2 * kk].z, s[2 * kk].w),
@@ -223,6 +305,7 @@ NV_INLINE void tile_apply(float4 *s, float4 *o, row_state *st, const float q_sca
             o[dt + 1] = mma_16x8x16(pa, (uint2)(vb.z, vb.w), o[dt + 1]);
         }
     }
+#endif
 }
 
 /* Where the tiles' K and V rows live: the caller's tensors for level 1, the pyramid else. */
@@ -306,7 +389,7 @@ NV_INLINE void flash_rows(rows16_t q_a, rows16_t q_b, const bool valid_a, const 
         if (has_next)
             describe_tile(&next, row_list, perm, seq_k, np2, np4, np8, row_of[buf ^ 1],
                           bias[buf ^ 1], last[buf ^ 1]);
-        COPY_ASYNC_WAIT(1); /* this tile's keys */
+        NV_COPIES_LANDED(1); /* this tile's keys */
         barrier(CLK_LOCAL_MEM_FENCE);
         float4 s[NV_S_TILES];
         tile_scores(qf, k_tile[0], s);
@@ -314,9 +397,9 @@ NV_INLINE void flash_rows(rows16_t q_a, rows16_t q_b, const bool valid_a, const 
         if (has_next) {
             stage_keys(k_tile[0], src, next.level, row_of[buf ^ 1]);
             copy_async_commit();
-            COPY_ASYNC_WAIT(1); /* this tile's values */
+            NV_COPIES_LANDED(1); /* this tile's values */
         } else {
-            COPY_ASYNC_WAIT(0);
+            NV_COPIES_LANDED(0);
         }
         barrier(CLK_LOCAL_MEM_FENCE);
         tile_apply(s, o, &st, q_scale, vis_a, vis_b, v_tile[0], bias[buf], last[buf]);
@@ -341,9 +424,9 @@ NV_INLINE void flash_rows(rows16_t q_a, rows16_t q_b, const bool valid_a, const 
             describe_tile(&ahead, row_list, perm, seq_k, np2, np4, np8, row_of[info_ahead],
                           bias[info_ahead], last[info_ahead]);
         if (t + 1 < tiles)
-            COPY_ASYNC_WAIT(1); /* tile t has landed; tile t + 1 may still be in flight */
+            NV_COPIES_LANDED(1); /* tile t has landed; tile t + 1 may still be in flight */
         else
-            COPY_ASYNC_WAIT(0);
+            NV_COPIES_LANDED(0);
         barrier(CLK_LOCAL_MEM_FENCE);
         float4 s[NV_S_TILES];
         tile_scores(qf, k_tile[buf], s);

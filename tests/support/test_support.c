@@ -195,6 +195,8 @@ bool ts_variant_takes(int id, const clpsa_plan_desc *desc) {
         return (desc->dtype == CLPSA_DTYPE_FP16 || desc->dtype == CLPSA_DTYPE_BF16) && d_fits &&
                strides_multiple_of(&desc->q_strides, 2) &&
                strides_multiple_of(&desc->k_strides, 8) && strides_multiple_of(&desc->v_strides, 8);
+    case 5: /* nvidia-wgmma: nvidia-mma's rules, D 64 or 128 */
+        return (d == 64 || d == 128) && ts_variant_takes(2, desc);
     case 4: /* portable-simt */
         return d_fits;
     default:
@@ -515,7 +517,7 @@ bool ts_temp_dir_remove(const char *path) {
 ts_tolerance ts_tolerance_for_variant(ts_tolerance tol, const clpsa_plan *plan, const char *family,
                                       clpsa_dtype storage) {
     const char *variant = clpsa_plan_kernel_variant(plan, family);
-    if (!variant || strncmp(variant, "nvidia-mma", 10) != 0 || storage == CLPSA_DTYPE_FP32)
+    if (!variant || strncmp(variant, "nvidia-", 7) != 0 || storage == CLPSA_DTYPE_FP32)
         return tol;
     const double u = storage == CLPSA_DTYPE_BF16 ? 0x1p-9 : 0x1p-12;
     const double rel_l2 = storage == CLPSA_DTYPE_BF16 ? 1e-2 : 2e-3;

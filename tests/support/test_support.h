@@ -186,9 +186,9 @@ void ts_assert_close(const char *what, const float *got, const double *ref, ts_d
                      ts_tolerance tol);
 
 /* tol widened by the rounding of a matrix-unit variant (clpsa_plan_kernel_variant of the
- * family is "nvidia-mma"): probabilities rounded to the 16-bit storage type before P.V move
- * an output by at most u * sum_j p_j |v_j| <= u * max |v| (u = 2^-9 for bf16, 2^-12 for fp16;
- * normal inputs keep |v| under ~4): atol 4u and rtol 2u beside the output's own rounding;
+ * family is "nvidia-mma" or "nvidia-wgmma"): probabilities rounded to the 16-bit storage type
+ * before P.V move an output by at most u * sum_j p_j |v_j| <= u * max |v| (u = 2^-9 for bf16, 2^-12
+ * for fp16; normal inputs keep |v| under ~4): atol 4u and rtol 2u beside the output's own rounding;
  * the relative L2 limit becomes 1e-2 (bf16) or 2e-3 (fp16). Unchanged for other variants. */
 ts_tolerance ts_tolerance_for_variant(ts_tolerance tol, const clpsa_plan *plan, const char *family,
                                       clpsa_dtype storage);

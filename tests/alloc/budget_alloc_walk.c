@@ -158,7 +158,7 @@ int main(void) {
     cl_int err;
     cl_context ctx = clCreateContext(NULL, 1, &dev, NULL, NULL, &err);
     cl_command_queue queue = clCreateCommandQueue(ctx, dev, 0, &err);
-    const char *src[2] = {read_text("cl/common.cl"), read_text("cl/budget.cl")};
+    char *src[2] = {read_text("cl/common.cl"), read_text("cl/budget.cl")};
     /* common.cl needs the measurement's defines to parse; the allocation uses none of them */
     static const int nks[] = {1, 2, 3, 7, 64, 127, 1013};
     static const int wgs[] = {32, 64, 256};
@@ -174,7 +174,7 @@ int main(void) {
                      "-cl-std=CL1.2 -DUPGRADE_N=%d -DASSIGN_WG=%d -DHEAD_DIM=64 -DIN_TYPE=1 "
                      "-DPERMUTED=0",
                      4 * max_nk, wg);
-            cl_program prog = clCreateProgramWithSource(ctx, 2, src, NULL, &err);
+            cl_program prog = clCreateProgramWithSource(ctx, 2, (const char **)src, NULL, &err);
             if (clBuildProgram(prog, 1, &dev, opts, NULL, NULL) != CL_SUCCESS) {
                 char log[16384];
                 clGetProgramBuildInfo(prog, dev, CL_PROGRAM_BUILD_LOG, sizeof log, log, NULL);
@@ -267,5 +267,9 @@ int main(void) {
         }
     }
     printf("budget_alloc_walk: %ld rows, %ld differ from the walk\n", rows_checked, failures);
+    free(src[0]);
+    free(src[1]);
+    clReleaseCommandQueue(queue);
+    clReleaseContext(ctx);
     return failures ? 1 : 0;
 }

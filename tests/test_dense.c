@@ -702,6 +702,21 @@ static void build_cases(void) {
                      tiles[t].rows, tiles[t].tile, tiles[t].split);
             add_size_cases(false); /* fp32 at D = 64: one more program per tile */
         }
+        /* The matrix-unit variants' two-stage loops (for nvidia-wgmma, the overlapped one):
+         * 16-bit storage at D = 64, sizes around their 32-key tiles, causal with Nq != Nk. */
+        if (variants[i] == 2 || variants[i] == 5) {
+            snprintf(current.params, sizeof current.params, "dense.VARIANT=%d,dense.NV_STAGES=2",
+                     variants[i]);
+            snprintf(current.tag, sizeof current.tag, "v%ds2", variants[i]);
+            const int sizes[][2] = {{1, 1}, {31, 33}, {64, 64}, {129, 257}, {509, 1031}};
+            for (size_t n = 0; n < sizeof sizes / sizeof sizes[0]; ++n)
+                for (int causal = 0; causal < 2; ++causal) {
+                    dense_case c = base(64, n % 2 ? CLPSA_DTYPE_FP16 : CLPSA_DTYPE_BF16,
+                                        sizes[n][0], sizes[n][1]);
+                    c.causal = causal;
+                    add(c, "stages");
+                }
+        }
     }
 }
 

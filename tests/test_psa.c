@@ -1000,8 +1000,9 @@ static void run_level_config(const level_config *cfg, clpsa_dtype dtype, clpsa_d
     case_free(&c);
 }
 
-/* Runs `body` once per attend variant the device can run (the plan's own choice first), and
- * for the CPU variant again with its smallest and largest tiles (rows capped at bm). */
+/* Runs `body` once per attend variant the device can run (the plan's own choice first), for
+ * the CPU variant again with its smallest tile, and for the matrix-unit variants again with
+ * two stages. */
 static void each_attend_variant(void (*body)(void), bool tile_configs) {
     int variants[8];
     const int count = ts_variants_available(ctx, "attend", variants, 8);
@@ -1014,11 +1015,15 @@ static void each_attend_variant(void (*body)(void), bool tile_configs) {
         /* The CPU variant's one-vector register block and smallest tile (its other tiles, and
          * the SIMT variant's, share the tile step with the dense suite's). */
         const bool tiled = variants[i] == 3 && tile_configs;
-        for (int t = 0; t < (tiled ? 2 : 1); ++t) {
+        /* The matrix-unit variants' two-stage loops (nvidia-wgmma's is the overlapped one). */
+        const bool staged = (variants[i] == 2 || variants[i] == 5) && tile_configs;
+        for (int t = 0; t < (tiled || staged ? 2 : 1); ++t) {
             attend_subset = t > 0 || (i > 0 && variants[i] != 1);
             attend_variant = variants[i];
             snprintf(attend_params, sizeof attend_params, "attend.VARIANT=%d%s", variants[i],
-                     t ? ",attend.CPU_ROWS=16,attend.CPU_TILE_N=16" : "");
+                     t == 0  ? ""
+                     : tiled ? ",attend.CPU_ROWS=16,attend.CPU_TILE_N=16"
+                             : ",attend.NV_STAGES=2");
             ts_check(ctx, clpsa_context_set_params(ctx, attend_params));
             body();
         }

@@ -80,12 +80,10 @@ static clpsa_status configure(clpsa_plan *plan, int attempt, clpsa__param_id war
     for (;;) {
         /* wgmma's core-matrix tiles need no padding. */
         const cl_ulong pitch = wgmma ? d : d + 8;
-        /* K and V tiles; slot rows, biases, last members, a flag and a level per description
-         * (four for wgmma's overlapped two-stage loop); the records of zeroed non-finite
-         * values. Mirrors NV_LOCAL_TILES in nv_flash.cl. */
-        const cl_ulong descs = wgmma && stages == 2 ? 4 : (cl_ulong)stages + 1;
-        const cl_ulong local =
-            (cl_ulong)stages * 2 * tile * pitch * 2 + descs * (tile * 12 + 8) + 3 * d * 4;
+        /* K and V tiles; slot rows, biases, last members and a flag per description; the
+         * records of zeroed non-finite values (nv_flash.cl, first_bad). */
+        const cl_ulong local = (cl_ulong)stages * 2 * tile * pitch * 2 +
+                               (cl_ulong)(stages + 1) * (tile * 12 + 4) + 3 * d * 4;
         if (local <= ctx->info.local_mem_size)
             break;
         if (tile > 32 && !tile_overridden)

@@ -43,12 +43,6 @@
 #endif
 
 #define NV_ROWS (16 * NV_WARPS)
-/* Slot descriptions held at once: the overlapped wgmma loop describes three tiles ahead. */
-#if NV_WGMMA && NV_STAGES == 2
-#define NV_DESCS 4
-#else
-#define NV_DESCS (NV_STAGES + 1)
-#endif
 #define NV_THREADS (32 * NV_WARPS)
 #if NV_WGMMA
 /* Core matrices: row j's 16-byte piece p sits at (j / 8) * 8 HEAD_DIM + p * 64 + (j % 8) * 8
@@ -301,13 +295,10 @@ typedef struct row_state {
 /* The waits that name the score (S) and output (O) accumulators, in float4s. */
 #if NV_TILE_N == 32
 #define NV_WAIT_S wg_wait_4
-#define NV_WAIT_S_BEHIND_O wg_wait_one_4
 #elif NV_TILE_N == 64
 #define NV_WAIT_S wg_wait_8
-#define NV_WAIT_S_BEHIND_O wg_wait_one_8
 #else
 #define NV_WAIT_S wg_wait_16
-#define NV_WAIT_S_BEHIND_O wg_wait_one_16
 #endif
 #if HEAD_DIM == 64
 #define NV_WAIT_O wg_wait_8
@@ -317,17 +308,13 @@ typedef struct row_state {
 
 /* S = Q K^T on one staged tile of keys: HEAD_DIM / 16 wgmmas of 64 rows x NV_TILE_N keys.
  * Descriptor strides: 128 bytes between pieces along D, 16 HEAD_DIM bytes between 8-key groups. */
-NV_INLINE void issue_scores(const uint4 *qf, __local const ushort *k_tile, float4 *s) {
+NV_INLINE void tile_scores(const uint4 *qf, __local const ushort *k_tile, float4 *s) {
     wg_fence();
 #pragma unroll
     for (int kc = 0; kc < HEAD_DIM / 16; ++kc)
         NV_KMAJOR(NV_TILE_N)
     (s, qf[kc], wg_descriptor(k_tile + kc * 2 * 64, 128, 16 * HEAD_DIM), kc > 0);
     wg_commit();
-}
-
-NV_INLINE void tile_scores(const uint4 *qf, __local const ushort *k_tile, float4 *s) {
-    issue_scores(qf, k_tile, s);
     NV_WAIT_S(s);
 }
 #else
@@ -351,12 +338,16 @@ NV_INLINE void tile_scores(const uint4 *qf, __local const ushort *k_tile, float4
 }
 #endif
 
-/* Base-2 logits with the level's bias, masked by visibility, and the online-softmax update:
- * s becomes the tile's weights P, m and l move on, and the result is the factor (rows a, b)
- * by which O must shrink before this tile's P V is added. */
-NV_INLINE float2 tile_softmax(float4 *s, row_state *st, const float q_scale, const int vis_a,
-                              const int vis_b, __local const float *bias, __local const int *last) {
-    const int c = get_local_id(0) & 3;
+/* Base-2 logits with the level's bias, masked by visibility; the online-softmax update;
+ * O += P V with the tile's values. */
+NV_INLINE void tile_apply(float4 *s, float4 *o, row_state *st, const float q_scale, const int vis_a,
+                          const int vis_b, const int vis_min, __local ushort *v_tile,
+                          __local const float *bias, __local const int *last, const bool may_hide,
+                          __local const int *hidden_nonfinite, __local int (*first_bad)[HEAD_DIM]) {
+    if (may_hide && *hidden_nonfinite) /* uniform across the work-group */
+        zero_hidden_nonfinite(v_tile, last, vis_min, first_bad);
+    const int lane = get_local_id(0) & 31;
+    const int c = lane & 3;
     float tile_a = -INFINITY, tile_b = -INFINITY;
 #pragma unroll
     for (int nt = 0; nt < NV_S_TILES; ++nt) {
@@ -381,6 +372,13 @@ NV_INLINE float2 tile_softmax(float4 *s, row_state *st, const float q_scale, con
     st->l_a *= corr_a;
     st->l_b *= corr_b;
 #pragma unroll
+    for (int dt = 0; dt < NV_O_TILES; ++dt) {
+        o[dt].x *= corr_a;
+        o[dt].y *= corr_a;
+        o[dt].z *= corr_b;
+        o[dt].w *= corr_b;
+    }
+#pragma unroll
     for (int nt = 0; nt < NV_S_TILES; ++nt) {
         s[nt].x = exp2(s[nt].x - ref_a);
         s[nt].y = exp2(s[nt].y - ref_a);
@@ -389,73 +387,36 @@ NV_INLINE float2 tile_softmax(float4 *s, row_state *st, const float q_scale, con
         st->l_a += s[nt].x + s[nt].y;
         st->l_b += s[nt].z + s[nt].w;
     }
-    return (float2)(corr_a, corr_b);
-}
-
-NV_INLINE void rescale_output(float4 *o, const float2 corr) {
-#pragma unroll
-    for (int dt = 0; dt < NV_O_TILES; ++dt) {
-        o[dt].x *= corr.x;
-        o[dt].y *= corr.x;
-        o[dt].z *= corr.y;
-        o[dt].w *= corr.y;
-    }
-}
-
-/* P in the storage type as A fragments: two neighbouring C tiles of weights per 16 keys. */
-NV_INLINE void pack_weights(const float4 *s, uint4 *pa) {
-#pragma unroll
-    for (int kk = 0; kk < NV_TILE_N / 16; ++kk)
-        pa[kk] = (uint4)(pack2(s[2 * kk].x, s[2 * kk].y), pack2(s[2 * kk].z, s[2 * kk].w),
-                         pack2(s[2 * kk + 1].x, s[2 * kk + 1].y),
-                         pack2(s[2 * kk + 1].z, s[2 * kk + 1].w));
-}
-
 #if NV_WGMMA
-/* Issues O += P V: NV_TILE_N / 16 wgmmas of 64 rows x HEAD_DIM, V read transposed (16 HEAD_DIM
- * bytes between 8-key groups along the reduction, 128 between pieces along D). */
-NV_INLINE void issue_values(float4 *o, const uint4 *pa, __local const ushort *v_tile) {
+    /* O += P V: NV_TILE_N / 16 wgmmas of 64 rows x HEAD_DIM, V read transposed (16 HEAD_DIM
+     * bytes between 8-key groups along the reduction, 128 between pieces along D). */
     wg_fence();
 #pragma unroll
-    for (int kk = 0; kk < NV_TILE_N / 16; ++kk)
+    for (int kk = 0; kk < NV_TILE_N / 16; ++kk) {
+        const uint4 pa = (uint4)(pack2(s[2 * kk].x, s[2 * kk].y), pack2(s[2 * kk].z, s[2 * kk].w),
+                                 pack2(s[2 * kk + 1].x, s[2 * kk + 1].y),
+                                 pack2(s[2 * kk + 1].z, s[2 * kk + 1].w));
         NV_MNMAJOR(HEAD_DIM)
-    (o, pa[kk], wg_descriptor(v_tile + kk * 2 * 8 * HEAD_DIM, 16 * HEAD_DIM, 128), 1);
+        (o, pa, wg_descriptor(v_tile + kk * 2 * 8 * HEAD_DIM, 16 * HEAD_DIM, 128), 1);
+    }
     wg_commit();
-}
-#endif
-
-/* O += P V with the tile's values, P from the score fragments (and ldmatrix'd V). */
-NV_INLINE void multiply_values(float4 *o, const uint4 *pa, __local const ushort *v_tile) {
-#if NV_WGMMA
-    issue_values(o, pa, v_tile);
     NV_WAIT_O(o);
 #else
-    const int lane = get_local_id(0) & 31;
 #pragma unroll
     for (int kk = 0; kk < NV_TILE_N / 16; ++kk) {
+        const uint4 pa = (uint4)(pack2(s[2 * kk].x, s[2 * kk].y), pack2(s[2 * kk].z, s[2 * kk].w),
+                                 pack2(s[2 * kk + 1].x, s[2 * kk + 1].y),
+                                 pack2(s[2 * kk + 1].z, s[2 * kk + 1].w));
         __local const ushort *v_rows =
             v_tile + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * NV_PITCH + (lane >> 4) * 8;
 #pragma unroll
         for (int dt = 0; dt < NV_O_TILES; dt += 2) {
             const uint4 vb = ldmatrix_x4_trans(v_rows + dt * 8);
-            o[dt] = mma_16x8x16(pa[kk], (uint2)(vb.x, vb.y), o[dt]);
-            o[dt + 1] = mma_16x8x16(pa[kk], (uint2)(vb.z, vb.w), o[dt + 1]);
+            o[dt] = mma_16x8x16(pa, (uint2)(vb.x, vb.y), o[dt]);
+            o[dt + 1] = mma_16x8x16(pa, (uint2)(vb.z, vb.w), o[dt + 1]);
         }
     }
 #endif
-}
-
-/* One tile's softmax and P V, in order (the loops without overlap). */
-NV_INLINE void tile_apply(float4 *s, float4 *o, row_state *st, const float q_scale, const int vis_a,
-                          const int vis_b, const int vis_min, __local ushort *v_tile,
-                          __local const float *bias, __local const int *last, const bool may_hide,
-                          __local const int *hidden_nonfinite, __local int (*first_bad)[HEAD_DIM]) {
-    if (may_hide && *hidden_nonfinite) /* uniform across the work-group */
-        zero_hidden_nonfinite(v_tile, last, vis_min, first_bad);
-    rescale_output(o, tile_softmax(s, st, q_scale, vis_a, vis_b, bias, last));
-    uint4 pa[NV_TILE_N / 16];
-    pack_weights(s, pa);
-    multiply_values(o, pa, v_tile);
 }
 
 /* Where the tiles' K and V rows live: the caller's tensors for level 1, the pyramid else. */
@@ -501,7 +462,7 @@ NV_INLINE void flash_rows(rows16_t q_a, rows16_t q_b, const bool valid_a, const 
                           __local ushort (*v_tile)[NV_TILE_N * NV_PITCH],
                           __local int (*row_of)[NV_TILE_N], __local float (*bias)[NV_TILE_N],
                           __local int (*last)[NV_TILE_N], __local int *hidden_nonfinite,
-                          __local int *tile_level, __local int (*first_bad)[HEAD_DIM]) {
+                          __local int (*first_bad)[HEAD_DIM]) {
     const int lane = get_local_id(0) & 31;
     const int c = lane & 3;
     uint4 qf[HEAD_DIM / 16];
@@ -565,71 +526,6 @@ NV_INLINE void flash_rows(rows16_t q_a, rows16_t q_b, const bool valid_a, const 
         barrier(CLK_LOCAL_MEM_FENCE); /* the values and this tile's descriptions are free */
         cur = next;
     }
-#elif NV_WGMMA
-    /* FlashAttention-3's order inside a warpgroup, two buffers of keys and of values. Tile t:
-     * its weights P_t are in registers (packed), V_t and K_{t+1} have landed. The scores
-     * S_{t+1} and then O += P_t V_t are issued; the softmax of S_{t+1} runs while P_t V_t is on
-     * the matrix units; then O is rescaled. Meanwhile K_{t+2} and V_{t+1} load (one copy group
-     * a tile, a whole tile to land) and tile t + 3 is described: four descriptions. */
-    tile_cursor ahead = cur;
-    for (int t = 0; t < 3 && t < tiles; ++t) {
-        describe_tile(&ahead, row_list, perm, seq_k, np2, np4, np8, row_of[t], bias[t], last[t],
-                      &hidden_nonfinite[t]);
-        if (get_local_id(0) == 0)
-            tile_level[t] = ahead.level;
-        cursor_next(&ahead);
-    }
-    float4 s[NV_S_TILES];
-    uint4 pa[NV_TILE_N / 16];
-    if (tiles > 0) {
-        barrier(CLK_LOCAL_MEM_FENCE);
-        stage_keys(k_tile[0], src, tile_level[0], row_of[0]);
-        copy_async_commit();
-        if (tiles > 1)
-            stage_keys(k_tile[1], src, tile_level[1], row_of[1]);
-        stage_values(v_tile[0], src, tile_level[0], row_of[0]);
-        copy_async_commit();
-        NV_COPIES_LANDED(1); /* K_0 */
-        barrier(CLK_LOCAL_MEM_FENCE);
-        tile_scores(qf, k_tile[0], s);
-        tile_softmax(s, &st, q_scale, vis_a, vis_b, bias[0], last[0]); /* O is still 0 */
-        pack_weights(s, pa);
-    }
-    for (int t = 0; t < tiles; ++t) {
-        const int now = t & 3, next = (t + 1) & 3, after = (t + 2) & 3, ahead_desc = (t + 3) & 3;
-        NV_COPIES_LANDED(0); /* V_t and K_{t+1} */
-        if (may_hide)
-            scan_hidden_values(v_tile[t & 1], last[now], vis_min, &hidden_nonfinite[now]);
-        /* Every warpgroup has landed its copies, waited for S_t and P_{t-1} V_{t-1}, and is
-         * done with tile t - 1's description. */
-        barrier(CLK_LOCAL_MEM_FENCE);
-        if (t + 2 < tiles)
-            stage_keys(k_tile[t & 1], src, tile_level[after], row_of[after]);
-        if (t + 1 < tiles)
-            stage_values(v_tile[(t + 1) & 1], src, tile_level[next], row_of[next]);
-        copy_async_commit();
-        if (t + 3 < tiles) {
-            describe_tile(&ahead, row_list, perm, seq_k, np2, np4, np8, row_of[ahead_desc],
-                          bias[ahead_desc], last[ahead_desc], &hidden_nonfinite[ahead_desc]);
-            if (get_local_id(0) == 0)
-                tile_level[ahead_desc] = ahead.level;
-            cursor_next(&ahead);
-        }
-        if (may_hide && hidden_nonfinite[now]) /* uniform across the work-group */
-            zero_hidden_nonfinite(v_tile[t & 1], last[now], vis_min, first_bad);
-        if (t + 1 < tiles) {
-            issue_scores(qf, k_tile[(t + 1) & 1], s);
-            issue_values(o, pa, v_tile[t & 1]);
-            NV_WAIT_S_BEHIND_O(s);
-            const float2 corr = tile_softmax(s, &st, q_scale, vis_a, vis_b, bias[next], last[next]);
-            NV_WAIT_O(o);
-            rescale_output(o, corr);
-            pack_weights(s, pa);
-        } else {
-            issue_values(o, pa, v_tile[t & 1]);
-            NV_WAIT_O(o);
-        }
-    }
 #else
     /* Two buffers each: tile t + 2 loads while tile t is computed; its slots are described
      * (global reads of the work list) before the wait, into the third description buffer. */
@@ -684,11 +580,10 @@ NV_INLINE void flash_rows(rows16_t q_a, rows16_t q_b, const bool valid_a, const 
 #define NV_LOCAL_TILES                                                                             \
     __local ushort k_tile[NV_STAGES][NV_TILE_N * NV_PITCH] __attribute__((aligned(16)));           \
     __local ushort v_tile[NV_STAGES][NV_TILE_N * NV_PITCH] __attribute__((aligned(16)));           \
-    __local int row_of[NV_DESCS][NV_TILE_N];                                                       \
-    __local float bias[NV_DESCS][NV_TILE_N];                                                       \
-    __local int last[NV_DESCS][NV_TILE_N];                                                         \
-    __local int hidden_nonfinite[NV_DESCS];                                                        \
-    __local int tile_level[NV_DESCS];                                                              \
+    __local int row_of[NV_STAGES + 1][NV_TILE_N];                                                  \
+    __local float bias[NV_STAGES + 1][NV_TILE_N];                                                  \
+    __local int last[NV_STAGES + 1][NV_TILE_N];                                                    \
+    __local int hidden_nonfinite[NV_STAGES + 1];                                                   \
     __local int first_bad[3][HEAD_DIM]
 
 #if NV_DENSE
@@ -726,7 +621,7 @@ dense_attention(__global const in_t *q, __global const in_t *k, __global const i
                valid_a, valid_b, causal ? ta + shift : seq_k - 1, causal ? tb + shift : seq_k - 1,
                causal ? row0 + shift : seq_k - 1, cur, NULL, NULL, &src, seq_k, 0, 0, 0, scale,
                o_head + (long)ta * o_sn, o_head + (long)tb * o_sn, k_tile, v_tile, row_of, bias,
-               last, hidden_nonfinite, tile_level, first_bad);
+               last, hidden_nonfinite, first_bad);
 }
 #else
 __kernel __attribute__((reqd_work_group_size(NV_THREADS, 1, 1))) void
@@ -789,6 +684,6 @@ psa_attend(__global const in_t *q, __global const in_t *k, __global const in_t *
                causal ? i * BLOCK_Q + part * NV_ROWS + shift : seq_k - 1, cur, row_list, perm, &src,
                seq_k, np2, np4, np8, scale, o_head + (long)row_a * o_sn,
                o_head + (long)row_b * o_sn, k_tile, v_tile, row_of, bias, last, hidden_nonfinite,
-               tile_level, first_bad);
+               first_bad);
 }
 #endif

@@ -150,28 +150,45 @@ NV_INLINE void wg_mma_mnmajor_n128(float4 *d, const uint4 a, const ulong b_desc,
         : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "l"(b_desc), "r"(accumulate));
 }
 
-/* The accumulator of one warpgroup as asm operands: 4, 8 or 16 float4s. */
-#define WG_F4(d, i) "+f"(d[i].x), "+f"(d[i].y), "+f"(d[i].z), "+f"(d[i].w)
-#define WG_ACC_4(d) WG_F4(d, 0), WG_F4(d, 1), WG_F4(d, 2), WG_F4(d, 3)
-#define WG_ACC_8(d) WG_ACC_4(d), WG_F4(d, 4), WG_F4(d, 5), WG_F4(d, 6), WG_F4(d, 7)
-#define WG_ACC_16(d)                                                                               \
-    WG_ACC_8(d), WG_F4(d, 8), WG_F4(d, 9), WG_F4(d, 10), WG_F4(d, 11), WG_F4(d, 12), WG_F4(d, 13), \
-        WG_F4(d, 14), WG_F4(d, 15)
+/* Waits for every wgmma in flight. The accumulators are outputs of the wait, so the compiler
+ * cannot read them, or move them, before it. */
+NV_INLINE void wg_wait_4(float4 *d) {
+    __asm__ __volatile__(WG_SM90A "wgmma.wait_group.sync.aligned 0;"
+                         : "+f"(d[0].x), "+f"(d[0].y), "+f"(d[0].z), "+f"(d[0].w), "+f"(d[1].x),
+                           "+f"(d[1].y), "+f"(d[1].z), "+f"(d[1].w), "+f"(d[2].x), "+f"(d[2].y),
+                           "+f"(d[2].z), "+f"(d[2].w), "+f"(d[3].x), "+f"(d[3].y), "+f"(d[3].z),
+                           "+f"(d[3].w)
+                         :
+                         : "memory");
+}
 
-/* wg_wait_N(d) waits for every wgmma group in flight, wg_wait_one_N(d) until at most one (the
- * newest) is: groups complete in order, so after wg_wait_one the older group's accumulator d
- * (N float4s) is final while the newer keeps running. The accumulator is an output of the wait,
- * so the compiler cannot read it, or move it, before. */
-#define WG_WAIT(name, pending, n)                                                                  \
-    NV_INLINE void name(float4 *d) {                                                               \
-        __asm__ __volatile__(WG_SM90A "wgmma.wait_group.sync.aligned " #pending ";"                \
-                             : WG_ACC_##n(d)                                                       \
-                             :                                                                     \
-                             : "memory");                                                          \
-    }
-WG_WAIT(wg_wait_4, 0, 4)
-WG_WAIT(wg_wait_8, 0, 8)
-WG_WAIT(wg_wait_16, 0, 16)
-WG_WAIT(wg_wait_one_4, 1, 4)
-WG_WAIT(wg_wait_one_8, 1, 8)
-WG_WAIT(wg_wait_one_16, 1, 16)
+NV_INLINE void wg_wait_8(float4 *d) {
+    __asm__ __volatile__(WG_SM90A "wgmma.wait_group.sync.aligned 0;"
+                         : "+f"(d[0].x), "+f"(d[0].y), "+f"(d[0].z), "+f"(d[0].w), "+f"(d[1].x),
+                           "+f"(d[1].y), "+f"(d[1].z), "+f"(d[1].w), "+f"(d[2].x), "+f"(d[2].y),
+                           "+f"(d[2].z), "+f"(d[2].w), "+f"(d[3].x), "+f"(d[3].y), "+f"(d[3].z),
+                           "+f"(d[3].w), "+f"(d[4].x), "+f"(d[4].y), "+f"(d[4].z), "+f"(d[4].w),
+                           "+f"(d[5].x), "+f"(d[5].y), "+f"(d[5].z), "+f"(d[5].w), "+f"(d[6].x),
+                           "+f"(d[6].y), "+f"(d[6].z), "+f"(d[6].w), "+f"(d[7].x), "+f"(d[7].y),
+                           "+f"(d[7].z), "+f"(d[7].w)
+                         :
+                         : "memory");
+}
+
+NV_INLINE void wg_wait_16(float4 *d) {
+    __asm__ __volatile__(
+        WG_SM90A "wgmma.wait_group.sync.aligned 0;"
+        : "+f"(d[0].x), "+f"(d[0].y), "+f"(d[0].z), "+f"(d[0].w), "+f"(d[1].x), "+f"(d[1].y),
+          "+f"(d[1].z), "+f"(d[1].w), "+f"(d[2].x), "+f"(d[2].y), "+f"(d[2].z), "+f"(d[2].w),
+          "+f"(d[3].x), "+f"(d[3].y), "+f"(d[3].z), "+f"(d[3].w), "+f"(d[4].x), "+f"(d[4].y),
+          "+f"(d[4].z), "+f"(d[4].w), "+f"(d[5].x), "+f"(d[5].y), "+f"(d[5].z), "+f"(d[5].w),
+          "+f"(d[6].x), "+f"(d[6].y), "+f"(d[6].z), "+f"(d[6].w), "+f"(d[7].x), "+f"(d[7].y),
+          "+f"(d[7].z), "+f"(d[7].w), "+f"(d[8].x), "+f"(d[8].y), "+f"(d[8].z), "+f"(d[8].w),
+          "+f"(d[9].x), "+f"(d[9].y), "+f"(d[9].z), "+f"(d[9].w), "+f"(d[10].x), "+f"(d[10].y),
+          "+f"(d[10].z), "+f"(d[10].w), "+f"(d[11].x), "+f"(d[11].y), "+f"(d[11].z), "+f"(d[11].w),
+          "+f"(d[12].x), "+f"(d[12].y), "+f"(d[12].z), "+f"(d[12].w), "+f"(d[13].x), "+f"(d[13].y),
+          "+f"(d[13].z), "+f"(d[13].w), "+f"(d[14].x), "+f"(d[14].y), "+f"(d[14].z), "+f"(d[14].w),
+          "+f"(d[15].x), "+f"(d[15].y), "+f"(d[15].z), "+f"(d[15].w)
+        :
+        : "memory");
+}

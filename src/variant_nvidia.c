@@ -75,15 +75,18 @@ static clpsa_status configure(clpsa_plan *plan, int attempt, clpsa__param_id war
             return CLPSA_ERROR_UNSUPPORTED; /* no smaller group left to try */
         warps = warps < 4 ? 4 : warps - warps % 4;
     }
+    /* Only a causal plan can hide a key of a tile from some of its rows (nv_flash.cl's
+     * stage_hidden_values); the others build without that code, which costs registers. */
+    const bool guard = plan->desc.causal != 0;
     /* Shrink the tile, then the pipeline, to what local memory holds (never an override). */
     const cl_ulong d = (cl_ulong)plan->desc.head_dim;
     for (;;) {
         /* wgmma's core-matrix tiles need no padding. */
         const cl_ulong pitch = wgmma ? d : d + 8;
-        /* K and V tiles; slot rows, biases, last members and a flag per description; the
-         * records of zeroed non-finite values (nv_flash.cl, first_bad). */
+        /* K and V tiles; slot rows, biases and last members per description; the records
+         * of zeroed non-finite values (nv_flash.cl, first_bad: 3 rows with the causal guard). */
         const cl_ulong local = (cl_ulong)stages * 2 * tile * pitch * 2 +
-                               (cl_ulong)(stages + 1) * (tile * 12 + 4) + 3 * d * 4;
+                               (cl_ulong)(stages + 1) * tile * 12 + (guard ? 3 : 1) * d * 4;
         if (local <= ctx->info.local_mem_size)
             break;
         if (tile > 32 && !tile_overridden)
@@ -102,8 +105,8 @@ static clpsa_status configure(clpsa_plan *plan, int attempt, clpsa__param_id war
     out->items = 32 * warps;
     snprintf(out->options, sizeof out->options,
              "-DNV_WARPS=%d -DNV_TILE_N=%d -DNV_STAGES=%d -DNV_DENSE=%d -DNV_WGMMA=%d "
-             "-cl-nv-verbose",
-             warps, tile, stages, dense ? 1 : 0, wgmma ? 1 : 0);
+             "-DNV_HIDDEN_GUARD=%d -cl-nv-verbose",
+             warps, tile, stages, dense ? 1 : 0, wgmma ? 1 : 0, guard ? 1 : 0);
     return CLPSA_OK;
 }
 

@@ -35,6 +35,9 @@
 #ifndef NV_WGMMA
 #define NV_WGMMA 0 /* 1: wgmma (nv_wgmma.cl) instead of mma.sync */
 #endif
+#ifndef NV_HIDDEN_GUARD
+#define NV_HIDDEN_GUARD 1 /* 0: no causal mask, so stage_hidden_values is never needed */
+#endif
 #ifndef BLOCK_Q
 #define BLOCK_Q 128 /* bm */
 #endif
@@ -128,11 +131,9 @@ NV_INLINE void describe_slot(const tile_cursor *c, const int s, __global const i
 NV_INLINE void describe_tile(const tile_cursor *c, __global const int *row_list,
                              __global const int *perm, const int seq_k, const int np2,
                              const int np4, const int np8, __local int *row_of, __local float *bias,
-                             __local int *last, __local int *hidden_nonfinite) {
+                             __local int *last) {
     for (int s = get_local_id(0); s < NV_TILE_N; s += NV_THREADS)
         describe_slot(c, s, row_list, perm, seq_k, np2, np4, np8, row_of, bias, last);
-    if (get_local_id(0) == 0)
-        *hidden_nonfinite = 0; /* set by scan_hidden_values once the tile's values land */
 }
 
 /* Which row j and 16-byte piece of a tile the copy number c moves (c = work-item + k
@@ -147,15 +148,56 @@ NV_INLINE int2 tile_piece(const int c) {
 #endif
 }
 
-/* Starts the copy of one tile's rows into dst (zeros for empty slots). */
+#if IN_TYPE == 2
+#define NV_EXPONENT_MASK 0x7c00u /* fp16: all-ones exponent = inf or NaN, */
+#define NV_MANTISSA_MASK 0x03ffu /* and a NaN when the mantissa is not 0 */
+#else
+#define NV_EXPONENT_MASK 0x7f80u /* bf16 */
+#define NV_MANTISSA_MASK 0x007fu
+#endif
+
+/* first_bad[kind][d]: the earliest last member of the keys, hidden from some row of the
+ * work-group, whose value in column d was NaN (kind 0), +inf (1) or -inf (2) and was zeroed. */
+NV_INLINE void clear_hidden_nonfinite(__local int (*first_bad)[HEAD_DIM]) {
+    for (int i = get_local_id(0); i < 3 * HEAD_DIM; i += NV_THREADS)
+        first_bad[i / HEAD_DIM][i % HEAD_DIM] = NV_NEVER;
+}
+
+/* One piece of values of a key hidden from some row of the work-group (its last member past
+ * vis_min, the work-group's first row), copied through registers instead of cp.async: NaN and
+ * infinite values are zeroed, because the matrix instructions multiply every value of a tile by
+ * every row's weight (0 for a hidden key) and 0 * NaN would reach the rows the key is hidden
+ * from, and recorded in first_bad, so add_hidden_nonfinite gives them back to the rows that
+ * see the key. */
+NV_INLINE void stage_hidden_values(__local ushort *dst, rows16_t src, const int piece,
+                                   const int last_member, __local int (*first_bad)[HEAD_DIM]) {
+    for (int x = 0; x < 8; ++x) {
+        const uint u = src[x];
+        if ((u & NV_EXPONENT_MASK) == NV_EXPONENT_MASK) {
+            const int kind = (u & NV_MANTISSA_MASK) != 0 ? 0 : (u & 0x8000u) == 0 ? 1 : 2;
+            atomic_min(&first_bad[kind][piece * 8 + x], last_member);
+            dst[x] = 0;
+        } else {
+            dst[x] = (ushort)u;
+        }
+    }
+}
+
+/* Starts the copy of one tile's rows into dst (zeros for empty slots); with `guard`
+ * (values under a causal mask), the rows of keys hidden from some row go through
+ * stage_hidden_values. */
 NV_INLINE void stage_tile(__local ushort *dst, rows16_t base, const long step,
-                          __local const int *row_of) {
+                          __local const int *row_of, const bool guard, __local const int *last,
+                          const int vis_min, __local int (*first_bad)[HEAD_DIM]) {
     for (int c = get_local_id(0); c < NV_TILE_N * NV_CHUNKS; c += NV_THREADS) {
         const int2 at = tile_piece(c);
         const int j = at.x, piece = at.y;
         const int row = row_of[j];
         rows16_t src = row >= 0 ? base + (long)row * step + piece * 8 : base;
-        copy16_async(dst + NV_TILE_OFFSET(j, piece), src, row >= 0 ? 16 : 0);
+        if (guard && row >= 0 && last[j] > vis_min)
+            stage_hidden_values(dst + NV_TILE_OFFSET(j, piece), src, piece, last[j], first_bad);
+        else
+            copy16_async(dst + NV_TILE_OFFSET(j, piece), src, row >= 0 ? 16 : 0);
     }
 }
 
@@ -172,77 +214,6 @@ NV_INLINE void store_fragment_row(__global out_t *o_row, const float4 *o, const 
         STORE_OUT(o_row, d, (upper ? o[dt].z : o[dt].x) * inv_l);
         STORE_OUT(o_row, d + 1, (upper ? o[dt].w : o[dt].y) * inv_l);
     }
-}
-
-#if IN_TYPE == 2
-#define NV_EXPONENT_MASK 0x7c00u /* fp16: all-ones exponent = inf or NaN */
-#else
-#define NV_EXPONENT_MASK 0x7f80u /* bf16 */
-#endif
-
-NV_INLINE bool pair_nonfinite(const uint pair) {
-    return (pair & NV_EXPONENT_MASK) == NV_EXPONENT_MASK ||
-           ((pair >> 16) & NV_EXPONENT_MASK) == NV_EXPONENT_MASK;
-}
-
-/* Sets *hidden_nonfinite when a value this work-item copied (after its own copies landed)
- * belongs to a key hidden from some row of the work-group (last member past vis_min, the
- * work-group's first row) and is not finite. The matrix instructions multiply every value of
- * a tile by every row's weight, hidden keys' weights being 0, and 0 * NaN would reach rows
- * the key is hidden from; such a tile goes through zero_hidden_nonfinite and
- * add_hidden_nonfinite. */
-NV_INLINE void scan_hidden_values(__local const ushort *v_tile, __local const int *last,
-                                  const int vis_min, __local int *hidden_nonfinite) {
-    for (int c = get_local_id(0); c < NV_TILE_N * NV_CHUNKS; c += NV_THREADS) {
-        const int2 at = tile_piece(c);
-        const int e = last[at.x];
-        if (e == NV_NEVER || e <= vis_min)
-            continue;
-        const uint4 v = *(__local const uint4 *)(v_tile + NV_TILE_OFFSET(at.x, at.y));
-        if (pair_nonfinite(v.x) || pair_nonfinite(v.y) || pair_nonfinite(v.z) ||
-            pair_nonfinite(v.w))
-            *hidden_nonfinite = 1;
-    }
-}
-
-#if IN_TYPE == 2
-#define NV_MANTISSA_MASK 0x03ffu
-#else
-#define NV_MANTISSA_MASK 0x007fu
-#endif
-
-/* first_bad[kind][d]: the earliest last member of the keys, hidden from some row of the
- * work-group, whose value in column d was NaN (kind 0), +inf (1) or -inf (2) and was zeroed. */
-NV_INLINE void clear_hidden_nonfinite(__local int (*first_bad)[HEAD_DIM]) {
-    for (int i = get_local_id(0); i < 3 * HEAD_DIM; i += NV_THREADS)
-        first_bad[i / HEAD_DIM][i % HEAD_DIM] = NV_NEVER;
-}
-
-/* The rare tile where a hidden key's value is NaN or infinite (scan_hidden_values), before
- * O += P V: every such value is zeroed in local memory, so the matrix instructions carry only
- * finite values of those keys, and recorded in first_bad; each row adds what it sees of them
- * to its output at the end (add_hidden_nonfinite). */
-NV_INLINE void zero_hidden_nonfinite(__local ushort *v_tile, __local const int *last,
-                                     const int vis_min, __local int (*first_bad)[HEAD_DIM]) {
-    for (int i = get_local_id(0); i < NV_TILE_N * NV_CHUNKS; i += NV_THREADS) {
-        const int2 at = tile_piece(i);
-        const int e = last[at.x];
-        if (e == NV_NEVER || e <= vis_min)
-            continue;
-        __local ushort *piece = v_tile + NV_TILE_OFFSET(at.x, at.y);
-        for (int x = 0; x < 8; ++x) {
-            const uint u = piece[x];
-            if ((u & NV_EXPONENT_MASK) != NV_EXPONENT_MASK)
-                continue;
-            const int kind = (u & NV_MANTISSA_MASK) != 0 ? 0 : (u & 0x8000u) == 0 ? 1 : 2;
-            atomic_min(&first_bad[kind][at.y * 8 + x], e);
-            piece[x] = 0;
-        }
-    }
-#if NV_WGMMA
-    wg_fence_shared();
-#endif
-    barrier(CLK_LOCAL_MEM_FENCE);
 }
 
 /* What the zeroed values of column d would have made of a row that sees up to position vis:
@@ -341,11 +312,8 @@ NV_INLINE void tile_scores(const uint4 *qf, __local const ushort *k_tile, float4
 /* Base-2 logits with the level's bias, masked by visibility; the online-softmax update;
  * O += P V with the tile's values. */
 NV_INLINE void tile_apply(float4 *s, float4 *o, row_state *st, const float q_scale, const int vis_a,
-                          const int vis_b, const int vis_min, __local ushort *v_tile,
-                          __local const float *bias, __local const int *last, const bool may_hide,
-                          __local const int *hidden_nonfinite, __local int (*first_bad)[HEAD_DIM]) {
-    if (may_hide && *hidden_nonfinite) /* uniform across the work-group */
-        zero_hidden_nonfinite(v_tile, last, vis_min, first_bad);
+                          const int vis_b, __local const ushort *v_tile, __local const float *bias,
+                          __local const int *last) {
     const int lane = get_local_id(0) & 31;
     const int c = lane & 3;
     float tile_a = -INFINITY, tile_b = -INFINITY;
@@ -430,19 +398,24 @@ typedef struct tile_sources {
  * (rows `full_step` apart), pooled from the pyramid head (rows of HEAD_DIM). */
 NV_INLINE void stage_level(__local ushort *dst, rows16_t full, rows16_t pyramid_head,
                            const long full_step, const int4 pooled_offset, const int level,
-                           __local const int *row_of) {
+                           __local const int *row_of, const bool guard, __local const int *last,
+                           const int vis_min, __local int (*first_bad)[HEAD_DIM]) {
     stage_tile(dst, level == 0 ? full : pyramid_head + (long)pick(pooled_offset, level) * HEAD_DIM,
-               level == 0 ? full_step : HEAD_DIM, row_of);
+               level == 0 ? full_step : HEAD_DIM, row_of, guard, last, vis_min, first_bad);
 }
 
+/* Keys need no guard: a hidden key's logit is replaced by -inf, whatever it is. */
 NV_INLINE void stage_keys(__local ushort *dst, const tile_sources *src, const int level,
                           __local const int *row_of) {
-    stage_level(dst, src->k_full, src->k_pyr_head, src->k_step, src->pooled_offset, level, row_of);
+    stage_level(dst, src->k_full, src->k_pyr_head, src->k_step, src->pooled_offset, level, row_of,
+                false, row_of, 0, NULL);
 }
 
 NV_INLINE void stage_values(__local ushort *dst, const tile_sources *src, const int level,
-                            __local const int *row_of) {
-    stage_level(dst, src->v_full, src->v_pyr_head, src->v_step, src->pooled_offset, level, row_of);
+                            __local const int *row_of, const bool may_hide, __local const int *last,
+                            const int vis_min, __local int (*first_bad)[HEAD_DIM]) {
+    stage_level(dst, src->v_full, src->v_pyr_head, src->v_step, src->pooled_offset, level, row_of,
+                may_hide, last, vis_min, first_bad);
 }
 
 NV_INLINE void cursor_next(tile_cursor *c) {
@@ -461,8 +434,7 @@ NV_INLINE void flash_rows(rows16_t q_a, rows16_t q_b, const bool valid_a, const 
                           __global out_t *o_b, __local ushort (*k_tile)[NV_TILE_N * NV_PITCH],
                           __local ushort (*v_tile)[NV_TILE_N * NV_PITCH],
                           __local int (*row_of)[NV_TILE_N], __local float (*bias)[NV_TILE_N],
-                          __local int (*last)[NV_TILE_N], __local int *hidden_nonfinite,
-                          __local int (*first_bad)[HEAD_DIM]) {
+                          __local int (*last)[NV_TILE_N], __local int (*first_bad)[HEAD_DIM]) {
     const int lane = get_local_id(0) & 31;
     const int c = lane & 3;
     uint4 qf[HEAD_DIM / 16];
@@ -479,7 +451,7 @@ NV_INLINE void flash_rows(rows16_t q_a, rows16_t q_b, const bool valid_a, const 
     row_state st = {-INFINITY, -INFINITY, 0.0f, 0.0f};
     const float q_scale = scale * LOG2E;
     /* Some key of some tile is hidden from some row of the work-group (a causal mask). */
-    const bool may_hide = vis_min < seq_k - 1;
+    const bool may_hide = NV_HIDDEN_GUARD && vis_min < seq_k - 1;
     if (may_hide)
         clear_hidden_nonfinite(first_bad); /* before the first barrier below */
 
@@ -490,22 +462,22 @@ NV_INLINE void flash_rows(rows16_t q_a, rows16_t q_b, const bool valid_a, const 
     /* One buffer each: a tile's values load while its scores are computed, the next tile's
      * keys while its values are applied. */
     if (tiles > 0) {
-        describe_tile(&cur, row_list, perm, seq_k, np2, np4, np8, row_of[0], bias[0], last[0],
-                      &hidden_nonfinite[0]);
+        describe_tile(&cur, row_list, perm, seq_k, np2, np4, np8, row_of[0], bias[0], last[0]);
         barrier(CLK_LOCAL_MEM_FENCE);
         stage_keys(k_tile[0], src, cur.level, row_of[0]);
         copy_async_commit();
     }
     for (int t = 0; t < tiles; ++t) {
         const int buf = t & 1;
-        stage_values(v_tile[0], src, cur.level, row_of[buf]);
+        stage_values(v_tile[0], src, cur.level, row_of[buf], may_hide, last[buf], vis_min,
+                     first_bad);
         copy_async_commit();
         tile_cursor next = cur;
         cursor_next(&next);
         const bool has_next = t + 1 < tiles;
         if (has_next)
             describe_tile(&next, row_list, perm, seq_k, np2, np4, np8, row_of[buf ^ 1],
-                          bias[buf ^ 1], last[buf ^ 1], &hidden_nonfinite[buf ^ 1]);
+                          bias[buf ^ 1], last[buf ^ 1]);
         NV_COPIES_LANDED(1); /* this tile's keys */
         barrier(CLK_LOCAL_MEM_FENCE);
         float4 s[NV_S_TILES];
@@ -518,11 +490,8 @@ NV_INLINE void flash_rows(rows16_t q_a, rows16_t q_b, const bool valid_a, const 
         } else {
             NV_COPIES_LANDED(0);
         }
-        if (may_hide)
-            scan_hidden_values(v_tile[0], last[buf], vis_min, &hidden_nonfinite[buf]);
         barrier(CLK_LOCAL_MEM_FENCE);
-        tile_apply(s, o, &st, q_scale, vis_a, vis_b, vis_min, v_tile[0], bias[buf], last[buf],
-                   may_hide, &hidden_nonfinite[buf], first_bad);
+        tile_apply(s, o, &st, q_scale, vis_a, vis_b, v_tile[0], bias[buf], last[buf]);
         barrier(CLK_LOCAL_MEM_FENCE); /* the values and this tile's descriptions are free */
         cur = next;
     }
@@ -531,11 +500,10 @@ NV_INLINE void flash_rows(rows16_t q_a, rows16_t q_b, const bool valid_a, const 
      * (global reads of the work list) before the wait, into the third description buffer. */
     tile_cursor ahead = cur;
     for (int t = 0; t < 2 && t < tiles; ++t) {
-        describe_tile(&ahead, row_list, perm, seq_k, np2, np4, np8, row_of[t], bias[t], last[t],
-                      &hidden_nonfinite[t]);
+        describe_tile(&ahead, row_list, perm, seq_k, np2, np4, np8, row_of[t], bias[t], last[t]);
         barrier(CLK_LOCAL_MEM_FENCE);
         stage_keys(k_tile[t], src, ahead.level, row_of[t]);
-        stage_values(v_tile[t], src, ahead.level, row_of[t]);
+        stage_values(v_tile[t], src, ahead.level, row_of[t], may_hide, last[t], vis_min, first_bad);
         copy_async_commit();
         cursor_next(&ahead);
     }
@@ -543,22 +511,20 @@ NV_INLINE void flash_rows(rows16_t q_a, rows16_t q_b, const bool valid_a, const 
         const int buf = t & 1, info = t % 3, info_ahead = (t + 2) % 3;
         if (t + 2 < tiles)
             describe_tile(&ahead, row_list, perm, seq_k, np2, np4, np8, row_of[info_ahead],
-                          bias[info_ahead], last[info_ahead], &hidden_nonfinite[info_ahead]);
+                          bias[info_ahead], last[info_ahead]);
         if (t + 1 < tiles)
             NV_COPIES_LANDED(1); /* tile t has landed; tile t + 1 may still be in flight */
         else
             NV_COPIES_LANDED(0);
-        if (may_hide)
-            scan_hidden_values(v_tile[buf], last[info], vis_min, &hidden_nonfinite[info]);
         barrier(CLK_LOCAL_MEM_FENCE);
         float4 s[NV_S_TILES];
         tile_scores(qf, k_tile[buf], s);
-        tile_apply(s, o, &st, q_scale, vis_a, vis_b, vis_min, v_tile[buf], bias[info], last[info],
-                   may_hide, &hidden_nonfinite[info], first_bad);
+        tile_apply(s, o, &st, q_scale, vis_a, vis_b, v_tile[buf], bias[info], last[info]);
         barrier(CLK_LOCAL_MEM_FENCE); /* every warp is done with buffer `buf` */
         if (t + 2 < tiles) {
             stage_keys(k_tile[buf], src, ahead.level, row_of[info_ahead]);
-            stage_values(v_tile[buf], src, ahead.level, row_of[info_ahead]);
+            stage_values(v_tile[buf], src, ahead.level, row_of[info_ahead], may_hide,
+                         last[info_ahead], vis_min, first_bad);
             copy_async_commit();
             cursor_next(&ahead);
         }
@@ -583,8 +549,7 @@ NV_INLINE void flash_rows(rows16_t q_a, rows16_t q_b, const bool valid_a, const 
     __local int row_of[NV_STAGES + 1][NV_TILE_N];                                                  \
     __local float bias[NV_STAGES + 1][NV_TILE_N];                                                  \
     __local int last[NV_STAGES + 1][NV_TILE_N];                                                    \
-    __local int hidden_nonfinite[NV_STAGES + 1];                                                   \
-    __local int first_bad[3][HEAD_DIM]
+    __local int first_bad[NV_HIDDEN_GUARD ? 3 : 1][HEAD_DIM]
 
 #if NV_DENSE
 __kernel __attribute__((reqd_work_group_size(NV_THREADS, 1, 1))) void
@@ -621,7 +586,7 @@ dense_attention(__global const in_t *q, __global const in_t *k, __global const i
                valid_a, valid_b, causal ? ta + shift : seq_k - 1, causal ? tb + shift : seq_k - 1,
                causal ? row0 + shift : seq_k - 1, cur, NULL, NULL, &src, seq_k, 0, 0, 0, scale,
                o_head + (long)ta * o_sn, o_head + (long)tb * o_sn, k_tile, v_tile, row_of, bias,
-               last, hidden_nonfinite, first_bad);
+               last, first_bad);
 }
 #else
 __kernel __attribute__((reqd_work_group_size(NV_THREADS, 1, 1))) void
@@ -683,7 +648,6 @@ psa_attend(__global const in_t *q, __global const in_t *k, __global const in_t *
                causal ? ta + shift : seq_k - 1, causal ? tb + shift : seq_k - 1,
                causal ? i * BLOCK_Q + part * NV_ROWS + shift : seq_k - 1, cur, row_list, perm, &src,
                seq_k, np2, np4, np8, scale, o_head + (long)row_a * o_sn,
-               o_head + (long)row_b * o_sn, k_tile, v_tile, row_of, bias, last, hidden_nonfinite,
-               first_bad);
+               o_head + (long)row_b * o_sn, k_tile, v_tile, row_of, bias, last, first_bad);
 }
 #endif

@@ -51,10 +51,11 @@ const clpsa__param_def clpsa__param_defs[CLPSA__PARAM_COUNT] = {
     [CLPSA__P_DENSE_SIMT_TILE_N] = {"dense", "SIMT_TILE_N", {32, 64}, 2, 32, 32},
     [CLPSA__P_ATTEND_SIMT_ROWS] = {"attend", "SIMT_ROWS", {32, 64}, 2, 64, 64},
     [CLPSA__P_ATTEND_SIMT_TILE_N] = {"attend", "SIMT_TILE_N", {32, 64}, 2, 32, 32},
-    /* portable-simt: parts the head dimension is staged in (2 halves the K/V buffer; only
-     * where D % 64 == 0, and chosen anyway where the tiles would not fit otherwise) */
-    [CLPSA__P_DENSE_SIMT_DSPLIT] = {"dense", "SIMT_DSPLIT", {1, 2}, 2, 1, 1},
-    [CLPSA__P_ATTEND_SIMT_DSPLIT] = {"attend", "SIMT_DSPLIT", {1, 2}, 2, 1, 1},
+    /* portable-simt: parts the head dimension is staged in (2 halves the K/V buffer, only where
+     * D % 64 == 0; 4 quarters it, only where D % 128 == 0; more are chosen anyway where the
+     * tiles would not fit otherwise) */
+    [CLPSA__P_DENSE_SIMT_DSPLIT] = {"dense", "SIMT_DSPLIT", {1, 2, 4}, 3, 1, 1},
+    [CLPSA__P_ATTEND_SIMT_DSPLIT] = {"attend", "SIMT_DSPLIT", {1, 2, 4}, 3, 1, 1},
     /* budget mode's measurement (cl/budget.cl): work-items sharing one query block's sampled
      * rows, each owning key blocks */
     [CLPSA__P_BUDGET_WG] = {"budget", "BUDGET_WG", {16, 32, 64, 128}, 4, 32, 64},
@@ -76,6 +77,12 @@ const clpsa__param_def clpsa__param_defs[CLPSA__PARAM_COUNT] = {
     [CLPSA__P_DECODE_TILE_N] = {"decode", "DEC_TILE_N", {8, 16, 32, 64}, 4, 32, 32},
     /* budget portable-cpu: sampled rows per work-item, as whole query blocks (at least one) */
     [CLPSA__P_BUDGET_CPU_ROWS] = {"budget", "CPU_ROWS", {8, 16, 32, 64}, 4, 32, 32},
+    /* portable-simt: 1 Q^T stays in local memory for the whole walk; 2 Q^T is staged again
+     * with every tile, a head-dimension part at a time, sharing its buffer with P^T (more rows
+     * and keys fit, Q is read once per tile); 2 is chosen anyway where the rows and keys fit
+     * no other way (64 x 64 at D = 128 in 48 KiB) */
+    [CLPSA__P_DENSE_SIMT_QSTAGE] = {"dense", "SIMT_QSTAGE", {1, 2}, 2, 1, 1},
+    [CLPSA__P_ATTEND_SIMT_QSTAGE] = {"attend", "SIMT_QSTAGE", {1, 2}, 2, 1, 1},
 };
 
 const char *clpsa__param_source_name(clpsa__param_source source) {

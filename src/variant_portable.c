@@ -226,10 +226,20 @@ const clpsa__kernel_variant clpsa__portable_cpu_estimate = {
 
 /* The SIMT-shaped variants (cl/portable/simt_flash.cl): work-groups of 2 x SIMT_ROWS work-items
  * with 4 x 4k register tiles of logits and outputs, Q^T, K^T / V and P^T in local memory.
- * Chosen automatically on devices no vendor or CPU variant serves (GPUs without a vendor path). */
-static cl_ulong simt_local_bytes(int d, int rows, int tile, int split) {
-    return 4 * ((cl_ulong)d * rows + (cl_ulong)tile * (d / split) + (cl_ulong)tile * rows +
-                (cl_ulong)rows * 8 + 3 * (cl_ulong)tile + rows + 1);
+ * Chosen automatically on devices no vendor or CPU variant serves (GPUs without a vendor path).
+ * The kernel's local memory: Q^T (all of it, or with qstage 2 one head-dimension part sharing
+ * its buffer with P^T), a part of K^T / V, P^T, the row partials, the slots (3 per key), the
+ * query rows and one flag. */
+static cl_ulong simt_local_bytes(int d, int rows, int tile, int split, int qstage) {
+    const cl_ulong qt = (cl_ulong)(qstage == 2 ? d / split : d) * rows, pt = (cl_ulong)tile * rows;
+    const cl_ulong qp = qstage == 2 ? (qt > pt ? qt : pt) : qt + pt;
+    return 4 *
+           (qp + (cl_ulong)tile * (d / split) + (cl_ulong)rows * 8 + 3 * (cl_ulong)tile + rows + 1);
+}
+
+/* The most parts the kernel can stage the head dimension in (each a multiple of 32). */
+static int simt_max_split(int d) {
+    return d % 128 == 0 ? 4 : d % 64 == 0 ? 2 : 1;
 }
 
 static bool simt_plan(const clpsa_plan *plan, char *why, size_t size) {
@@ -238,30 +248,44 @@ static bool simt_plan(const clpsa_plan *plan, char *why, size_t size) {
         snprintf(why, size, "head_dim = %d: needs a multiple of 32 up to 128", d);
         return false;
     }
-    const int split = d % 64 == 0 ? 2 : 1;
-    if (simt_local_bytes(d, 32, 32, split) > plan->ctx->info.local_mem_size) {
+    const cl_ulong least = simt_local_bytes(d, 32, 32, simt_max_split(d), 2);
+    if (least > plan->ctx->info.local_mem_size) {
         snprintf(why, size, "needs %llu bytes of local memory at D = %d; the device has %llu",
-                 (unsigned long long)simt_local_bytes(d, 32, 32, split), d,
-                 (unsigned long long)plan->ctx->info.local_mem_size);
+                 (unsigned long long)least, d, (unsigned long long)plan->ctx->info.local_mem_size);
         return false;
     }
     return true;
 }
 
-/* SIMT_ROWS, SIMT_TILE_N and SIMT_DSPLIT as looked up; where local memory cannot hold them, the
- * head dimension is split (D % 64 == 0) before the tile, then the rows, are made smaller (on the
- * H200 at D = 128, 32 rows x 32 keys split in two ran at 15.1 TFLOP/s, 32 x 64 at 12.9); rows
- * halved per earlier attempt whose kernel allowed fewer work-items. */
+/* The fewest parts, from *split up, in which rows x tile fit in `have` bytes with Q^T staged as
+ * qstage says; false (*split unchanged) if none fits. */
+static bool simt_fit_split(int d, int rows, int tile, int qstage, cl_ulong have, int *split) {
+    for (int s = *split; s <= simt_max_split(d); s *= 2)
+        if (simt_local_bytes(d, rows, tile, s, qstage) <= have) {
+            *split = s;
+            return true;
+        }
+    return false;
+}
+
+/* SIMT_ROWS, SIMT_TILE_N, SIMT_DSPLIT and SIMT_QSTAGE as looked up; where local memory cannot
+ * hold them, the head dimension is split further, then Q^T is staged with every tile (how 64
+ * rows x 64 keys fit at D = 128 in 48 KiB), before the tile, then the rows, are made smaller (on
+ * the H200 at D = 128, 32 rows x 32 keys split in two ran at 15.1 TFLOP/s, 32 x 64 at 12.9);
+ * rows halved per earlier attempt whose kernel allowed fewer work-items. */
 static clpsa_status configure_simt(clpsa_plan *plan, int attempt, clpsa__param_id rows_id,
-                                   clpsa__param_id tile_id, clpsa__param_id split_id, int max_rows,
+                                   clpsa__param_id tile_id, clpsa__param_id split_id,
+                                   clpsa__param_id qstage_id, int max_rows,
                                    clpsa__kernel_config *out) {
-    int rows = 0, tile = 0, split = 0;
+    int rows = 0, tile = 0, split = 0, qstage = 0;
     bool rows_overridden = false;
     clpsa_status status = clpsa__plan_param(plan, rows_id, &rows, &rows_overridden);
     if (status == CLPSA_OK)
         status = clpsa__plan_param(plan, tile_id, &tile, NULL);
     if (status == CLPSA_OK)
         status = clpsa__plan_param(plan, split_id, &split, NULL);
+    if (status == CLPSA_OK)
+        status = clpsa__plan_param(plan, qstage_id, &qstage, NULL);
     if (status != CLPSA_OK)
         return status;
     if (rows > 32 && max_rows <= 32)
@@ -272,38 +296,43 @@ static clpsa_status configure_simt(clpsa_plan *plan, int attempt, clpsa__param_i
         rows = 32;
     }
     const int d = plan->desc.head_dim;
-    const int max_split = d % 64 == 0 ? 2 : 1;
-    if (split > max_split)
-        split = max_split;
+    if (split > simt_max_split(d))
+        split = simt_max_split(d);
     const cl_ulong have = plan->ctx->info.local_mem_size;
     const int shapes[3][2] = {{rows, tile}, {rows, 32}, {32, 32}};
     for (int i = 0; i < 3; ++i) {
-        int s = split;
-        while (s < max_split && simt_local_bytes(d, shapes[i][0], shapes[i][1], s) > have)
-            ++s;
-        if (simt_local_bytes(d, shapes[i][0], shapes[i][1], s) <= have || i == 2) {
+        int s = split, q = qstage;
+        bool fits = simt_fit_split(d, shapes[i][0], shapes[i][1], q, have, &s);
+        if (!fits && q == 1) {
+            q = 2;
+            fits = simt_fit_split(d, shapes[i][0], shapes[i][1], q, have, &s);
+        }
+        if (fits || i == 2) {
             rows = shapes[i][0];
             tile = shapes[i][1];
-            split = s;
+            split = fits ? s : simt_max_split(d);
+            qstage = fits ? q : 2;
             break;
         }
     }
     out->rows = rows;
     out->items = 2 * rows;
-    snprintf(out->options, sizeof out->options, "-DSIMT_ROWS=%d -DSIMT_TILE_N=%d -DSIMT_DSPLIT=%d",
-             rows, tile, split);
+    snprintf(out->options, sizeof out->options,
+             "-DSIMT_ROWS=%d -DSIMT_TILE_N=%d -DSIMT_DSPLIT=%d -DSIMT_QSTAGE=%d", rows, tile, split,
+             qstage);
     return CLPSA_OK;
 }
 
 static clpsa_status configure_simt_dense(clpsa_plan *plan, int attempt, clpsa__kernel_config *out) {
     return configure_simt(plan, attempt, CLPSA__P_DENSE_SIMT_ROWS, CLPSA__P_DENSE_SIMT_TILE_N,
-                          CLPSA__P_DENSE_SIMT_DSPLIT, 1 << 30, out);
+                          CLPSA__P_DENSE_SIMT_DSPLIT, CLPSA__P_DENSE_SIMT_QSTAGE, 1 << 30, out);
 }
 
 static clpsa_status configure_simt_attend(clpsa_plan *plan, int attempt,
                                           clpsa__kernel_config *out) {
     return configure_simt(plan, attempt, CLPSA__P_ATTEND_SIMT_ROWS, CLPSA__P_ATTEND_SIMT_TILE_N,
-                          CLPSA__P_ATTEND_SIMT_DSPLIT, plan->psa.block_q, out);
+                          CLPSA__P_ATTEND_SIMT_DSPLIT, CLPSA__P_ATTEND_SIMT_QSTAGE,
+                          plan->psa.block_q, out);
 }
 
 const clpsa__kernel_variant clpsa__portable_simt_dense = {
@@ -313,7 +342,7 @@ const clpsa__kernel_variant clpsa__portable_simt_dense = {
     {"common.cl", "portable/simt_flash.cl", "portable/dense_simt.cl", NULL},
     "dense_attention",
     {CLPSA__P_DENSE_SIMT_ROWS, CLPSA__P_DENSE_SIMT_TILE_N, CLPSA__P_DENSE_SIMT_DSPLIT,
-     CLPSA__PARAM_COUNT},
+     CLPSA__P_DENSE_SIMT_QSTAGE, CLPSA__PARAM_COUNT},
     always,
     simt_plan,
     configure_simt_dense,
@@ -326,7 +355,7 @@ const clpsa__kernel_variant clpsa__portable_simt_attend = {
     {"common.cl", "portable/simt_flash.cl", "portable/attend_simt.cl", NULL},
     "psa_attend",
     {CLPSA__P_ATTEND_SIMT_ROWS, CLPSA__P_ATTEND_SIMT_TILE_N, CLPSA__P_ATTEND_SIMT_DSPLIT,
-     CLPSA__PARAM_COUNT},
+     CLPSA__P_ATTEND_SIMT_QSTAGE, CLPSA__PARAM_COUNT},
     always,
     simt_plan,
     configure_simt_attend,

@@ -34,8 +34,8 @@ typedef struct dense_case {
     int q_pad, kv_pad, out_pad; /* unused elements after each D-vector */
     float scale;                /* 0: the library's default, 1/sqrt(D) */
     int causal;
-    char params[96]; /* clpsa_context_set_params text: the kernel variant and its tiles */
-    int variant;     /* the dense.VARIANT that must have run */
+    char params[160]; /* clpsa_context_set_params text: the kernel variant and its tiles */
+    int variant;      /* the dense.VARIANT that must have run */
 } dense_case;
 
 /* Tolerances follow the output type only. Inputs are rounded to their storage type on the
@@ -470,7 +470,7 @@ static dense_case base(int d, clpsa_dtype dtype, int nq, int nk) {
 
 /* The variant (and tile overrides) the cases added next run with, and their name prefix. */
 static struct {
-    char params[96], tag[24];
+    char params[160], tag[24];
     int variant;
     bool subset;
 } current;
@@ -509,15 +509,15 @@ static void add(dense_case c, const char *group) {
 
 /* Sequence lengths around the tiles (assumed 16..128 rows and keys): 1, tile - 1, tile,
  * tile + 1, primes, Nq != Nk both ways. */
-static void add_size_cases(bool every_type) {
+static void add_size_cases(bool every_type, int head_dim) {
     const int sizes[][2] = {{1, 1},     {1, 2},     {2, 7},      {7, 2},     {15, 17},   {16, 16},
                             {31, 31},   {32, 32},   {33, 33},    {63, 64},   {64, 63},   {65, 65},
                             {127, 128}, {128, 127}, {129, 129},  {257, 211}, {211, 257}, {1, 509},
                             {509, 1},   {509, 509}, {1021, 1031}};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; ++i)
-        add(base(64, CLPSA_DTYPE_FP32, sizes[i][0], sizes[i][1]), "sizes");
+        add(base(head_dim, CLPSA_DTYPE_FP32, sizes[i][0], sizes[i][1]), "sizes");
     {
-        dense_case c = base(64, CLPSA_DTYPE_FP32, 129, 257);
+        dense_case c = base(head_dim, CLPSA_DTYPE_FP32, 129, 257);
         c.causal = 1;
         add(c, "sizes");
     }
@@ -572,7 +572,7 @@ static void build_variant_cases(void) {
         add(c, "outdtype");
     }
 
-    add_size_cases(true);
+    add_size_cases(true, 64);
 
     /* Layouts: all BNHD, mixed (Q BNHD, K/V BHND, out BHND), padded rows in both layouts; two
      * batches and two kv heads so every stride is exercised. */
@@ -679,28 +679,34 @@ static void build_cases(void) {
         snprintf(current.params, sizeof current.params, "dense.VARIANT=%d", variants[i]);
         snprintf(current.tag, sizeof current.tag, "v%d", variants[i]);
         build_variant_cases();
-        /* The tiles of the CPU and SIMT variants other than their defaults. */
+        /* The tiles of the CPU and SIMT variants other than their defaults; the SIMT ones that
+         * split the head dimension in four or stage Q^T with every tile also at D = 128. */
         static const struct {
             int variant, rows, tile;
             const char *prefix;
-            int split; /* SIMT_DSPLIT (0: not a SIMT parameter) */
-        } tiles[] = {{3, 16, 16, "CPU", 0},
-                     {3, 128, 64, "CPU", 0},
-                     {3, 32, 64, "CPU", 0},
-                     {4, 32, 64, "SIMT", 0},
-                     {4, 32, 64, "SIMT", 2}};
+            int split;  /* SIMT_DSPLIT (0: not a SIMT parameter) */
+            int qstage; /* SIMT_QSTAGE (0: not a SIMT parameter) */
+            int d;      /* head dimension of the size cases */
+        } tiles[] = {{3, 16, 16, "CPU", 0, 0, 64},   {3, 128, 64, "CPU", 0, 0, 64},
+                     {3, 32, 64, "CPU", 0, 0, 64},   {4, 32, 64, "SIMT", 0, 0, 64},
+                     {4, 32, 64, "SIMT", 2, 0, 64},  {4, 64, 64, "SIMT", 2, 2, 64},
+                     {4, 64, 64, "SIMT", 2, 2, 128}, {4, 64, 32, "SIMT", 4, 1, 128},
+                     {4, 32, 64, "SIMT", 4, 2, 128}};
         for (size_t t = 0; t < sizeof tiles / sizeof tiles[0]; ++t) {
             if (tiles[t].variant != variants[i])
                 continue;
-            char split[32] = "";
-            if (tiles[t].split)
+            char split[64] = "";
+            if (tiles[t].split && tiles[t].qstage)
+                snprintf(split, sizeof split, ",dense.SIMT_DSPLIT=%d,dense.SIMT_QSTAGE=%d",
+                         tiles[t].split, tiles[t].qstage);
+            else if (tiles[t].split)
                 snprintf(split, sizeof split, ",dense.SIMT_DSPLIT=%d", tiles[t].split);
             snprintf(current.params, sizeof current.params,
                      "dense.VARIANT=%d,dense.%s_ROWS=%d,dense.%s_TILE_N=%d%s", tiles[t].variant,
                      tiles[t].prefix, tiles[t].rows, tiles[t].prefix, tiles[t].tile, split);
-            snprintf(current.tag, sizeof current.tag, "v%dr%dt%ds%d", tiles[t].variant,
-                     tiles[t].rows, tiles[t].tile, tiles[t].split);
-            add_size_cases(false); /* fp32 at D = 64: one more program per tile */
+            snprintf(current.tag, sizeof current.tag, "v%dr%dt%ds%dq%dd%d", tiles[t].variant,
+                     tiles[t].rows, tiles[t].tile, tiles[t].split, tiles[t].qstage, tiles[t].d);
+            add_size_cases(false, tiles[t].d); /* fp32: one more program per tile */
         }
         /* The matrix-unit variants' two-stage loops (for nvidia-wgmma, the overlapped one):
          * 16-bit storage at D = 64, sizes around their 32-key tiles, causal with Nq != Nk. */

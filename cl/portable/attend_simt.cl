@@ -39,7 +39,8 @@ psa_attend(__global const in_t *q, __global const in_t *k, __global const in_t *
     for (int r = lid; r < SIMT_ROWS; r += SIMT_ITEMS)
         query_rows[r] = r < rows ? TOKEN(perm, t0 + r) : -1;
     barrier(CLK_LOCAL_MEM_FENCE);
-    simt_load_queries(&sh, q + b * q_sb + h * q_sh, q_sn, query_rows, scale * LOG2E);
+    const simt_queries queries = {q + b * q_sb + h * q_sh, q_sn, query_rows, scale * LOG2E};
+    simt_load_queries(&sh, queries.head, queries.step, queries.rows, queries.scale);
     const int g4 = (lid >> 3) * 4;
     simt_state st;
     simt_state_init(&st, t0 + g4 + (seq_k - seq_q), causal);
@@ -82,7 +83,7 @@ psa_attend(__global const in_t *q, __global const in_t *k, __global const in_t *
                     any_masked = 1;
             }
             barrier(CLK_LOCAL_MEM_FENCE);
-            simt_tile_step(&sh, &st, rows_of.k, rows_of.k_step, rows_of.v, rows_of.v_step,
+            simt_tile_step(&sh, &st, &queries, rows_of.k, rows_of.k_step, rows_of.v, rows_of.v_step,
                            any_masked != 0);
         }
         listed += count;

@@ -27,7 +27,8 @@ dense_attention(__global const in_t *q, __global const in_t *k, __global const i
     for (int r = lid; r < SIMT_ROWS; r += SIMT_ITEMS)
         query_rows[r] = r < rows ? row0 + r : -1;
     barrier(CLK_LOCAL_MEM_FENCE);
-    simt_load_queries(&sh, q + b * q_sb + h * q_sh, q_sn, query_rows, scale * LOG2E);
+    const simt_queries queries = {q + b * q_sb + h * q_sh, q_sn, query_rows, scale * LOG2E};
+    simt_load_queries(&sh, queries.head, queries.step, queries.rows, queries.scale);
 
     /* Bottom-right aligned causal mask: key c is visible to row t iff c <= t + (Nk - Nq). */
     const int shift = seq_k - seq_q;
@@ -46,7 +47,7 @@ dense_attention(__global const in_t *q, __global const in_t *k, __global const i
         }
         barrier(CLK_LOCAL_MEM_FENCE);
         const bool masked = key0 + SIMT_TILE_N > seq_k || key0 + SIMT_TILE_N - 1 > first_limit;
-        simt_tile_step(&sh, &st, k_head, k_sn, v_head, v_sn, masked);
+        simt_tile_step(&sh, &st, &queries, k_head, k_sn, v_head, v_sn, masked);
     }
     __global out_t *dst[4];
 #pragma unroll

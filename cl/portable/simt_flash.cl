@@ -10,14 +10,22 @@
  * read from local memory feeds 16 FMAs, and the eight work-items of a row group read 128
  * contiguous bytes (no bank conflicts). Q^T, K^T (then V, in the same buffer) and P^T live in
  * local memory; the row maxima meet through a small local array; each work-item keeps partial
- * row sums over its own keys, added up once at the end.
+ * row sums over its own keys, added up once at the end. P^T's float4 columns are XOR-swizzled
+ * by key (simt_pt_at) so the eight work-items of a row group, which write the same rows of
+ * different keys, hit different banks.
  *
  * Tunables (speed only, never the result):
  *   SIMT_ROWS    query rows per work-group (32 or 64; 2 work-items per row)
  *   SIMT_TILE_N  keys per staged tile (32 or 64)
- *   SIMT_DSPLIT  parts the head dimension is staged in (1, or 2 where D % 64 == 0): with 2,
- *                K^T and V pass through a buffer of half the size in two steps, so larger
- *                tiles fit in local memory (the host picks it when they would not otherwise)
+ *   SIMT_DSPLIT  parts the head dimension is staged in (1, 2 where D % 64 == 0, 4 where
+ *                D % 128 == 0): K^T and V pass through a buffer of 1/SIMT_DSPLIT the size in
+ *                that many steps, so larger tiles fit in local memory (the host picks it when
+ *                they would not otherwise)
+ *   SIMT_QSTAGE  1: Q^T stays in local memory for the whole walk (staged once); 2: Q^T is
+ *                staged again with every tile, one part of the head dimension at a time next
+ *                to K^T, in a buffer it shares with P^T (which is only live after the logits),
+ *                so at D = 128 64 rows x 64 keys fit in 48 KiB at the cost of reading Q again
+ *                (from cache) per tile
  */
 #ifndef SIMT_ROWS
 #define SIMT_ROWS 64 /* query rows per work-group */
@@ -27,6 +35,9 @@
 #endif
 #ifndef SIMT_DSPLIT
 #define SIMT_DSPLIT 1 /* parts the head dimension is staged in */
+#endif
+#ifndef SIMT_QSTAGE
+#define SIMT_QSTAGE 1 /* 1: Q^T resident; 2: Q^T staged with every tile */
 #endif
 #define SIMT_DPART (HEAD_DIM / SIMT_DSPLIT) /* head dimensions staged at once */
 #define SIMT_ITEMS (2 * SIMT_ROWS)
@@ -42,6 +53,9 @@
     SIMT_DPART * SIMT_DSPLIT != HEAD_DIM
 #error "SIMT_ROWS, SIMT_TILE_N and HEAD_DIM / SIMT_DSPLIT must be multiples of 32"
 #endif
+#if SIMT_QSTAGE != 1 && SIMT_QSTAGE != 2
+#error "SIMT_QSTAGE must be 1 or 2"
+#endif
 
 /* What one tile's keys are: row of each slot in its level's K and V (-1: padding), the
  * base-2 bias added to its logits and its last member (visible to row t iff last <= limit). */
@@ -51,11 +65,24 @@ typedef struct __attribute__((aligned(16))) simt_slots {
     float bias[SIMT_TILE_N];
 } simt_slots;
 
+/* Q^T (scaled to base-2 logits) and P^T (swizzled, simt_pt_at) in one array: side by side with
+ * Q^T resident; with Q^T staged per tile, both at its start (this part of Q^T while the logits
+ * are summed, then P^T). */
+#if SIMT_QSTAGE == 1
+#define SIMT_QT_FLOATS (HEAD_DIM * SIMT_ROWS)
+#define SIMT_PT_OFFSET SIMT_QT_FLOATS
+#define SIMT_QP_FLOATS (SIMT_QT_FLOATS + SIMT_TILE_N * SIMT_ROWS)
+#else
+#define SIMT_QT_FLOATS (SIMT_DPART * SIMT_ROWS)
+#define SIMT_PT_OFFSET 0
+#define SIMT_QP_FLOATS                                                                             \
+    (SIMT_QT_FLOATS > SIMT_TILE_N * SIMT_ROWS ? SIMT_QT_FLOATS : SIMT_TILE_N * SIMT_ROWS)
+#endif
+
 /* The work-group's local memory. */
 typedef struct __attribute__((aligned(16))) simt_shared {
-    float qt[HEAD_DIM * SIMT_ROWS];     /* Q^T, scaled to base-2 logits */
+    float qp[SIMT_QP_FLOATS];           /* Q^T, P^T: see above */
     float kv[SIMT_TILE_N * SIMT_DPART]; /* part of K^T [D/split][tile], then of V [tile][D/split] */
-    float pt[SIMT_TILE_N * SIMT_ROWS];  /* P^T */
     float red[SIMT_ROWS * 8];           /* per-row partials of the 8 work-items of a row */
     simt_slots slots;
 } simt_shared;
@@ -67,17 +94,37 @@ typedef struct simt_state {
     int limit[4];
 } simt_state;
 
-/* Q^T from rows[r] of q_head (-1: a padding row of zeros); every work-item calls it. */
+/* Where P^T holds key j's float4 of rows g4..g4+3: float4 column g4 / 4 of row j, XOR the key's
+ * column group (j / 4) % 8, so the float4 stays within its group of eight (SIMT_ROWS is a
+ * multiple of 32) and a row group's eight work-items (keys 4c + x, c < 8) write eight different
+ * bank groups; readers of one key row still read distinct float4s. */
+inline int simt_pt_at(int j, int g4) {
+    return j * SIMT_ROWS + (g4 ^ (((j >> 2) & 7) << 2));
+}
+
+/* The queries each tile step needs when Q^T is staged with every tile (SIMT_QSTAGE 2): rows[r]
+ * of q_head (-1: a padding row of zeros), scaled by q_scale. */
+typedef struct simt_queries {
+    __global const in_t *head;
+    long step;
+    __local const int *rows;
+    float scale;
+} simt_queries;
+
+/* Q^T from rows[r] of q_head (-1: a padding row of zeros) when it stays resident (SIMT_QSTAGE
+ * 1; with 2 the tile steps stage it); every work-item calls it. */
 inline void simt_load_queries(__local simt_shared *sh, __global const in_t *q_head, long q_sn,
                               __local const int *rows, float q_scale) {
+    if (SIMT_QSTAGE != 1)
+        return;
     for (int idx = get_local_id(0); idx < SIMT_ROWS * HEAD_DIM / 4; idx += SIMT_ITEMS) {
         const int r = idx / (HEAD_DIM / 4), d = (idx - r * (HEAD_DIM / 4)) * 4;
         const float4 x =
             rows[r] >= 0 ? LOAD_IN4(q_head, (long)rows[r] * q_sn + d) * q_scale : (float4)(0.0f);
-        sh->qt[(d + 0) * SIMT_ROWS + r] = x.x;
-        sh->qt[(d + 1) * SIMT_ROWS + r] = x.y;
-        sh->qt[(d + 2) * SIMT_ROWS + r] = x.z;
-        sh->qt[(d + 3) * SIMT_ROWS + r] = x.w;
+        sh->qp[(d + 0) * SIMT_ROWS + r] = x.x;
+        sh->qp[(d + 1) * SIMT_ROWS + r] = x.y;
+        sh->qp[(d + 2) * SIMT_ROWS + r] = x.z;
+        sh->qp[(d + 3) * SIMT_ROWS + r] = x.w;
     }
 }
 
@@ -102,7 +149,7 @@ inline void simt_state_init(simt_state *st, int limit0, bool causal) {
 inline void simt_tile_pv_masked(__local simt_shared *sh, simt_state *st, const int c4, const int g4,
                                 const int part) {
     for (int j = 0; j < SIMT_TILE_N; ++j) {
-        const float4 p = SIMT_LD4(sh->pt + j * SIMT_ROWS + g4);
+        const float4 p = SIMT_LD4(sh->qp + SIMT_PT_OFFSET + simt_pt_at(j, g4));
         const int last = sh->slots.last[j];
 #pragma unroll
         for (int e = 0; e < SIMT_DV4 / SIMT_DSPLIT; ++e) {
@@ -124,8 +171,9 @@ inline void simt_tile_pv_masked(__local simt_shared *sh, simt_state *st, const i
  * barrier). Keys come from k_base + row * k_step, values from v_base + row * v_step. masked == 0
  * promises every slot is visible to every row. Ends with a barrier-free PV; the caller
  * barriers before it rewrites the slots. */
-inline void simt_tile_step(__local simt_shared *sh, simt_state *st, __global const in_t *k_base,
-                           long k_step, __global const in_t *v_base, long v_step, bool masked) {
+inline void simt_tile_step(__local simt_shared *sh, simt_state *st, const simt_queries *queries,
+                           __global const in_t *k_base, long k_step, __global const in_t *v_base,
+                           long v_step, bool masked) {
     const int lid = get_local_id(0);
     const int g4 = (lid >> 3) * 4, c4 = (lid & 7) * 4;
     /* S = Q K^T for 4 rows x 4 SIMT_KV4 keys, plus the bias, masked. */
@@ -154,10 +202,26 @@ inline void simt_tile_step(__local simt_shared *sh, simt_state *st, __global con
             sh->kv[(d + 2) * SIMT_TILE_N + j] = x.z;
             sh->kv[(d + 3) * SIMT_TILE_N + j] = x.w;
         }
+        /* This part of Q^T, the same way (consecutive work-items take consecutive rows). */
+        if (SIMT_QSTAGE == 2)
+            for (int idx = lid; idx < SIMT_ROWS * SIMT_DPART / 4; idx += SIMT_ITEMS) {
+                const int d = (idx / SIMT_ROWS) * 4, r = idx - (d / 4) * SIMT_ROWS;
+                const int row = queries->rows[r];
+                const float4 x = row >= 0
+                                     ? LOAD_IN4(queries->head, (long)row * queries->step + d0 + d) *
+                                           queries->scale
+                                     : (float4)(0.0f);
+                sh->qp[(d + 0) * SIMT_ROWS + r] = x.x;
+                sh->qp[(d + 1) * SIMT_ROWS + r] = x.y;
+                sh->qp[(d + 2) * SIMT_ROWS + r] = x.z;
+                sh->qp[(d + 3) * SIMT_ROWS + r] = x.w;
+            }
         barrier(CLK_LOCAL_MEM_FENCE);
+        /* Row of Q^T for head dimension d0 + d: resident, or this part's staged copy. */
+        const int q_row0 = SIMT_QSTAGE == 1 ? d0 : 0;
 #pragma unroll 4
         for (int d = 0; d < SIMT_DPART; ++d) {
-            const float4 q = SIMT_LD4(sh->qt + (d0 + d) * SIMT_ROWS + g4);
+            const float4 q = SIMT_LD4(sh->qp + (q_row0 + d) * SIMT_ROWS + g4);
 #pragma unroll
             for (int e = 0; e < SIMT_KV4; ++e) {
                 const float4 k = SIMT_LD4(sh->kv + d * SIMT_TILE_N + 32 * e + c4);
@@ -213,13 +277,13 @@ inline void simt_tile_step(__local simt_shared *sh, simt_state *st, __global con
 #pragma unroll
     for (int e = 0; e < SIMT_KV4; ++e) {
         const int j = 32 * e + c4;
-        SIMT_ST4(sh->pt + (j + 0) * SIMT_ROWS + g4,
+        SIMT_ST4(sh->qp + SIMT_PT_OFFSET + simt_pt_at(j + 0, g4),
                  (float4)(s[0][e].x, s[1][e].x, s[2][e].x, s[3][e].x));
-        SIMT_ST4(sh->pt + (j + 1) * SIMT_ROWS + g4,
+        SIMT_ST4(sh->qp + SIMT_PT_OFFSET + simt_pt_at(j + 1, g4),
                  (float4)(s[0][e].y, s[1][e].y, s[2][e].y, s[3][e].y));
-        SIMT_ST4(sh->pt + (j + 2) * SIMT_ROWS + g4,
+        SIMT_ST4(sh->qp + SIMT_PT_OFFSET + simt_pt_at(j + 2, g4),
                  (float4)(s[0][e].z, s[1][e].z, s[2][e].z, s[3][e].z));
-        SIMT_ST4(sh->pt + (j + 3) * SIMT_ROWS + g4,
+        SIMT_ST4(sh->qp + SIMT_PT_OFFSET + simt_pt_at(j + 3, g4),
                  (float4)(s[0][e].w, s[1][e].w, s[2][e].w, s[3][e].w));
     }
     barrier(CLK_LOCAL_MEM_FENCE);
@@ -248,7 +312,7 @@ inline void simt_tile_step(__local simt_shared *sh, simt_state *st, __global con
         }
 #pragma unroll 4
         for (int j = 0; j < SIMT_TILE_N; ++j) {
-            const float4 p = SIMT_LD4(sh->pt + j * SIMT_ROWS + g4);
+            const float4 p = SIMT_LD4(sh->qp + SIMT_PT_OFFSET + simt_pt_at(j, g4));
 #pragma unroll
             for (int e = 0; e < SIMT_DV4 / SIMT_DSPLIT; ++e) {
                 const float4 x = SIMT_LD4(sh->kv + j * SIMT_DPART + 32 * e + c4);

@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: Apache-2.0
 # The GPU run for the nvidia-wgmma variants (issue 10): `checks` builds them and runs the suites
 # that walk every variant, then sweeps dense; `times` sweeps the PSA attend on the target shape,
-# times budget mode, and runs the peers in the same call. Carry .gpu, .peers and build-rel;
-# run `. .gpu/env.sh; bash bench/gpu_wgmma.sh build-rel checks|times`.
+# times the estimate and budget measurement variants and budget mode, and runs the peers in the
+# same call; `simt` times the portable-simt shapes (fp32, the vendor path off) and fp32 SDPA. Carry .gpu, .peers and build-rel;
+# run `. .gpu/env.sh; bash bench/gpu_wgmma.sh build-rel checks|times|simt`.
 set -uo pipefail
 build=${1:-build-rel}
 what=${2:-checks}
@@ -63,14 +64,19 @@ fi
 
 if [ "$what" = times ]; then
     stage "sweep: PSA pipeline, video-hilbert 18x45x80 H12 D128 bf16, release shares"
-    for p in "attend.VARIANT=2" "attend.VARIANT=5,attend.NV_WARPS=4,attend.NV_TILE_N=64,attend.NV_STAGES=1" \
-        "attend.VARIANT=5,attend.NV_WARPS=8,attend.NV_TILE_N=64,attend.NV_STAGES=1" \
-        "attend.VARIANT=5,attend.NV_WARPS=4,attend.NV_TILE_N=32,attend.NV_STAGES=2" \
-        "attend.VARIANT=5,attend.NV_WARPS=8,attend.NV_TILE_N=32,attend.NV_STAGES=2"; do
+    for p in "" "attend.VARIANT=5,attend.NV_WARPS=8,attend.NV_TILE_N=64,attend.NV_STAGES=1"; do
         psa "$p" --mode quantile --tau 0.10,0.15,0.15,0.35
     done
-    stage "budget mode, density 0.15 (defaults)"
-    psa "" --density 0.15
+    stage "sampled estimate variants (threshold pipeline, release shares)"
+    for p in "estimate.VARIANT=5" "estimate.VARIANT=5,estimate.NV_WARPS=16" \
+        "estimate.VARIANT=3,estimate.NV_WARPS=16"; do
+        psa "$p" --mode quantile --tau 0.10,0.15,0.15,0.35
+    done
+    stage "budget mode, density 0.15: measurement variants"
+    for p in "" "budget.NV_WARPS=8" "budget.VARIANT=4" "budget.VARIANT=4,budget.NV_WARPS=8" \
+        "budget.VARIANT=4,budget.NV_WARPS=16"; do
+        psa "$p" --density 0.15
+    done
     stage "dense, defaults"
     dense "" --seq 32768
     dense "" --seq 16384
@@ -79,4 +85,30 @@ if [ "$what" = times ]; then
     timeout 200 python3 .peers/peer_bench.py --shape 1,12,64800,128 --dtypes bf16 --psa 2>&1 |
         grep peer=
     timeout 60 python3 .peers/peer_bench.py --shape 1,12,32768,128 --dtypes bf16 2>&1 | grep peer=
+fi
+
+if [ "$what" = simt ]; then
+    stage "portable-simt dense fp32 B1 H12 N16384 D128"
+    for p in "dense.VARIANT=4,dense.SIMT_ROWS=32,dense.SIMT_TILE_N=32,dense.SIMT_DSPLIT=2,dense.SIMT_QSTAGE=1" \
+        "dense.VARIANT=4" \
+        "dense.VARIANT=4,dense.SIMT_ROWS=64,dense.SIMT_TILE_N=64,dense.SIMT_DSPLIT=4,dense.SIMT_QSTAGE=2" \
+        "dense.VARIANT=4,dense.SIMT_ROWS=64,dense.SIMT_TILE_N=32,dense.SIMT_DSPLIT=4,dense.SIMT_QSTAGE=1" \
+        "dense.VARIANT=4,dense.SIMT_ROWS=64,dense.SIMT_TILE_N=32,dense.SIMT_DSPLIT=2,dense.SIMT_QSTAGE=2" \
+        "dense.VARIANT=4,dense.SIMT_ROWS=32,dense.SIMT_TILE_N=64,dense.SIMT_DSPLIT=2,dense.SIMT_QSTAGE=2"; do
+        line=$(CLPSA_PARAMS=$p timeout 60 "$build/bench/clpsa_bench_dense" --heads 12 --dim 128 \
+            --dtype fp32 --reps 5 --check-rows 8 --seq 16384 2>&1 | tail -1)
+        echo "$p: $(echo "$line" | grep -oE 'time_ms=[0-9.]+ tflops=[0-9.]+ rel_l2=[0-9.e+-]+')"
+    done
+    stage "portable-simt attend fp32, video 16x32x32 H12 D128, release shares"
+    for p in "attend.VARIANT=4" \
+        "attend.VARIANT=4,attend.SIMT_ROWS=32,attend.SIMT_TILE_N=32,attend.SIMT_DSPLIT=2,attend.SIMT_QSTAGE=1" \
+        "attend.VARIANT=4,attend.SIMT_ROWS=64,attend.SIMT_TILE_N=64,attend.SIMT_DSPLIT=2,attend.SIMT_QSTAGE=2" \
+        "attend.VARIANT=4,attend.SIMT_ROWS=64,attend.SIMT_TILE_N=32,attend.SIMT_DSPLIT=4,attend.SIMT_QSTAGE=1"; do
+        CLPSA_PARAMS=$p timeout 120 "$build/bench/clpsa_bench_psa" --grid 16,32,32 --heads 12 \
+            --dim 128 --dtype fp32 --order hilbert --reps 5 --mode quantile \
+            --tau 0.10,0.15,0.15,0.35 >"$OUT/simt_psa.txt" 2>&1
+        echo "$p (rc $?): $(grep -E '^psa ' "$OUT/simt_psa.txt")"
+    done
+    stage "peer: SDPA fp32"
+    timeout 90 python3 .peers/peer_bench.py --shape 1,12,16384,128 --dtypes fp32 2>&1 | grep peer=
 fi

@@ -17,24 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char *read_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        perror(path);
-        exit(1);
-    }
-    fseek(f, 0, SEEK_END);
-    const long n = ftell(f);
-    rewind(f);
-    char *s = malloc((size_t)n + 1);
-    if (!s || fread(s, 1, (size_t)n, f) != (size_t)n) {
-        fprintf(stderr, "%s: read failed\n", path);
-        exit(1);
-    }
-    s[n] = 0;
-    fclose(f);
-    return s;
-}
+#include "../support/read_text.h"
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static uint32_t rnd(uint32_t n) { /* uniform-enough in [0, n) */
@@ -158,7 +141,7 @@ int main(void) {
     cl_int err;
     cl_context ctx = clCreateContext(NULL, 1, &dev, NULL, NULL, &err);
     cl_command_queue queue = clCreateCommandQueue(ctx, dev, 0, &err);
-    char *src[2] = {read_text("cl/common.cl"), read_text("cl/budget.cl")};
+    char *src[2] = {ts_read_text("cl/common.cl"), ts_read_text("cl/budget.cl")};
     /* common.cl needs the measurement's defines to parse; the allocation uses none of them */
     static const int nks[] = {1, 2, 3, 7, 64, 127, 1013};
     static const int wgs[] = {32, 64, 256};

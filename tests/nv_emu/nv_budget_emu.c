@@ -12,21 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-static char *readf(const char *p) {
-    FILE *f = fopen(p, "rb");
-    if (!f) {
-        perror(p);
-        exit(1);
-    }
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *s = malloc(n + 1);
-    fread(s, 1, n, f);
-    s[n] = 0;
-    fclose(f);
-    return s;
-}
+
+#include "../support/read_text.h"
 static unsigned short tobf(float x) {
     unsigned u;
     memcpy(&u, &x, 4);
@@ -59,7 +46,7 @@ cl_command_queue qu;
 static cl_kernel build(const char **files, int n, const char *opts) {
     const char *src[4];
     for (int i = 0; i < n; ++i)
-        src[i] = readf(files[i]);
+        src[i] = ts_read_text(files[i]);
     cl_int e;
     cl_program p = clCreateProgramWithSource(ctx, n, src, NULL, &e);
     for (int i = 0; i < n; ++i)

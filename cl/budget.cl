@@ -199,6 +199,16 @@ inline ulong budget_order_key(uint inverted_ratio, int key) {
     return ((ulong)inverted_ratio << 32) | (ulong)(uint)key;
 }
 
+/* Whether upgrade u is live (a non-zero cost) and its order key, *key, lies in the selection's
+ * window [lo, hi]: the filter of every pass of the selection. */
+inline bool budget_in_window(__local const uint *inv_ratio, __local const uchar *up_cost,
+                             const int u, const ulong lo, const ulong hi, ulong *key) {
+    if (up_cost[u] == 0)
+        return false;
+    *key = budget_order_key(inv_ratio[u], u);
+    return *key >= lo && *key <= hi;
+}
+
 inline uint budget_inverted_ratio(float ratio) {
     const uint bits = as_uint(ratio);
     return ~(bits ^ ((bits & 0x80000000u) ? 0xffffffffu : 0x80000000u));
@@ -328,10 +338,8 @@ budget_allocate(__global const float *scores, __global const float *loss, __glob
         /* the window's smallest and largest keys */
         ulong my_lo = ULONG_MAX, my_hi = 0;
         for (int u = lid; u < n_up; u += ASSIGN_WG) {
-            if (up_cost[u] == 0)
-                continue;
-            const ulong kk = budget_order_key(inv_ratio[u], u);
-            if (kk >= lo && kk <= hi) {
+            ulong kk;
+            if (budget_in_window(inv_ratio, up_cost, u, lo, hi, &kk)) {
                 my_lo = min(my_lo, kk);
                 my_hi = max(my_hi, kk);
             }
@@ -358,13 +366,10 @@ budget_allocate(__global const float *scores, __global const float *loss, __glob
         const int width = range == 0 ? 0 : 64 - (int)clz(range);
         const int bucket_shift = max(width - 8, 0);
         for (int u = lid; u < n_up; u += ASSIGN_WG) {
-            const int c = up_cost[u];
-            if (c == 0)
-                continue;
-            const ulong kk = budget_order_key(inv_ratio[u], u);
-            if (kk >= lo && kk <= hi) {
+            ulong kk;
+            if (budget_in_window(inv_ratio, up_cost, u, lo, hi, &kk)) {
                 const int b = (int)((kk - lo) >> bucket_shift);
-                atomic_add(&hist_cost[b], c);
+                atomic_add(&hist_cost[b], up_cost[u]);
                 atomic_inc(&hist_count[b]);
             }
         }
@@ -411,14 +416,11 @@ budget_allocate(__global const float *scores, __global const float *loss, __glob
             cand_n = 0;
         barrier(CLK_LOCAL_MEM_FENCE);
         for (int u = lid; u < n_up; u += ASSIGN_WG) {
-            const int c = up_cost[u];
-            if (c == 0)
-                continue;
-            const ulong kk = budget_order_key(inv_ratio[u], u);
-            if (kk >= lo && kk <= hi) {
+            ulong kk;
+            if (budget_in_window(inv_ratio, up_cost, u, lo, hi, &kk)) {
                 const int slot = atomic_inc(&cand_n);
                 cand_key[slot] = kk;
-                cand_cost[slot] = (uchar)c;
+                cand_cost[slot] = up_cost[u];
             }
         }
         barrier(CLK_LOCAL_MEM_FENCE);

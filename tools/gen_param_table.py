@@ -53,6 +53,7 @@ PARAMS = [  # the order of clpsa__param_id in src/params.h
     "decode.DEC_WG",
     "decode.DEC_TILE_N",
     "budget.CPU_ROWS",
+    "budget.NV_WARPS",
 ]
 
 

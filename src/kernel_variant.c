@@ -19,10 +19,11 @@ static const clpsa__kernel_variant *const attend_variants[] = {
     &clpsa__nvidia_mma_attend, &clpsa__nvidia_wgmma_attend, &clpsa__portable_cpu_attend,
     &clpsa__portable_simt_attend, &clpsa__portable_attend};
 static const clpsa__kernel_variant *const estimate_variants[] = {
-    &clpsa__nvidia_mma_estimate, &clpsa__portable_cpu_estimate, &clpsa__portable_estimate_staged,
-    &clpsa__portable_estimate};
+    &clpsa__nvidia_mma_estimate, &clpsa__nvidia_wgmma_estimate, &clpsa__portable_cpu_estimate,
+    &clpsa__portable_estimate_staged, &clpsa__portable_estimate};
 static const clpsa__kernel_variant *const budget_variants[] = {
-    &clpsa__nvidia_mma_budget, &clpsa__portable_cpu_budget, &clpsa__portable_budget};
+    &clpsa__nvidia_mma_budget, &clpsa__nvidia_wgmma_budget, &clpsa__portable_cpu_budget,
+    &clpsa__portable_budget};
 static const clpsa__kernel_variant *const decode_variants[] = {&clpsa__portable_cpu_decode,
                                                                &clpsa__portable_decode};
 
@@ -35,8 +36,8 @@ static const struct {
 } families[CLPSA__KERNEL_FAMILIES] = {
     [CLPSA__FAMILY_DENSE] = {"dense", dense_variants, 5, CLPSA__P_DENSE_VARIANT, 5},
     [CLPSA__FAMILY_ATTEND] = {"attend", attend_variants, 5, CLPSA__P_ATTEND_VARIANT, 5},
-    [CLPSA__FAMILY_ESTIMATE] = {"estimate", estimate_variants, 4, CLPSA__P_ESTIMATE_VARIANT, 4},
-    [CLPSA__FAMILY_BUDGET] = {"budget", budget_variants, 3, CLPSA__P_BUDGET_VARIANT, 3},
+    [CLPSA__FAMILY_ESTIMATE] = {"estimate", estimate_variants, 5, CLPSA__P_ESTIMATE_VARIANT, 5},
+    [CLPSA__FAMILY_BUDGET] = {"budget", budget_variants, 4, CLPSA__P_BUDGET_VARIANT, 4},
     [CLPSA__FAMILY_DECODE] = {"decode", decode_variants, 2, CLPSA__P_DECODE_VARIANT, 2},
 };
 

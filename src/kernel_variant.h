@@ -71,6 +71,7 @@ extern const clpsa__kernel_variant clpsa__portable_simt_dense, clpsa__portable_s
 extern const clpsa__kernel_variant clpsa__nvidia_mma_dense, clpsa__nvidia_mma_attend;
 extern const clpsa__kernel_variant clpsa__nvidia_wgmma_dense, clpsa__nvidia_wgmma_attend;
 extern const clpsa__kernel_variant clpsa__nvidia_mma_estimate, clpsa__nvidia_mma_budget;
+extern const clpsa__kernel_variant clpsa__nvidia_wgmma_estimate, clpsa__nvidia_wgmma_budget;
 extern const clpsa__kernel_variant clpsa__portable_decode, clpsa__portable_cpu_decode;
 
 #endif

@@ -21,8 +21,8 @@ const clpsa__param_def clpsa__param_defs[CLPSA__PARAM_COUNT] = {
     /* sampled estimate kernel (src/kernel_variant.c): 1 work-items own sampled rows (no local
      * memory); 2 sampled rows staged in local memory, work-items own key blocks (needs
      * sample_q * D floats of it); 3 nvidia-mma; 4 portable-cpu (one work-item per query block,
-     * sampled rows along the vector lanes); unset, the first that fits */
-    [CLPSA__P_ESTIMATE_VARIANT] = {"estimate", "VARIANT", {1, 2, 3, 4}, 4, 0, 0},
+     * sampled rows along the vector lanes); 5 nvidia-wgmma; unset, the first that fits */
+    [CLPSA__P_ESTIMATE_VARIANT] = {"estimate", "VARIANT", {1, 2, 3, 4, 5}, 5, 0, 0},
     /* which kernel variant runs the family (src/kernel_variant.c: 1 portable, 2 nvidia-mma,
      * 3 portable-cpu, 4 portable-simt, 5 nvidia-wgmma); unset, the first variant in the table
      * that fits the plan and the device */
@@ -33,7 +33,9 @@ const clpsa__param_def clpsa__param_defs[CLPSA__PARAM_COUNT] = {
     [CLPSA__P_DENSE_NV_TILE_N] = {"dense", "NV_TILE_N", {32, 64}, 2, 64, 64},
     [CLPSA__P_ATTEND_NV_WARPS] = {"attend", "NV_WARPS", {2, 4, 8}, 3, 4, 4},
     [CLPSA__P_ATTEND_NV_TILE_N] = {"attend", "NV_TILE_N", {32, 64}, 2, 64, 64},
-    [CLPSA__P_ESTIMATE_NV_WARPS] = {"estimate", "NV_WARPS", {2, 4, 8}, 3, 8, 8},
+    /* the estimate's: warps per work-group (whole query blocks of ceil(sample_q / 16) warps;
+     * more blocks share each staged tile of sampled keys) */
+    [CLPSA__P_ESTIMATE_NV_WARPS] = {"estimate", "NV_WARPS", {2, 4, 8, 16}, 4, 8, 8},
     [CLPSA__P_ESTIMATE_NV_TILE_N] = {"estimate", "NV_TILE_N", {32, 64}, 2, 64, 64},
     /* local-memory buffers of keys and of values (the pipeline's depth): 2 loads a tile ahead
      * while one is computed, where local memory holds them (else 1) */
@@ -60,9 +62,9 @@ const clpsa__param_def clpsa__param_defs[CLPSA__PARAM_COUNT] = {
      * rows, each owning key blocks */
     [CLPSA__P_BUDGET_WG] = {"budget", "BUDGET_WG", {16, 32, 64, 128}, 4, 32, 64},
     /* its kernel variant (src/kernel_variant.c: 1 portable, 2 portable-cpu: one work-item per
-     * group of query blocks, their sampled rows along the vector lanes, 3 nvidia-mma); unset,
-     * the first that fits */
-    [CLPSA__P_BUDGET_VARIANT] = {"budget", "VARIANT", {1, 2, 3}, 3, 0, 0},
+     * group of query blocks, their sampled rows along the vector lanes, 3 nvidia-mma, 4
+     * nvidia-wgmma); unset, the first that fits */
+    [CLPSA__P_BUDGET_VARIANT] = {"budget", "VARIANT", {1, 2, 3, 4}, 4, 0, 0},
     /* decode kernel (dense plans of at most 16 query rows, src/kernel_variant.c): 1 portable
      * split-K (work-groups share a tile in local memory), 3 portable-cpu (one work-item per
      * split, the head dimension along vectors); unset, the first that fits */
@@ -83,6 +85,9 @@ const clpsa__param_def clpsa__param_defs[CLPSA__PARAM_COUNT] = {
      * no other way (64 x 64 at D = 128 in 48 KiB) */
     [CLPSA__P_DENSE_SIMT_QSTAGE] = {"dense", "SIMT_QSTAGE", {1, 2}, 2, 1, 1},
     [CLPSA__P_ATTEND_SIMT_QSTAGE] = {"attend", "SIMT_QSTAGE", {1, 2}, 2, 1, 1},
+    /* budget nvidia-mma and nvidia-wgmma: warps per work-group (one m16 tile of sampled rows
+     * each) sharing each staged key block; nvidia-wgmma takes multiples of 4 */
+    [CLPSA__P_BUDGET_NV_WARPS] = {"budget", "NV_WARPS", {2, 4, 8, 16}, 4, 4, 4},
 };
 
 const char *clpsa__param_source_name(clpsa__param_source source) {

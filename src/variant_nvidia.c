@@ -227,7 +227,10 @@ static bool mma_estimate_plan(const clpsa_plan *plan, char *why, size_t size) {
     return true;
 }
 
-static clpsa_status configure_estimate(clpsa_plan *plan, int attempt, clpsa__kernel_config *out) {
+/* Warps of whole query blocks (ceil(sample_q / 16) warps each), halved per attempt whose
+ * kernel allowed fewer work-items; nvidia-wgmma's in whole warpgroups of four as well. */
+static clpsa_status configure_estimate_kind(clpsa_plan *plan, int attempt, bool wgmma,
+                                            clpsa__kernel_config *out) {
     int warps = 0, tile = 0;
     bool overridden = false;
     clpsa_status status = clpsa__plan_param(plan, CLPSA__P_ESTIMATE_NV_WARPS, &warps, &overridden);
@@ -236,19 +239,33 @@ static clpsa_status configure_estimate(clpsa_plan *plan, int attempt, clpsa__ker
     if (status != CLPSA_OK)
         return status;
     const int per_block = (plan->psa.sample_q + 15) / 16;
+    /* nvidia-wgmma: per_block is 1, 2, 4 or 8 (wgmma_estimate_plan), so whole warpgroups of
+     * whole blocks are multiples of the larger of 4 and per_block. */
+    const int unit = wgmma && per_block < 4 ? 4 : per_block;
+    if (wgmma && overridden && warps % unit != 0)
+        return clpsa__fail(plan->ctx, CLPSA_ERROR_UNSUPPORTED,
+                           "the nvidia-wgmma estimate needs estimate.NV_WARPS a multiple of %d "
+                           "(whole warpgroups of four warps and whole query blocks of %d warps "
+                           "at sample_q = %d; got %d)",
+                           unit, per_block, plan->psa.sample_q, warps);
     if (attempt > 0) {
-        if (overridden || (warps >> attempt) < per_block)
+        if (overridden || (warps >> attempt) < unit)
             return CLPSA_ERROR_UNSUPPORTED;
         warps >>= attempt;
     }
     if (tile % plan->psa.sample_k != 0)
         tile = 64; /* 64 % sample_k == 0 was checked */
-    warps = warps < per_block ? per_block : warps / per_block * per_block;
+    warps = warps < unit ? unit : warps / unit * unit;
     out->rows = warps / per_block;
     out->items = 32 * warps;
-    snprintf(out->options, sizeof out->options, "-DNV_WARPS=%d -DNV_TILE_N=%d -cl-nv-verbose",
-             warps, tile);
+    snprintf(out->options, sizeof out->options,
+             "-DNV_WARPS=%d -DNV_TILE_N=%d -DNV_WGMMA=%d -cl-nv-verbose", warps, tile,
+             wgmma ? 1 : 0);
     return CLPSA_OK;
+}
+
+static clpsa_status configure_estimate(clpsa_plan *plan, int attempt, clpsa__kernel_config *out) {
+    return configure_estimate_kind(plan, attempt, false, out);
 }
 
 const clpsa__kernel_variant clpsa__nvidia_mma_estimate = {
@@ -263,22 +280,54 @@ const clpsa__kernel_variant clpsa__nvidia_mma_estimate = {
     configure_estimate,
 };
 
-/* Budget mode's measurement (nv_budget.cl): one m16 tile of sampled rows (16 / sample_q query
- * blocks) per warp; a key block's keys and its pooled tokens staged in two buffers. */
-/* Warps per work-group sharing each staged key block. The kernel takes 139 registers a
- * work-item (ptxas, sm_90, D = 128), so 4 warps let 3 groups share an SM and hide each other's
- * barriers, where 8 would fit once (compile-time reasoning; not measured yet). */
-#define BUDGET_NV_WARPS 4
-
-static cl_ulong budget_local_bytes(const clpsa_plan *plan, int warps) {
-    const cl_ulong bk = (cl_ulong)plan->psa.block_k, d = (cl_ulong)plan->desc.head_dim;
-    /* keys and pooled tokens (pitch D + 8), row maxima, totals and last visible keys */
-    return (bk + bk / 2 + bk / 4 + bk / 8) * (d + 8) * 2 + (cl_ulong)warps * 16 * 12;
+/* The same estimate with wgmma: a warpgroup's 64 sampled rows against each staged tile. */
+static bool wgmma_estimate_plan(const clpsa_plan *plan, char *why, size_t size) {
+    if (!wgmma_plan(plan, why, size) || !mma_estimate_plan(plan, why, size))
+        return false;
+    const int per_block = (plan->psa.sample_q + 15) / 16;
+    if (per_block != 1 && per_block != 2 && per_block != 4 && per_block != 8) {
+        snprintf(why, size,
+                 "sample_q = %d: the wgmma estimate takes blocks of 1, 2, 4 or 8 warps (16 rows "
+                 "each) that tile warpgroups of four: sample_q <= 32, 49..64 or 113..128",
+                 plan->psa.sample_q);
+        return false;
+    }
+    return true;
 }
 
-static bool mma_budget_plan(const clpsa_plan *plan, char *why, size_t size) {
-    if (!mma_plan(plan, why, size))
-        return false;
+static clpsa_status configure_wgmma_estimate(clpsa_plan *plan, int attempt,
+                                             clpsa__kernel_config *out) {
+    return configure_estimate_kind(plan, attempt, true, out);
+}
+
+const clpsa__kernel_variant clpsa__nvidia_wgmma_estimate = {
+    CLPSA__FAMILY_ESTIMATE,
+    5,
+    "nvidia-wgmma",
+    {"common.cl", "nvidia/nv_mma.cl", "nvidia/nv_wgmma.cl", "nvidia/nv_estimate.cl", NULL},
+    "estimate_sampled",
+    {CLPSA__P_ESTIMATE_NV_WARPS, CLPSA__P_ESTIMATE_NV_TILE_N, CLPSA__PARAM_COUNT},
+    nvidia_sm90,
+    wgmma_estimate_plan,
+    configure_wgmma_estimate,
+};
+
+/* Budget mode's measurement (nv_budget.cl): one m16 tile of sampled rows (16 / sample_q query
+ * blocks) per warp; a key block's keys and its pooled tokens staged in two buffers. */
+/* Warps per work-group sharing each staged key block: budget.NV_WARPS (default 4: the mma
+ * kernel takes 139 registers a work-item (ptxas, sm_90, D = 128), so 4 warps let 3 groups share
+ * an SM and hide each other's barriers, where 8 would fit once). */
+static cl_ulong budget_local_bytes(const clpsa_plan *plan, int warps, bool wgmma) {
+    const cl_ulong bk = (cl_ulong)plan->psa.block_k, d = (cl_ulong)plan->desc.head_dim;
+    /* keys and pooled tokens (pitch D + 8; wgmma's core matrices need no padding), row maxima,
+     * totals and last visible keys */
+    const cl_ulong pitch = wgmma ? d : d + 8;
+    return (bk + bk / 2 + bk / 4 + bk / 8) * pitch * 2 + (cl_ulong)warps * 16 * 12;
+}
+
+/* The shapes both budget variants take, and the local memory of one group of `warps`. */
+static bool budget_plan_fits(const clpsa_plan *plan, int warps, bool wgmma, char *why,
+                             size_t size) {
     const int bk = plan->psa.block_k;
     if (bk % 64 != 0 || bk > 128) {
         snprintf(why, size,
@@ -292,7 +341,7 @@ static bool mma_budget_plan(const clpsa_plan *plan, char *why, size_t size) {
                  plan->psa.sample_q);
         return false;
     }
-    const cl_ulong need = budget_local_bytes(plan, 1);
+    const cl_ulong need = budget_local_bytes(plan, warps, wgmma);
     if (need > plan->ctx->info.local_mem_size) {
         snprintf(why, size,
                  "needs %llu bytes of local memory at block_k = %d, head_dim = %d; the device "
@@ -304,28 +353,78 @@ static bool mma_budget_plan(const clpsa_plan *plan, char *why, size_t size) {
     return true;
 }
 
-/* BUDGET_NV_WARPS, fewer where the query blocks would leave warps idle, halved per attempt
- * whose kernel allowed fewer work-items. */
-static clpsa_status configure_budget(clpsa_plan *plan, int attempt, clpsa__kernel_config *out) {
+static bool mma_budget_plan(const clpsa_plan *plan, char *why, size_t size) {
+    return mma_plan(plan, why, size) && budget_plan_fits(plan, 1, false, why, size);
+}
+
+/* budget.NV_WARPS, fewer where the query blocks would leave warps idle (never below one
+ * warpgroup for wgmma), halved per attempt whose kernel allowed fewer work-items; an override is
+ * kept as given. */
+static clpsa_status configure_budget_kind(clpsa_plan *plan, int attempt, bool wgmma,
+                                          clpsa__kernel_config *out) {
     const int per_warp = 16 / plan->psa.sample_q; /* query blocks in one m16 tile */
-    int warps = BUDGET_NV_WARPS;
-    while (warps > 1 && (warps / 2) * per_warp >= plan->blocks_q)
+    const int least = wgmma ? 4 : 1;
+    int warps = 0;
+    bool overridden = false;
+    const clpsa_status status =
+        clpsa__plan_param(plan, CLPSA__P_BUDGET_NV_WARPS, &warps, &overridden);
+    if (status != CLPSA_OK)
+        return status;
+    if (wgmma && warps % 4 != 0) {
+        if (overridden)
+            return clpsa__fail(plan->ctx, CLPSA_ERROR_UNSUPPORTED,
+                               "the nvidia-wgmma budget measurement needs budget.NV_WARPS a "
+                               "multiple of 4 (whole warpgroups; got %d)",
+                               warps);
+        warps = 4;
+    }
+    if (attempt > 0) {
+        if (overridden || (warps >> attempt) < least)
+            return CLPSA_ERROR_UNSUPPORTED;
+        warps >>= attempt;
+    }
+    while (!overridden && warps > least && (warps / 2) * per_warp >= plan->blocks_q)
         warps /= 2;
-    if ((warps >> attempt) < 1)
-        return CLPSA_ERROR_UNSUPPORTED;
-    warps >>= attempt;
-    while (warps > 1 && budget_local_bytes(plan, warps) > plan->ctx->info.local_mem_size)
+    while (warps > least && budget_local_bytes(plan, warps, wgmma) > plan->ctx->info.local_mem_size)
         warps /= 2;
     out->rows = warps * per_warp;
     out->items = 32 * warps;
-    snprintf(out->options, sizeof out->options, "-DNV_WARPS=%d -cl-nv-verbose", warps);
+    snprintf(out->options, sizeof out->options, "-DNV_WARPS=%d -DNV_WGMMA=%d -cl-nv-verbose", warps,
+             wgmma ? 1 : 0);
     return CLPSA_OK;
+}
+
+static clpsa_status configure_budget(clpsa_plan *plan, int attempt, clpsa__kernel_config *out) {
+    return configure_budget_kind(plan, attempt, false, out);
 }
 
 const clpsa__kernel_variant clpsa__nvidia_mma_budget = {
     CLPSA__FAMILY_BUDGET, 3,
     "nvidia-mma",         {"common.cl", "nvidia/nv_mma.cl", "nvidia/nv_budget.cl", NULL},
-    "budget_measure",     {CLPSA__PARAM_COUNT},
+    "budget_measure",     {CLPSA__P_BUDGET_NV_WARPS, CLPSA__PARAM_COUNT},
     nvidia_sm80,          mma_budget_plan,
     configure_budget,
+};
+
+/* The same measurement with wgmma: a warpgroup's four m16 tiles (64 sampled rows) against the
+ * staged keys (n = bn) and pooled tokens (n = 7 bn / 8). */
+static bool wgmma_budget_plan(const clpsa_plan *plan, char *why, size_t size) {
+    return wgmma_plan(plan, why, size) && budget_plan_fits(plan, 4, true, why, size);
+}
+
+static clpsa_status configure_wgmma_budget(clpsa_plan *plan, int attempt,
+                                           clpsa__kernel_config *out) {
+    return configure_budget_kind(plan, attempt, true, out);
+}
+
+const clpsa__kernel_variant clpsa__nvidia_wgmma_budget = {
+    CLPSA__FAMILY_BUDGET,
+    4,
+    "nvidia-wgmma",
+    {"common.cl", "nvidia/nv_mma.cl", "nvidia/nv_wgmma.cl", "nvidia/nv_budget.cl", NULL},
+    "budget_measure",
+    {CLPSA__P_BUDGET_NV_WARPS, CLPSA__PARAM_COUNT},
+    nvidia_sm90,
+    wgmma_budget_plan,
+    configure_wgmma_budget,
 };

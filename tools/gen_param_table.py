@@ -55,6 +55,7 @@ PARAMS = [  # the order of clpsa__param_id in src/params.h
     "budget.CPU_ROWS",
     "dense.SIMT_QSTAGE",
     "attend.SIMT_QSTAGE",
+    "budget.NV_WARPS",
 ]
 
 

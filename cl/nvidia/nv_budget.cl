@@ -15,7 +15,13 @@
  * m_t and the row total F_t = sum_j full_t[j] exp2(mx_t[j] - m_t) are kept online in registers
  * and need no reduction across warps; the per-(row, block) cells go to the global scratch
  * (budget.cl's layout) because the mass needs m_t and F_t, known only after the last block.
- * Needs BLOCK_K a multiple of 64, SAMPLE_Q <= 16, HEAD_DIM a multiple of 32 (host-checked). */
+ * Needs BLOCK_K a multiple of 64, SAMPLE_Q <= 16, HEAD_DIM a multiple of 32 (host-checked).
+ * NV_WGMMA = 1 (the nvidia-wgmma variant, compute capability 9.0, built after nv_wgmma.cl): the
+ * same m16 tile per warp, fragments and epilogue, but each warpgroup of four warps (64 sampled
+ * rows) multiplies with wgmma, which reads the keys and pooled tokens straight from local memory
+ * (n = BLOCK_K, then 7 BLOCK_K / 8) instead of one ldmatrix per mma; so NV_WARPS is a multiple of
+ * 4 and both buffers are stored as core matrices (WG_TILE_OFFSET) without padding. Needs
+ * HEAD_DIM 64 or 128 and BLOCK_K 64 or 128 (host-checked). */
 #ifndef NV_WARPS
 #define NV_WARPS 4 /* warps per work-group, one m16 tile each */
 #endif
@@ -28,11 +34,23 @@
 #ifndef SAMPLE_Q
 #define SAMPLE_Q (BLOCK_Q / 16) /* sampled rows per query block */
 #endif
+#ifndef NV_WGMMA
+#define NV_WGMMA 0 /* 1: wgmma (nv_wgmma.cl) instead of mma.sync */
+#endif
 
 #define NV_THREADS (32 * NV_WARPS)
-#define NV_PITCH (HEAD_DIM + 8) /* 16 bytes of padding: ldmatrix rows on distinct banks */
 #define NV_CHUNKS (HEAD_DIM / 8)
 #define NV_PIECES 4 /* 16-byte copies per work-item and row (divides NV_CHUNKS) */
+#if NV_WGMMA
+#define NV_PITCH HEAD_DIM
+#define NV_TILE_OFFSET(r, piece) WG_TILE_OFFSET(r, piece)
+#if NV_WARPS % 4 != 0 || (HEAD_DIM != 64 && HEAD_DIM != 128) || (BLOCK_K != 64 && BLOCK_K != 128)
+#error "nv_budget.cl with NV_WGMMA needs NV_WARPS % 4 == 0, HEAD_DIM 64 or 128, BLOCK_K 64 or 128"
+#endif
+#else
+#define NV_PITCH (HEAD_DIM + 8) /* 16 bytes of padding: ldmatrix rows on distinct banks */
+#define NV_TILE_OFFSET(r, piece) ((r)*NV_PITCH + (piece)*8)
+#endif
 #define FULL_TILES (BLOCK_K / 8)
 #define POOL_ROWS (BLOCK_K / 2 + BLOCK_K / 4 + BLOCK_K / 8)
 #define POOL_TILES (POOL_ROWS / 8)
@@ -47,18 +65,32 @@
 
 typedef __global const ushort *rows16_t;
 
+/* Which row of a buffer, and which first piece of it, the copy item starting at piece number
+ * `first` (a multiple of NV_PIECES) moves: NV_PIECES consecutive pieces of the row. */
+NV_INLINE int2 copy_item(const int first) {
+#if NV_WGMMA
+    /* Neighbouring work-items take neighbouring rows of one piece: each quarter-warp's 16-byte
+     * writes fill one core matrix. */
+    const int u = first / NV_PIECES, sets = NV_CHUNKS / NV_PIECES;
+    return (int2)((u / (8 * sets)) * 8 + (u & 7), ((u / 8) % sets) * NV_PIECES);
+#else
+    const int r = first / NV_CHUNKS;
+    return (int2)(r, first - r * NV_CHUNKS);
+#endif
+}
+
 /* Starts the copy of key block j's keys (zeros past the end of the sequence). */
 NV_INLINE void stage_keys(__local ushort *dst, rows16_t k_head, const long k_sn,
                           __global const int *perm, const int j, const int seq_k) {
     for (int first = get_local_id(0) * NV_PIECES; first < BLOCK_K * NV_CHUNKS;
          first += NV_THREADS * NV_PIECES) {
-        const int r = first / NV_CHUNKS;
+        const int2 at = copy_item(first);
+        const int r = at.x, piece0 = at.y;
         const int key = j * BLOCK_K + r;
         const bool ok = key < seq_k;
         rows16_t row = ok ? k_head + (long)TOKEN(perm, key) * k_sn : k_head;
-        const int piece0 = first - r * NV_CHUNKS;
         for (int piece = piece0; piece < piece0 + NV_PIECES; ++piece)
-            copy16_async(dst + r * NV_PITCH + piece * 8, ok ? row + piece * 8 : k_head,
+            copy16_async(dst + NV_TILE_OFFSET(r, piece), ok ? row + piece * 8 : k_head,
                          ok ? 16 : 0);
     }
 }
@@ -70,7 +102,8 @@ NV_INLINE void stage_pooled(__local ushort *dst, rows16_t pyramid, const int j, 
                             const int np4, const int np8) {
     for (int first = get_local_id(0) * NV_PIECES; first < POOL_ROWS * NV_CHUNKS;
          first += NV_THREADS * NV_PIECES) {
-        const int r = first / NV_CHUNKS;
+        const int2 at = copy_item(first);
+        const int r = at.x, piece0 = at.y;
         int p, count, base;
         if (r < BLOCK_K / 2) {
             p = j * (BLOCK_K / 2) + r;
@@ -87,9 +120,8 @@ NV_INLINE void stage_pooled(__local ushort *dst, rows16_t pyramid, const int j, 
         }
         const bool ok = p < count;
         rows16_t row = pyramid + (long)(base + (ok ? p : 0)) * HEAD_DIM;
-        const int piece0 = first - r * NV_CHUNKS;
         for (int piece = piece0; piece < piece0 + NV_PIECES; ++piece)
-            copy16_async(dst + r * NV_PITCH + piece * 8, row + piece * 8, ok ? 16 : 0);
+            copy16_async(dst + NV_TILE_OFFSET(r, piece), row + piece * 8, ok ? 16 : 0);
     }
 }
 
@@ -106,6 +138,40 @@ NV_INLINE float pooled_term(const float x, const float m, const int p, const int
     const bool visible = p < count && p * f + cnt - 1 <= limit;
     return visible ? (float)cnt * exp2(x - m) : 0.0f;
 }
+
+#if NV_WGMMA
+/* Waits for this work-item's copies and hands them to wgmma's (async) view of local memory. */
+#define NV_COPIES_LANDED(pending)                                                                  \
+    do {                                                                                           \
+        COPY_ASYNC_WAIT(pending);                                                                  \
+        wg_fence_shared();                                                                         \
+    } while (0)
+#if BLOCK_K == 64
+#define KEY_SCORES wg_tile_scores_n64
+#define POOL_SCORES wg_tile_scores_n56
+#else
+#define KEY_SCORES wg_tile_scores_n128
+#define POOL_SCORES wg_tile_scores_n112
+#endif
+
+/* The warpgroup's 64 rows against a key block's keys (FULL_TILES n-tiles) and against its
+ * pooled tokens (POOL_TILES). */
+NV_INLINE void key_scores(const uint4 *qf, __local const ushort *tile, float4 *s) {
+#pragma unroll
+    for (int nt = 0; nt < FULL_TILES; ++nt)
+        s[nt] = (float4)(0.0f); /* overwritten by the first wgmma; defined for the compiler */
+    KEY_SCORES(qf, tile, s);
+}
+
+NV_INLINE void pooled_scores(const uint4 *qf, __local const ushort *tile, float4 *t) {
+#pragma unroll
+    for (int nt = 0; nt < POOL_TILES; ++nt)
+        t[nt] = (float4)(0.0f);
+    POOL_SCORES(qf, tile, t);
+}
+#else
+#define NV_COPIES_LANDED(pending) COPY_ASYNC_WAIT(pending)
+#endif
 
 __kernel __attribute__((reqd_work_group_size(NV_THREADS, 1, 1))) void
 budget_measure(__global const in_t *q, __global const in_t *k, __global const in_t *k_pyr,
@@ -190,9 +256,12 @@ budget_measure(__global const in_t *q, __global const in_t *k, __global const in
     }
     for (int j = 0; j < j_end; ++j) {
         /* In flight: keys of j, pooled tokens of j. */
-        COPY_ASYNC_WAIT(1);
+        NV_COPIES_LANDED(1);
         barrier(CLK_LOCAL_MEM_FENCE);
         float4 s[FULL_TILES]; /* the m16 tile against the block's keys */
+#if NV_WGMMA
+        key_scores(qf, key_tile, s);
+#else
 #pragma unroll
         for (int nt = 0; nt < FULL_TILES; ++nt)
             s[nt] = (float4)(0.0f);
@@ -206,6 +275,7 @@ budget_measure(__global const in_t *q, __global const in_t *k, __global const in
                 s[nt] = mma_16x8x16(qf[kc + 1], (uint2)(kb.z, kb.w), s[nt]);
             }
         }
+#endif
         float mx_a = -INFINITY, mx_b = -INFINITY;
 #pragma unroll
         for (int nt = 0; nt < FULL_TILES; ++nt) {
@@ -236,12 +306,15 @@ budget_measure(__global const in_t *q, __global const in_t *k, __global const in
         if (j + 1 < j_end) {
             stage_keys(key_tile, k_head, k_sn, perm, j + 1, seq_k);
             copy_async_commit();
-            COPY_ASYNC_WAIT(1); /* the pooled tokens of j have landed */
+            NV_COPIES_LANDED(1); /* the pooled tokens of j have landed */
         } else {
-            COPY_ASYNC_WAIT(0);
+            NV_COPIES_LANDED(0);
         }
         barrier(CLK_LOCAL_MEM_FENCE);
         float4 t[POOL_TILES]; /* against its pooled tokens */
+#if NV_WGMMA
+        pooled_scores(qf, pool_tile, t);
+#else
 #pragma unroll
         for (int nt = 0; nt < POOL_TILES; ++nt)
             t[nt] = (float4)(0.0f);
@@ -255,6 +328,7 @@ budget_measure(__global const in_t *q, __global const in_t *k, __global const in
                 t[nt] = mma_16x8x16(qf[kc + 1], (uint2)(kb.z, kb.w), t[nt]);
             }
         }
+#endif
         float pl_a[3] = {0.0f, 0.0f, 0.0f}, pl_b[3] = {0.0f, 0.0f, 0.0f};
 #pragma unroll
         for (int u = 0; u < POOL_TILES; ++u) {

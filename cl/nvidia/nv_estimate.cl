@@ -10,7 +10,15 @@
  * block), as in the portable kernels, because rowmax is known only after the last tile.
  * Tunables: NV_WARPS (warps per work-group, a multiple of the warps of one block),
  * NV_TILE_N (sampled keys per tile, a multiple of 16 and of SAMPLE_K).
- * Needs SAMPLE_K a multiple of 8 dividing NV_TILE_N, HEAD_DIM a multiple of 32 (host-checked). */
+ * Needs SAMPLE_K a multiple of 8 dividing NV_TILE_N, HEAD_DIM a multiple of 32 (host-checked).
+ * NV_WGMMA = 1 (the nvidia-wgmma variant, compute capability 9.0, built after nv_wgmma.cl): the
+ * same rows per warp, fragments and epilogue, but each warpgroup of four warps (64 sampled rows:
+ * 4 / WARPS_PER_BLOCK query blocks, or one block's four warps, or half of one's eight) multiplies
+ * with wgmma, which reads the keys straight from local memory instead of one ldmatrix per mma; so
+ * NV_WARPS is a multiple of 4 and the tiles are stored as core matrices (WG_TILE_OFFSET) without
+ * padding. Every work-group re-reads all sampled keys of its head from L2: more query blocks per
+ * work-group (NV_WARPS 8 or 16) divide that traffic. Needs HEAD_DIM 64 or 128, NV_TILE_N 32, 64
+ * or 128, SAMPLE_Q of 1, 2, 4 or 8 warps (host-checked). */
 #ifndef NV_WARPS
 #define NV_WARPS 8 /* warps per work-group */
 #endif
@@ -29,16 +37,31 @@
 #ifndef SAMPLE_K
 #define SAMPLE_K (BLOCK_K / 4) /* sampled keys per key block */
 #endif
+#ifndef NV_WGMMA
+#define NV_WGMMA 0 /* 1: wgmma (nv_wgmma.cl) instead of mma.sync */
+#endif
 
 #define NV_THREADS (32 * NV_WARPS)
-#define NV_PITCH (HEAD_DIM + 8)
 #define NV_CHUNKS (HEAD_DIM / 8)
+#if NV_WGMMA
+#define NV_PITCH HEAD_DIM
+#define NV_TILE_OFFSET(j, piece) WG_TILE_OFFSET(j, piece)
+#if NV_WARPS % 4 != 0 || (HEAD_DIM != 64 && HEAD_DIM != 128) ||                                    \
+    (NV_TILE_N != 32 && NV_TILE_N != 64 && NV_TILE_N != 128)
+#error                                                                                             \
+    "nv_estimate.cl with NV_WGMMA needs NV_WARPS % 4 == 0, HEAD_DIM 64 or 128, NV_TILE_N 32, 64 or 128"
+#endif
+#else
+#define NV_PITCH (HEAD_DIM + 8) /* 16 bytes of padding: ldmatrix rows fall in distinct banks */
+#define NV_TILE_OFFSET(j, piece) ((j)*NV_PITCH + (piece)*8)
+#endif
 #define NV_S_TILES (NV_TILE_N / 8)
 #define WARPS_PER_BLOCK ((SAMPLE_Q + 15) / 16)
 #define BLOCKS_PER_GROUP (NV_WARPS / WARPS_PER_BLOCK)
 #define KEY_BLOCKS_PER_TILE (NV_TILE_N / SAMPLE_K)
 #define TILES_PER_KEY_BLOCK (SAMPLE_K / 8) /* n-tiles of 8 keys in one key block */
 #define PIECES_PER_ITEM ((NV_TILE_N * NV_CHUNKS + NV_THREADS - 1) / NV_THREADS)
+#define PIECE_SETS (NV_CHUNKS / PIECES_PER_ITEM) /* copy items per key row */
 
 #if SAMPLE_K % 8 != 0 || NV_TILE_N % SAMPLE_K != 0 || NV_WARPS % WARPS_PER_BLOCK != 0 ||           \
     HEAD_DIM % 32 != 0 || NV_CHUNKS % PIECES_PER_ITEM != 0
@@ -47,15 +70,30 @@
 
 typedef __global const ushort *rows16_t;
 
-/* Starts the copy of tile `tile` of the sampled keys (replicate padding past the end). The
- * work-items of one key row copy its pieces, so each looks up the row (offsets, then the
- * ordering: two dependent global reads) once. */
+/* Which key row of a tile, and which first piece of it, the copy item starting at piece number
+ * `first` (a multiple of PIECES_PER_ITEM) moves: PIECES_PER_ITEM consecutive pieces of the row. */
+NV_INLINE int2 copy_item(const int first) {
+#if NV_WGMMA
+    /* Neighbouring work-items take neighbouring rows of one piece: each quarter-warp's 16-byte
+     * writes fill one core matrix. */
+    const int u = first / PIECES_PER_ITEM;
+    return (int2)((u / (8 * PIECE_SETS)) * 8 + (u & 7), ((u / 8) % PIECE_SETS) * PIECES_PER_ITEM);
+#else
+    const int j = first / NV_CHUNKS; /* NV_CHUNKS is a multiple of PIECES_PER_ITEM */
+    return (int2)(j, first - j * NV_CHUNKS);
+#endif
+}
+
+/* Starts the copy of tile `tile` of the sampled keys (replicate padding past the end). Each
+ * work-item copies PIECES_PER_ITEM pieces of one key row, so it looks up the row (offsets, then
+ * the ordering: two dependent global reads) once for all of them. */
 NV_INLINE void stage_sampled_keys(__local ushort *dst, rows16_t k_head, const long k_sn,
                                   __global const int *cols, __global const int *perm,
                                   const int tile, const int keys, const int seq_k) {
     for (int first = get_local_id(0) * PIECES_PER_ITEM; first < NV_TILE_N * NV_CHUNKS;
          first += NV_THREADS * PIECES_PER_ITEM) {
-        const int j = first / NV_CHUNKS; /* NV_CHUNKS is a multiple of PIECES_PER_ITEM */
+        const int2 at = copy_item(first);
+        const int j = at.x, piece0 = at.y;
         const int slot = tile * NV_TILE_N + j;
         rows16_t row = k_head;
         if (slot < keys) {
@@ -64,9 +102,8 @@ NV_INLINE void stage_sampled_keys(__local ushort *dst, rows16_t k_head, const lo
                 TOKEN(perm, min(block * BLOCK_K + cols[slot - block * SAMPLE_K], seq_k - 1));
             row = k_head + (long)key * k_sn;
         }
-        const int piece0 = first - j * NV_CHUNKS;
         for (int piece = piece0; piece < piece0 + PIECES_PER_ITEM; ++piece)
-            copy16_async(dst + j * NV_PITCH + piece * 8, slot < keys ? row + piece * 8 : k_head,
+            copy16_async(dst + NV_TILE_OFFSET(j, piece), slot < keys ? row + piece * 8 : k_head,
                          slot < keys ? 16 : 0);
     }
 }
@@ -74,6 +111,25 @@ NV_INLINE void stage_sampled_keys(__local ushort *dst, rows16_t k_head, const lo
 NV_INLINE uint load_pair(rows16_t row, const int d, const bool valid) {
     return valid ? *(__global const uint *)(row + d) : 0u;
 }
+
+#if NV_WGMMA
+/* Waits for this work-item's copies and hands them to wgmma's (async) view of local memory. */
+#define NV_COPIES_LANDED(pending)                                                                  \
+    do {                                                                                           \
+        COPY_ASYNC_WAIT(pending);                                                                  \
+        wg_fence_shared();                                                                         \
+    } while (0)
+
+/* The warpgroup's 64 rows against one tile of sampled keys. */
+NV_INLINE void tile_scores(const uint4 *qf, __local const ushort *tile, float4 *s) {
+#pragma unroll
+    for (int nt = 0; nt < NV_S_TILES; ++nt)
+        s[nt] = (float4)(0.0f); /* overwritten by the first wgmma; defined for the compiler */
+    WG_TILE_SCORES(NV_TILE_N)(qf, tile, s);
+}
+#else
+#define NV_COPIES_LANDED(pending) COPY_ASYNC_WAIT(pending)
+#endif
 
 __kernel __attribute__((reqd_work_group_size(NV_THREADS, 1, 1))) void estimate_sampled(
     __global const in_t *q, __global const in_t *k, __global const int *perm,
@@ -128,13 +184,16 @@ __kernel __attribute__((reqd_work_group_size(NV_THREADS, 1, 1))) void estimate_s
         if (t + 1 < tiles) {
             stage_sampled_keys(k_tile[(t + 1) & 1], k_head, k_sn, cols, perm, t + 1, keys, seq_k);
             copy_async_commit();
-            COPY_ASYNC_WAIT(1);
+            NV_COPIES_LANDED(1);
         } else {
-            COPY_ASYNC_WAIT(0);
+            NV_COPIES_LANDED(0);
         }
         barrier(CLK_LOCAL_MEM_FENCE);
         __local const ushort *tile = k_tile[t & 1];
         float4 s[NV_S_TILES];
+#if NV_WGMMA
+        tile_scores(qf, tile, s);
+#else
 #pragma unroll
         for (int nt = 0; nt < NV_S_TILES; ++nt)
             s[nt] = (float4)(0.0f);
@@ -148,6 +207,7 @@ __kernel __attribute__((reqd_work_group_size(NV_THREADS, 1, 1))) void estimate_s
                 s[nt] = mma_16x8x16(qf[kc + 1], (uint2)(kb.z, kb.w), s[nt]);
             }
         }
+#endif
 #pragma unroll
         for (int kb = 0; kb < KEY_BLOCKS_PER_TILE; ++kb) {
             float max_a = -INFINITY, max_b = -INFINITY;

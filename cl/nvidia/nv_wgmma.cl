@@ -109,6 +109,45 @@ NV_INLINE void wg_mma_kmajor_n128(float4 *d, const uint4 a, const ulong b_desc,
         : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "l"(b_desc), "r"(accumulate));
 }
 
+/* Budget mode's pooled tokens (7/8 of a key block: 56 or 112 rows). */
+/* d[0..6] (+)= A B^T: A 64x16 in registers, B 56x16 in local memory, K-major. */
+NV_INLINE void wg_mma_kmajor_n56(float4 *d, const uint4 a, const ulong b_desc,
+                                 const int accumulate) {
+    __asm__ __volatile__("{\n.reg .pred p;\nsetp.ne.b32 p, %33, 0;\n" WG_SM90A
+                         "wgmma.mma_async.sync.aligned.m64n56k16.f32." WG_TYPE "." WG_TYPE " "
+                         "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%"
+                         "20,%21,%22,%23,%24,%25,%26,%27}, {%28,%29,%30,%31}, %32, p, 1, 1, 0;\n}"
+                         : "+f"(d[0].x), "+f"(d[0].y), "+f"(d[0].z), "+f"(d[0].w), "+f"(d[1].x),
+                           "+f"(d[1].y), "+f"(d[1].z), "+f"(d[1].w), "+f"(d[2].x), "+f"(d[2].y),
+                           "+f"(d[2].z), "+f"(d[2].w), "+f"(d[3].x), "+f"(d[3].y), "+f"(d[3].z),
+                           "+f"(d[3].w), "+f"(d[4].x), "+f"(d[4].y), "+f"(d[4].z), "+f"(d[4].w),
+                           "+f"(d[5].x), "+f"(d[5].y), "+f"(d[5].z), "+f"(d[5].w), "+f"(d[6].x),
+                           "+f"(d[6].y), "+f"(d[6].z), "+f"(d[6].w)
+                         : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "l"(b_desc), "r"(accumulate));
+}
+
+/* d[0..13] (+)= A B^T: A 64x16 in registers, B 112x16 in local memory, K-major. */
+NV_INLINE void wg_mma_kmajor_n112(float4 *d, const uint4 a, const ulong b_desc,
+                                  const int accumulate) {
+    __asm__ __volatile__(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %61, 0;\n" WG_SM90A
+        "wgmma.mma_async.sync.aligned.m64n112k16.f32." WG_TYPE "." WG_TYPE " "
+        "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%"
+        "24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%"
+        "46,%47,%48,%49,%50,%51,%52,%53,%54,%55}, {%56,%57,%58,%59}, %60, p, 1, 1, 0;\n}"
+        : "+f"(d[0].x), "+f"(d[0].y), "+f"(d[0].z), "+f"(d[0].w), "+f"(d[1].x), "+f"(d[1].y),
+          "+f"(d[1].z), "+f"(d[1].w), "+f"(d[2].x), "+f"(d[2].y), "+f"(d[2].z), "+f"(d[2].w),
+          "+f"(d[3].x), "+f"(d[3].y), "+f"(d[3].z), "+f"(d[3].w), "+f"(d[4].x), "+f"(d[4].y),
+          "+f"(d[4].z), "+f"(d[4].w), "+f"(d[5].x), "+f"(d[5].y), "+f"(d[5].z), "+f"(d[5].w),
+          "+f"(d[6].x), "+f"(d[6].y), "+f"(d[6].z), "+f"(d[6].w), "+f"(d[7].x), "+f"(d[7].y),
+          "+f"(d[7].z), "+f"(d[7].w), "+f"(d[8].x), "+f"(d[8].y), "+f"(d[8].z), "+f"(d[8].w),
+          "+f"(d[9].x), "+f"(d[9].y), "+f"(d[9].z), "+f"(d[9].w), "+f"(d[10].x), "+f"(d[10].y),
+          "+f"(d[10].z), "+f"(d[10].w), "+f"(d[11].x), "+f"(d[11].y), "+f"(d[11].z), "+f"(d[11].w),
+          "+f"(d[12].x), "+f"(d[12].y), "+f"(d[12].z), "+f"(d[12].w), "+f"(d[13].x), "+f"(d[13].y),
+          "+f"(d[13].z), "+f"(d[13].w)
+        : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "l"(b_desc), "r"(accumulate));
+}
+
 /* d[0..7] += A B: A 64x16 in registers, B 16x64 in local memory, N-major (transposed read). */
 NV_INLINE void wg_mma_mnmajor_n64(float4 *d, const uint4 a, const ulong b_desc,
                                   const int accumulate) {
@@ -192,3 +231,75 @@ NV_INLINE void wg_wait_16(float4 *d) {
         :
         : "memory");
 }
+
+NV_INLINE void wg_wait_14(float4 *d) {
+    __asm__ __volatile__(
+        WG_SM90A "wgmma.wait_group.sync.aligned 0;"
+        : "+f"(d[0].x), "+f"(d[0].y), "+f"(d[0].z), "+f"(d[0].w), "+f"(d[1].x), "+f"(d[1].y),
+          "+f"(d[1].z), "+f"(d[1].w), "+f"(d[2].x), "+f"(d[2].y), "+f"(d[2].z), "+f"(d[2].w),
+          "+f"(d[3].x), "+f"(d[3].y), "+f"(d[3].z), "+f"(d[3].w), "+f"(d[4].x), "+f"(d[4].y),
+          "+f"(d[4].z), "+f"(d[4].w), "+f"(d[5].x), "+f"(d[5].y), "+f"(d[5].z), "+f"(d[5].w),
+          "+f"(d[6].x), "+f"(d[6].y), "+f"(d[6].z), "+f"(d[6].w), "+f"(d[7].x), "+f"(d[7].y),
+          "+f"(d[7].z), "+f"(d[7].w), "+f"(d[8].x), "+f"(d[8].y), "+f"(d[8].z), "+f"(d[8].w),
+          "+f"(d[9].x), "+f"(d[9].y), "+f"(d[9].z), "+f"(d[9].w), "+f"(d[10].x), "+f"(d[10].y),
+          "+f"(d[10].z), "+f"(d[10].w), "+f"(d[11].x), "+f"(d[11].y), "+f"(d[11].z), "+f"(d[11].w),
+          "+f"(d[12].x), "+f"(d[12].y), "+f"(d[12].z), "+f"(d[12].w), "+f"(d[13].x), "+f"(d[13].y),
+          "+f"(d[13].z), "+f"(d[13].w)
+        :
+        : "memory");
+}
+
+NV_INLINE void wg_wait_28(float4 *d) {
+    __asm__ __volatile__(
+        WG_SM90A "wgmma.wait_group.sync.aligned 0;"
+        : "+f"(d[0].x), "+f"(d[0].y), "+f"(d[0].z), "+f"(d[0].w), "+f"(d[1].x), "+f"(d[1].y),
+          "+f"(d[1].z), "+f"(d[1].w), "+f"(d[2].x), "+f"(d[2].y), "+f"(d[2].z), "+f"(d[2].w),
+          "+f"(d[3].x), "+f"(d[3].y), "+f"(d[3].z), "+f"(d[3].w), "+f"(d[4].x), "+f"(d[4].y),
+          "+f"(d[4].z), "+f"(d[4].w), "+f"(d[5].x), "+f"(d[5].y), "+f"(d[5].z), "+f"(d[5].w),
+          "+f"(d[6].x), "+f"(d[6].y), "+f"(d[6].z), "+f"(d[6].w), "+f"(d[7].x), "+f"(d[7].y),
+          "+f"(d[7].z), "+f"(d[7].w), "+f"(d[8].x), "+f"(d[8].y), "+f"(d[8].z), "+f"(d[8].w),
+          "+f"(d[9].x), "+f"(d[9].y), "+f"(d[9].z), "+f"(d[9].w), "+f"(d[10].x), "+f"(d[10].y),
+          "+f"(d[10].z), "+f"(d[10].w), "+f"(d[11].x), "+f"(d[11].y), "+f"(d[11].z), "+f"(d[11].w),
+          "+f"(d[12].x), "+f"(d[12].y), "+f"(d[12].z), "+f"(d[12].w), "+f"(d[13].x), "+f"(d[13].y),
+          "+f"(d[13].z), "+f"(d[13].w), "+f"(d[14].x), "+f"(d[14].y), "+f"(d[14].z), "+f"(d[14].w),
+          "+f"(d[15].x), "+f"(d[15].y), "+f"(d[15].z), "+f"(d[15].w), "+f"(d[16].x), "+f"(d[16].y),
+          "+f"(d[16].z), "+f"(d[16].w), "+f"(d[17].x), "+f"(d[17].y), "+f"(d[17].z), "+f"(d[17].w),
+          "+f"(d[18].x), "+f"(d[18].y), "+f"(d[18].z), "+f"(d[18].w), "+f"(d[19].x), "+f"(d[19].y),
+          "+f"(d[19].z), "+f"(d[19].w), "+f"(d[20].x), "+f"(d[20].y), "+f"(d[20].z), "+f"(d[20].w),
+          "+f"(d[21].x), "+f"(d[21].y), "+f"(d[21].z), "+f"(d[21].w), "+f"(d[22].x), "+f"(d[22].y),
+          "+f"(d[22].z), "+f"(d[22].w), "+f"(d[23].x), "+f"(d[23].y), "+f"(d[23].z), "+f"(d[23].w),
+          "+f"(d[24].x), "+f"(d[24].y), "+f"(d[24].z), "+f"(d[24].w), "+f"(d[25].x), "+f"(d[25].y),
+          "+f"(d[25].z), "+f"(d[25].w), "+f"(d[26].x), "+f"(d[26].y), "+f"(d[26].z), "+f"(d[26].w),
+          "+f"(d[27].x), "+f"(d[27].y), "+f"(d[27].z), "+f"(d[27].w)
+        :
+        : "memory");
+}
+
+/* Where row j's 16-byte piece p (in elements) sits in a tile of HEAD_DIM-wide rows stored as
+ * K-major core matrices: the eight rows of an 8-row group share one 128-byte core matrix per
+ * piece, a row's pieces are 64 elements apart, the 8-row groups 8 HEAD_DIM apart. Staging that
+ * lets neighbouring work-items copy neighbouring rows of one piece fills whole core matrices,
+ * free of bank conflicts. */
+#define WG_TILE_OFFSET(j, piece) (((j) >> 3) * 8 * HEAD_DIM + (piece)*64 + ((j)&7) * 8)
+
+/* s = A B^T over the whole head dimension for a tile of n rows in the layout above: A (this
+ * warpgroup's 64 rows) in mma.m16n8k16 fragments qf[HEAD_DIM / 16], one wgmma per 16 values of
+ * D (the first overwrites s), then the wait. Descriptor: LBO = 128 bytes between pieces along D,
+ * SBO = 16 HEAD_DIM bytes between 8-row groups along n. Every warp of the warpgroup must call
+ * it, with the tile's copies fenced into the async proxy (wg_fence_shared) and a barrier since. */
+#define WG_DEFINE_TILE_SCORES(n, quads)                                                            \
+    NV_INLINE void wg_tile_scores_n##n(const uint4 *qf, __local const ushort *tile, float4 *s) {   \
+        wg_fence();                                                                                \
+        _Pragma("unroll") for (int kc = 0; kc < HEAD_DIM / 16; ++kc) wg_mma_kmajor_n##n(           \
+            s, qf[kc], wg_descriptor(tile + kc * 2 * 64, 128, 16 * HEAD_DIM), kc > 0);             \
+        wg_commit();                                                                               \
+        wg_wait_##quads(s);                                                                        \
+    }
+WG_DEFINE_TILE_SCORES(32, 4)
+WG_DEFINE_TILE_SCORES(56, 14)
+WG_DEFINE_TILE_SCORES(64, 8)
+WG_DEFINE_TILE_SCORES(112, 28)
+WG_DEFINE_TILE_SCORES(128, 16)
+/* wg_tile_scores(n) names the function for a macro argument n (expanded first). */
+#define WG_TILE_SCORES(n) WG_TILE_SCORES_(n)
+#define WG_TILE_SCORES_(n) wg_tile_scores_n##n

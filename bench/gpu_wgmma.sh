@@ -64,7 +64,7 @@ fi
 
 if [ "$what" = times ]; then
     stage "sweep: PSA pipeline, video-hilbert 18x45x80 H12 D128 bf16, release shares"
-    for p in "" "attend.VARIANT=5,attend.NV_WARPS=8,attend.NV_TILE_N=64,attend.NV_STAGES=1"; do
+    for p in ""; do
         psa "$p" --mode quantile --tau 0.10,0.15,0.15,0.35
     done
     stage "sampled estimate variants (threshold pipeline, release shares)"
@@ -73,8 +73,7 @@ if [ "$what" = times ]; then
         psa "$p" --mode quantile --tau 0.10,0.15,0.15,0.35
     done
     stage "budget mode, density 0.15: measurement variants"
-    for p in "" "budget.NV_WARPS=8" "budget.VARIANT=4" "budget.VARIANT=4,budget.NV_WARPS=8" \
-        "budget.VARIANT=4,budget.NV_WARPS=16"; do
+    for p in "" "budget.VARIANT=4,budget.NV_WARPS=8" "budget.VARIANT=4,budget.NV_WARPS=16"; do
         psa "$p" --density 0.15
     done
     stage "dense, defaults"

@@ -378,13 +378,13 @@ static clpsa_status configure_budget_kind(clpsa_plan *plan, int attempt, bool wg
                                warps);
         warps = 4;
     }
+    while (!overridden && warps > least && (warps / 2) * per_warp >= plan->blocks_q)
+        warps /= 2;
     if (attempt > 0) {
         if (overridden || (warps >> attempt) < least)
             return CLPSA_ERROR_UNSUPPORTED;
         warps >>= attempt;
     }
-    while (!overridden && warps > least && (warps / 2) * per_warp >= plan->blocks_q)
-        warps /= 2;
     while (warps > least && budget_local_bytes(plan, warps, wgmma) > plan->ctx->info.local_mem_size)
         warps /= 2;
     out->rows = warps * per_warp;

@@ -47,7 +47,11 @@ static budget_setting settings[8];
 static int setting_count;
 
 static const char *budget_variant_name(int id) {
-    return id == 1 ? "portable" : id == 2 ? "portable-cpu" : id == 3 ? "nvidia-mma" : "?";
+    return id == 1   ? "portable"
+           : id == 2 ? "portable-cpu"
+           : id == 3 ? "nvidia-mma"
+           : id == 4 ? "nvidia-wgmma"
+                     : "?";
 }
 
 static int group_setup(void **state) {
@@ -68,6 +72,14 @@ static int group_setup(void **state) {
             s->id = 2;
             snprintf(s->params, sizeof s->params, "budget.VARIANT=2,budget.CPU_ROWS=%d", rows);
             s->variant = "portable-cpu";
+            s->all_densities = false;
+        }
+        /* nvidia-wgmma also with two and four warpgroups per work-group (one by default) */
+        for (int warps = 8; ids[v] == 4 && warps <= 16; warps *= 2) {
+            s = &settings[setting_count++];
+            s->id = 4;
+            snprintf(s->params, sizeof s->params, "budget.VARIANT=4,budget.NV_WARPS=%d", warps);
+            s->variant = "nvidia-wgmma";
             s->all_densities = false;
         }
     }
@@ -271,11 +283,15 @@ static void to_positions(const float *src, float *dst, int64_t bh, int seq, int 
 /* Whether budget.VARIANT=id takes the configuration (docs/api.md, "Kernel variants"); the
  * variants without a rule of their own take every plan. */
 static bool variant_takes(int id, const budget_config *cfg, clpsa_dtype dtype, int sample_q) {
-    if (id != 3)
+    if (id != 3 && id != 4)
         return true;
-    /* nvidia-mma: 16-bit storage, D a multiple of 32 up to 128, bn 64 or 128, s_q <= 16 */
-    return (dtype == CLPSA_DTYPE_FP16 || dtype == CLPSA_DTYPE_BF16) && cfg->dim % 32 == 0 &&
-           cfg->dim <= 128 && (cfg->bn == 64 || cfg->bn == 128) && sample_q <= 16;
+    /* nvidia-mma: 16-bit storage, D a multiple of 32 up to 128, bn 64 or 128, s_q <= 16;
+     * nvidia-wgmma: the same with D 64 or 128 (and both within the device's local memory,
+     * which the H200's 48 KiB holds for every case here but bn 128 at D 128) */
+    const bool mma = (dtype == CLPSA_DTYPE_FP16 || dtype == CLPSA_DTYPE_BF16) &&
+                     cfg->dim % 32 == 0 && cfg->dim <= 128 && (cfg->bn == 64 || cfg->bn == 128) &&
+                     sample_q <= 16;
+    return id == 3 ? mma : mma && (cfg->dim == 64 || cfg->dim == 128);
 }
 
 /* One problem, one set of inputs, several densities: plan, run, compare. Returns the rows
@@ -349,7 +365,8 @@ static size_t run_config(const budget_config *cfg, const double *densities, int 
             continue;
         ts_check(ctx, clpsa_context_set_params(ctx, setting->params));
         /* The matrix units accumulate the 16-bit products in fp32 in their own order. */
-        const double s_rel = setting->id == 3 ? 1e-4 : 1e-5, s_abs = setting->id == 3 ? 1e-6 : 1e-7;
+        const bool units = setting->id == 3 || setting->id == 4;
+        const double s_rel = units ? 1e-4 : 1e-5, s_abs = units ? 1e-6 : 1e-7;
         /* densities below the lowest one the plan takes (small nk) run at the lowest */
         const double lowest = 1.0 / (8.0 * nk);
         const double density = densities[x] > lowest ? densities[x] : lowest;
@@ -574,6 +591,8 @@ static void test_budget_matrix_shapes(void **state) {
         {"mma causal short keys", 1, 1, 1, 300, 170, 96, 64, 64, 8, CLPSA_DTYPE_FP16, 1, 0, {0}},
         {"mma bn128 sq16", 1, 1, 1, 700, 641, 32, 256, 128, 16, CLPSA_DTYPE_BF16, 0, 0, {0}},
         {"mma hilbert", 1, 2, 2, 256, 256, 64, 128, 64, 0, CLPSA_DTYPE_BF16, 0, 16, {4, 6, 10}},
+        /* bn 128 where nvidia-wgmma takes it too (D 64: n = 128 keys, 112 pooled tokens) */
+        {"mma bn128 d64 sq4", 1, 2, 1, 450, 517, 64, 128, 128, 4, CLPSA_DTYPE_FP16, 1, 0, {0}},
     };
     const double densities[] = {0.05, 0.3};
     size_t compared = 0;

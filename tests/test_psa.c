@@ -1313,6 +1313,110 @@ static void test_sampled_estimate(void **state) {
     ts_check(ctx, clpsa_context_set_params(ctx, NULL));
 }
 
+/* The matrix-unit kernels of the sampled estimate (estimate.VARIANT 3 nvidia-mma, 5
+ * nvidia-wgmma, where the device runs them) on 16-bit storage, D 64 and 128, query blocks of 1,
+ * 2, 4 and 8 warps (sample_q 5, 16, 32, 64, 128), sample_k 8 to 64, and nvidia-wgmma also with
+ * each number of warps per work-group it takes and both tile widths. Elsewhere (PoCL) the test
+ * has nothing to run and says so. */
+static void test_sampled_estimate_matrix_units(void **state) {
+    (void)state;
+    typedef struct {
+        int dim;
+        clpsa_dtype dtype;
+        estimate_config e;
+    } unit_config;
+    const unit_config configs[] = {
+        {128, CLPSA_DTYPE_BF16, {128, 64, 300, 500, 2, 1, 32, 16, TS_BHND, 0}},
+        {64, CLPSA_DTYPE_FP16, {64, 32, 97, 211, 2, 2, 16, 8, TS_BNHD, 8}},
+        {128, CLPSA_DTYPE_FP16, {128, 128, 257, 1000, 1, 1, 64, 32, TS_BHND, 0}},
+        {64, CLPSA_DTYPE_BF16, {64, 64, 150, 130, 3, 1, 5, 64, TS_BNHD, 0}},
+        {128, CLPSA_DTYPE_BF16, {128, 64, 131, 67, 1, 1, 128, 8, TS_BHND, 8}},
+    };
+    int available[8];
+    const int count = ts_variants_available(ctx, "estimate", available, 8);
+    const char *settings[8];
+    int setting_ids[8], settings_count = 0;
+    for (int i = 0; i < count; ++i) {
+        if (available[i] == 3) {
+            setting_ids[settings_count] = 3;
+            settings[settings_count++] = "estimate.VARIANT=3";
+        }
+        if (available[i] == 5) {
+            static const char *const wgmma[] = {"estimate.VARIANT=5",
+                                                "estimate.VARIANT=5,estimate.NV_WARPS=4",
+                                                "estimate.VARIANT=5,estimate.NV_WARPS=16",
+                                                "estimate.VARIANT=5,estimate.NV_TILE_N=32"};
+            for (size_t w = 0; w < sizeof wgmma / sizeof wgmma[0]; ++w) {
+                setting_ids[settings_count] = 5;
+                settings[settings_count++] = wgmma[w];
+            }
+        }
+    }
+    if (settings_count == 0) {
+        fprintf(stderr, "test_psa: no matrix-unit estimate variant runs here; nothing to check\n");
+        skip();
+    }
+    for (size_t n = 0; n < sizeof configs / sizeof configs[0]; ++n) {
+        const estimate_config *e = &configs[n].e;
+        for (int v = 0; v < settings_count; ++v) {
+            /* 4 warps hold no query block of 8 warps: that override is not a case */
+            if ((e->sample_q + 15) / 16 > 4 && strstr(settings[v], "NV_WARPS=4"))
+                continue;
+            ts_check(ctx, clpsa_context_set_params(ctx, settings[v]));
+            char name[200];
+            snprintf(name, sizeof name, "sampled %s D=%d bm=%d bn=%d Nq=%d Nk=%d sq=%d sk=%d %s",
+                     clpsa_dtype_name(configs[n].dtype), configs[n].dim, e->bm, e->bn, e->seq_q,
+                     e->seq_k, e->sample_q, e->sample_k, settings[v]);
+            ts_case_begin(name);
+            clpsa_plan_desc d =
+                base_desc(1, e->heads_q, e->heads_kv, e->seq_q, e->seq_k, configs[n].dim);
+            d.dtype = configs[n].dtype;
+            d.block_q = e->bm;
+            d.block_k = e->bn;
+            d.sample_q = e->sample_q;
+            d.sample_k = e->sample_k;
+            d.seed = 4242 + n;
+            psa_case c;
+            case_init_padded(&c, &d, e->layout, e->row_pad, NULL);
+            const char *want = setting_ids[v] == 3 ? "nvidia-mma" : "nvidia-wgmma";
+            const char *ran = clpsa_plan_kernel_variant(c.plan, "estimate");
+            if (!ran || strcmp(ran, want) != 0)
+                ts_fail("asked for %s, the plan runs %s (%s)", settings[v], ran ? ran : "none",
+                        clpsa_plan_parameter_source(c.plan));
+            float *s = estimate_on_device(&c);
+            double *ref = xmalloc(c.grid.count * sizeof *ref);
+            assert_int_equal(ref_psa_estimate_sampled(&c.prob, e->bm, e->bn, c.res.sample_q,
+                                                      c.res.sample_k, d.seed, c.q, c.k, ref),
+                             0);
+            /* The products of 16-bit values are exact in fp32; only the order of the fp32
+             * sums differs from the reference, a few ulp of each logit before exp2. */
+            compare_scores(s, ref, c.grid.count / c.grid.blocks_k, c.grid.blocks_k, 1e-4, 1e-7,
+                           name);
+            free(ref);
+            free(s);
+            case_free(&c);
+        }
+    }
+    /* An override nvidia-wgmma cannot take (2 warps: half a warpgroup) falls back to the next
+     * variant that fits, which still gives the reference's scores (checked above). */
+    for (int i = 0; i < count; ++i) {
+        if (available[i] != 5)
+            continue;
+        ts_check(ctx, clpsa_context_set_params(ctx, "estimate.VARIANT=5,estimate.NV_WARPS=2"));
+        ts_case_begin("sampled nvidia-wgmma with estimate.NV_WARPS=2");
+        clpsa_plan_desc d = base_desc(1, 2, 1, 300, 500, 128);
+        d.dtype = CLPSA_DTYPE_BF16;
+        psa_case c;
+        case_init(&c, &d, TS_BHND, NULL);
+        const char *ran = clpsa_plan_kernel_variant(c.plan, "estimate");
+        if (!ran || strcmp(ran, "nvidia-wgmma") == 0)
+            ts_fail("estimate.NV_WARPS=2 ran %s; nvidia-wgmma takes multiples of 4",
+                    ran ? ran : "nothing");
+        case_free(&c);
+    }
+    ts_check(ctx, clpsa_context_set_params(ctx, NULL));
+}
+
 static void test_sampled_seeds_differ(void **state) {
     (void)state;
     ts_case_begin("sampled seeds differ");
@@ -2100,6 +2204,7 @@ int main(void) {
         cmocka_unit_test(test_level1_equals_dense_and_level0_is_zero),
         cmocka_unit_test(test_single_level8_block),
         cmocka_unit_test(test_sampled_estimate),
+        cmocka_unit_test(test_sampled_estimate_matrix_units),
         cmocka_unit_test(test_sampled_seeds_differ),
         cmocka_unit_test(test_antidiagonal_estimate),
         cmocka_unit_test(test_assignment_modes),

@@ -146,6 +146,9 @@ NV_INLINE float pooled_term(const float x, const float m, const int p, const int
         COPY_ASYNC_WAIT(pending);                                                                  \
         wg_fence_shared();                                                                         \
     } while (0)
+/* The warpgroup's 64 rows against a key block's keys (n = BLOCK_K) and against its pooled
+ * tokens (n = POOL_ROWS), called from the kernel's body (the emulation's exchanges need its
+ * arguments). */
 #if BLOCK_K == 64
 #define KEY_SCORES wg_tile_scores_n64
 #define POOL_SCORES wg_tile_scores_n56
@@ -153,22 +156,6 @@ NV_INLINE float pooled_term(const float x, const float m, const int p, const int
 #define KEY_SCORES wg_tile_scores_n128
 #define POOL_SCORES wg_tile_scores_n112
 #endif
-
-/* The warpgroup's 64 rows against a key block's keys (FULL_TILES n-tiles) and against its
- * pooled tokens (POOL_TILES). */
-NV_INLINE void key_scores(const uint4 *qf, __local const ushort *tile, float4 *s) {
-#pragma unroll
-    for (int nt = 0; nt < FULL_TILES; ++nt)
-        s[nt] = (float4)(0.0f); /* overwritten by the first wgmma; defined for the compiler */
-    KEY_SCORES(qf, tile, s);
-}
-
-NV_INLINE void pooled_scores(const uint4 *qf, __local const ushort *tile, float4 *t) {
-#pragma unroll
-    for (int nt = 0; nt < POOL_TILES; ++nt)
-        t[nt] = (float4)(0.0f);
-    POOL_SCORES(qf, tile, t);
-}
 #else
 #define NV_COPIES_LANDED(pending) COPY_ASYNC_WAIT(pending)
 #endif
@@ -259,12 +246,12 @@ budget_measure(__global const in_t *q, __global const in_t *k, __global const in
         NV_COPIES_LANDED(1);
         barrier(CLK_LOCAL_MEM_FENCE);
         float4 s[FULL_TILES]; /* the m16 tile against the block's keys */
-#if NV_WGMMA
-        key_scores(qf, key_tile, s);
-#else
 #pragma unroll
         for (int nt = 0; nt < FULL_TILES; ++nt)
-            s[nt] = (float4)(0.0f);
+            s[nt] = (float4)(0.0f); /* wgmma: overwritten by the first; defined for the compiler */
+#if NV_WGMMA
+        KEY_SCORES(qf, key_tile, s);
+#else
 #pragma unroll
         for (int kc = 0; kc < HEAD_DIM / 16; kc += 2) {
 #pragma unroll
@@ -312,12 +299,12 @@ budget_measure(__global const in_t *q, __global const in_t *k, __global const in
         }
         barrier(CLK_LOCAL_MEM_FENCE);
         float4 t[POOL_TILES]; /* against its pooled tokens */
-#if NV_WGMMA
-        pooled_scores(qf, pool_tile, t);
-#else
 #pragma unroll
         for (int nt = 0; nt < POOL_TILES; ++nt)
             t[nt] = (float4)(0.0f);
+#if NV_WGMMA
+        POOL_SCORES(qf, pool_tile, t);
+#else
 #pragma unroll
         for (int kc = 0; kc < HEAD_DIM / 16; kc += 2) {
 #pragma unroll

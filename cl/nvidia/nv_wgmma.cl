@@ -22,7 +22,19 @@
  * (transposed read): a core matrix row is 8 values of one k along N (rows of V).
  *
  * Local memory written by ordinary stores or cp.async must be fenced into the async proxy
- * (wg_fence_shared) before a wgmma reads it. */
+ * (wg_fence_shared) before a wgmma reads it.
+ *
+ * tests/nv_emu/nv_wgmma_emu.cl defines WG_EMULATED and supplies everything but WG_TILE_OFFSET
+ * in plain OpenCL C (from the instructions' documented semantics), so the kernels' staging and
+ * fragment indexing also run on a CPU device. */
+/* Where row j's 16-byte piece p (in elements) sits in a tile of HEAD_DIM-wide rows stored as
+ * K-major core matrices: the eight rows of an 8-row group share one 128-byte core matrix per
+ * piece, a row's pieces are 64 elements apart, the 8-row groups 8 HEAD_DIM apart. Staging that
+ * lets neighbouring work-items copy neighbouring rows of one piece fills whole core matrices,
+ * free of bank conflicts. */
+#define WG_TILE_OFFSET(j, piece) (((j) >> 3) * 8 * HEAD_DIM + (piece)*64 + ((j)&7) * 8)
+
+#ifndef WG_EMULATED
 #if IN_TYPE == 2
 #define WG_TYPE "f16"
 #else
@@ -275,14 +287,7 @@ NV_INLINE void wg_wait_28(float4 *d) {
         : "memory");
 }
 
-/* Where row j's 16-byte piece p (in elements) sits in a tile of HEAD_DIM-wide rows stored as
- * K-major core matrices: the eight rows of an 8-row group share one 128-byte core matrix per
- * piece, a row's pieces are 64 elements apart, the 8-row groups 8 HEAD_DIM apart. Staging that
- * lets neighbouring work-items copy neighbouring rows of one piece fills whole core matrices,
- * free of bank conflicts. */
-#define WG_TILE_OFFSET(j, piece) (((j) >> 3) * 8 * HEAD_DIM + (piece)*64 + ((j)&7) * 8)
-
-/* s = A B^T over the whole head dimension for a tile of n rows in the layout above: A (this
+/* s = A B^T over the whole head dimension for a tile of n rows in WG_TILE_OFFSET's layout: A (this
  * warpgroup's 64 rows) in mma.m16n8k16 fragments qf[HEAD_DIM / 16], one wgmma per 16 values of
  * D (the first overwrites s), then the wait. Descriptor: LBO = 128 bytes between pieces along D,
  * SBO = 16 HEAD_DIM bytes between 8-row groups along n. Every warp of the warpgroup must call
@@ -303,3 +308,4 @@ WG_DEFINE_TILE_SCORES(128, 16)
 /* wg_tile_scores(n) names the function for a macro argument n (expanded first). */
 #define WG_TILE_SCORES(n) WG_TILE_SCORES_(n)
 #define WG_TILE_SCORES_(n) wg_tile_scores_n##n
+#endif /* WG_EMULATED */

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Runs cl/nvidia/nv_budget.cl on a CPU OpenCL device over nv_mma_emu.cl and compares its S and
+/* Runs cl/nvidia/nv_budget.cl on a CPU OpenCL device over nv_mma_emu.cl (and, with the optional
+ * last argument 1, its NV_WGMMA path over nv_wgmma_emu.cl) and compares its S and
  * pooling losses with cl/budget.cl's budget_measure (the kernel test_budget checks against the
  * double-precision reference) on the same random bf16 inputs: S and loss to 1e-6 + 1e-4
  * relative (the emulation sums the products in another order). Arguments: one shape, see the
@@ -44,7 +45,7 @@ cl_context ctx;
 cl_device_id dev;
 cl_command_queue qu;
 static cl_kernel build(const char **files, int n, const char *opts) {
-    const char *src[4];
+    const char *src[5];
     for (int i = 0; i < n; ++i)
         src[i] = ts_read_text(files[i]);
     cl_int e;
@@ -64,9 +65,10 @@ static cl_kernel build(const char **files, int n, const char *opts) {
 }
 int main(int argc, char **argv) {
     if (argc < 13) {
-        printf("usage: B Hq Hkv Nq Nk D BQ BK SQ causal perm warps\n");
+        printf("usage: B Hq Hkv Nq Nk D BQ BK SQ causal perm warps [wgmma]\n");
         return 2;
     }
+    const int wgmma = argc > 13 ? atoi(argv[13]) : 0;
     int B = atoi(argv[1]), Hq = atoi(argv[2]), Hkv = atoi(argv[3]), Nq = atoi(argv[4]),
         Nk = atoi(argv[5]);
     int D = atoi(argv[6]), BQ = atoi(argv[7]), BK = atoi(argv[8]), SQ = atoi(argv[9]),
@@ -169,12 +171,13 @@ int main(int argc, char **argv) {
             per = 1;
         } else {
             const char *f[] = {"cl/common.cl", "tests/nv_emu/nv_mma_emu.cl",
-                               "cl/nvidia/nv_budget.cl"};
+                               wgmma ? "tests/nv_emu/nv_wgmma_emu.cl" : "cl/nvidia/nv_budget.cl",
+                               "cl/nvidia/nv_wgmma.cl", "cl/nvidia/nv_budget.cl"};
             snprintf(opts, sizeof opts,
                      "-cl-std=CL1.2 -DHEAD_DIM=%d -DIN_TYPE=3 -DBLOCK_Q=%d -DBLOCK_K=%d "
-                     "-DSAMPLE_Q=%d -DPERMUTED=%d -DNV_WARPS=%d",
-                     D, BQ, BK, SQ, permuted, warps);
-            kr = build(f, 3, opts);
+                     "-DSAMPLE_Q=%d -DPERMUTED=%d -DNV_WARPS=%d -DNV_WGMMA=%d",
+                     D, BQ, BK, SQ, permuted, warps, wgmma ? 1 : 0);
+            kr = build(f, wgmma ? 5 : 3, opts);
             wg = 32 * warps;
             per = warps * (16 / SQ);
         }

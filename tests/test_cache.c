@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <clpsa/clpsa.h>
+#include <clpsa/clpsa_tuning.h>
 
 #include "support/test_support.h"
 
@@ -350,6 +351,84 @@ static void test_wrapping_sizes_are_refused(void **state) {
 
 /* Issue 14, defect 2: a whole, valid binary of another program (entries swapped) loads and
  * builds, but has no dense_attention kernel. The plan must be built from source. */
+/* Copies cl/<name> from the source tree to dir/<name>, appending `extra`. */
+static void copy_kernel_source(const char *dir, const char *name, const char *extra) {
+    char from[512], to[512];
+    snprintf(from, sizeof from, "%s/%s", CLPSA_TEST_KERNEL_SOURCES, name);
+    snprintf(to, sizeof to, "%s/%s", dir, name);
+    FILE *in = fopen(from, "rb");
+    FILE *out = fopen(to, "wb");
+    assert_non_null(in);
+    assert_non_null(out);
+    char buffer[4096];
+    size_t n;
+    while ((n = fread(buffer, 1, sizeof buffer, in)) > 0)
+        assert_int_equal(fwrite(buffer, 1, n, out), n);
+    fputs(extra, out);
+    fclose(in);
+    fclose(out);
+}
+
+/* A program whose source carries nv_wgmma.cl's sm_90a marker is rebuilt from its first
+ * build's PTX; where that cannot be done (here: PoCL's binary is no PTX) the build fails and
+ * the variant selector falls back to the next variant with a warning naming why, never an
+ * error. The CPU dense variant is given the marker through CLPSA_KERNEL_DIR. */
+static void test_sm90a_rewrite_failure_falls_back(void **state) {
+    (void)state;
+    char kernels[64], portable[96];
+    assert_true(ts_temp_dir_create(kernels, sizeof kernels, "clpsa-marked-kernels"));
+    snprintf(portable, sizeof portable, "%s/portable", kernels);
+    assert_int_equal(mkdir(portable, 0700), 0);
+    static const char *const files[] = {"common.cl", "dense.cl", "portable/cpu_flash.cl",
+                                        "portable/simt_flash.cl", "portable/dense_simt.cl"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; ++i)
+        copy_kernel_source(kernels, files[i], "");
+    copy_kernel_source(kernels, "portable/dense_cpu.cl", "\n//clpsa-sm90a: (test)\n");
+    setenv("CLPSA_KERNEL_DIR", kernels, 1);
+
+    ts_log log = {0};
+    clpsa_context *ctx = make_context(&log, cache_dir);
+    cl_device_type type = 0;
+    assert_int_equal(
+        clGetDeviceInfo(clpsa_context_device(ctx), CL_DEVICE_TYPE, sizeof type, &type, NULL),
+        CL_SUCCESS);
+    clpsa_plan_desc d = tiny_desc();
+    clpsa_plan *plan = NULL;
+    /* Asked for by name or chosen by the plan, the variant whose build fails gives way to
+     * the next one with a warning that says why. */
+    for (int named = 0; named < 2; ++named) {
+        log.warnings = 0;
+        log.last_warning[0] = '\0';
+        assert_int_equal(clpsa_context_set_params(ctx, named ? "dense.VARIANT=3" : NULL), CLPSA_OK);
+        const clpsa_status status = clpsa_plan_create(ctx, &d, &plan);
+        if (named && status == CLPSA_ERROR_UNSUPPORTED)
+            break; /* not a CPU device: the CPU variant cannot be named here */
+        assert_int_equal(status, CLPSA_OK);
+        const char *variant = clpsa_plan_kernel_variant(plan, "dense");
+        assert_non_null(variant);
+        assert_string_not_equal(variant, "portable-cpu");
+        if (type & CL_DEVICE_TYPE_CPU) { /* where the CPU variant comes first */
+            assert_true(log.warnings > 0);
+            assert_non_null(strstr(log.last_warning, "cannot be rewritten for sm_90a"));
+            assert_non_null(strstr(log.last_warning, "falling back"));
+        }
+        clpsa_plan_destroy(plan);
+        plan = NULL;
+    }
+    clpsa_context_destroy(ctx);
+    unsetenv("CLPSA_KERNEL_DIR");
+
+    char path[160];
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; ++i) {
+        snprintf(path, sizeof path, "%s/%s", kernels, files[i]);
+        assert_int_equal(remove(path), 0);
+    }
+    snprintf(path, sizeof path, "%s/portable/dense_cpu.cl", kernels);
+    assert_int_equal(remove(path), 0);
+    assert_int_equal(rmdir(portable), 0);
+    assert_true(ts_temp_dir_remove(kernels));
+}
+
 static void test_binary_without_the_kernel_is_rebuilt(void **state) {
     (void)state;
     ts_log log = {0};
@@ -492,6 +571,7 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(test_wrapping_sizes_are_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_binary_without_the_kernel_is_rebuilt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sm90a_rewrite_failure_falls_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fifo_in_place_of_an_entry_is_refused, setup, teardown),
         cmocka_unit_test(test_cache_dir_resolution),
         cmocka_unit_test_setup_teardown(test_disk_cache_can_be_disabled, setup, teardown),

@@ -140,12 +140,6 @@ NV_INLINE float pooled_term(const float x, const float m, const int p, const int
 }
 
 #if NV_WGMMA
-/* Waits for this work-item's copies and hands them to wgmma's (async) view of local memory. */
-#define NV_COPIES_LANDED(pending)                                                                  \
-    do {                                                                                           \
-        COPY_ASYNC_WAIT(pending);                                                                  \
-        wg_fence_shared();                                                                         \
-    } while (0)
 /* The warpgroup's 64 rows against a key block's keys (n = BLOCK_K) and against its pooled
  * tokens (n = POOL_ROWS), called from the kernel's body (the emulation's exchanges need its
  * arguments). */

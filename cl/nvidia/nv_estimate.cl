@@ -113,12 +113,6 @@ NV_INLINE uint load_pair(rows16_t row, const int d, const bool valid) {
 }
 
 #if NV_WGMMA
-/* Waits for this work-item's copies and hands them to wgmma's (async) view of local memory. */
-#define NV_COPIES_LANDED(pending)                                                                  \
-    do {                                                                                           \
-        COPY_ASYNC_WAIT(pending);                                                                  \
-        wg_fence_shared();                                                                         \
-    } while (0)
 
 /* The warpgroup's 64 rows against one tile of sampled keys. */
 NV_INLINE void tile_scores(const uint4 *qf, __local const ushort *tile, float4 *s) {

@@ -253,12 +253,6 @@ typedef struct row_state {
 } row_state;
 
 #if NV_WGMMA
-/* Waits for this work-item's copies and hands them to wgmma's (async) view of local memory. */
-#define NV_COPIES_LANDED(pending)                                                                  \
-    do {                                                                                           \
-        COPY_ASYNC_WAIT(pending);                                                                  \
-        wg_fence_shared();                                                                         \
-    } while (0)
 #define NV_KMAJOR_MMA(n) wg_mma_kmajor_n##n
 #define NV_KMAJOR(n) NV_KMAJOR_MMA(n)
 #define NV_MNMAJOR_MMA(n) wg_mma_mnmajor_n##n

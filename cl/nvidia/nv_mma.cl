@@ -91,15 +91,6 @@ NV_INLINE float shuffle_xor(const float x, const int mask) {
     return r;
 }
 
-/* x of lane `lane` of this warp (every lane takes part). */
-NV_INLINE float shuffle_idx(const float x, const int lane) {
-    float r;
-    __asm__ __volatile__("shfl.sync.idx.b32 %0, %1, %2, 0x1f, 0xffffffff;"
-                         : "=f"(r)
-                         : "f"(x), "r"(lane));
-    return r;
-}
-
 /* Max and sum over the four lanes of a quad (the lanes that share a fragment row). */
 NV_INLINE float quad_max(float x) {
     x = fmax(x, shuffle_xor(x, 1));

@@ -34,6 +34,14 @@
  * free of bank conflicts. */
 #define WG_TILE_OFFSET(j, piece) (((j) >> 3) * 8 * HEAD_DIM + (piece)*64 + ((j)&7) * 8)
 
+/* Waits for this work-item's copies and hands them to wgmma's (async) view of local memory:
+ * what the kernels call before the barrier that precedes a wgmma on the copied tile. */
+#define NV_COPIES_LANDED(pending)                                                                  \
+    do {                                                                                           \
+        COPY_ASYNC_WAIT(pending);                                                                  \
+        wg_fence_shared();                                                                         \
+    } while (0)
+
 #ifndef WG_EMULATED
 #if IN_TYPE == 2
 #define WG_TYPE "f16"

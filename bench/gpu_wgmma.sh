@@ -52,14 +52,16 @@ if [ "$what" = checks ]; then
         grep -E "^\[  FAILED|ERROR|error:" "$OUT/$suite.log" | head -8 | sed 's/^/    /'
         grep -E "nvidia-wgmma" "$OUT/$suite.log" | head -3 | sed 's/^/    /'
     done
-    stage "sweep: dense bf16 B1 H12 N32768 D128"
-    dense "dense.VARIANT=2" --seq 32768
-    for warps in 4 8; do
-        for ts in 32,1 32,2 64,1; do
-            dense "dense.VARIANT=5,dense.NV_WARPS=$warps,dense.NV_TILE_N=${ts%,*},dense.NV_STAGES=${ts#*,}" \
-                --seq 32768
+    if [ "${CLPSA_GPU_SWEEP:-1}" = 1 ]; then
+        stage "sweep: dense bf16 B1 H12 N32768 D128"
+        dense "dense.VARIANT=2" --seq 32768
+        for warps in 4 8; do
+            for ts in 32,1 32,2 64,1; do
+                dense "dense.VARIANT=5,dense.NV_WARPS=$warps,dense.NV_TILE_N=${ts%,*},dense.NV_STAGES=${ts#*,}" \
+                    --seq 32768
+            done
         done
-    done
+    fi
 fi
 
 if [ "$what" = times ]; then

@@ -1,3 +1,6 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# A/B of kernel trees on the GPU machine: the same binaries over cl/ and copies in .cl_base, .cl_nohide (CLPSA_KERNEL_DIR).
 . .gpu/env.sh; export CLPSA_DEVICE=NVIDIA
 for d in .cl_base cl .cl_nohide; do
   export CLPSA_KERNEL_DIR=$PWD/$d CLPSA_CACHE_DIR=/tmp/cache$d

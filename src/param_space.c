@@ -35,7 +35,7 @@ const clpsa__param_def clpsa__param_defs[CLPSA__PARAM_COUNT] = {
     [CLPSA__P_ATTEND_NV_TILE_N] = {"attend", "NV_TILE_N", {32, 64}, 2, 64, 64},
     /* the estimate's: warps per work-group (whole query blocks of ceil(sample_q / 16) warps;
      * more blocks share each staged tile of sampled keys) */
-    [CLPSA__P_ESTIMATE_NV_WARPS] = {"estimate", "NV_WARPS", {2, 4, 8, 16}, 4, 8, 8},
+    [CLPSA__P_ESTIMATE_NV_WARPS] = {"estimate", "NV_WARPS", {2, 4, 8}, 3, 8, 8},
     [CLPSA__P_ESTIMATE_NV_TILE_N] = {"estimate", "NV_TILE_N", {32, 64}, 2, 64, 64},
     /* local-memory buffers of keys and of values (the pipeline's depth): 2 loads a tile ahead
      * while one is computed, where local memory holds them (else 1) */
@@ -87,7 +87,7 @@ const clpsa__param_def clpsa__param_defs[CLPSA__PARAM_COUNT] = {
     [CLPSA__P_ATTEND_SIMT_QSTAGE] = {"attend", "SIMT_QSTAGE", {1, 2}, 2, 1, 1},
     /* budget nvidia-mma and nvidia-wgmma: warps per work-group (one m16 tile of sampled rows
      * each) sharing each staged key block; nvidia-wgmma takes multiples of 4 */
-    [CLPSA__P_BUDGET_NV_WARPS] = {"budget", "NV_WARPS", {2, 4, 8, 16}, 4, 4, 4},
+    [CLPSA__P_BUDGET_NV_WARPS] = {"budget", "NV_WARPS", {2, 4, 8}, 3, 4, 4},
 };
 
 const char *clpsa__param_source_name(clpsa__param_source source) {

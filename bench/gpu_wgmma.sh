@@ -4,10 +4,12 @@
 # that walk every variant, then sweeps dense; `times` sweeps the PSA attend on the target shape,
 # times the estimate and budget measurement variants and budget mode, and runs the peers in the
 # same call; `simt` times the portable-simt shapes (fp32, the vendor path off) and fp32 SDPA. Carry .gpu, .peers and build-rel;
-# run `. .gpu/env.sh; bash bench/gpu_wgmma.sh build-rel checks|times|simt`.
+# run `. .gpu/env.sh; bash bench/gpu_wgmma.sh build-rel checks|times|simt` (or a comma list,
+# e.g. checks,simt, run in that order).
 set -uo pipefail
 build=${1:-build-rel}
-what=${2:-checks}
+modes=",${2:-checks},"
+wants() { [[ $modes == *,$1,* ]]; }
 OUT=${CLPSA_GPU_LOGS:-/tmp/clpsa-gpu}
 mkdir -p "$OUT"
 export CLPSA_DEVICE=${CLPSA_DEVICE:-NVIDIA} CLPSA_CACHE_DIR=${CLPSA_CACHE_DIR:-/tmp/clpsa-cache}
@@ -28,7 +30,7 @@ psa() { # $1: parameters, rest: bench options
     grep -E "^(dense|psa|binary) |estimate\+assign|pipeline|budget" "$OUT/psa.txt" | sed 's/^/    /'
 }
 
-if [ "$what" = checks ]; then
+if wants checks; then
     stage "variants here"
     "$build/clpsa" devices --device "$CLPSA_DEVICE" 2>&1 | grep -E "variants:" | head -6
     stage "build (register report)"
@@ -64,18 +66,18 @@ if [ "$what" = checks ]; then
     fi
 fi
 
-if [ "$what" = times ]; then
+if wants times; then
     stage "sweep: PSA pipeline, video-hilbert 18x45x80 H12 D128 bf16, release shares"
     for p in ""; do
         psa "$p" --mode quantile --tau 0.10,0.15,0.15,0.35
     done
     stage "sampled estimate variants (threshold pipeline, release shares)"
-    for p in "estimate.VARIANT=5" "estimate.VARIANT=5,estimate.NV_WARPS=16" \
-        "estimate.VARIANT=3,estimate.NV_WARPS=16"; do
+    for p in "estimate.VARIANT=5" "estimate.VARIANT=5,estimate.NV_WARPS=4" \
+        "estimate.VARIANT=5,estimate.NV_TILE_N=32" "estimate.VARIANT=3,estimate.NV_WARPS=4"; do
         psa "$p" --mode quantile --tau 0.10,0.15,0.15,0.35
     done
     stage "budget mode, density 0.15: measurement variants"
-    for p in "" "budget.VARIANT=4,budget.NV_WARPS=8" "budget.VARIANT=4,budget.NV_WARPS=16"; do
+    for p in "" "budget.VARIANT=4" "budget.VARIANT=4,budget.NV_WARPS=8"; do
         psa "$p" --density 0.15
     done
     stage "dense, defaults"
@@ -88,7 +90,7 @@ if [ "$what" = times ]; then
     timeout 60 python3 .peers/peer_bench.py --shape 1,12,32768,128 --dtypes bf16 2>&1 | grep peer=
 fi
 
-if [ "$what" = simt ]; then
+if wants simt; then
     stage "portable-simt dense fp32 B1 H12 N16384 D128"
     for p in "dense.VARIANT=4,dense.SIMT_ROWS=32,dense.SIMT_TILE_N=32,dense.SIMT_DSPLIT=2,dense.SIMT_QSTAGE=1" \
         "dense.VARIANT=4" \

@@ -642,9 +642,9 @@ static void test_budget_defaults(void **state) {
     assert_int_equal(got.similarity_cap, 0);
     assert_int_equal(got.align_tile, CLPSA_OFF);
     /* the first variant the device runs that takes fp32 (portable-cpu on a CPU, portable on
-     * a GPU: the matrix-unit one takes 16-bit storage only) */
+     * a GPU: the matrix-unit ones, nvidia-mma and nvidia-wgmma, take 16-bit storage only) */
     const budget_setting *first = &settings[0];
-    while (first->id == 3 && first + 1 < settings + setting_count)
+    while ((first->id == 3 || first->id == 4) && first + 1 < settings + setting_count)
         ++first;
     assert_string_equal(clpsa_plan_kernel_variant(plan, "budget"), first->variant);
     /* budget mode measures its own scores */

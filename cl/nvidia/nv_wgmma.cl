@@ -74,225 +74,111 @@ NV_INLINE void wg_fence_shared(void) {
     __asm__ __volatile__(WG_SM90A "fence.proxy.async.shared::cta;" ::: "memory");
 }
 
+/* The operands of a wgmma with a 64 x (4 quads) fp32 accumulator d[0..quads-1] (warp w's rows
+ * 16w..16w+15, mma.m16n8k16's C layout tile after tile) and of the wait that ends it: WG_D<quads>
+ * binds the accumulator ("+f", so the compiler keeps it in registers across the asynchronous
+ * instruction), WG_R<4 quads> names those operands in the instruction text. */
+#define WG_D(i) "+f"(d[i].x), "+f"(d[i].y), "+f"(d[i].z), "+f"(d[i].w)
+#define WG_D4 WG_D(0), WG_D(1), WG_D(2), WG_D(3)
+#define WG_D7 WG_D4, WG_D(4), WG_D(5), WG_D(6)
+#define WG_D8 WG_D7, WG_D(7)
+#define WG_D14 WG_D8, WG_D(8), WG_D(9), WG_D(10), WG_D(11), WG_D(12), WG_D(13)
+#define WG_D16 WG_D14, WG_D(14), WG_D(15)
+#define WG_D28                                                                                     \
+    WG_D16, WG_D(16), WG_D(17), WG_D(18), WG_D(19), WG_D(20), WG_D(21), WG_D(22), WG_D(23),        \
+        WG_D(24), WG_D(25), WG_D(26), WG_D(27)
+#define WG_R16 "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15"
+#define WG_R28 WG_R16 ",%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27"
+#define WG_R32 WG_R28 ",%28,%29,%30,%31"
+#define WG_R56                                                                                     \
+    WG_R32                                                                                         \
+    ",%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%"   \
+    "54,%55"
+#define WG_R64 WG_R56 ",%56,%57,%58,%59,%60,%61,%62,%63"
+
+/* wgmma.mma_async m64<n>k16 with fp32 accumulators named dregs, A in the four registers areg,
+ * B's descriptor desc, and a predicate from pred (0: d = A B, else d += A B); trans 1 reads B
+ * N-major (transposed), 0 K-major. The A, descriptor and predicate operands are WG_MMA_IN. */
+#define WG_MMA_ASM(n, trans, dregs, areg, desc, pred)                                              \
+    "{\n.reg .pred p;\nsetp.ne.b32 p, " pred ", 0;\n" WG_SM90A                                     \
+    "wgmma.mma_async.sync.aligned.m64n" #n "k16.f32." WG_TYPE "." WG_TYPE " {" dregs "}, {" areg   \
+    "}, " desc ", p, 1, 1, " #trans ";\n}"
+#define WG_MMA_IN "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "l"(b_desc), "r"(accumulate)
+
 /* d[0..3] (+)= A B^T: A 64x16 in registers, B 32x16 in local memory, K-major. */
 NV_INLINE void wg_mma_kmajor_n32(float4 *d, const uint4 a, const ulong b_desc,
                                  const int accumulate) {
-    __asm__ __volatile__("{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n" WG_SM90A
-                         "wgmma.mma_async.sync.aligned.m64n32k16.f32." WG_TYPE "." WG_TYPE " "
-                         "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, "
-                         "{%16,%17,%18,%19}, %20, p, 1, 1, 0;\n}"
-                         : "+f"(d[0].x), "+f"(d[0].y), "+f"(d[0].z), "+f"(d[0].w), "+f"(d[1].x),
-                           "+f"(d[1].y), "+f"(d[1].z), "+f"(d[1].w), "+f"(d[2].x), "+f"(d[2].y),
-                           "+f"(d[2].z), "+f"(d[2].w), "+f"(d[3].x), "+f"(d[3].y), "+f"(d[3].z),
-                           "+f"(d[3].w)
-                         : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "l"(b_desc), "r"(accumulate));
-}
-
-/* d[0..7] (+)= A B^T: A 64x16 in registers, B 64x16 in local memory, K-major. */
-NV_INLINE void wg_mma_kmajor_n64(float4 *d, const uint4 a, const ulong b_desc,
-                                 const int accumulate) {
-    __asm__ __volatile__(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n" WG_SM90A
-        "wgmma.mma_async.sync.aligned.m64n64k16.f32." WG_TYPE "." WG_TYPE " "
-        "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%"
-        "24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %36, p, 1, 1, 0;\n}"
-        : "+f"(d[0].x), "+f"(d[0].y), "+f"(d[0].z), "+f"(d[0].w), "+f"(d[1].x), "+f"(d[1].y),
-          "+f"(d[1].z), "+f"(d[1].w), "+f"(d[2].x), "+f"(d[2].y), "+f"(d[2].z), "+f"(d[2].w),
-          "+f"(d[3].x), "+f"(d[3].y), "+f"(d[3].z), "+f"(d[3].w), "+f"(d[4].x), "+f"(d[4].y),
-          "+f"(d[4].z), "+f"(d[4].w), "+f"(d[5].x), "+f"(d[5].y), "+f"(d[5].z), "+f"(d[5].w),
-          "+f"(d[6].x), "+f"(d[6].y), "+f"(d[6].z), "+f"(d[6].w), "+f"(d[7].x), "+f"(d[7].y),
-          "+f"(d[7].z), "+f"(d[7].w)
-        : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "l"(b_desc), "r"(accumulate));
-}
-
-/* d[0..15] (+)= A B^T: A 64x16 in registers, B 128x16 in local memory, K-major. */
-NV_INLINE void wg_mma_kmajor_n128(float4 *d, const uint4 a, const ulong b_desc,
-                                  const int accumulate) {
-    __asm__ __volatile__(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n" WG_SM90A
-        "wgmma.mma_async.sync.aligned.m64n128k16.f32." WG_TYPE "." WG_TYPE " "
-        "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%"
-        "24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%"
-        "46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, "
-        "{%64,%65,%66,%67}, %68, p, 1, 1, 0;\n}"
-        : "+f"(d[0].x), "+f"(d[0].y), "+f"(d[0].z), "+f"(d[0].w), "+f"(d[1].x), "+f"(d[1].y),
-          "+f"(d[1].z), "+f"(d[1].w), "+f"(d[2].x), "+f"(d[2].y), "+f"(d[2].z), "+f"(d[2].w),
-          "+f"(d[3].x), "+f"(d[3].y), "+f"(d[3].z), "+f"(d[3].w), "+f"(d[4].x), "+f"(d[4].y),
-          "+f"(d[4].z), "+f"(d[4].w), "+f"(d[5].x), "+f"(d[5].y), "+f"(d[5].z), "+f"(d[5].w),
-          "+f"(d[6].x), "+f"(d[6].y), "+f"(d[6].z), "+f"(d[6].w), "+f"(d[7].x), "+f"(d[7].y),
-          "+f"(d[7].z), "+f"(d[7].w), "+f"(d[8].x), "+f"(d[8].y), "+f"(d[8].z), "+f"(d[8].w),
-          "+f"(d[9].x), "+f"(d[9].y), "+f"(d[9].z), "+f"(d[9].w), "+f"(d[10].x), "+f"(d[10].y),
-          "+f"(d[10].z), "+f"(d[10].w), "+f"(d[11].x), "+f"(d[11].y), "+f"(d[11].z), "+f"(d[11].w),
-          "+f"(d[12].x), "+f"(d[12].y), "+f"(d[12].z), "+f"(d[12].w), "+f"(d[13].x), "+f"(d[13].y),
-          "+f"(d[13].z), "+f"(d[13].w), "+f"(d[14].x), "+f"(d[14].y), "+f"(d[14].z), "+f"(d[14].w),
-          "+f"(d[15].x), "+f"(d[15].y), "+f"(d[15].z), "+f"(d[15].w)
-        : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "l"(b_desc), "r"(accumulate));
+    __asm__ __volatile__(WG_MMA_ASM(32, 0, WG_R16, "%16,%17,%18,%19", "%20", "%21")
+                         : WG_D4
+                         : WG_MMA_IN);
 }
 
 /* Budget mode's pooled tokens (7/8 of a key block: 56 or 112 rows). */
 /* d[0..6] (+)= A B^T: A 64x16 in registers, B 56x16 in local memory, K-major. */
 NV_INLINE void wg_mma_kmajor_n56(float4 *d, const uint4 a, const ulong b_desc,
                                  const int accumulate) {
-    __asm__ __volatile__("{\n.reg .pred p;\nsetp.ne.b32 p, %33, 0;\n" WG_SM90A
-                         "wgmma.mma_async.sync.aligned.m64n56k16.f32." WG_TYPE "." WG_TYPE " "
-                         "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%"
-                         "20,%21,%22,%23,%24,%25,%26,%27}, {%28,%29,%30,%31}, %32, p, 1, 1, 0;\n}"
-                         : "+f"(d[0].x), "+f"(d[0].y), "+f"(d[0].z), "+f"(d[0].w), "+f"(d[1].x),
-                           "+f"(d[1].y), "+f"(d[1].z), "+f"(d[1].w), "+f"(d[2].x), "+f"(d[2].y),
-                           "+f"(d[2].z), "+f"(d[2].w), "+f"(d[3].x), "+f"(d[3].y), "+f"(d[3].z),
-                           "+f"(d[3].w), "+f"(d[4].x), "+f"(d[4].y), "+f"(d[4].z), "+f"(d[4].w),
-                           "+f"(d[5].x), "+f"(d[5].y), "+f"(d[5].z), "+f"(d[5].w), "+f"(d[6].x),
-                           "+f"(d[6].y), "+f"(d[6].z), "+f"(d[6].w)
-                         : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "l"(b_desc), "r"(accumulate));
+    __asm__ __volatile__(WG_MMA_ASM(56, 0, WG_R28, "%28,%29,%30,%31", "%32", "%33")
+                         : WG_D7
+                         : WG_MMA_IN);
+}
+
+/* d[0..7] (+)= A B^T: A 64x16 in registers, B 64x16 in local memory, K-major. */
+NV_INLINE void wg_mma_kmajor_n64(float4 *d, const uint4 a, const ulong b_desc,
+                                 const int accumulate) {
+    __asm__ __volatile__(WG_MMA_ASM(64, 0, WG_R32, "%32,%33,%34,%35", "%36", "%37")
+                         : WG_D8
+                         : WG_MMA_IN);
 }
 
 /* d[0..13] (+)= A B^T: A 64x16 in registers, B 112x16 in local memory, K-major. */
 NV_INLINE void wg_mma_kmajor_n112(float4 *d, const uint4 a, const ulong b_desc,
                                   const int accumulate) {
-    __asm__ __volatile__(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %61, 0;\n" WG_SM90A
-        "wgmma.mma_async.sync.aligned.m64n112k16.f32." WG_TYPE "." WG_TYPE " "
-        "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%"
-        "24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%"
-        "46,%47,%48,%49,%50,%51,%52,%53,%54,%55}, {%56,%57,%58,%59}, %60, p, 1, 1, 0;\n}"
-        : "+f"(d[0].x), "+f"(d[0].y), "+f"(d[0].z), "+f"(d[0].w), "+f"(d[1].x), "+f"(d[1].y),
-          "+f"(d[1].z), "+f"(d[1].w), "+f"(d[2].x), "+f"(d[2].y), "+f"(d[2].z), "+f"(d[2].w),
-          "+f"(d[3].x), "+f"(d[3].y), "+f"(d[3].z), "+f"(d[3].w), "+f"(d[4].x), "+f"(d[4].y),
-          "+f"(d[4].z), "+f"(d[4].w), "+f"(d[5].x), "+f"(d[5].y), "+f"(d[5].z), "+f"(d[5].w),
-          "+f"(d[6].x), "+f"(d[6].y), "+f"(d[6].z), "+f"(d[6].w), "+f"(d[7].x), "+f"(d[7].y),
-          "+f"(d[7].z), "+f"(d[7].w), "+f"(d[8].x), "+f"(d[8].y), "+f"(d[8].z), "+f"(d[8].w),
-          "+f"(d[9].x), "+f"(d[9].y), "+f"(d[9].z), "+f"(d[9].w), "+f"(d[10].x), "+f"(d[10].y),
-          "+f"(d[10].z), "+f"(d[10].w), "+f"(d[11].x), "+f"(d[11].y), "+f"(d[11].z), "+f"(d[11].w),
-          "+f"(d[12].x), "+f"(d[12].y), "+f"(d[12].z), "+f"(d[12].w), "+f"(d[13].x), "+f"(d[13].y),
-          "+f"(d[13].z), "+f"(d[13].w)
-        : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "l"(b_desc), "r"(accumulate));
+    __asm__ __volatile__(WG_MMA_ASM(112, 0, WG_R56, "%56,%57,%58,%59", "%60", "%61")
+                         : WG_D14
+                         : WG_MMA_IN);
+}
+
+/* d[0..15] (+)= A B^T: A 64x16 in registers, B 128x16 in local memory, K-major. */
+NV_INLINE void wg_mma_kmajor_n128(float4 *d, const uint4 a, const ulong b_desc,
+                                  const int accumulate) {
+    __asm__ __volatile__(WG_MMA_ASM(128, 0, WG_R64, "%64,%65,%66,%67", "%68", "%69")
+                         : WG_D16
+                         : WG_MMA_IN);
 }
 
 /* d[0..7] += A B: A 64x16 in registers, B 16x64 in local memory, N-major (transposed read). */
 NV_INLINE void wg_mma_mnmajor_n64(float4 *d, const uint4 a, const ulong b_desc,
                                   const int accumulate) {
-    __asm__ __volatile__(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n" WG_SM90A
-        "wgmma.mma_async.sync.aligned.m64n64k16.f32." WG_TYPE "." WG_TYPE " "
-        "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%"
-        "24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %36, p, 1, 1, 1;\n}"
-        : "+f"(d[0].x), "+f"(d[0].y), "+f"(d[0].z), "+f"(d[0].w), "+f"(d[1].x), "+f"(d[1].y),
-          "+f"(d[1].z), "+f"(d[1].w), "+f"(d[2].x), "+f"(d[2].y), "+f"(d[2].z), "+f"(d[2].w),
-          "+f"(d[3].x), "+f"(d[3].y), "+f"(d[3].z), "+f"(d[3].w), "+f"(d[4].x), "+f"(d[4].y),
-          "+f"(d[4].z), "+f"(d[4].w), "+f"(d[5].x), "+f"(d[5].y), "+f"(d[5].z), "+f"(d[5].w),
-          "+f"(d[6].x), "+f"(d[6].y), "+f"(d[6].z), "+f"(d[6].w), "+f"(d[7].x), "+f"(d[7].y),
-          "+f"(d[7].z), "+f"(d[7].w)
-        : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "l"(b_desc), "r"(accumulate));
+    __asm__ __volatile__(WG_MMA_ASM(64, 1, WG_R32, "%32,%33,%34,%35", "%36", "%37")
+                         : WG_D8
+                         : WG_MMA_IN);
 }
 
 /* d[0..15] += A B: A 64x16 in registers, B 16x128 in local memory, N-major (transposed read). */
 NV_INLINE void wg_mma_mnmajor_n128(float4 *d, const uint4 a, const ulong b_desc,
                                    const int accumulate) {
-    __asm__ __volatile__(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n" WG_SM90A
-        "wgmma.mma_async.sync.aligned.m64n128k16.f32." WG_TYPE "." WG_TYPE " "
-        "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%"
-        "24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%"
-        "46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, "
-        "{%64,%65,%66,%67}, %68, p, 1, 1, 1;\n}"
-        : "+f"(d[0].x), "+f"(d[0].y), "+f"(d[0].z), "+f"(d[0].w), "+f"(d[1].x), "+f"(d[1].y),
-          "+f"(d[1].z), "+f"(d[1].w), "+f"(d[2].x), "+f"(d[2].y), "+f"(d[2].z), "+f"(d[2].w),
-          "+f"(d[3].x), "+f"(d[3].y), "+f"(d[3].z), "+f"(d[3].w), "+f"(d[4].x), "+f"(d[4].y),
-          "+f"(d[4].z), "+f"(d[4].w), "+f"(d[5].x), "+f"(d[5].y), "+f"(d[5].z), "+f"(d[5].w),
-          "+f"(d[6].x), "+f"(d[6].y), "+f"(d[6].z), "+f"(d[6].w), "+f"(d[7].x), "+f"(d[7].y),
-          "+f"(d[7].z), "+f"(d[7].w), "+f"(d[8].x), "+f"(d[8].y), "+f"(d[8].z), "+f"(d[8].w),
-          "+f"(d[9].x), "+f"(d[9].y), "+f"(d[9].z), "+f"(d[9].w), "+f"(d[10].x), "+f"(d[10].y),
-          "+f"(d[10].z), "+f"(d[10].w), "+f"(d[11].x), "+f"(d[11].y), "+f"(d[11].z), "+f"(d[11].w),
-          "+f"(d[12].x), "+f"(d[12].y), "+f"(d[12].z), "+f"(d[12].w), "+f"(d[13].x), "+f"(d[13].y),
-          "+f"(d[13].z), "+f"(d[13].w), "+f"(d[14].x), "+f"(d[14].y), "+f"(d[14].z), "+f"(d[14].w),
-          "+f"(d[15].x), "+f"(d[15].y), "+f"(d[15].z), "+f"(d[15].w)
-        : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "l"(b_desc), "r"(accumulate));
+    __asm__ __volatile__(WG_MMA_ASM(128, 1, WG_R64, "%64,%65,%66,%67", "%68", "%69")
+                         : WG_D16
+                         : WG_MMA_IN);
 }
 
 /* Waits for every wgmma in flight. The accumulators are outputs of the wait, so the compiler
  * cannot read them, or move them, before it. */
+#define WG_WAIT_ASM WG_SM90A "wgmma.wait_group.sync.aligned 0;"
 NV_INLINE void wg_wait_4(float4 *d) {
-    __asm__ __volatile__(WG_SM90A "wgmma.wait_group.sync.aligned 0;"
-                         : "+f"(d[0].x), "+f"(d[0].y), "+f"(d[0].z), "+f"(d[0].w), "+f"(d[1].x),
-                           "+f"(d[1].y), "+f"(d[1].z), "+f"(d[1].w), "+f"(d[2].x), "+f"(d[2].y),
-                           "+f"(d[2].z), "+f"(d[2].w), "+f"(d[3].x), "+f"(d[3].y), "+f"(d[3].z),
-                           "+f"(d[3].w)
-                         :
-                         : "memory");
+    __asm__ __volatile__(WG_WAIT_ASM:WG_D4 : : "memory");
 }
-
 NV_INLINE void wg_wait_8(float4 *d) {
-    __asm__ __volatile__(WG_SM90A "wgmma.wait_group.sync.aligned 0;"
-                         : "+f"(d[0].x), "+f"(d[0].y), "+f"(d[0].z), "+f"(d[0].w), "+f"(d[1].x),
-                           "+f"(d[1].y), "+f"(d[1].z), "+f"(d[1].w), "+f"(d[2].x), "+f"(d[2].y),
-                           "+f"(d[2].z), "+f"(d[2].w), "+f"(d[3].x), "+f"(d[3].y), "+f"(d[3].z),
-                           "+f"(d[3].w), "+f"(d[4].x), "+f"(d[4].y), "+f"(d[4].z), "+f"(d[4].w),
-                           "+f"(d[5].x), "+f"(d[5].y), "+f"(d[5].z), "+f"(d[5].w), "+f"(d[6].x),
-                           "+f"(d[6].y), "+f"(d[6].z), "+f"(d[6].w), "+f"(d[7].x), "+f"(d[7].y),
-                           "+f"(d[7].z), "+f"(d[7].w)
-                         :
-                         : "memory");
+    __asm__ __volatile__(WG_WAIT_ASM:WG_D8 : : "memory");
 }
-
-NV_INLINE void wg_wait_16(float4 *d) {
-    __asm__ __volatile__(
-        WG_SM90A "wgmma.wait_group.sync.aligned 0;"
-        : "+f"(d[0].x), "+f"(d[0].y), "+f"(d[0].z), "+f"(d[0].w), "+f"(d[1].x), "+f"(d[1].y),
-          "+f"(d[1].z), "+f"(d[1].w), "+f"(d[2].x), "+f"(d[2].y), "+f"(d[2].z), "+f"(d[2].w),
-          "+f"(d[3].x), "+f"(d[3].y), "+f"(d[3].z), "+f"(d[3].w), "+f"(d[4].x), "+f"(d[4].y),
-          "+f"(d[4].z), "+f"(d[4].w), "+f"(d[5].x), "+f"(d[5].y), "+f"(d[5].z), "+f"(d[5].w),
-          "+f"(d[6].x), "+f"(d[6].y), "+f"(d[6].z), "+f"(d[6].w), "+f"(d[7].x), "+f"(d[7].y),
-          "+f"(d[7].z), "+f"(d[7].w), "+f"(d[8].x), "+f"(d[8].y), "+f"(d[8].z), "+f"(d[8].w),
-          "+f"(d[9].x), "+f"(d[9].y), "+f"(d[9].z), "+f"(d[9].w), "+f"(d[10].x), "+f"(d[10].y),
-          "+f"(d[10].z), "+f"(d[10].w), "+f"(d[11].x), "+f"(d[11].y), "+f"(d[11].z), "+f"(d[11].w),
-          "+f"(d[12].x), "+f"(d[12].y), "+f"(d[12].z), "+f"(d[12].w), "+f"(d[13].x), "+f"(d[13].y),
-          "+f"(d[13].z), "+f"(d[13].w), "+f"(d[14].x), "+f"(d[14].y), "+f"(d[14].z), "+f"(d[14].w),
-          "+f"(d[15].x), "+f"(d[15].y), "+f"(d[15].z), "+f"(d[15].w)
-        :
-        : "memory");
-}
-
 NV_INLINE void wg_wait_14(float4 *d) {
-    __asm__ __volatile__(
-        WG_SM90A "wgmma.wait_group.sync.aligned 0;"
-        : "+f"(d[0].x), "+f"(d[0].y), "+f"(d[0].z), "+f"(d[0].w), "+f"(d[1].x), "+f"(d[1].y),
-          "+f"(d[1].z), "+f"(d[1].w), "+f"(d[2].x), "+f"(d[2].y), "+f"(d[2].z), "+f"(d[2].w),
-          "+f"(d[3].x), "+f"(d[3].y), "+f"(d[3].z), "+f"(d[3].w), "+f"(d[4].x), "+f"(d[4].y),
-          "+f"(d[4].z), "+f"(d[4].w), "+f"(d[5].x), "+f"(d[5].y), "+f"(d[5].z), "+f"(d[5].w),
-          "+f"(d[6].x), "+f"(d[6].y), "+f"(d[6].z), "+f"(d[6].w), "+f"(d[7].x), "+f"(d[7].y),
-          "+f"(d[7].z), "+f"(d[7].w), "+f"(d[8].x), "+f"(d[8].y), "+f"(d[8].z), "+f"(d[8].w),
-          "+f"(d[9].x), "+f"(d[9].y), "+f"(d[9].z), "+f"(d[9].w), "+f"(d[10].x), "+f"(d[10].y),
-          "+f"(d[10].z), "+f"(d[10].w), "+f"(d[11].x), "+f"(d[11].y), "+f"(d[11].z), "+f"(d[11].w),
-          "+f"(d[12].x), "+f"(d[12].y), "+f"(d[12].z), "+f"(d[12].w), "+f"(d[13].x), "+f"(d[13].y),
-          "+f"(d[13].z), "+f"(d[13].w)
-        :
-        : "memory");
+    __asm__ __volatile__(WG_WAIT_ASM:WG_D14 : : "memory");
 }
-
+NV_INLINE void wg_wait_16(float4 *d) {
+    __asm__ __volatile__(WG_WAIT_ASM:WG_D16 : : "memory");
+}
 NV_INLINE void wg_wait_28(float4 *d) {
-    __asm__ __volatile__(
-        WG_SM90A "wgmma.wait_group.sync.aligned 0;"
-        : "+f"(d[0].x), "+f"(d[0].y), "+f"(d[0].z), "+f"(d[0].w), "+f"(d[1].x), "+f"(d[1].y),
-          "+f"(d[1].z), "+f"(d[1].w), "+f"(d[2].x), "+f"(d[2].y), "+f"(d[2].z), "+f"(d[2].w),
-          "+f"(d[3].x), "+f"(d[3].y), "+f"(d[3].z), "+f"(d[3].w), "+f"(d[4].x), "+f"(d[4].y),
-          "+f"(d[4].z), "+f"(d[4].w), "+f"(d[5].x), "+f"(d[5].y), "+f"(d[5].z), "+f"(d[5].w),
-          "+f"(d[6].x), "+f"(d[6].y), "+f"(d[6].z), "+f"(d[6].w), "+f"(d[7].x), "+f"(d[7].y),
-          "+f"(d[7].z), "+f"(d[7].w), "+f"(d[8].x), "+f"(d[8].y), "+f"(d[8].z), "+f"(d[8].w),
-          "+f"(d[9].x), "+f"(d[9].y), "+f"(d[9].z), "+f"(d[9].w), "+f"(d[10].x), "+f"(d[10].y),
-          "+f"(d[10].z), "+f"(d[10].w), "+f"(d[11].x), "+f"(d[11].y), "+f"(d[11].z), "+f"(d[11].w),
-          "+f"(d[12].x), "+f"(d[12].y), "+f"(d[12].z), "+f"(d[12].w), "+f"(d[13].x), "+f"(d[13].y),
-          "+f"(d[13].z), "+f"(d[13].w), "+f"(d[14].x), "+f"(d[14].y), "+f"(d[14].z), "+f"(d[14].w),
-          "+f"(d[15].x), "+f"(d[15].y), "+f"(d[15].z), "+f"(d[15].w), "+f"(d[16].x), "+f"(d[16].y),
-          "+f"(d[16].z), "+f"(d[16].w), "+f"(d[17].x), "+f"(d[17].y), "+f"(d[17].z), "+f"(d[17].w),
-          "+f"(d[18].x), "+f"(d[18].y), "+f"(d[18].z), "+f"(d[18].w), "+f"(d[19].x), "+f"(d[19].y),
-          "+f"(d[19].z), "+f"(d[19].w), "+f"(d[20].x), "+f"(d[20].y), "+f"(d[20].z), "+f"(d[20].w),
-          "+f"(d[21].x), "+f"(d[21].y), "+f"(d[21].z), "+f"(d[21].w), "+f"(d[22].x), "+f"(d[22].y),
-          "+f"(d[22].z), "+f"(d[22].w), "+f"(d[23].x), "+f"(d[23].y), "+f"(d[23].z), "+f"(d[23].w),
-          "+f"(d[24].x), "+f"(d[24].y), "+f"(d[24].z), "+f"(d[24].w), "+f"(d[25].x), "+f"(d[25].y),
-          "+f"(d[25].z), "+f"(d[25].w), "+f"(d[26].x), "+f"(d[26].y), "+f"(d[26].z), "+f"(d[26].w),
-          "+f"(d[27].x), "+f"(d[27].y), "+f"(d[27].z), "+f"(d[27].w)
-        :
-        : "memory");
+    __asm__ __volatile__(WG_WAIT_ASM:WG_D28 : : "memory");
 }
 
 /* s = A B^T over the whole head dimension for a tile of n rows in WG_TILE_OFFSET's layout: A (this

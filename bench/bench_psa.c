@@ -226,9 +226,8 @@ int main(int argc, char **argv) {
     clEnqueueReadBuffer(queue, buffers[3], CL_TRUE, 0, count * 4, out_dense, 0, NULL, NULL);
     d.method = CLPSA_METHOD_PSA;
     const measured psa = time_plan(&d, buffers, reps);
-    clEnqueueReadBuffer(queue, buffers[3], CL_TRUE, 0, count * 4, out, 0, NULL, NULL);
-    const double psa_err = rel_l2(out, out_dense, count);
-    memcpy(out_psa, out, count * 4);
+    clEnqueueReadBuffer(queue, buffers[3], CL_TRUE, 0, count * 4, out_psa, 0, NULL, NULL);
+    const double psa_err = rel_l2(out_psa, out_dense, count);
     d.method = CLPSA_METHOD_BINARY;
     d.binary_density = (float)psa.density;
     if (d.mode == CLPSA_MODE_BUDGET) { /* binary keeps blocks by the sampled estimate */

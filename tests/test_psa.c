@@ -1317,7 +1317,6 @@ static void test_sampled_estimate(void **state) {
             case_free(&c);
         }
     }
-    ts_check(ctx, clpsa_context_set_params(ctx, NULL));
 }
 
 /* The matrix-unit kernels of the sampled estimate (estimate.VARIANT 3 nvidia-mma, 5
@@ -1420,7 +1419,6 @@ static void test_sampled_estimate_matrix_units(void **state) {
                     ran ? ran : "nothing");
         case_free(&c);
     }
-    ts_check(ctx, clpsa_context_set_params(ctx, NULL));
 }
 
 static void test_sampled_seeds_differ(void **state) {

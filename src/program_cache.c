@@ -324,11 +324,33 @@ static clpsa_status program_kernel_locked(clpsa_context *ctx, const char *const 
     return CLPSA_OK;
 }
 
+/* The library's options for a program followed by CLPSA_BUILD_OPTIONS, when it is set: extra
+ * compiler flags for kernel development (e.g. -cl-nv-verbose, which makes NVIDIA's compiler
+ * report registers and spills of every kernel in the debug log). They are part of the options,
+ * so of the cache key: a binary built with them is never taken for one built without. */
+static clpsa_status join_build_options(clpsa_context *ctx, const char *options, char *joined,
+                                       size_t capacity) {
+    const char *extra = getenv("CLPSA_BUILD_OPTIONS");
+    const int length = extra && *extra ? snprintf(joined, capacity, "%s %s", options, extra)
+                                       : snprintf(joined, capacity, "%s", options);
+    if (length < 0 || (size_t)length >= capacity)
+        return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
+                           "CLPSA_BUILD_OPTIONS: the kernel build options with it are %d "
+                           "characters, more than the %zu allowed",
+                           length, capacity - 1);
+    return CLPSA_OK;
+}
+
 /* The context's program list is shared by the threads that use the context: one at a time. */
 clpsa_status clpsa__program_kernel(clpsa_context *ctx, const char *const *files, size_t count,
                                    const char *options, const char *name, cl_kernel *out) {
+    *out = NULL;
+    char joined[2048];
+    clpsa_status status = join_build_options(ctx, options, joined, sizeof joined);
+    if (status != CLPSA_OK)
+        return status;
     clpsa__lock(ctx);
-    const clpsa_status status = program_kernel_locked(ctx, files, count, options, name, out);
+    status = program_kernel_locked(ctx, files, count, joined, name, out);
     clpsa__unlock(ctx);
     return status;
 }

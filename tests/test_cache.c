@@ -558,6 +558,54 @@ static void test_unwritable_cache_dir_only_warns(void **state) {
     clpsa_context_destroy(ctx);
 }
 
+/* The plan's status when it is built with CLPSA_BUILD_OPTIONS set to options. */
+static clpsa_status create_with_options(clpsa_context *ctx, const char *options) {
+    setenv("CLPSA_BUILD_OPTIONS", options, 1);
+    clpsa_plan_desc d = tiny_desc();
+    clpsa_plan *plan = NULL;
+    const clpsa_status status = clpsa_plan_create(ctx, &d, &plan);
+    unsetenv("CLPSA_BUILD_OPTIONS");
+    if (status == CLPSA_OK)
+        clpsa_plan_destroy(plan);
+    else
+        assert_null(plan);
+    return status;
+}
+
+/* CLPSA_BUILD_OPTIONS reaches the compiler and the cache key: a program built with it is a
+ * new entry (never the binary built without), the same kernel text gives the same result, an
+ * option the compiler refuses fails the plan with the option named, and options too long for
+ * the library's buffer are refused before any build. */
+static void test_build_options_reach_compiler_and_key(void **state) {
+    (void)state;
+    ts_log log = {0};
+    clpsa_context *ctx = make_context(&log, cache_dir);
+    float *plain = run_tiny(ctx);
+    assert_int_equal(stats_of(ctx).builds, 1);
+
+    setenv("CLPSA_BUILD_OPTIONS", "-DCLPSA_TEST_UNUSED_MACRO=1", 1);
+    float *with_macro = run_tiny(ctx);
+    unsetenv("CLPSA_BUILD_OPTIONS");
+    assert_int_equal(stats_of(ctx).builds, 2);
+    assert_memory_equal(plain, with_macro, 40 * 64 * sizeof(float));
+
+    assert_int_equal(create_with_options(ctx, "-clpsa-no-such-option"), CLPSA_ERROR_BUILD_FAILED);
+    assert_non_null(strstr(clpsa_context_last_error(ctx), "-clpsa-no-such-option"));
+
+    char long_options[2100];
+    memset(long_options, 'x', sizeof long_options - 1);
+    long_options[0] = '-';
+    long_options[1] = 'D';
+    long_options[sizeof long_options - 1] = '\0';
+    const uint64_t builds_before = stats_of(ctx).builds;
+    assert_int_equal(create_with_options(ctx, long_options), CLPSA_ERROR_INVALID_VALUE);
+    assert_non_null(strstr(clpsa_context_last_error(ctx), "CLPSA_BUILD_OPTIONS"));
+    assert_int_equal(stats_of(ctx).builds, builds_before);
+    clpsa_context_destroy(ctx);
+    free(plain);
+    free(with_macro);
+}
+
 int main(void) {
     ts_apply_test_filter();
     const struct CMUnitTest tests[] = {
@@ -576,6 +624,7 @@ int main(void) {
         cmocka_unit_test(test_cache_dir_resolution),
         cmocka_unit_test_setup_teardown(test_disk_cache_can_be_disabled, setup, teardown),
         cmocka_unit_test(test_unwritable_cache_dir_only_warns),
+        cmocka_unit_test_setup_teardown(test_build_options_reach_compiler_and_key, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -270,9 +270,11 @@ inline void simt_tile_step(__local simt_shared *sh, simt_state *st, const simt_q
         }
         st->l[r] = sum;
         st->m[r] = m_new;
+        /* Once a row's maximum settles its correction is exactly 1: no multiplies. */
+        if (correction != 1.0f)
 #pragma unroll
-        for (int e = 0; e < SIMT_DV4; ++e)
-            st->acc[r][e] *= correction;
+            for (int e = 0; e < SIMT_DV4; ++e)
+                st->acc[r][e] *= correction;
     }
 #pragma unroll
     for (int e = 0; e < SIMT_KV4; ++e) {

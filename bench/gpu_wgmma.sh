@@ -92,25 +92,31 @@ fi
 
 if wants simt; then
     stage "portable-simt dense fp32 B1 H12 N16384 D128"
-    for p in "dense.VARIANT=4,dense.SIMT_ROWS=32,dense.SIMT_TILE_N=32,dense.SIMT_DSPLIT=2,dense.SIMT_QSTAGE=1" \
-        "dense.VARIANT=4" \
-        "dense.VARIANT=4,dense.SIMT_ROWS=64,dense.SIMT_TILE_N=64,dense.SIMT_DSPLIT=4,dense.SIMT_QSTAGE=2" \
-        "dense.VARIANT=4,dense.SIMT_ROWS=64,dense.SIMT_TILE_N=32,dense.SIMT_DSPLIT=4,dense.SIMT_QSTAGE=1" \
-        "dense.VARIANT=4,dense.SIMT_ROWS=64,dense.SIMT_TILE_N=32,dense.SIMT_DSPLIT=2,dense.SIMT_QSTAGE=2" \
-        "dense.VARIANT=4,dense.SIMT_ROWS=32,dense.SIMT_TILE_N=64,dense.SIMT_DSPLIT=2,dense.SIMT_QSTAGE=2"; do
-        line=$(CLPSA_PARAMS=$p timeout 60 "$build/bench/clpsa_bench_dense" --heads 12 --dim 128 \
-            --dtype fp32 --reps 5 --check-rows 8 --seq 16384 2>&1 | tail -1)
-        echo "$p: $(echo "$line" | grep -oE 'time_ms=[0-9.]+ tflops=[0-9.]+ rel_l2=[0-9.e+-]+')"
+    # The built-in row, then 8 rows per work-item (SIMT_RPW=8: 64-key tiles, D in two parts).
+    simt_dense="dense.VARIANT=4,dense.SIMT_RPW=8,dense.SIMT_TILE_N=64,dense.SIMT_DSPLIT=2"
+    for p in "dense.VARIANT=4" "$simt_dense,dense.SIMT_ROWS=32,dense.SIMT_QSTAGE=1" \
+        "$simt_dense,dense.SIMT_ROWS=32,dense.SIMT_QSTAGE=2" \
+        "$simt_dense,dense.SIMT_ROWS=64,dense.SIMT_QSTAGE=2"; do
+        CLPSA_PARAMS=$p CLPSA_LOG=debug CLPSA_BUILD_OPTIONS=-cl-nv-verbose timeout 60 \
+            "$build/bench/clpsa_bench_dense" --heads 12 --dim 128 --dtype fp32 --reps 5 \
+            --check-rows 8 --seq 16384 >"$OUT/simt_dense.txt" 2>&1
+        line=$(grep -E 'time_ms=' "$OUT/simt_dense.txt" | tail -1)
+        echo "$p: $(echo "$line" | grep -oE 'time_ms=[0-9.]+ tflops=[0-9.]+ rel_l2=[0-9.e+-]+')" \
+            "$(grep -A3 'Function properties for dense_attention' "$OUT/simt_dense.txt" |
+                grep -oE 'Used [0-9]+ registers|[0-9]+ bytes spill stores' | tr '\n' ' ')"
     done
     stage "portable-simt attend fp32, video 16x32x32 H12 D128, release shares"
-    for p in "attend.VARIANT=4" \
-        "attend.VARIANT=4,attend.SIMT_ROWS=32,attend.SIMT_TILE_N=32,attend.SIMT_DSPLIT=2,attend.SIMT_QSTAGE=1" \
-        "attend.VARIANT=4,attend.SIMT_ROWS=64,attend.SIMT_TILE_N=64,attend.SIMT_DSPLIT=2,attend.SIMT_QSTAGE=2" \
-        "attend.VARIANT=4,attend.SIMT_ROWS=64,attend.SIMT_TILE_N=32,attend.SIMT_DSPLIT=4,attend.SIMT_QSTAGE=1"; do
-        CLPSA_PARAMS=$p timeout 120 "$build/bench/clpsa_bench_psa" --grid 16,32,32 --heads 12 \
-            --dim 128 --dtype fp32 --order hilbert --reps 5 --mode quantile \
-            --tau 0.10,0.15,0.15,0.35 >"$OUT/simt_psa.txt" 2>&1
-        echo "$p (rc $?): $(grep -E '^psa ' "$OUT/simt_psa.txt")"
+    simt_attend="attend.VARIANT=4,attend.SIMT_RPW=8,attend.SIMT_TILE_N=64,attend.SIMT_DSPLIT=2"
+    for p in "attend.VARIANT=4" "$simt_attend,attend.SIMT_ROWS=32,attend.SIMT_QSTAGE=1" \
+        "$simt_attend,attend.SIMT_ROWS=32,attend.SIMT_QSTAGE=2" \
+        "$simt_attend,attend.SIMT_ROWS=64,attend.SIMT_QSTAGE=2"; do
+        CLPSA_PARAMS=$p CLPSA_LOG=debug CLPSA_BUILD_OPTIONS=-cl-nv-verbose timeout 120 \
+            "$build/bench/clpsa_bench_psa" --grid 16,32,32 --heads 12 --dim 128 --dtype fp32 \
+            --order hilbert --reps 5 --mode quantile --tau 0.10,0.15,0.15,0.35 \
+            >"$OUT/simt_psa.txt" 2>&1
+        echo "$p (rc $?): $(grep -E '^psa ' "$OUT/simt_psa.txt")" \
+            "$(grep -A3 'Function properties for psa_attend' "$OUT/simt_psa.txt" |
+                grep -oE 'Used [0-9]+ registers|[0-9]+ bytes spill stores' | tr '\n' ' ')"
     done
     stage "peer: SDPA fp32"
     timeout 90 python3 .peers/peer_bench.py --shape 1,12,16384,128 --dtypes fp32 2>&1 | grep peer=

@@ -113,7 +113,7 @@ overridden_variant(const clpsa_plan *plan, clpsa__kernel_family family, char *wh
         char why[256];
         if (!fits(plan, v, why, sizeof why))
             continue;
-        for (int p = 0; p < 4 && v->params[p] != CLPSA__PARAM_COUNT; ++p) {
+        for (int p = 0; p < CLPSA__VARIANT_MAX_PARAMS && v->params[p] != CLPSA__PARAM_COUNT; ++p) {
             clpsa__param_source source;
             clpsa__param_value(ctx, v->params[p], &source);
             if (source != CLPSA__SOURCE_OVERRIDE)
@@ -215,7 +215,8 @@ const char *clpsa__param_idle_variant(const clpsa__device_info *info, clpsa__par
         for (size_t i = 0; i < families[f].count; ++i) {
             const clpsa__kernel_variant *v = variant_at((clpsa__kernel_family)f, i);
             bool uses = false;
-            for (int p = 0; p < 5 && v->params[p] != CLPSA__PARAM_COUNT; ++p)
+            for (int p = 0; p < CLPSA__VARIANT_MAX_PARAMS && v->params[p] != CLPSA__PARAM_COUNT;
+                 ++p)
                 uses = uses || v->params[p] == id;
             if (!uses)
                 continue;

@@ -24,15 +24,18 @@ typedef struct clpsa__kernel_config {
     int items;         /* work-items per work-group */
 } clpsa__kernel_config;
 
+#define CLPSA__VARIANT_MAX_PARAMS 6 /* tunables of one variant, with the terminator */
+
 typedef struct clpsa__kernel_variant {
     clpsa__kernel_family family;
-    int id;                    /* the value of family.VARIANT that asks for it */
-    const char *name;          /* "portable", "nvidia-mma": logged and reported */
-    const char *files[5];      /* program sources in build order, NULL-terminated */
-    const char *kernel;        /* the kernel function; every variant of a family has the same
-                                  arguments */
-    clpsa__param_id params[5]; /* its tunables, CLPSA__PARAM_COUNT after the last (always:
-                                  an unset entry would read as parameter 0) */
+    int id;               /* the value of family.VARIANT that asks for it */
+    const char *name;     /* "portable", "nvidia-mma": logged and reported */
+    const char *files[5]; /* program sources in build order, NULL-terminated */
+    const char *kernel;   /* the kernel function; every variant of a family has the same
+                             arguments */
+    /* Its tunables, CLPSA__PARAM_COUNT after the last (always: an unset entry would read as
+     * parameter 0). */
+    clpsa__param_id params[CLPSA__VARIANT_MAX_PARAMS];
     /* Whether the device can run the variant at all, from device facts alone; why not. */
     bool (*device_fits)(const clpsa__device_info *info, char *why, size_t size);
     /* Whether it covers this plan (storage types, head dim, strides, local memory). */

@@ -88,6 +88,11 @@ const clpsa__param_def clpsa__param_defs[CLPSA__PARAM_COUNT] = {
     /* budget nvidia-mma and nvidia-wgmma: warps per work-group (one m16 tile of sampled rows
      * each) sharing each staged key block; nvidia-wgmma takes multiples of 4 */
     [CLPSA__P_BUDGET_NV_WARPS] = {"budget", "NV_WARPS", {2, 4, 8}, 3, 4, 4},
+    /* portable-simt: query rows per work-item (8: half the local-memory bytes per FMA in P V,
+     * three quarters in Q K^T, more registers; needs 64-key tiles and head-dimension parts of
+     * 64, else 4 is used) */
+    [CLPSA__P_DENSE_SIMT_RPW] = {"dense", "SIMT_RPW", {4, 8}, 2, 4, 4},
+    [CLPSA__P_ATTEND_SIMT_RPW] = {"attend", "SIMT_RPW", {4, 8}, 2, 4, 4},
 };
 
 const char *clpsa__param_source_name(clpsa__param_source source) {

@@ -303,7 +303,8 @@ static void list_candidates(const clpsa_context *ctx, int f, candidates *c, bool
         if (!variants[v]->device_fits(&ctx->info, why, sizeof why))
             continue;
         int param_count = 0;
-        while (param_count < 5 && variants[v]->params[param_count] != CLPSA__PARAM_COUNT)
+        while (param_count < CLPSA__VARIANT_MAX_PARAMS &&
+               variants[v]->params[param_count] != CLPSA__PARAM_COUNT)
             ++param_count;
         add_product(c, families[f].variant_param, variants[v]->id, variants[v]->params, param_count,
                     count_only);

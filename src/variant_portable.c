@@ -225,21 +225,25 @@ const clpsa__kernel_variant clpsa__portable_cpu_estimate = {
 };
 
 /* The SIMT-shaped variants (cl/portable/simt_flash.cl): work-groups of 2 x SIMT_ROWS work-items
- * with 4 x 4k register tiles of logits and outputs, Q^T, K^T / V and P^T in local memory.
+ * with SIMT_RPW x 4k register tiles of logits and outputs, Q^T, K^T / V and P^T in local memory.
  * Chosen automatically on devices no vendor or CPU variant serves (GPUs without a vendor path).
  * The kernel's local memory: Q^T (all of it, or with qstage 2 one head-dimension part sharing
  * its buffer with P^T), a part of K^T / V, P^T, the row partials, the slots (3 per key), the
  * query rows and one flag. */
-static cl_ulong simt_local_bytes(int d, int rows, int tile, int split, int qstage) {
+static cl_ulong simt_local_bytes(int d, int rows, int tile, int split, int qstage, int rpw) {
     const cl_ulong qt = (cl_ulong)(qstage == 2 ? d / split : d) * rows, pt = (cl_ulong)tile * rows;
     const cl_ulong qp = qstage == 2 ? (qt > pt ? qt : pt) : qt + pt;
-    return 4 *
-           (qp + (cl_ulong)tile * (d / split) + (cl_ulong)rows * 8 + 3 * (cl_ulong)tile + rows + 1);
+    return 4 * (qp + (cl_ulong)tile * (d / split) + (cl_ulong)rows * 2 * rpw + 3 * (cl_ulong)tile +
+                rows + 1);
 }
 
-/* The most parts the kernel can stage the head dimension in (each a multiple of 32). */
-static int simt_max_split(int d) {
-    return d % 128 == 0 ? 4 : d % 64 == 0 ? 2 : 1;
+/* The most parts the kernel can stage the head dimension in with rpw rows per work-item (each
+ * part a multiple of 8 rpw head dimensions: 32 with 4 rows, 64 with 8). */
+static int simt_max_split(int d, int rpw) {
+    int split = 1;
+    while (split < 4 && d % (2 * split * 8 * rpw) == 0)
+        split *= 2;
+    return split;
 }
 
 static bool simt_plan(const clpsa_plan *plan, char *why, size_t size) {
@@ -248,7 +252,7 @@ static bool simt_plan(const clpsa_plan *plan, char *why, size_t size) {
         snprintf(why, size, "head_dim = %d: needs a multiple of 32 up to 128", d);
         return false;
     }
-    const cl_ulong least = simt_local_bytes(d, 32, 32, simt_max_split(d), 2);
+    const cl_ulong least = simt_local_bytes(d, 32, 32, simt_max_split(d, 4), 2, 4);
     if (least > plan->ctx->info.local_mem_size) {
         snprintf(why, size, "needs %llu bytes of local memory at D = %d; the device has %llu",
                  (unsigned long long)least, d, (unsigned long long)plan->ctx->info.local_mem_size);
@@ -259,33 +263,57 @@ static bool simt_plan(const clpsa_plan *plan, char *why, size_t size) {
 
 /* The fewest parts, from *split up, in which rows x tile fit in `have` bytes with Q^T staged as
  * qstage says; false (*split unchanged) if none fits. */
-static bool simt_fit_split(int d, int rows, int tile, int qstage, cl_ulong have, int *split) {
-    for (int s = *split; s <= simt_max_split(d); s *= 2)
-        if (simt_local_bytes(d, rows, tile, s, qstage) <= have) {
+static bool simt_fit_split(int d, int rows, int tile, int qstage, int rpw, cl_ulong have,
+                           int *split) {
+    for (int s = *split; s <= simt_max_split(d, rpw); s *= 2)
+        if (simt_local_bytes(d, rows, tile, s, qstage, rpw) <= have) {
             *split = s;
             return true;
         }
     return false;
 }
 
-/* SIMT_ROWS, SIMT_TILE_N, SIMT_DSPLIT and SIMT_QSTAGE as looked up; where local memory cannot
- * hold them, the head dimension is split further, then Q^T is staged with every tile (how 64
- * rows x 64 keys fit at D = 128 in 48 KiB), before the tile, then the rows, are made smaller (on
- * the H200 at D = 128, 32 rows x 32 keys split in two ran at 15.1 TFLOP/s, 32 x 64 at 12.9);
- * rows halved per earlier attempt whose kernel allowed fewer work-items. */
-static clpsa_status configure_simt(clpsa_plan *plan, int attempt, clpsa__param_id rows_id,
-                                   clpsa__param_id tile_id, clpsa__param_id split_id,
-                                   clpsa__param_id qstage_id, int max_rows,
-                                   clpsa__kernel_config *out) {
-    int rows = 0, tile = 0, split = 0, qstage = 0;
+/* The tunables of one SIMT-shaped variant. */
+typedef struct simt_param_ids {
+    clpsa__param_id rows, tile, split, qstage, rpw;
+} simt_param_ids;
+
+/* Whether rows x tile fit with rpw rows per work-item, from *split parts and Q^T as *qstage says
+ * up (more parts, then Q^T staged per tile); the split and qstage that fit. */
+static bool simt_fit(int d, int rows, int tile, int rpw, cl_ulong have, int *split, int *qstage) {
+    int s = *split;
+    if (simt_fit_split(d, rows, tile, *qstage, rpw, have, &s)) {
+        *split = s;
+        return true;
+    }
+    s = *split;
+    if (*qstage == 1 && simt_fit_split(d, rows, tile, 2, rpw, have, &s)) {
+        *split = s;
+        *qstage = 2;
+        return true;
+    }
+    return false;
+}
+
+/* SIMT_ROWS, SIMT_TILE_N, SIMT_DSPLIT, SIMT_QSTAGE and SIMT_RPW as looked up; where local memory
+ * cannot hold them, the head dimension is split further, then Q^T is staged with every tile (how
+ * 64 rows x 64 keys fit at D = 128 in 48 KiB), before 8 rows per work-item become 4 and the
+ * tile, then the rows, are made smaller (on the H200 at D = 128, 32 rows x 32 keys split in two
+ * ran at 15.1 TFLOP/s, 32 x 64 at 12.9); rows halved per earlier attempt whose kernel allowed
+ * fewer work-items. */
+static clpsa_status configure_simt(clpsa_plan *plan, int attempt, const simt_param_ids *ids,
+                                   int max_rows, clpsa__kernel_config *out) {
+    int rows = 0, tile = 0, split = 0, qstage = 0, rpw = 0;
     bool rows_overridden = false;
-    clpsa_status status = clpsa__plan_param(plan, rows_id, &rows, &rows_overridden);
+    clpsa_status status = clpsa__plan_param(plan, ids->rows, &rows, &rows_overridden);
     if (status == CLPSA_OK)
-        status = clpsa__plan_param(plan, tile_id, &tile, NULL);
+        status = clpsa__plan_param(plan, ids->tile, &tile, NULL);
     if (status == CLPSA_OK)
-        status = clpsa__plan_param(plan, split_id, &split, NULL);
+        status = clpsa__plan_param(plan, ids->split, &split, NULL);
     if (status == CLPSA_OK)
-        status = clpsa__plan_param(plan, qstage_id, &qstage, NULL);
+        status = clpsa__plan_param(plan, ids->qstage, &qstage, NULL);
+    if (status == CLPSA_OK)
+        status = clpsa__plan_param(plan, ids->rpw, &rpw, NULL);
     if (status != CLPSA_OK)
         return status;
     if (rows > 32 && max_rows <= 32)
@@ -296,43 +324,50 @@ static clpsa_status configure_simt(clpsa_plan *plan, int attempt, clpsa__param_i
         rows = 32;
     }
     const int d = plan->desc.head_dim;
-    if (split > simt_max_split(d))
-        split = simt_max_split(d);
     const cl_ulong have = plan->ctx->info.local_mem_size;
-    const int shapes[3][2] = {{rows, tile}, {rows, 32}, {32, 32}};
-    for (int i = 0; i < 3; ++i) {
-        int s = split, q = qstage;
-        bool fits = simt_fit_split(d, shapes[i][0], shapes[i][1], q, have, &s);
-        if (!fits && q == 1) {
-            q = 2;
-            fits = simt_fit_split(d, shapes[i][0], shapes[i][1], q, have, &s);
-        }
-        if (fits || i == 2) {
-            rows = shapes[i][0];
-            tile = shapes[i][1];
-            split = fits ? s : simt_max_split(d);
-            qstage = fits ? q : 2;
-            break;
+    /* 8 rows per work-item cover 64 keys and 64 head dimensions per float4 step. */
+    int s8 = split < simt_max_split(d, 8) ? split : simt_max_split(d, 8), q8 = qstage;
+    if (rpw == 8 && tile % 64 == 0 && d % 64 == 0 && simt_fit(d, rows, tile, 8, have, &s8, &q8)) {
+        split = s8;
+        qstage = q8;
+    } else {
+        rpw = 4;
+        if (split > simt_max_split(d, 4))
+            split = simt_max_split(d, 4);
+        const int shapes[3][2] = {{rows, tile}, {rows, 32}, {32, 32}};
+        for (int i = 0; i < 3; ++i) {
+            int s = split, q = qstage;
+            const bool fits = simt_fit(d, shapes[i][0], shapes[i][1], 4, have, &s, &q);
+            if (fits || i == 2) {
+                rows = shapes[i][0];
+                tile = shapes[i][1];
+                split = fits ? s : simt_max_split(d, 4);
+                qstage = fits ? q : 2;
+                break;
+            }
         }
     }
     out->rows = rows;
     out->items = 2 * rows;
     snprintf(out->options, sizeof out->options,
-             "-DSIMT_ROWS=%d -DSIMT_TILE_N=%d -DSIMT_DSPLIT=%d -DSIMT_QSTAGE=%d", rows, tile, split,
-             qstage);
+             "-DSIMT_ROWS=%d -DSIMT_TILE_N=%d -DSIMT_DSPLIT=%d -DSIMT_QSTAGE=%d -DSIMT_RPW=%d",
+             rows, tile, split, qstage, rpw);
     return CLPSA_OK;
 }
 
 static clpsa_status configure_simt_dense(clpsa_plan *plan, int attempt, clpsa__kernel_config *out) {
-    return configure_simt(plan, attempt, CLPSA__P_DENSE_SIMT_ROWS, CLPSA__P_DENSE_SIMT_TILE_N,
-                          CLPSA__P_DENSE_SIMT_DSPLIT, CLPSA__P_DENSE_SIMT_QSTAGE, 1 << 30, out);
+    static const simt_param_ids ids = {CLPSA__P_DENSE_SIMT_ROWS, CLPSA__P_DENSE_SIMT_TILE_N,
+                                       CLPSA__P_DENSE_SIMT_DSPLIT, CLPSA__P_DENSE_SIMT_QSTAGE,
+                                       CLPSA__P_DENSE_SIMT_RPW};
+    return configure_simt(plan, attempt, &ids, 1 << 30, out);
 }
 
 static clpsa_status configure_simt_attend(clpsa_plan *plan, int attempt,
                                           clpsa__kernel_config *out) {
-    return configure_simt(plan, attempt, CLPSA__P_ATTEND_SIMT_ROWS, CLPSA__P_ATTEND_SIMT_TILE_N,
-                          CLPSA__P_ATTEND_SIMT_DSPLIT, CLPSA__P_ATTEND_SIMT_QSTAGE,
-                          plan->psa.block_q, out);
+    static const simt_param_ids ids = {CLPSA__P_ATTEND_SIMT_ROWS, CLPSA__P_ATTEND_SIMT_TILE_N,
+                                       CLPSA__P_ATTEND_SIMT_DSPLIT, CLPSA__P_ATTEND_SIMT_QSTAGE,
+                                       CLPSA__P_ATTEND_SIMT_RPW};
+    return configure_simt(plan, attempt, &ids, plan->psa.block_q, out);
 }
 
 const clpsa__kernel_variant clpsa__portable_simt_dense = {
@@ -342,7 +377,7 @@ const clpsa__kernel_variant clpsa__portable_simt_dense = {
     {"common.cl", "portable/simt_flash.cl", "portable/dense_simt.cl", NULL},
     "dense_attention",
     {CLPSA__P_DENSE_SIMT_ROWS, CLPSA__P_DENSE_SIMT_TILE_N, CLPSA__P_DENSE_SIMT_DSPLIT,
-     CLPSA__P_DENSE_SIMT_QSTAGE, CLPSA__PARAM_COUNT},
+     CLPSA__P_DENSE_SIMT_QSTAGE, CLPSA__P_DENSE_SIMT_RPW, CLPSA__PARAM_COUNT},
     always,
     simt_plan,
     configure_simt_dense,
@@ -355,7 +390,7 @@ const clpsa__kernel_variant clpsa__portable_simt_attend = {
     {"common.cl", "portable/simt_flash.cl", "portable/attend_simt.cl", NULL},
     "psa_attend",
     {CLPSA__P_ATTEND_SIMT_ROWS, CLPSA__P_ATTEND_SIMT_TILE_N, CLPSA__P_ATTEND_SIMT_DSPLIT,
-     CLPSA__P_ATTEND_SIMT_QSTAGE, CLPSA__PARAM_COUNT},
+     CLPSA__P_ATTEND_SIMT_QSTAGE, CLPSA__P_ATTEND_SIMT_RPW, CLPSA__PARAM_COUNT},
     always,
     simt_plan,
     configure_simt_attend,

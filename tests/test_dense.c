@@ -680,32 +680,42 @@ static void build_cases(void) {
         snprintf(current.tag, sizeof current.tag, "v%d", variants[i]);
         build_variant_cases();
         /* The tiles of the CPU and SIMT variants other than their defaults; the SIMT ones that
-         * split the head dimension in four or stage Q^T with every tile also at D = 128. */
+         * split the head dimension in four or stage Q^T with every tile also at D = 128, and 8
+         * rows per work-item at D = 64 (whole) and D = 128 (two parts, Q^T resident or staged;
+         * asked for with 32-key tiles, where 4 rows are used). */
         static const struct {
             int variant, rows, tile;
             const char *prefix;
             int split;  /* SIMT_DSPLIT (0: not a SIMT parameter) */
             int qstage; /* SIMT_QSTAGE (0: not a SIMT parameter) */
             int d;      /* head dimension of the size cases */
-        } tiles[] = {{3, 16, 16, "CPU", 0, 0, 64},   {3, 128, 64, "CPU", 0, 0, 64},
-                     {3, 32, 64, "CPU", 0, 0, 64},   {4, 32, 64, "SIMT", 0, 0, 64},
-                     {4, 32, 64, "SIMT", 2, 0, 64},  {4, 64, 64, "SIMT", 2, 2, 64},
-                     {4, 64, 64, "SIMT", 2, 2, 128}, {4, 64, 32, "SIMT", 4, 1, 128},
-                     {4, 32, 64, "SIMT", 4, 2, 128}};
+            int rpw;    /* SIMT_RPW (0: not a SIMT parameter) */
+        } tiles[] = {{3, 16, 16, "CPU", 0, 0, 64, 0},   {3, 128, 64, "CPU", 0, 0, 64, 0},
+                     {3, 32, 64, "CPU", 0, 0, 64, 0},   {4, 32, 64, "SIMT", 0, 0, 64, 0},
+                     {4, 32, 64, "SIMT", 2, 0, 64, 0},  {4, 64, 64, "SIMT", 2, 2, 64, 0},
+                     {4, 64, 64, "SIMT", 2, 2, 128, 0}, {4, 64, 32, "SIMT", 4, 1, 128, 0},
+                     {4, 32, 64, "SIMT", 4, 2, 128, 0}, {4, 32, 64, "SIMT", 1, 1, 64, 8},
+                     {4, 32, 64, "SIMT", 2, 1, 128, 8}, {4, 64, 64, "SIMT", 2, 2, 128, 8},
+                     {4, 64, 32, "SIMT", 4, 1, 128, 8}};
         for (size_t t = 0; t < sizeof tiles / sizeof tiles[0]; ++t) {
             if (tiles[t].variant != variants[i])
                 continue;
-            char split[64] = "";
+            char split[96] = "";
             if (tiles[t].split && tiles[t].qstage)
                 snprintf(split, sizeof split, ",dense.SIMT_DSPLIT=%d,dense.SIMT_QSTAGE=%d",
                          tiles[t].split, tiles[t].qstage);
             else if (tiles[t].split)
                 snprintf(split, sizeof split, ",dense.SIMT_DSPLIT=%d", tiles[t].split);
+            if (tiles[t].rpw) {
+                const size_t used = strlen(split);
+                snprintf(split + used, sizeof split - used, ",dense.SIMT_RPW=%d", tiles[t].rpw);
+            }
             snprintf(current.params, sizeof current.params,
                      "dense.VARIANT=%d,dense.%s_ROWS=%d,dense.%s_TILE_N=%d%s", tiles[t].variant,
                      tiles[t].prefix, tiles[t].rows, tiles[t].prefix, tiles[t].tile, split);
-            snprintf(current.tag, sizeof current.tag, "v%dr%dt%ds%dq%dd%d", tiles[t].variant,
-                     tiles[t].rows, tiles[t].tile, tiles[t].split, tiles[t].qstage, tiles[t].d);
+            snprintf(current.tag, sizeof current.tag, "v%dr%dt%ds%dq%dd%dw%d", tiles[t].variant,
+                     tiles[t].rows, tiles[t].tile, tiles[t].split, tiles[t].qstage, tiles[t].d,
+                     tiles[t].rpw);
             add_size_cases(false, tiles[t].d); /* fp32: one more program per tile */
         }
         /* The matrix-unit variants' two-stage loops (for nvidia-wgmma, the overlapped one):

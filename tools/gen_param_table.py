@@ -56,6 +56,8 @@ PARAMS = [  # the order of clpsa__param_id in src/params.h
     "dense.SIMT_QSTAGE",
     "attend.SIMT_QSTAGE",
     "budget.NV_WARPS",
+    "dense.SIMT_RPW",
+    "attend.SIMT_RPW",
 ]
 
 

@@ -41,9 +41,9 @@ psa_attend(__global const in_t *q, __global const in_t *k, __global const in_t *
     barrier(CLK_LOCAL_MEM_FENCE);
     const simt_queries queries = {q + b * q_sb + h * q_sh, q_sn, query_rows, scale * LOG2E};
     simt_load_queries(&sh, queries.head, queries.step, queries.rows, queries.scale);
-    const int g4 = (lid >> 3) * 4;
+    const int g0 = simt_first_row();
     simt_state st;
-    simt_state_init(&st, t0 + g4 + (seq_k - seq_q), causal);
+    simt_state_init(&st, t0 + g0 + (seq_k - seq_q), causal);
     const int first_limit = causal ? t0 + (seq_k - seq_q) : INT_MAX - 1;
     const int group_last = causal ? t0 + rows - 1 + (seq_k - seq_q) : seq_k - 1;
 
@@ -88,10 +88,10 @@ psa_attend(__global const in_t *q, __global const in_t *k, __global const in_t *
         }
         listed += count;
     }
-    __global out_t *dst[4];
+    __global out_t *dst[SIMT_RPW];
 #pragma unroll
-    for (int r = 0; r < 4; ++r)
-        dst[r] = g4 + r < rows ? out + b * o_sb + h * o_sh + (long)TOKEN(perm, t0 + g4 + r) * o_sn
+    for (int r = 0; r < SIMT_RPW; ++r)
+        dst[r] = g0 + r < rows ? out + b * o_sb + h * o_sh + (long)TOKEN(perm, t0 + g0 + r) * o_sn
                                : NULL;
     simt_store(&sh, &st, dst);
 }

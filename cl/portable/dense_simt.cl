@@ -32,9 +32,9 @@ dense_attention(__global const in_t *q, __global const in_t *k, __global const i
 
     /* Bottom-right aligned causal mask: key c is visible to row t iff c <= t + (Nk - Nq). */
     const int shift = seq_k - seq_q;
-    const int g4 = (lid >> 3) * 4;
+    const int g0 = simt_first_row();
     simt_state st;
-    simt_state_init(&st, row0 + g4 + shift, causal);
+    simt_state_init(&st, row0 + g0 + shift, causal);
     const int first_limit = causal ? row0 + shift : INT_MAX - 1;
     const int group_end = causal ? clamp(row0 + rows - 1 + shift + 1, 0, seq_k) : seq_k;
     for (int key0 = 0; key0 < group_end; key0 += SIMT_TILE_N) {
@@ -49,9 +49,9 @@ dense_attention(__global const in_t *q, __global const in_t *k, __global const i
         const bool masked = key0 + SIMT_TILE_N > seq_k || key0 + SIMT_TILE_N - 1 > first_limit;
         simt_tile_step(&sh, &st, &queries, k_head, k_sn, v_head, v_sn, masked);
     }
-    __global out_t *dst[4];
+    __global out_t *dst[SIMT_RPW];
 #pragma unroll
-    for (int r = 0; r < 4; ++r)
-        dst[r] = g4 + r < rows ? out + b * o_sb + h * o_sh + (long)(row0 + g4 + r) * o_sn : NULL;
+    for (int r = 0; r < SIMT_RPW; ++r)
+        dst[r] = g0 + r < rows ? out + b * o_sb + h * o_sh + (long)(row0 + g0 + r) * o_sn : NULL;
     simt_store(&sh, &st, dst);
 }

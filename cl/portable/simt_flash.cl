@@ -3,20 +3,25 @@
  * NVIDIA with fp32 storage), shared by portable/dense_simt.cl and portable/attend_simt.cl;
  * built after common.cl.
  *
- * A work-group of 2 * SIMT_ROWS work-items owns SIMT_ROWS query rows. Work-item (g, c),
- * g = lid / 8, c = lid % 8, owns rows 4g..4g+3 and, of each tile, the keys 32e + 4c + x
- * (x < 4, e < SIMT_TILE_N / 32) of the logits and the head dimensions 32e + 4c + x of the
- * output: register tiles of 4 x SIMT_TILE_N/8 logits and 4 x D/8 accumulators, so each float4
- * read from local memory feeds 16 FMAs, and the eight work-items of a row group read 128
- * contiguous bytes (no bank conflicts). Q^T, K^T (then V, in the same buffer) and P^T live in
- * local memory; the row maxima meet through a small local array; each work-item keeps partial
- * row sums over its own keys, added up once at the end. P^T's float4 columns are XOR-swizzled
- * by key (simt_pt_at) so the eight work-items of a row group, which write the same rows of
- * different keys, hit different banks.
+ * A work-group of 2 * SIMT_ROWS work-items owns SIMT_ROWS query rows, in groups of SIMT_RPW
+ * rows shared by C = 2 SIMT_RPW work-items. Work-item (g, c), g = lid / C, c = lid % C, owns
+ * rows g SIMT_RPW .. g SIMT_RPW + SIMT_RPW - 1 and, of each tile, the keys 4Ce + 4c + x (x < 4,
+ * e < SIMT_TILE_N / 4C) of the logits and the head dimensions 4Ce + 4c + x of the output:
+ * register tiles of SIMT_RPW x SIMT_TILE_N/C logits and SIMT_RPW x D/C accumulators, and the C
+ * work-items of a row group read 16C contiguous bytes (no bank conflicts). Every float4 read
+ * from local memory feeds 4 SIMT_RPW FMAs: with 8 rows a work-item asks local memory for half
+ * the bytes per FMA that 4 rows do in P V and three quarters in Q K^T, which matters on GPUs
+ * whose local memory delivers fewer bytes per clock than the FMAs consume. Q^T, K^T (then V, in the
+ * same buffer) and P^T live in local memory; the row maxima meet through a small local array; each
+ * work-item keeps partial row sums over its own keys, added up once at the end. P^T's float4
+ * columns are XOR-swizzled by key (simt_pt_at) so the eight work-items of a row group, which write
+ * the same rows of different keys, hit different banks.
  *
  * Tunables (speed only, never the result):
  *   SIMT_ROWS    query rows per work-group (32 or 64; 2 work-items per row)
- *   SIMT_TILE_N  keys per staged tile (32 or 64)
+ *   SIMT_TILE_N  keys per staged tile (32 or 64; a multiple of 8 SIMT_RPW)
+ *   SIMT_RPW     rows per work-item (4 or 8; 8 needs SIMT_TILE_N and D / SIMT_DSPLIT multiples
+ *                of 64)
  *   SIMT_DSPLIT  parts the head dimension is staged in (1, 2 where D % 64 == 0, 4 where
  *                D % 128 == 0): K^T and V pass through a buffer of 1/SIMT_DSPLIT the size in
  *                that many steps, so larger tiles fit in local memory (the host picks it when
@@ -39,6 +44,12 @@
 #ifndef SIMT_QSTAGE
 #define SIMT_QSTAGE 1 /* 1: Q^T resident; 2: Q^T staged with every tile */
 #endif
+#ifndef SIMT_RPW
+#define SIMT_RPW 4 /* rows per work-item */
+#endif
+#define SIMT_CPR (2 * SIMT_RPW)  /* work-items per row group */
+#define SIMT_SPAN (4 * SIMT_CPR) /* keys (head dimensions) a row group covers per float4 step */
+#define SIMT_R4 (SIMT_RPW / 4)   /* float4 of rows per work-item */
 #define SIMT_DPART (HEAD_DIM / SIMT_DSPLIT) /* head dimensions staged at once */
 #define SIMT_ITEMS (2 * SIMT_ROWS)
 /* Local-memory float4 accesses at 16-byte-aligned addresses (every offset below is a multiple
@@ -46,12 +57,22 @@
  * compilers split it into four scalar loads: a quarter of the issue slots went to them. */
 #define SIMT_LD4(p) (*(__local const float4 *)(p))
 #define SIMT_ST4(p, x) (*(__local float4 *)(p) = (x))
-#define SIMT_KV4 (SIMT_TILE_N / 32) /* float4 of keys per work-item */
-#define SIMT_DV4 (HEAD_DIM / 32)    /* float4 of head dimensions per work-item */
+#define SIMT_KV4 (SIMT_TILE_N / SIMT_SPAN) /* float4 of keys per work-item */
+#define SIMT_DV4 (HEAD_DIM / SIMT_SPAN)    /* float4 of head dimensions per work-item */
+#define SIMT_PV4 (SIMT_DV4 / SIMT_DSPLIT)  /* of them, in one part of the head dimension */
+/* Row r's entry of a work-item's float4s of rows (r a constant once the loops unroll). */
+#define SIMT_ROW_OF(v, r)                                                                          \
+    (((r)&3) == 0   ? (v)[(r) >> 2].x                                                              \
+     : ((r)&3) == 1 ? (v)[(r) >> 2].y                                                              \
+     : ((r)&3) == 2 ? (v)[(r) >> 2].z                                                              \
+                    : (v)[(r) >> 2].w)
 
-#if SIMT_ROWS % 32 != 0 || SIMT_TILE_N % 32 != 0 || SIMT_DPART % 32 != 0 ||                        \
+#if SIMT_RPW != 4 && SIMT_RPW != 8
+#error "SIMT_RPW must be 4 or 8"
+#endif
+#if SIMT_ROWS % 32 != 0 || SIMT_TILE_N % SIMT_SPAN != 0 || SIMT_DPART % SIMT_SPAN != 0 ||          \
     SIMT_DPART * SIMT_DSPLIT != HEAD_DIM
-#error "SIMT_ROWS, SIMT_TILE_N and HEAD_DIM / SIMT_DSPLIT must be multiples of 32"
+#error "SIMT_ROWS must be a multiple of 32, SIMT_TILE_N and HEAD_DIM / SIMT_DSPLIT of 8 SIMT_RPW"
 #endif
 #if SIMT_QSTAGE != 1 && SIMT_QSTAGE != 2
 #error "SIMT_QSTAGE must be 1 or 2"
@@ -83,21 +104,29 @@ typedef struct __attribute__((aligned(16))) simt_slots {
 typedef struct __attribute__((aligned(16))) simt_shared {
     float qp[SIMT_QP_FLOATS];           /* Q^T, P^T: see above */
     float kv[SIMT_TILE_N * SIMT_DPART]; /* part of K^T [D/split][tile], then of V [tile][D/split] */
-    float red[SIMT_ROWS * 8];           /* per-row partials of the 8 work-items of a row */
+    float red[SIMT_ROWS * SIMT_CPR];    /* per-row partials of the work-items of a row group */
     simt_slots slots;
 } simt_shared;
 
-/* Per work-item state: its 4 rows' accumulators (D/8 each), maxima and partial sums. */
+/* Per work-item state: its rows' accumulators (D / SIMT_CPR each), maxima and partial sums. */
 typedef struct simt_state {
-    float4 acc[4][SIMT_DV4];
-    float m[4], l[4];
-    int limit[4];
+    float4 acc[SIMT_RPW][SIMT_DV4];
+    float m[SIMT_RPW], l[SIMT_RPW];
+    int limit[SIMT_RPW];
 } simt_state;
+
+/* The first of the work-item's rows in the work-group, and its column in its row group. */
+inline int simt_first_row(void) {
+    return (get_local_id(0) / SIMT_CPR) * SIMT_RPW;
+}
+inline int simt_column(void) {
+    return get_local_id(0) % SIMT_CPR;
+}
 
 /* Where P^T holds key j's float4 of rows g4..g4+3: float4 column g4 / 4 of row j, XOR the key's
  * column group (j / 4) % 8, so the float4 stays within its group of eight (SIMT_ROWS is a
- * multiple of 32) and a row group's eight work-items (keys 4c + x, c < 8) write eight different
- * bank groups; readers of one key row still read distinct float4s. */
+ * multiple of 32) and eight neighbouring work-items of a row group (keys 4c + x) write eight
+ * different bank groups; readers of one key row still read distinct float4s. */
 inline int simt_pt_at(int j, int g4) {
     return j * SIMT_ROWS + (g4 ^ (((j >> 2) & 7) << 2));
 }
@@ -134,7 +163,7 @@ inline void simt_state_init(simt_state *st, int limit0, bool causal) {
      * whole state in (slow, off-chip) private memory, as clang -> ptxas showed (336-byte
      * stack frame) before these pragmas. */
 #pragma unroll
-    for (int r = 0; r < 4; ++r) {
+    for (int r = 0; r < SIMT_RPW; ++r) {
 #pragma unroll
         for (int e = 0; e < SIMT_DV4; ++e)
             st->acc[r][e] = (float4)(0.0f);
@@ -146,23 +175,22 @@ inline void simt_state_init(simt_state *st, int limit0, bool causal) {
 
 /* O += P V of one part of the head dimension for a masked tile: key j adds nothing to row r
  * when slots.last[j] > limit[r]. Only masked tiles (causal diagonals, ragged ends) take it. */
-inline void simt_tile_pv_masked(__local simt_shared *sh, simt_state *st, const int c4, const int g4,
+inline void simt_tile_pv_masked(__local simt_shared *sh, simt_state *st, const int c4, const int g0,
                                 const int part) {
     for (int j = 0; j < SIMT_TILE_N; ++j) {
-        const float4 p = SIMT_LD4(sh->qp + SIMT_PT_OFFSET + simt_pt_at(j, g4));
+        float4 p[SIMT_R4];
+#pragma unroll
+        for (int i = 0; i < SIMT_R4; ++i)
+            p[i] = SIMT_LD4(sh->qp + SIMT_PT_OFFSET + simt_pt_at(j, g0 + 4 * i));
         const int last = sh->slots.last[j];
 #pragma unroll
-        for (int e = 0; e < SIMT_DV4 / SIMT_DSPLIT; ++e) {
-            const float4 x = SIMT_LD4(sh->kv + j * SIMT_DPART + 32 * e + c4);
-            const int a = part * (SIMT_DV4 / SIMT_DSPLIT) + e;
-            if (last <= st->limit[0])
-                st->acc[0][a] = fma((float4)(p.x), x, st->acc[0][a]);
-            if (last <= st->limit[1])
-                st->acc[1][a] = fma((float4)(p.y), x, st->acc[1][a]);
-            if (last <= st->limit[2])
-                st->acc[2][a] = fma((float4)(p.z), x, st->acc[2][a]);
-            if (last <= st->limit[3])
-                st->acc[3][a] = fma((float4)(p.w), x, st->acc[3][a]);
+        for (int e = 0; e < SIMT_PV4; ++e) {
+            const float4 x = SIMT_LD4(sh->kv + j * SIMT_DPART + SIMT_SPAN * e + c4);
+            const int a = part * SIMT_PV4 + e;
+#pragma unroll
+            for (int r = 0; r < SIMT_RPW; ++r)
+                if (last <= st->limit[r])
+                    st->acc[r][a] = fma((float4)(SIMT_ROW_OF(p, r)), x, st->acc[r][a]);
         }
     }
 }
@@ -175,14 +203,14 @@ inline void simt_tile_step(__local simt_shared *sh, simt_state *st, const simt_q
                            __global const in_t *k_base, long k_step, __global const in_t *v_base,
                            long v_step, bool masked) {
     const int lid = get_local_id(0);
-    const int g4 = (lid >> 3) * 4, c4 = (lid & 7) * 4;
-    /* S = Q K^T for 4 rows x 4 SIMT_KV4 keys, plus the bias, masked. */
-    float4 s[4][SIMT_KV4];
+    const int g0 = simt_first_row(), c = simt_column(), c4 = 4 * c;
+    /* S = Q K^T for SIMT_RPW rows x 4 SIMT_KV4 keys, plus the bias, masked. */
+    float4 s[SIMT_RPW][SIMT_KV4];
 #pragma unroll
     for (int e = 0; e < SIMT_KV4; ++e) {
-        const float4 b = SIMT_LD4(sh->slots.bias + 32 * e + c4);
+        const float4 b = SIMT_LD4(sh->slots.bias + SIMT_SPAN * e + c4);
 #pragma unroll
-        for (int r = 0; r < 4; ++r)
+        for (int r = 0; r < SIMT_RPW; ++r)
             s[r][e] = b;
     }
 #pragma unroll
@@ -221,43 +249,45 @@ inline void simt_tile_step(__local simt_shared *sh, simt_state *st, const simt_q
         const int q_row0 = SIMT_QSTAGE == 1 ? d0 : 0;
 #pragma unroll 4
         for (int d = 0; d < SIMT_DPART; ++d) {
-            const float4 q = SIMT_LD4(sh->qp + (q_row0 + d) * SIMT_ROWS + g4);
+            float4 q[SIMT_R4];
+#pragma unroll
+            for (int i = 0; i < SIMT_R4; ++i)
+                q[i] = SIMT_LD4(sh->qp + (q_row0 + d) * SIMT_ROWS + g0 + 4 * i);
 #pragma unroll
             for (int e = 0; e < SIMT_KV4; ++e) {
-                const float4 k = SIMT_LD4(sh->kv + d * SIMT_TILE_N + 32 * e + c4);
-                s[0][e] = fma((float4)(q.x), k, s[0][e]);
-                s[1][e] = fma((float4)(q.y), k, s[1][e]);
-                s[2][e] = fma((float4)(q.z), k, s[2][e]);
-                s[3][e] = fma((float4)(q.w), k, s[3][e]);
+                const float4 k = SIMT_LD4(sh->kv + d * SIMT_TILE_N + SIMT_SPAN * e + c4);
+#pragma unroll
+                for (int r = 0; r < SIMT_RPW; ++r)
+                    s[r][e] = fma((float4)(SIMT_ROW_OF(q, r)), k, s[r][e]);
             }
         }
     }
     if (masked)
 #pragma unroll
         for (int e = 0; e < SIMT_KV4; ++e) {
-            const int4 last = (*(__local const int4 *)(sh->slots.last + 32 * e + c4));
+            const int4 last = (*(__local const int4 *)(sh->slots.last + SIMT_SPAN * e + c4));
 #pragma unroll
-            for (int r = 0; r < 4; ++r)
+            for (int r = 0; r < SIMT_RPW; ++r)
                 s[r][e] = select(s[r][e], (float4)(-INFINITY), last > (int4)(st->limit[r]));
         }
-    float part[4];
 #pragma unroll
-    for (int r = 0; r < 4; ++r) {
+    for (int r = 0; r < SIMT_RPW; ++r) {
         float4 x = s[r][0];
 #pragma unroll
         for (int e = 1; e < SIMT_KV4; ++e)
             x = fmax(x, s[r][e]);
-        part[r] = fmax(fmax(x.x, x.y), fmax(x.z, x.w));
-        sh->red[(g4 + r) * 8 + (lid & 7)] = part[r];
+        sh->red[(g0 + r) * SIMT_CPR + c] = fmax(fmax(x.x, x.y), fmax(x.z, x.w));
     }
     barrier(CLK_LOCAL_MEM_FENCE);
 
     /* Online softmax: every work-item of a row group derives the same maximum. */
 #pragma unroll
-    for (int r = 0; r < 4; ++r) {
-        const float4 half_max =
-            fmax(SIMT_LD4(sh->red + (g4 + r) * 8), SIMT_LD4(sh->red + (g4 + r) * 8 + 4));
-        const float tile_max = fmax(fmax(half_max.x, half_max.y), fmax(half_max.z, half_max.w));
+    for (int r = 0; r < SIMT_RPW; ++r) {
+        float4 group_max = SIMT_LD4(sh->red + (g0 + r) * SIMT_CPR);
+#pragma unroll
+        for (int i = 4; i < SIMT_CPR; i += 4)
+            group_max = fmax(group_max, SIMT_LD4(sh->red + (g0 + r) * SIMT_CPR + i));
+        const float tile_max = fmax(fmax(group_max.x, group_max.y), fmax(group_max.z, group_max.w));
         const float m_new = fmax(st->m[r], tile_max);
         /* A row that has seen nothing yet subtracts 0, not -inf: exp2(-inf) = 0, no NaN. */
         const float m_use = m_new == -INFINITY ? 0.0f : m_new;
@@ -278,15 +308,19 @@ inline void simt_tile_step(__local simt_shared *sh, simt_state *st, const simt_q
     }
 #pragma unroll
     for (int e = 0; e < SIMT_KV4; ++e) {
-        const int j = 32 * e + c4;
-        SIMT_ST4(sh->qp + SIMT_PT_OFFSET + simt_pt_at(j + 0, g4),
-                 (float4)(s[0][e].x, s[1][e].x, s[2][e].x, s[3][e].x));
-        SIMT_ST4(sh->qp + SIMT_PT_OFFSET + simt_pt_at(j + 1, g4),
-                 (float4)(s[0][e].y, s[1][e].y, s[2][e].y, s[3][e].y));
-        SIMT_ST4(sh->qp + SIMT_PT_OFFSET + simt_pt_at(j + 2, g4),
-                 (float4)(s[0][e].z, s[1][e].z, s[2][e].z, s[3][e].z));
-        SIMT_ST4(sh->qp + SIMT_PT_OFFSET + simt_pt_at(j + 3, g4),
-                 (float4)(s[0][e].w, s[1][e].w, s[2][e].w, s[3][e].w));
+        const int j = SIMT_SPAN * e + c4;
+#pragma unroll
+        for (int i = 0; i < SIMT_R4; ++i) {
+            const int r = 4 * i;
+            SIMT_ST4(sh->qp + SIMT_PT_OFFSET + simt_pt_at(j + 0, g0 + r),
+                     (float4)(s[r][e].x, s[r + 1][e].x, s[r + 2][e].x, s[r + 3][e].x));
+            SIMT_ST4(sh->qp + SIMT_PT_OFFSET + simt_pt_at(j + 1, g0 + r),
+                     (float4)(s[r][e].y, s[r + 1][e].y, s[r + 2][e].y, s[r + 3][e].y));
+            SIMT_ST4(sh->qp + SIMT_PT_OFFSET + simt_pt_at(j + 2, g0 + r),
+                     (float4)(s[r][e].z, s[r + 1][e].z, s[r + 2][e].z, s[r + 3][e].z));
+            SIMT_ST4(sh->qp + SIMT_PT_OFFSET + simt_pt_at(j + 3, g0 + r),
+                     (float4)(s[r][e].w, s[r + 1][e].w, s[r + 2][e].w, s[r + 3][e].w));
+        }
     }
     barrier(CLK_LOCAL_MEM_FENCE);
 
@@ -305,53 +339,56 @@ inline void simt_tile_step(__local simt_shared *sh, simt_state *st, const simt_q
         }
         barrier(CLK_LOCAL_MEM_FENCE);
 
-        /* O += P V for 4 rows x the part's SIMT_DV4 / SIMT_DSPLIT head dimensions; in a masked
+        /* O += P V for SIMT_RPW rows x the part's SIMT_PV4 float4s of head dimensions; in a masked
          * tile a hidden key must not add even 0 * v (a NaN or infinite value would reach rows
          * that do not see it), so that loop is simt_tile_pv_masked's. */
         if (masked) {
-            simt_tile_pv_masked(sh, st, c4, g4, part);
+            simt_tile_pv_masked(sh, st, c4, g0, part);
             continue;
         }
 #pragma unroll 4
         for (int j = 0; j < SIMT_TILE_N; ++j) {
-            const float4 p = SIMT_LD4(sh->qp + SIMT_PT_OFFSET + simt_pt_at(j, g4));
+            float4 p[SIMT_R4];
 #pragma unroll
-            for (int e = 0; e < SIMT_DV4 / SIMT_DSPLIT; ++e) {
-                const float4 x = SIMT_LD4(sh->kv + j * SIMT_DPART + 32 * e + c4);
-                const int a = part * (SIMT_DV4 / SIMT_DSPLIT) + e;
-                st->acc[0][a] = fma((float4)(p.x), x, st->acc[0][a]);
-                st->acc[1][a] = fma((float4)(p.y), x, st->acc[1][a]);
-                st->acc[2][a] = fma((float4)(p.z), x, st->acc[2][a]);
-                st->acc[3][a] = fma((float4)(p.w), x, st->acc[3][a]);
+            for (int i = 0; i < SIMT_R4; ++i)
+                p[i] = SIMT_LD4(sh->qp + SIMT_PT_OFFSET + simt_pt_at(j, g0 + 4 * i));
+#pragma unroll
+            for (int e = 0; e < SIMT_PV4; ++e) {
+                const float4 x = SIMT_LD4(sh->kv + j * SIMT_DPART + SIMT_SPAN * e + c4);
+                const int a = part * SIMT_PV4 + e;
+#pragma unroll
+                for (int r = 0; r < SIMT_RPW; ++r)
+                    st->acc[r][a] = fma((float4)(SIMT_ROW_OF(p, r)), x, st->acc[r][a]);
             }
         }
     }
 }
 
-/* The row sums over the eight work-items of each row group, then row r of the group (NULL: a
- * padding row) gets acc / l, or zeros for a row that saw nothing (a NaN l comes with a NaN
- * accumulator, so a NaN row stays NaN). Every work-item
- * calls it. */
-inline void simt_store(__local simt_shared *sh, simt_state *st, __global out_t *const dst[4]) {
-    const int lid = get_local_id(0);
-    const int g4 = (lid >> 3) * 4, c4 = (lid & 7) * 4;
+/* The row sums over the work-items of each row group, then row r of the group (NULL: a padding
+ * row) gets acc / l, or zeros for a row that saw nothing (a NaN l comes with a NaN accumulator,
+ * so a NaN row stays NaN). Every work-item calls it. */
+inline void simt_store(__local simt_shared *sh, simt_state *st,
+                       __global out_t *const dst[SIMT_RPW]) {
+    const int g0 = simt_first_row(), c = simt_column(), c4 = 4 * c;
     barrier(CLK_LOCAL_MEM_FENCE);
 #pragma unroll
-    for (int r = 0; r < 4; ++r)
-        sh->red[(g4 + r) * 8 + (lid & 7)] = st->l[r];
+    for (int r = 0; r < SIMT_RPW; ++r)
+        sh->red[(g0 + r) * SIMT_CPR + c] = st->l[r];
     barrier(CLK_LOCAL_MEM_FENCE);
 #pragma unroll
-    for (int r = 0; r < 4; ++r) {
-        const float4 half_sum =
-            SIMT_LD4(sh->red + (g4 + r) * 8) + SIMT_LD4(sh->red + (g4 + r) * 8 + 4);
-        const float sum = (half_sum.x + half_sum.y) + (half_sum.z + half_sum.w);
+    for (int r = 0; r < SIMT_RPW; ++r) {
+        float4 group_sum = SIMT_LD4(sh->red + (g0 + r) * SIMT_CPR);
+#pragma unroll
+        for (int i = 4; i < SIMT_CPR; i += 4)
+            group_sum += SIMT_LD4(sh->red + (g0 + r) * SIMT_CPR + i);
+        const float sum = (group_sum.x + group_sum.y) + (group_sum.z + group_sum.w);
         const float inv_l = sum > 0.0f ? 1.0f / sum : 0.0f;
         if (!dst[r])
             continue;
 #pragma unroll
         for (int e = 0; e < SIMT_DV4; ++e) {
             const float4 x = st->acc[r][e] * inv_l;
-            const int d = 32 * e + c4;
+            const int d = SIMT_SPAN * e + c4;
             STORE_OUT(dst[r], d + 0, x.x);
             STORE_OUT(dst[r], d + 1, x.y);
             STORE_OUT(dst[r], d + 2, x.z);

@@ -331,18 +331,14 @@ NV_INLINE void tile_apply(float4 *s, float4 *o, row_state *st, const float q_sca
     const float corr_a = exp2(st->m_a - ref_a), corr_b = exp2(st->m_b - ref_b);
     st->m_a = new_a;
     st->m_b = new_b;
-    /* Once the maxima settle, most tiles leave them unchanged (corrections of exactly 1): the
-     * 2 HEAD_DIM / 8 multiplies of the accumulator are skipped then, the same result. */
-    if (corr_a != 1.0f || corr_b != 1.0f) {
-        st->l_a *= corr_a;
-        st->l_b *= corr_b;
+    st->l_a *= corr_a;
+    st->l_b *= corr_b;
 #pragma unroll
-        for (int dt = 0; dt < NV_O_TILES; ++dt) {
-            o[dt].x *= corr_a;
-            o[dt].y *= corr_a;
-            o[dt].z *= corr_b;
-            o[dt].w *= corr_b;
-        }
+    for (int dt = 0; dt < NV_O_TILES; ++dt) {
+        o[dt].x *= corr_a;
+        o[dt].y *= corr_a;
+        o[dt].z *= corr_b;
+        o[dt].w *= corr_b;
     }
 #pragma unroll
     for (int nt = 0; nt < NV_S_TILES; ++nt) {

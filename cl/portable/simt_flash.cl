@@ -117,10 +117,10 @@ typedef struct simt_state {
 
 /* The first of the work-item's rows in the work-group, and its column in its row group. */
 inline int simt_first_row(void) {
-    return (get_local_id(0) / SIMT_CPR) * SIMT_RPW;
+    return ((int)get_local_id(0) / SIMT_CPR) * SIMT_RPW; /* int: 32-bit index arithmetic */
 }
 inline int simt_column(void) {
-    return get_local_id(0) % SIMT_CPR;
+    return (int)get_local_id(0) % SIMT_CPR;
 }
 
 /* Where P^T holds key j's float4 of rows g4..g4+3: float4 column g4 / 4 of row j, XOR the key's
@@ -300,11 +300,9 @@ inline void simt_tile_step(__local simt_shared *sh, simt_state *st, const simt_q
         }
         st->l[r] = sum;
         st->m[r] = m_new;
-        /* Once a row's maximum settles its correction is exactly 1: no multiplies. */
-        if (correction != 1.0f)
 #pragma unroll
-            for (int e = 0; e < SIMT_DV4; ++e)
-                st->acc[r][e] *= correction;
+        for (int e = 0; e < SIMT_DV4; ++e)
+            st->acc[r][e] *= correction;
     }
 #pragma unroll
     for (int e = 0; e < SIMT_KV4; ++e) {

@@ -1009,8 +1009,9 @@ static void run_level_config(const level_config *cfg, clpsa_dtype dtype, clpsa_d
 
 /* Runs `body` once per attend variant the device can run (the plan's own choice first), for
  * the CPU variant again with its smallest tile, for the SIMT variant again with 8 rows per
- * work-item (64-key tiles; 4 rows where the head dimension is not a multiple of 64), and for
- * the matrix-unit variants again with two stages. */
+ * work-item (64-key tiles; 4 rows where the head dimension is not a multiple of 64) and with
+ * 32-key tiles staged in parts of 32 head dimensions (its prefetching staging), and for the
+ * matrix-unit variants again with two stages. */
 static void each_attend_variant(void (*body)(void), bool tile_configs) {
     int variants[8];
     const int count = ts_variants_available(ctx, "attend", variants, 8);
@@ -1023,18 +1024,20 @@ static void each_attend_variant(void (*body)(void), bool tile_configs) {
         /* The CPU variant's one-vector register block and smallest tile (its other tiles, and
          * the SIMT variant's, share the tile step with the dense suite's). */
         const bool tiled = variants[i] == 3 && tile_configs;
-        /* The SIMT variant's 8-row register tiles. */
+        /* The SIMT variant's 8-row register tiles and its prefetching staging. */
         const bool wide = variants[i] == 4 && tile_configs;
         /* The matrix-unit variants' two-stage loops (nvidia-wgmma's is the overlapped one). */
         const bool staged = (variants[i] == 2 || variants[i] == 5) && tile_configs;
-        for (int t = 0; t < (tiled || wide || staged ? 2 : 1); ++t) {
+        for (int t = 0; t < (wide ? 3 : tiled || staged ? 2 : 1); ++t) {
             attend_subset = t > 0 || (i > 0 && variants[i] != 1);
             attend_variant = variants[i];
             snprintf(attend_params, sizeof attend_params, "attend.VARIANT=%d%s", variants[i],
                      t == 0  ? ""
                      : tiled ? ",attend.CPU_ROWS=16,attend.CPU_TILE_N=16"
-                     : wide  ? ",attend.SIMT_ROWS=32,attend.SIMT_TILE_N=64,attend.SIMT_RPW=8"
-                             : ",attend.NV_STAGES=2");
+                     : wide && t == 1
+                         ? ",attend.SIMT_ROWS=32,attend.SIMT_TILE_N=64,attend.SIMT_RPW=8"
+                     : wide ? ",attend.SIMT_ROWS=64,attend.SIMT_TILE_N=32,attend.SIMT_DSPLIT=4"
+                            : ",attend.NV_STAGES=2");
             ts_check(ctx, clpsa_context_set_params(ctx, attend_params));
             body();
         }

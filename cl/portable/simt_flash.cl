@@ -9,13 +9,15 @@
  * e < SIMT_TILE_N / 4C) of the logits and the head dimensions 4Ce + 4c + x of the output:
  * register tiles of SIMT_RPW x SIMT_TILE_N/C logits and SIMT_RPW x D/C accumulators, and the C
  * work-items of a row group read 16C contiguous bytes (no bank conflicts). Every float4 read
- * from local memory feeds 4 SIMT_RPW FMAs: with 8 rows a work-item asks local memory for half
- * the bytes per FMA that 4 rows do in P V and three quarters in Q K^T, which matters on GPUs
- * whose local memory delivers fewer bytes per clock than the FMAs consume. Q^T, K^T (then V, in the
- * same buffer) and P^T live in local memory; the row maxima meet through a small local array; each
- * work-item keeps partial row sums over its own keys, added up once at the end. P^T's float4
- * columns are XOR-swizzled by key (simt_pt_at) so the eight work-items of a row group, which write
- * the same rows of different keys, hit different banks.
+ * from local memory feeds 4 SIMT_RPW FMAs: with 8 rows a work-item asks local memory for a half
+ * (P V) to three quarters (Q K^T) of the bytes per FMA that 4 rows do; on the H200 that measured
+ * slower (bench/NOTES.md), so 8 is a tunable for GPUs whose local memory is the limit. Q^T, K^T
+ * (then V, in the same buffer) and P^T live in local memory; the row maxima meet through a small
+ * local array; each work-item keeps partial row sums over its own keys, added up once at the end.
+ * P^T's float4 columns are XOR-swizzled by key (simt_pt_at) so the eight work-items of a row group,
+ * which write the same rows of different keys, hit different banks. K and V pass through registers
+ * on their way to local memory; with Q^T resident the next part's global loads are issued before
+ * this part's FMAs (SIMT_PREFETCH).
  *
  * Tunables (speed only, never the result):
  *   SIMT_ROWS    query rows per work-group (32 or 64; 2 work-items per row)
@@ -195,6 +197,45 @@ inline void simt_tile_pv_masked(__local simt_shared *sh, simt_state *st, const i
     }
 }
 
+/* The float4 pieces of one part of a tile's keys (or values) each work-item stages: SIMT_TILE_N
+ * x SIMT_DPART / 4 is a multiple of 256, SIMT_ITEMS 64 or 128. */
+#define SIMT_PIECES (SIMT_TILE_N * SIMT_DPART / 4 / SIMT_ITEMS)
+#if SIMT_PIECES * SIMT_ITEMS * 4 != SIMT_TILE_N * SIMT_DPART
+#error "a part of a tile must split evenly over the work-items"
+#endif
+/* With Q^T resident and at most two pieces (8 registers) per work-item and part, the next part's
+ * keys (values) are fetched into registers before this part's FMAs, so their global-memory
+ * latency hides behind them (H200, fp32, 64 x 32 split 4: dense 88.5 -> 80.7 ms); larger parts,
+ * or Q^T staged per tile, have no registers to spare for it (they would spill). */
+#define SIMT_PREFETCH (SIMT_QSTAGE == 1 && SIMT_PIECES <= 2)
+
+/* Piece idx of one part of the tile's keys (values), from global memory; the pieces are
+ * numbered so that consecutive work-items take consecutive keys of K^T (its local writes do not
+ * conflict) and consecutive pieces of V's rows. */
+inline float4 simt_fetch_k(__local simt_shared *sh, int idx, __global const in_t *base, long step,
+                           int d0) {
+    const int d = (idx / SIMT_TILE_N) * 4, j = idx - (d / 4) * SIMT_TILE_N;
+    const int row = sh->slots.row[j];
+    return row >= 0 ? LOAD_IN4(base, (long)row * step + d0 + d) : (float4)(0.0f);
+}
+inline void simt_put_k(__local simt_shared *sh, int idx, float4 x) {
+    const int d = (idx / SIMT_TILE_N) * 4, j = idx - (d / 4) * SIMT_TILE_N;
+    sh->kv[(d + 0) * SIMT_TILE_N + j] = x.x;
+    sh->kv[(d + 1) * SIMT_TILE_N + j] = x.y;
+    sh->kv[(d + 2) * SIMT_TILE_N + j] = x.z;
+    sh->kv[(d + 3) * SIMT_TILE_N + j] = x.w;
+}
+inline float4 simt_fetch_v(__local simt_shared *sh, int idx, __global const in_t *base, long step,
+                           int d0) {
+    const int j = idx / (SIMT_DPART / 4), d = (idx - j * (SIMT_DPART / 4)) * 4;
+    const int row = sh->slots.row[j];
+    return row >= 0 ? LOAD_IN4(base, (long)row * step + d0 + d) : (float4)(0.0f);
+}
+inline void simt_put_v(__local simt_shared *sh, int idx, float4 x) {
+    const int j = idx / (SIMT_DPART / 4), d = (idx - j * (SIMT_DPART / 4)) * 4;
+    SIMT_ST4(sh->kv + j * SIMT_DPART + d, x);
+}
+
 /* One online-softmax step over the tile the slots describe (set by the caller, then a
  * barrier). Keys come from k_base + row * k_step, values from v_base + row * v_step. masked == 0
  * promises every slot is visible to every row. Ends with a barrier-free PV; the caller
@@ -206,6 +247,7 @@ inline void simt_tile_step(__local simt_shared *sh, simt_state *st, const simt_q
     const int g0 = simt_first_row(), c = simt_column(), c4 = 4 * c;
     /* S = Q K^T for SIMT_RPW rows x 4 SIMT_KV4 keys, plus the bias, masked. */
     float4 s[SIMT_RPW][SIMT_KV4];
+    float4 kx[SIMT_PIECES]; /* with SIMT_PREFETCH: the next part's keys */
 #pragma unroll
     for (int e = 0; e < SIMT_KV4; ++e) {
         const float4 b = SIMT_LD4(sh->slots.bias + SIMT_SPAN * e + c4);
@@ -218,17 +260,19 @@ inline void simt_tile_step(__local simt_shared *sh, simt_state *st, const simt_q
         const int d0 = part * SIMT_DPART;
         if (part > 0)
             barrier(CLK_LOCAL_MEM_FENCE); /* every work-item is done with the previous part */
-        /* K^T: consecutive work-items take consecutive keys, so the local writes do not
-         * conflict. */
-        for (int idx = lid; idx < SIMT_TILE_N * SIMT_DPART / 4; idx += SIMT_ITEMS) {
-            const int d = (idx / SIMT_TILE_N) * 4, j = idx - (d / 4) * SIMT_TILE_N;
-            const int row = sh->slots.row[j];
-            const float4 x =
-                row >= 0 ? LOAD_IN4(k_base, (long)row * k_step + d0 + d) : (float4)(0.0f);
-            sh->kv[(d + 0) * SIMT_TILE_N + j] = x.x;
-            sh->kv[(d + 1) * SIMT_TILE_N + j] = x.y;
-            sh->kv[(d + 2) * SIMT_TILE_N + j] = x.z;
-            sh->kv[(d + 3) * SIMT_TILE_N + j] = x.w;
+        /* This part's keys: fetched before the previous part's FMAs when prefetching, else one
+         * piece at a time (a loop the compiler keeps rolled, so few registers hold pieces). */
+        if (SIMT_PREFETCH) {
+            if (part == 0)
+#pragma unroll
+                for (int i = 0; i < SIMT_PIECES; ++i)
+                    kx[i] = simt_fetch_k(sh, lid + i * SIMT_ITEMS, k_base, k_step, d0);
+#pragma unroll
+            for (int i = 0; i < SIMT_PIECES; ++i)
+                simt_put_k(sh, lid + i * SIMT_ITEMS, kx[i]);
+        } else {
+            for (int idx = lid; idx < SIMT_PIECES * SIMT_ITEMS; idx += SIMT_ITEMS)
+                simt_put_k(sh, idx, simt_fetch_k(sh, idx, k_base, k_step, d0));
         }
         /* This part of Q^T, the same way (consecutive work-items take consecutive rows). */
         if (SIMT_QSTAGE == 2)
@@ -245,6 +289,10 @@ inline void simt_tile_step(__local simt_shared *sh, simt_state *st, const simt_q
                 sh->qp[(d + 3) * SIMT_ROWS + r] = x.w;
             }
         barrier(CLK_LOCAL_MEM_FENCE);
+        if (SIMT_PREFETCH && part + 1 < SIMT_DSPLIT)
+#pragma unroll
+            for (int i = 0; i < SIMT_PIECES; ++i)
+                kx[i] = simt_fetch_k(sh, lid + i * SIMT_ITEMS, k_base, k_step, d0 + SIMT_DPART);
         /* Row of Q^T for head dimension d0 + d: resident, or this part's staged copy. */
         const int q_row0 = SIMT_QSTAGE == 1 ? d0 : 0;
 #pragma unroll 4
@@ -278,6 +326,11 @@ inline void simt_tile_step(__local simt_shared *sh, simt_state *st, const simt_q
             x = fmax(x, s[r][e]);
         sh->red[(g0 + r) * SIMT_CPR + c] = fmax(fmax(x.x, x.y), fmax(x.z, x.w));
     }
+    float4 vx[SIMT_PIECES]; /* with SIMT_PREFETCH: the next part's values */
+    if (SIMT_PREFETCH)      /* the first part's, in flight through the softmax */
+#pragma unroll
+        for (int i = 0; i < SIMT_PIECES; ++i)
+            vx[i] = simt_fetch_v(sh, lid + i * SIMT_ITEMS, v_base, v_step, 0);
     barrier(CLK_LOCAL_MEM_FENCE);
 
     /* Online softmax: every work-item of a row group derives the same maximum. */
@@ -329,13 +382,19 @@ inline void simt_tile_step(__local simt_shared *sh, simt_state *st, const simt_q
         const int d0 = part * SIMT_DPART;
         if (part > 0)
             barrier(CLK_LOCAL_MEM_FENCE); /* every work-item is done with the previous part */
-        for (int idx = lid; idx < SIMT_TILE_N * SIMT_DPART / 4; idx += SIMT_ITEMS) {
-            const int j = idx / (SIMT_DPART / 4), d = (idx - j * (SIMT_DPART / 4)) * 4;
-            const int row = sh->slots.row[j];
-            SIMT_ST4(sh->kv + j * SIMT_DPART + d,
-                     row >= 0 ? LOAD_IN4(v_base, (long)row * v_step + d0 + d) : (float4)(0.0f));
+        if (SIMT_PREFETCH) {
+#pragma unroll
+            for (int i = 0; i < SIMT_PIECES; ++i)
+                simt_put_v(sh, lid + i * SIMT_ITEMS, vx[i]);
+        } else {
+            for (int idx = lid; idx < SIMT_PIECES * SIMT_ITEMS; idx += SIMT_ITEMS)
+                simt_put_v(sh, idx, simt_fetch_v(sh, idx, v_base, v_step, d0));
         }
         barrier(CLK_LOCAL_MEM_FENCE);
+        if (SIMT_PREFETCH && part + 1 < SIMT_DSPLIT)
+#pragma unroll
+            for (int i = 0; i < SIMT_PIECES; ++i)
+                vx[i] = simt_fetch_v(sh, lid + i * SIMT_ITEMS, v_base, v_step, d0 + SIMT_DPART);
 
         /* O += P V for SIMT_RPW rows x the part's SIMT_PV4 float4s of head dimensions; in a masked
          * tile a hidden key must not add even 0 * v (a NaN or infinite value would reach rows

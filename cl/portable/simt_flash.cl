@@ -209,31 +209,54 @@ inline void simt_tile_pv_masked(__local simt_shared *sh, simt_state *st, const i
  * or Q^T staged per tile, have no registers to spare for it (they would spill). */
 #define SIMT_PREFETCH (SIMT_QSTAGE == 1 && SIMT_PIECES <= 2)
 
-/* Piece idx of one part of the tile's keys (values), from global memory; the pieces are
- * numbered so that consecutive work-items take consecutive keys of K^T (its local writes do not
- * conflict) and consecutive pieces of V's rows. */
-inline float4 simt_fetch_k(__local simt_shared *sh, int idx, __global const in_t *base, long step,
-                           int d0) {
-    const int d = (idx / SIMT_TILE_N) * 4, j = idx - (d / 4) * SIMT_TILE_N;
+/* Piece idx of one part of the tile's keys (keys true) or values, from global memory; the
+ * pieces are numbered so that consecutive work-items take consecutive keys of K^T (its local
+ * writes do not conflict) and consecutive pieces of V's rows. */
+inline float4 simt_fetch(__local simt_shared *sh, int idx, __global const in_t *base, long step,
+                         int d0, bool keys) {
+    const int j = keys ? idx % SIMT_TILE_N : idx / (SIMT_DPART / 4);
+    const int d = keys ? (idx / SIMT_TILE_N) * 4 : (idx - j * (SIMT_DPART / 4)) * 4;
     const int row = sh->slots.row[j];
     return row >= 0 ? LOAD_IN4(base, (long)row * step + d0 + d) : (float4)(0.0f);
 }
-inline void simt_put_k(__local simt_shared *sh, int idx, float4 x) {
-    const int d = (idx / SIMT_TILE_N) * 4, j = idx - (d / 4) * SIMT_TILE_N;
-    sh->kv[(d + 0) * SIMT_TILE_N + j] = x.x;
-    sh->kv[(d + 1) * SIMT_TILE_N + j] = x.y;
-    sh->kv[(d + 2) * SIMT_TILE_N + j] = x.z;
-    sh->kv[(d + 3) * SIMT_TILE_N + j] = x.w;
+
+/* Stores piece idx where simt_fetch's numbering puts it: K^T [d][key], V [key][d]. */
+inline void simt_put(__local simt_shared *sh, int idx, float4 x, bool keys) {
+    if (keys) {
+        const int d = (idx / SIMT_TILE_N) * 4, j = idx % SIMT_TILE_N;
+        sh->kv[(d + 0) * SIMT_TILE_N + j] = x.x;
+        sh->kv[(d + 1) * SIMT_TILE_N + j] = x.y;
+        sh->kv[(d + 2) * SIMT_TILE_N + j] = x.z;
+        sh->kv[(d + 3) * SIMT_TILE_N + j] = x.w;
+    } else {
+        const int j = idx / (SIMT_DPART / 4), d = (idx - j * (SIMT_DPART / 4)) * 4;
+        SIMT_ST4(sh->kv + j * SIMT_DPART + d, x);
+    }
 }
-inline float4 simt_fetch_v(__local simt_shared *sh, int idx, __global const in_t *base, long step,
-                           int d0) {
-    const int j = idx / (SIMT_DPART / 4), d = (idx - j * (SIMT_DPART / 4)) * 4;
-    const int row = sh->slots.row[j];
-    return row >= 0 ? LOAD_IN4(base, (long)row * step + d0 + d) : (float4)(0.0f);
+
+/* Every work-item's pieces of one part (head dimensions d0..) into registers. */
+inline void simt_fetch_part(__local simt_shared *sh, float4 *x, __global const in_t *base,
+                            long step, int d0, bool keys) {
+    const int lid = get_local_id(0);
+#pragma unroll
+    for (int i = 0; i < SIMT_PIECES; ++i)
+        x[i] = simt_fetch(sh, lid + i * SIMT_ITEMS, base, step, d0, keys);
 }
-inline void simt_put_v(__local simt_shared *sh, int idx, float4 x) {
-    const int j = idx / (SIMT_DPART / 4), d = (idx - j * (SIMT_DPART / 4)) * 4;
-    SIMT_ST4(sh->kv + j * SIMT_DPART + d, x);
+
+/* One part into local memory: from the registers x when prefetching (fetched there earlier),
+ * else straight from global memory one piece at a time (a loop the compiler keeps rolled, so
+ * few registers hold pieces). */
+inline void simt_stage_part(__local simt_shared *sh, const float4 *x, __global const in_t *base,
+                            long step, int d0, bool keys) {
+    const int lid = get_local_id(0);
+    if (SIMT_PREFETCH) {
+#pragma unroll
+        for (int i = 0; i < SIMT_PIECES; ++i)
+            simt_put(sh, lid + i * SIMT_ITEMS, x[i], keys);
+    } else {
+        for (int idx = lid; idx < SIMT_PIECES * SIMT_ITEMS; idx += SIMT_ITEMS)
+            simt_put(sh, idx, simt_fetch(sh, idx, base, step, d0, keys), keys);
+    }
 }
 
 /* One online-softmax step over the tile the slots describe (set by the caller, then a
@@ -260,20 +283,10 @@ inline void simt_tile_step(__local simt_shared *sh, simt_state *st, const simt_q
         const int d0 = part * SIMT_DPART;
         if (part > 0)
             barrier(CLK_LOCAL_MEM_FENCE); /* every work-item is done with the previous part */
-        /* This part's keys: fetched before the previous part's FMAs when prefetching, else one
-         * piece at a time (a loop the compiler keeps rolled, so few registers hold pieces). */
-        if (SIMT_PREFETCH) {
-            if (part == 0)
-#pragma unroll
-                for (int i = 0; i < SIMT_PIECES; ++i)
-                    kx[i] = simt_fetch_k(sh, lid + i * SIMT_ITEMS, k_base, k_step, d0);
-#pragma unroll
-            for (int i = 0; i < SIMT_PIECES; ++i)
-                simt_put_k(sh, lid + i * SIMT_ITEMS, kx[i]);
-        } else {
-            for (int idx = lid; idx < SIMT_PIECES * SIMT_ITEMS; idx += SIMT_ITEMS)
-                simt_put_k(sh, idx, simt_fetch_k(sh, idx, k_base, k_step, d0));
-        }
+        /* This part's keys (when prefetching, fetched before the previous part's FMAs). */
+        if (SIMT_PREFETCH && part == 0)
+            simt_fetch_part(sh, kx, k_base, k_step, 0, true);
+        simt_stage_part(sh, kx, k_base, k_step, d0, true);
         /* This part of Q^T, the same way (consecutive work-items take consecutive rows). */
         if (SIMT_QSTAGE == 2)
             for (int idx = lid; idx < SIMT_ROWS * SIMT_DPART / 4; idx += SIMT_ITEMS) {
@@ -290,9 +303,7 @@ inline void simt_tile_step(__local simt_shared *sh, simt_state *st, const simt_q
             }
         barrier(CLK_LOCAL_MEM_FENCE);
         if (SIMT_PREFETCH && part + 1 < SIMT_DSPLIT)
-#pragma unroll
-            for (int i = 0; i < SIMT_PIECES; ++i)
-                kx[i] = simt_fetch_k(sh, lid + i * SIMT_ITEMS, k_base, k_step, d0 + SIMT_DPART);
+            simt_fetch_part(sh, kx, k_base, k_step, d0 + SIMT_DPART, true);
         /* Row of Q^T for head dimension d0 + d: resident, or this part's staged copy. */
         const int q_row0 = SIMT_QSTAGE == 1 ? d0 : 0;
 #pragma unroll 4
@@ -328,9 +339,7 @@ inline void simt_tile_step(__local simt_shared *sh, simt_state *st, const simt_q
     }
     float4 vx[SIMT_PIECES]; /* with SIMT_PREFETCH: the next part's values */
     if (SIMT_PREFETCH)      /* the first part's, in flight through the softmax */
-#pragma unroll
-        for (int i = 0; i < SIMT_PIECES; ++i)
-            vx[i] = simt_fetch_v(sh, lid + i * SIMT_ITEMS, v_base, v_step, 0);
+        simt_fetch_part(sh, vx, v_base, v_step, 0, false);
     barrier(CLK_LOCAL_MEM_FENCE);
 
     /* Online softmax: every work-item of a row group derives the same maximum. */
@@ -382,19 +391,10 @@ inline void simt_tile_step(__local simt_shared *sh, simt_state *st, const simt_q
         const int d0 = part * SIMT_DPART;
         if (part > 0)
             barrier(CLK_LOCAL_MEM_FENCE); /* every work-item is done with the previous part */
-        if (SIMT_PREFETCH) {
-#pragma unroll
-            for (int i = 0; i < SIMT_PIECES; ++i)
-                simt_put_v(sh, lid + i * SIMT_ITEMS, vx[i]);
-        } else {
-            for (int idx = lid; idx < SIMT_PIECES * SIMT_ITEMS; idx += SIMT_ITEMS)
-                simt_put_v(sh, idx, simt_fetch_v(sh, idx, v_base, v_step, d0));
-        }
+        simt_stage_part(sh, vx, v_base, v_step, d0, false);
         barrier(CLK_LOCAL_MEM_FENCE);
         if (SIMT_PREFETCH && part + 1 < SIMT_DSPLIT)
-#pragma unroll
-            for (int i = 0; i < SIMT_PIECES; ++i)
-                vx[i] = simt_fetch_v(sh, lid + i * SIMT_ITEMS, v_base, v_step, d0 + SIMT_DPART);
+            simt_fetch_part(sh, vx, v_base, v_step, d0 + SIMT_DPART, false);
 
         /* O += P V for SIMT_RPW rows x the part's SIMT_PV4 float4s of head dimensions; in a masked
          * tile a hidden key must not add even 0 * v (a NaN or infinite value would reach rows

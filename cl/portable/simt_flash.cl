@@ -175,25 +175,24 @@ inline void simt_state_init(simt_state *st, int limit0, bool causal) {
     }
 }
 
-/* O += P V of one part of the head dimension for a masked tile: key j adds nothing to row r
- * when slots.last[j] > limit[r]. Only masked tiles (causal diagonals, ragged ends) take it. */
-inline void simt_tile_pv_masked(__local simt_shared *sh, simt_state *st, const int c4, const int g0,
-                                const int part) {
-    for (int j = 0; j < SIMT_TILE_N; ++j) {
-        float4 p[SIMT_R4];
+/* O += P V of key j for one part of the head dimension. masked (a constant at every call):
+ * the tile is masked, and key j adds nothing to row r when slots.last[j] > limit[r], not even
+ * 0 * v (a NaN or infinite value would reach rows that do not see it). */
+inline void simt_pv_key(__local simt_shared *sh, simt_state *st, const int j, const int c4,
+                        const int g0, const int part, const bool masked) {
+    float4 p[SIMT_R4];
 #pragma unroll
-        for (int i = 0; i < SIMT_R4; ++i)
-            p[i] = SIMT_LD4(sh->qp + SIMT_PT_OFFSET + simt_pt_at(j, g0 + 4 * i));
-        const int last = sh->slots.last[j];
+    for (int i = 0; i < SIMT_R4; ++i)
+        p[i] = SIMT_LD4(sh->qp + SIMT_PT_OFFSET + simt_pt_at(j, g0 + 4 * i));
+    const int last = masked ? sh->slots.last[j] : 0;
 #pragma unroll
-        for (int e = 0; e < SIMT_PV4; ++e) {
-            const float4 x = SIMT_LD4(sh->kv + j * SIMT_DPART + SIMT_SPAN * e + c4);
-            const int a = part * SIMT_PV4 + e;
+    for (int e = 0; e < SIMT_PV4; ++e) {
+        const float4 x = SIMT_LD4(sh->kv + j * SIMT_DPART + SIMT_SPAN * e + c4);
+        const int a = part * SIMT_PV4 + e;
 #pragma unroll
-            for (int r = 0; r < SIMT_RPW; ++r)
-                if (last <= st->limit[r])
-                    st->acc[r][a] = fma((float4)(SIMT_ROW_OF(p, r)), x, st->acc[r][a]);
-        }
+        for (int r = 0; r < SIMT_RPW; ++r)
+            if (!masked || last <= st->limit[r])
+                st->acc[r][a] = fma((float4)(SIMT_ROW_OF(p, r)), x, st->acc[r][a]);
     }
 }
 
@@ -396,28 +395,16 @@ inline void simt_tile_step(__local simt_shared *sh, simt_state *st, const simt_q
         if (SIMT_PREFETCH && part + 1 < SIMT_DSPLIT)
             simt_fetch_part(sh, vx, v_base, v_step, d0 + SIMT_DPART, false);
 
-        /* O += P V for SIMT_RPW rows x the part's SIMT_PV4 float4s of head dimensions; in a masked
-         * tile a hidden key must not add even 0 * v (a NaN or infinite value would reach rows
-         * that do not see it), so that loop is simt_tile_pv_masked's. */
+        /* O += P V for SIMT_RPW rows x the part's SIMT_PV4 float4s of head dimensions; only
+         * masked tiles test each key's visibility (the loop stays rolled there). */
         if (masked) {
-            simt_tile_pv_masked(sh, st, c4, g0, part);
+            for (int j = 0; j < SIMT_TILE_N; ++j)
+                simt_pv_key(sh, st, j, c4, g0, part, true);
             continue;
         }
 #pragma unroll 4
-        for (int j = 0; j < SIMT_TILE_N; ++j) {
-            float4 p[SIMT_R4];
-#pragma unroll
-            for (int i = 0; i < SIMT_R4; ++i)
-                p[i] = SIMT_LD4(sh->qp + SIMT_PT_OFFSET + simt_pt_at(j, g0 + 4 * i));
-#pragma unroll
-            for (int e = 0; e < SIMT_PV4; ++e) {
-                const float4 x = SIMT_LD4(sh->kv + j * SIMT_DPART + SIMT_SPAN * e + c4);
-                const int a = part * SIMT_PV4 + e;
-#pragma unroll
-                for (int r = 0; r < SIMT_RPW; ++r)
-                    st->acc[r][a] = fma((float4)(SIMT_ROW_OF(p, r)), x, st->acc[r][a]);
-            }
-        }
+        for (int j = 0; j < SIMT_TILE_N; ++j)
+            simt_pv_key(sh, st, j, c4, g0, part, false);
     }
 }
 

@@ -699,19 +699,23 @@ static void build_cases(void) {
         for (size_t t = 0; t < sizeof tiles / sizeof tiles[0]; ++t) {
             if (tiles[t].variant != variants[i])
                 continue;
-            char split[96] = "";
-            if (tiles[t].split && tiles[t].qstage)
-                snprintf(split, sizeof split, ",dense.SIMT_DSPLIT=%d,dense.SIMT_QSTAGE=%d",
-                         tiles[t].split, tiles[t].qstage);
-            else if (tiles[t].split)
-                snprintf(split, sizeof split, ",dense.SIMT_DSPLIT=%d", tiles[t].split);
-            if (tiles[t].rpw) {
-                const size_t used = strlen(split);
-                snprintf(split + used, sizeof split - used, ",dense.SIMT_RPW=%d", tiles[t].rpw);
-            }
+            /* The SIMT parameters the entry sets (0: left to the plan). */
+            const struct {
+                const char *name;
+                int value;
+            } simt[] = {{"SIMT_DSPLIT", tiles[t].split},
+                        {"SIMT_QSTAGE", tiles[t].qstage},
+                        {"SIMT_RPW", tiles[t].rpw}};
+            char extra[96] = "";
+            for (size_t k = 0; k < sizeof simt / sizeof simt[0]; ++k)
+                if (simt[k].value) {
+                    const size_t used = strlen(extra);
+                    snprintf(extra + used, sizeof extra - used, ",dense.%s=%d", simt[k].name,
+                             simt[k].value);
+                }
             snprintf(current.params, sizeof current.params,
                      "dense.VARIANT=%d,dense.%s_ROWS=%d,dense.%s_TILE_N=%d%s", tiles[t].variant,
-                     tiles[t].prefix, tiles[t].rows, tiles[t].prefix, tiles[t].tile, split);
+                     tiles[t].prefix, tiles[t].rows, tiles[t].prefix, tiles[t].tile, extra);
             snprintf(current.tag, sizeof current.tag, "v%dr%dt%ds%dq%dd%dw%d", tiles[t].variant,
                      tiles[t].rows, tiles[t].tile, tiles[t].split, tiles[t].qstage, tiles[t].d,
                      tiles[t].rpw);

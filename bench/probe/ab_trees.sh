@@ -15,11 +15,11 @@ export CLPSA_DEVICE=${CLPSA_DEVICE:-NVIDIA}
 field() { grep -oE "$1=[0-9.e+-]+" | head -1 | cut -d= -f2; }
 bf16_dense() {
     timeout 60 "$build/bench/clpsa_bench_dense" --heads 12 --dim 128 --dtype bf16 --reps 10 \
-        --check-rows 8 --seq 32768 2>&1 | tail -1
+        --check-rows 8 --seq 32768 2>&1
 }
 fp32_dense() {
     timeout 90 "$build/bench/clpsa_bench_dense" --heads 12 --dim 128 --dtype fp32 --reps 5 \
-        --check-rows 8 --seq 16384 2>&1 | tail -1
+        --check-rows 8 --seq 16384 2>&1
 }
 bf16_psa() {
     timeout 120 "$build/bench/clpsa_bench_psa" --grid 18,45,80 --heads 12 --dim 128 --dtype bf16 \
@@ -60,9 +60,11 @@ run_case() {
     done
     unset CLPSA_BUILD_OPTIONS CLPSA_PARAMS CLPSA_LOG CLPSA_KERNEL_DIR
 }
+# AB_MEASURE: the measurements per tree (a comma list of the four functions above).
+measure=${AB_MEASURE:-bf16_dense,bf16_psa,fp32_dense,fp32_psa}
 for tree in "$@"; do
     echo "== tree $tree ($(date -u +%H:%M:%S))"
-    run_case "$tree" "${tree//[.\/]/}" "-cl-nv-verbose" "" "bf16_dense,bf16_psa,fp32_dense,fp32_psa"
+    run_case "$tree" "${tree//[.\/]/}" "-cl-nv-verbose" "" "$measure"
 done
 if [ -n "${AB_EXTRA:-}" ]; then
     # AB_EXTRA: cases "tree|label|options|params|measurements" separated by ';'.

@@ -7,7 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CLPSA__ESTIMATE_SCRATCH_CAP ((size_t)256 << 20)
+/* The estimate's scratch: at most this many bytes, and at most an eighth of the device's memory.
+ * Each launch covers as many heads as fit, and each launch ends in a partly filled last wave of
+ * work-groups: at 256 MiB the H200 workload (66 MB per head) took four launches of three heads. */
+#define CLPSA__ESTIMATE_SCRATCH_CAP ((size_t)1 << 30)
 
 static int next_power_of_two(int x) {
     int p = 1;
@@ -68,6 +71,8 @@ static clpsa_status create_buffers(clpsa_plan *plan) {
      * heads at a time as fit under the cap. */
     const size_t per_head = (size_t)plan->blocks_q * plan->estimate_rows * plan->blocks_k * 4;
     size_t cap = CLPSA__ESTIMATE_SCRATCH_CAP;
+    if (cap > plan->ctx->info.global_mem_size / 8)
+        cap = (size_t)(plan->ctx->info.global_mem_size / 8);
     if (cap > plan->ctx->info.max_mem_alloc_size)
         cap = plan->ctx->info.max_mem_alloc_size;
     size_t heads = cap / per_head;

@@ -208,7 +208,7 @@ const clpsa__kernel_variant clpsa__nvidia_wgmma_attend = {
     configure_wgmma_attend,
 };
 
-/* The sampled estimate: query blocks of ceil(sample_q / 16) warps each share the key tiles. */
+/* The sampled estimate: query blocks of whole warps share the key tiles. */
 static bool mma_estimate_plan(const clpsa_plan *plan, char *why, size_t size) {
     if (!mma_plan(plan, why, size))
         return false;
@@ -227,7 +227,7 @@ static bool mma_estimate_plan(const clpsa_plan *plan, char *why, size_t size) {
     return true;
 }
 
-/* Warps of whole query blocks (ceil(sample_q / 16) warps each), halved per attempt whose
+/* Warps of whole query blocks (WARPS_PER_BLOCK each), halved per attempt whose
  * kernel allowed fewer work-items; nvidia-wgmma's in whole warpgroups of four as well. */
 static clpsa_status configure_estimate_kind(clpsa_plan *plan, int attempt, bool wgmma,
                                             clpsa__kernel_config *out) {
@@ -238,7 +238,10 @@ static clpsa_status configure_estimate_kind(clpsa_plan *plan, int attempt, bool 
         status = clpsa__plan_param(plan, CLPSA__P_ESTIMATE_NV_TILE_N, &tile, NULL);
     if (status != CLPSA_OK)
         return status;
-    const int per_block = (plan->psa.sample_q + 15) / 16;
+    /* Warps per query block: nv_estimate.cl's WARPS_PER_BLOCK (a warp takes two m-tiles of 16
+     * sampled rows with mma.sync where a block has more than 16, one with wgmma). */
+    const int sq = plan->psa.sample_q;
+    const int per_block = wgmma || sq <= 16 ? (sq + 15) / 16 : (sq + 31) / 32;
     /* nvidia-wgmma: per_block is 1, 2, 4 or 8 (wgmma_estimate_plan), so whole warpgroups of
      * whole blocks are multiples of the larger of 4 and per_block. */
     const int unit = wgmma && per_block < 4 ? 4 : per_block;

@@ -5,20 +5,22 @@
  *   m2[r][j] = max over c of scale log2(e) q_r . k_c,   rowmax[r] = max over j of m2[r][j]
  *   S[i][j] = P[i][j] / sum_j P[i][j],   P[i][j] = max over r of exp2(m2[r][j] - rowmax[r])
  * (the estimate of estimate.cl in base 2). A work-group holds several query blocks
- * (ceil(SAMPLE_Q / 16) warps each), so each staged tile of sampled keys serves all of them;
- * tiles are double-buffered with cp.async. m2 goes to the global scratch (rows x nk per
- * block), as in the portable kernels, because rowmax is known only after the last tile.
+ * (WARPS_PER_BLOCK warps each), so each staged tile of sampled keys serves all of them;
+ * tiles are double-buffered with cp.async. m2 goes to the global scratch (nk x rows per block,
+ * key block major) because rowmax is known only after the last tile: the eight rows of a quad
+ * column are consecutive, so each store writes whole 32-byte sectors (row-major, every 4-byte
+ * store was a sector of its own), and the epilogue reads a key block's rows as one run.
  * Tunables: NV_WARPS (warps per work-group, a multiple of the warps of one block),
  * NV_TILE_N (sampled keys per tile, a multiple of 16 and of SAMPLE_K).
  * Needs SAMPLE_K a multiple of 8 dividing NV_TILE_N, HEAD_DIM a multiple of 32 (host-checked).
- * NV_WGMMA = 1 (the nvidia-wgmma variant, compute capability 9.0, built after nv_wgmma.cl): the
- * same rows per warp, fragments and epilogue, but each warpgroup of four warps (64 sampled rows:
- * 4 / WARPS_PER_BLOCK query blocks, or one block's four warps, or half of one's eight) multiplies
- * with wgmma, which reads the keys straight from local memory instead of one ldmatrix per mma; so
- * NV_WARPS is a multiple of 4 and the tiles are stored as core matrices (WG_TILE_OFFSET) without
- * padding. Every work-group re-reads all sampled keys of its head from L2: more query blocks per
- * work-group (NV_WARPS 8 or 16) divide that traffic. Needs HEAD_DIM 64 or 128, NV_TILE_N 32, 64
- * or 128, SAMPLE_Q of 1, 2, 4 or 8 warps (host-checked). */
+ * NV_WGMMA = 1 (the nvidia-wgmma variant, compute capability 9.0, built after nv_wgmma.cl): one
+ * m-tile per warp, the same fragments and epilogue, but each warpgroup of four warps (64 sampled
+ * rows: 4 / WARPS_PER_BLOCK query blocks, or one block's four warps, or half of one's eight)
+ * multiplies with wgmma, which reads the keys straight from local memory instead of one ldmatrix
+ * per mma; so NV_WARPS is a multiple of 4 and the tiles are stored as core matrices
+ * (WG_TILE_OFFSET) without padding. Every work-group re-reads all sampled keys of its head from L2:
+ * more query blocks per work-group (NV_WARPS 8 or 16) divide that traffic. Needs HEAD_DIM 64 or
+ * 128, NV_TILE_N 32, 64 or 128, SAMPLE_Q of 1, 2, 4 or 8 warps (host-checked). */
 #ifndef NV_WARPS
 #define NV_WARPS 8 /* warps per work-group */
 #endif
@@ -56,7 +58,12 @@
 #define NV_TILE_OFFSET(j, piece) ((j)*NV_PITCH + (piece)*8)
 #endif
 #define NV_S_TILES (NV_TILE_N / 8)
-#define WARPS_PER_BLOCK ((SAMPLE_Q + 15) / 16)
+/* m-tiles of 16 sampled rows per warp: with two, each key fragment read from local memory
+ * feeds two mma instead of one (the local-memory reads per mma halve); blocks of at most 16
+ * sampled rows, and wgmma (a warpgroup's 64 rows), keep one. */
+#define NV_MT (NV_WGMMA || SAMPLE_Q <= 16 ? 1 : 2)
+#define NV_HALVES (2 * NV_MT) /* rows per work-item: g and g + 8 of each m-tile */
+#define WARPS_PER_BLOCK ((SAMPLE_Q + 16 * NV_MT - 1) / (16 * NV_MT))
 #define BLOCKS_PER_GROUP (NV_WARPS / WARPS_PER_BLOCK)
 #define KEY_BLOCKS_PER_TILE (NV_TILE_N / SAMPLE_K)
 #define TILES_PER_KEY_BLOCK (SAMPLE_K / 8) /* n-tiles of 8 keys in one key block */
@@ -132,7 +139,7 @@ __kernel __attribute__((reqd_work_group_size(NV_THREADS, 1, 1))) void estimate_s
     const int seq_k, const int blocks_q, const int blocks_k, const float scale, const long q_sb,
     const long q_sh, const long q_sn, const long k_sb, const long k_sh, const long k_sn) {
     __local ushort k_tile[2][NV_TILE_N * NV_PITCH] __attribute__((aligned(16)));
-    __local float row_max[BLOCKS_PER_GROUP][WARPS_PER_BLOCK * 16];
+    __local float row_max[BLOCKS_PER_GROUP][WARPS_PER_BLOCK * 16 * NV_MT];
     __local float reduce[NV_THREADS];
 
     const int tid = get_local_id(0);
@@ -151,27 +158,45 @@ __kernel __attribute__((reqd_work_group_size(NV_THREADS, 1, 1))) void estimate_s
     __global const int *cols = key_offsets + (long)bh * SAMPLE_K;
     const float q_scale = scale * LOG2E;
 
-    const int ra = (warp - member * WARPS_PER_BLOCK) * 16 + g, rb = ra + 8;
-    const bool valid_a = ra < SAMPLE_Q && i < blocks_q, valid_b = rb < SAMPLE_Q && i < blocks_q;
-    /* Rows past the end of the sequence are replaced by the last row (replicate padding). */
-    const int ta = valid_a ? TOKEN(perm, min(i * BLOCK_Q + rows[ra], seq_q - 1)) : 0;
-    const int tb = valid_b ? TOKEN(perm, min(i * BLOCK_Q + rows[rb], seq_q - 1)) : 0;
-    uint4 qf[HEAD_DIM / 16];
+    /* The work-item's rows: h = 2 mt + 0 is row g of m-tile mt, h = 2 mt + 1 row g + 8. */
+    int row[NV_HALVES];
+    bool valid[NV_HALVES];
+    uint4 qf[NV_MT][HEAD_DIM / 16];
 #pragma unroll
-    for (int kc = 0; kc < HEAD_DIM / 16; ++kc) {
-        const int d = kc * 16 + 2 * c;
-        qf[kc] = (uint4)(load_pair(q_head + (long)ta * q_sn, d, valid_a),
-                         load_pair(q_head + (long)tb * q_sn, d, valid_b),
-                         load_pair(q_head + (long)ta * q_sn, d + 8, valid_a),
-                         load_pair(q_head + (long)tb * q_sn, d + 8, valid_b));
+    for (int h = 0; h < NV_HALVES; ++h) {
+        row[h] = ((warp - member * WARPS_PER_BLOCK) * NV_MT + h / 2) * 16 + g + 8 * (h & 1);
+        valid[h] = row[h] < SAMPLE_Q && i < blocks_q;
+    }
+#pragma unroll
+    for (int mt = 0; mt < NV_MT; ++mt) {
+        /* Rows past the end of the sequence are replaced by the last row (replicate padding). */
+        const int ta =
+            valid[2 * mt] ? TOKEN(perm, min(i * BLOCK_Q + rows[row[2 * mt]], seq_q - 1)) : 0;
+        const int tb = valid[2 * mt + 1]
+                           ? TOKEN(perm, min(i * BLOCK_Q + rows[row[2 * mt + 1]], seq_q - 1))
+                           : 0;
+#pragma unroll
+        for (int kc = 0; kc < HEAD_DIM / 16; ++kc) {
+            const int d = kc * 16 + 2 * c;
+            qf[mt][kc] = (uint4)(load_pair(q_head + (long)ta * q_sn, d, valid[2 * mt]),
+                                 load_pair(q_head + (long)tb * q_sn, d, valid[2 * mt + 1]),
+                                 load_pair(q_head + (long)ta * q_sn, d + 8, valid[2 * mt]),
+                                 load_pair(q_head + (long)tb * q_sn, d + 8, valid[2 * mt + 1]));
+        }
     }
     __global float *m2 = scratch + ((long)bh_local * blocks_q + i) * SAMPLE_Q * blocks_k;
-    __global float *m2_a = m2 + (long)ra * blocks_k, *m2_b = m2 + (long)rb * blocks_k;
 
     const int keys = blocks_k * SAMPLE_K;
     const int tiles = (keys + NV_TILE_N - 1) / NV_TILE_N;
-    float best_a = -INFINITY, best_b = -INFINITY;
-    bool bad_a = false, bad_b = false; /* met a NaN or infinite logit (estimate.cl) */
+    float best[NV_HALVES];
+    /* 0 while every logit of the row was finite: fma(x, 0, z) is NaN for an infinite or NaN x
+     * (estimate.cl's rule), one instruction per logit where a finiteness test took several. */
+    float nonfinite[NV_HALVES];
+#pragma unroll
+    for (int h = 0; h < NV_HALVES; ++h) {
+        best[h] = -INFINITY;
+        nonfinite[h] = 0.0f;
+    }
     stage_sampled_keys(k_tile[0], k_head, k_sn, cols, perm, 0, keys, seq_k);
     copy_async_commit();
     for (int t = 0; t < tiles; ++t) {
@@ -184,59 +209,88 @@ __kernel __attribute__((reqd_work_group_size(NV_THREADS, 1, 1))) void estimate_s
         }
         barrier(CLK_LOCAL_MEM_FENCE);
         __local const ushort *tile = k_tile[t & 1];
-        float4 s[NV_S_TILES];
 #if NV_WGMMA
-        tile_scores(qf, tile, s);
-#else
-#pragma unroll
-        for (int nt = 0; nt < NV_S_TILES; ++nt)
-            s[nt] = (float4)(0.0f);
-#pragma unroll
-        for (int kc = 0; kc < HEAD_DIM / 16; kc += 2) {
-#pragma unroll
-            for (int nt = 0; nt < NV_S_TILES; ++nt) {
-                const uint4 kb = ldmatrix_x4(tile + (nt * 8 + (lane & 7)) * NV_PITCH + kc * 16 +
-                                             (lane >> 3) * 8);
-                s[nt] = mma_16x8x16(qf[kc], (uint2)(kb.x, kb.y), s[nt]);
-                s[nt] = mma_16x8x16(qf[kc + 1], (uint2)(kb.z, kb.w), s[nt]);
-            }
-        }
+        float4 s_tile[NV_S_TILES];
+        tile_scores(qf[0], tile, s_tile);
 #endif
+        float block_max[NV_HALVES][KEY_BLOCKS_PER_TILE];
+        /* One key block at a time: its logits, then their maxima per row. */
 #pragma unroll
         for (int kb = 0; kb < KEY_BLOCKS_PER_TILE; ++kb) {
-            float max_a = -INFINITY, max_b = -INFINITY;
-            bool nf_a = false, nf_b = false;
+            float4 s[NV_MT][TILES_PER_KEY_BLOCK];
+#if NV_WGMMA
 #pragma unroll
-            for (int nt = kb * TILES_PER_KEY_BLOCK; nt < (kb + 1) * TILES_PER_KEY_BLOCK; ++nt) {
-                max_a = fmax(max_a, fmax(s[nt].x, s[nt].y));
-                max_b = fmax(max_b, fmax(s[nt].z, s[nt].w));
-                nf_a |= !isfinite(s[nt].x) || !isfinite(s[nt].y);
-                nf_b |= !isfinite(s[nt].z) || !isfinite(s[nt].w);
+            for (int nt = 0; nt < TILES_PER_KEY_BLOCK; ++nt)
+                s[0][nt] = s_tile[kb * TILES_PER_KEY_BLOCK + nt];
+#else
+#pragma unroll
+            for (int mt = 0; mt < NV_MT; ++mt)
+#pragma unroll
+                for (int nt = 0; nt < TILES_PER_KEY_BLOCK; ++nt)
+                    s[mt][nt] = (float4)(0.0f);
+                    /* Each key fragment feeds the NV_MT m-tiles of the warp. */
+#pragma unroll
+            for (int kc = 0; kc < HEAD_DIM / 16; kc += 2) {
+#pragma unroll
+                for (int nt = 0; nt < TILES_PER_KEY_BLOCK; ++nt) {
+                    const uint4 kf = ldmatrix_x4(
+                        tile + ((kb * TILES_PER_KEY_BLOCK + nt) * 8 + (lane & 7)) * NV_PITCH +
+                        kc * 16 + (lane >> 3) * 8);
+#pragma unroll
+                    for (int mt = 0; mt < NV_MT; ++mt) {
+                        s[mt][nt] = mma_16x8x16(qf[mt][kc], (uint2)(kf.x, kf.y), s[mt][nt]);
+                        s[mt][nt] = mma_16x8x16(qf[mt][kc + 1], (uint2)(kf.z, kf.w), s[mt][nt]);
+                    }
+                }
             }
-            max_a = quad_max(max_a) * q_scale;
-            max_b = quad_max(max_b) * q_scale;
-            const int j = t * KEY_BLOCKS_PER_TILE + kb;
-            if (j < blocks_k) {
-                best_a = fmax(best_a, max_a);
-                best_b = fmax(best_b, max_b);
-                bad_a |= nf_a;
-                bad_b |= nf_b;
-                if (c == 0 && valid_a)
-                    m2_a[j] = max_a;
-                if (c == 0 && valid_b)
-                    m2_b[j] = max_b;
+#endif
+            const bool inside = t * KEY_BLOCKS_PER_TILE + kb < blocks_k;
+#pragma unroll
+            for (int mt = 0; mt < NV_MT; ++mt) {
+                float max_a = -INFINITY, max_b = -INFINITY, z_a = 0.0f, z_b = 0.0f;
+#pragma unroll
+                for (int nt = 0; nt < TILES_PER_KEY_BLOCK; ++nt) {
+                    max_a = fmax(max_a, fmax(s[mt][nt].x, s[mt][nt].y));
+                    max_b = fmax(max_b, fmax(s[mt][nt].z, s[mt][nt].w));
+                    z_a = fma(s[mt][nt].x, 0.0f, fma(s[mt][nt].y, 0.0f, z_a));
+                    z_b = fma(s[mt][nt].z, 0.0f, fma(s[mt][nt].w, 0.0f, z_b));
+                }
+                block_max[2 * mt][kb] = quad_max(max_a) * q_scale;
+                block_max[2 * mt + 1][kb] = quad_max(max_b) * q_scale;
+                if (inside) {
+                    best[2 * mt] = fmax(best[2 * mt], block_max[2 * mt][kb]);
+                    best[2 * mt + 1] = fmax(best[2 * mt + 1], block_max[2 * mt + 1][kb]);
+                    nonfinite[2 * mt] += z_a;
+                    nonfinite[2 * mt + 1] += z_b;
+                }
+            }
+        }
+        /* Every lane of a quad holds its rows' maxima; lane c stores key blocks 4u + c, so one
+         * store covers four key blocks of eight consecutive rows. */
+#pragma unroll
+        for (int base = 0; base < KEY_BLOCKS_PER_TILE; base += 4) {
+            const int j = t * KEY_BLOCKS_PER_TILE + base + c;
+#pragma unroll
+            for (int h = 0; h < NV_HALVES; ++h) {
+                float out = block_max[h][base];
+#pragma unroll
+                for (int u = 1; u < 4; ++u)
+                    if (base + u < KEY_BLOCKS_PER_TILE)
+                        out = c == u ? block_max[h][base + u] : out;
+                if (base + c < KEY_BLOCKS_PER_TILE && j < blocks_k && valid[h])
+                    m2[(long)j * SAMPLE_Q + row[h]] = out;
             }
         }
         barrier(CLK_LOCAL_MEM_FENCE); /* the buffer is free for the tile after next */
     }
     /* A row whose quad met a non-finite logit gets a NaN maximum; the block's S row turns NaN
      * below. Every lane takes part in the shuffles. */
-    bad_a = quad_max(bad_a ? 1.0f : 0.0f) > 0.0f;
-    bad_b = quad_max(bad_b ? 1.0f : 0.0f) > 0.0f;
-    if (c == 0 && valid_a)
-        row_max[member][ra] = bad_a ? NAN : best_a;
-    if (c == 0 && valid_b)
-        row_max[member][rb] = bad_b ? NAN : best_b;
+#pragma unroll
+    for (int h = 0; h < NV_HALVES; ++h) {
+        const bool bad = quad_max(isnan(nonfinite[h]) ? 1.0f : 0.0f) > 0.0f;
+        if (c == 0 && valid[h])
+            row_max[member][row[h]] = bad ? NAN : best[h];
+    }
     barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
 
     /* S[i][.] for each query block of the group, by all of its work-items. */
@@ -252,12 +306,21 @@ __kernel __attribute__((reqd_work_group_size(NV_THREADS, 1, 1))) void estimate_s
         float partial = 0.0f;
         for (int r = tid; r < SAMPLE_Q; r += NV_THREADS)
             partial += row_max[m][r] - row_max[m][r];
-        for (int j = tid; j < blocks_k; j += NV_THREADS) {
+        /* Eight work-items per key block, each over every eighth row, then their maximum. */
+        const int r0 = tid & 7;
+        for (int j0 = 0; j0 < blocks_k; j0 += NV_THREADS / 8) {
+            const int j = j0 + tid / 8;
             float p = 0.0f;
-            for (int r = 0; r < SAMPLE_Q; ++r)
-                p = fmax(p, exp2(m2_block[(long)r * blocks_k + j] - row_max[m][r]));
-            s_row[j] = p;
-            partial += p;
+            if (j < blocks_k)
+                for (int r = r0; r < SAMPLE_Q; r += 8)
+                    p = fmax(p, exp2(m2_block[(long)j * SAMPLE_Q + r] - row_max[m][r]));
+            p = fmax(p, shuffle_xor(p, 1));
+            p = fmax(p, shuffle_xor(p, 2));
+            p = fmax(p, shuffle_xor(p, 4));
+            if (j < blocks_k && r0 == 0) {
+                s_row[j] = p;
+                partial += p;
+            }
         }
         reduce[tid] = partial;
         barrier(CLK_LOCAL_MEM_FENCE);

@@ -7,10 +7,36 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The estimate's scratch: at most this many bytes, and at most an eighth of the device's memory.
- * Each launch covers as many heads as fit, and each launch ends in a partly filled last wave of
- * work-groups: at 256 MiB the H200 workload (66 MB per head) took four launches of three heads. */
+/* The estimate's scratch: at most this many bytes (CLPSA_SCRATCH_LIMIT sets another), and at
+ * most an eighth of the device's memory. Each launch covers as many heads as fit, and each
+ * launch ends in a partly filled last wave of work-groups: at 256 MiB the H200 workload (66 MB
+ * per head) took four launches of three heads, and budget mode's measurement 1.8x its time. */
 #define CLPSA__ESTIMATE_SCRATCH_CAP ((size_t)1 << 30)
+
+/* CLPSA_SCRATCH_LIMIT, when set: a whole number of bytes, or of KiB, MiB or GiB with the suffix
+ * K, M or G, from 1 byte to 1 TiB; into *cap. */
+static clpsa_status scratch_limit_from_env(clpsa_context *ctx, size_t *cap) {
+    const char *text = getenv("CLPSA_SCRATCH_LIMIT");
+    if (!text || !*text)
+        return CLPSA_OK;
+    unsigned long long value = 0;
+    const char *p = text;
+    for (; *p >= '0' && *p <= '9' && value <= (1ull << 40); ++p)
+        value = value * 10 + (unsigned long long)(*p - '0');
+    int shift = 0; /* the suffix's power of two */
+    if (p > text && (*p == 'K' || *p == 'M' || *p == 'G')) {
+        shift = *p == 'K' ? 10 : *p == 'M' ? 20 : 30;
+        ++p;
+    }
+    if (p == text || *p != '\0' || value == 0 || value > (1ull << 40) >> shift)
+        return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
+                           "CLPSA_SCRATCH_LIMIT = \"%.40s\": the estimate's scratch limit must be "
+                           "a whole number of bytes, or of KiB, MiB or GiB with the suffix K, M "
+                           "or G, from 1 byte to 1 TiB",
+                           text);
+    *cap = (size_t)(value << shift);
+    return CLPSA_OK;
+}
 
 static int next_power_of_two(int x) {
     int p = 1;
@@ -73,6 +99,9 @@ static clpsa_status create_buffers(clpsa_plan *plan) {
     size_t cap = CLPSA__ESTIMATE_SCRATCH_CAP;
     if (cap > plan->ctx->info.global_mem_size / 8)
         cap = (size_t)(plan->ctx->info.global_mem_size / 8);
+    status = scratch_limit_from_env(plan->ctx, &cap);
+    if (status != CLPSA_OK)
+        return status;
     if (cap > plan->ctx->info.max_mem_alloc_size)
         cap = plan->ctx->info.max_mem_alloc_size;
     size_t heads = cap / per_head;

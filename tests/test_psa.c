@@ -1428,6 +1428,100 @@ static void test_sampled_estimate_matrix_units(void **state) {
     }
 }
 
+/* What one run of a scratch-limit case gave back. */
+typedef struct limit_run {
+    float *scores, *out;
+    int8_t *levels;
+} limit_run;
+
+/* Creates the plan of d under CLPSA_SCRATCH_LIMIT = limit (NULL: unset), runs it on the case's
+ * inputs (the same for every limit: the seed follows the case name) and keeps what it gave. */
+static limit_run run_under_scratch_limit(const clpsa_plan_desc *d, const char *limit) {
+    if (limit)
+        setenv("CLPSA_SCRATCH_LIMIT", limit, 1);
+    psa_case c;
+    case_init(&c, d, TS_BHND, NULL);
+    unsetenv("CLPSA_SCRATCH_LIMIT");
+    case_run(&c);
+    limit_run r = {xmalloc(c.grid.count * sizeof(float)), xmalloc(c.out_count * sizeof(float)),
+                   xmalloc(c.grid.count)};
+    case_read_scores(&c, r.scores);
+    case_read_levels(&c, r.levels);
+    memcpy(r.out, c.out, c.out_count * sizeof(float));
+    case_free(&c);
+    return r;
+}
+
+static void limit_run_free(limit_run *r) {
+    free(r->scores);
+    free(r->out);
+    free(r->levels);
+}
+
+/* CLPSA_SCRATCH_LIMIT below the scratch of all heads makes the estimate (budget mode: the
+ * measurement) run over the heads in several launches: one head each, two, and three with a
+ * ragged last launch of one. Scores, level maps and output must be the same bits as one launch
+ * over every head gives, for each estimate and measurement variant here. Then the values the
+ * variable refuses, each at plan creation with its sentence. */
+static void test_scratch_limit(void **state) {
+    (void)state;
+    /* 4 query heads of 5 query blocks x 10 key blocks x 8 sampled rows: a head's scratch is
+     * 5 x 10 x 8 floats (the estimate's row maxima) or 5 times that (the measurement's). */
+    clpsa_plan_desc d = base_desc(1, 4, 2, 300, 300, 32);
+    d.block_q = 64;
+    d.block_k = 32;
+    d.sample_q = 8;
+    for (int mode = 0; mode < 2; ++mode) {
+        const char *family = mode == 0 ? "estimate" : "budget";
+        d.mode = mode == 0 ? CLPSA_MODE_THRESHOLD : CLPSA_MODE_BUDGET;
+        const int per_head = 5 * 10 * 8 * (int)sizeof(float) * (mode == 0 ? 1 : 5);
+        /* 1, 2 and 3 heads per launch (the last launch of 3 + 1 ragged), and all four */
+        char limits[4][24];
+        snprintf(limits[0], sizeof limits[0], "%d", per_head);
+        snprintf(limits[1], sizeof limits[1], "%d", 2 * per_head + per_head / 2);
+        snprintf(limits[2], sizeof limits[2], "%dK", (3 * per_head + 1023) / 1024);
+        snprintf(limits[3], sizeof limits[3], "1G");
+        int variants[8];
+        const int count = ts_variants_available(ctx, family, variants, 8);
+        for (int v = 0; v < count; ++v) {
+            char params[48], name[96];
+            snprintf(params, sizeof params, "%s.VARIANT=%d", family, variants[v]);
+            snprintf(name, sizeof name, "scratch limit %s", params);
+            ts_case_begin(name);
+            ts_check(ctx, clpsa_context_set_params(ctx, params));
+            limit_run whole = run_under_scratch_limit(&d, NULL);
+            for (int l = 0; l < 4; ++l) {
+                limit_run split = run_under_scratch_limit(&d, limits[l]);
+                const size_t cells = (size_t)4 * 5 * 10, outputs = (size_t)4 * 300 * 32;
+                if (memcmp(split.scores, whole.scores, cells * sizeof(float)) != 0 ||
+                    memcmp(split.levels, whole.levels, cells) != 0 ||
+                    memcmp(split.out, whole.out, outputs * sizeof(float)) != 0)
+                    ts_fail("%s: CLPSA_SCRATCH_LIMIT=%s changed the scores, levels or output",
+                            params, limits[l]);
+                limit_run_free(&split);
+            }
+            limit_run_free(&whole);
+        }
+    }
+    ts_check(ctx, clpsa_context_set_params(ctx, ""));
+
+    const char *const refused[] = {"0",    "abc", "-1",    "12Q",
+                                   "1.5M", "M",   "2048G", "99999999999999999999"};
+    d.mode = CLPSA_MODE_THRESHOLD;
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; ++i) {
+        setenv("CLPSA_SCRATCH_LIMIT", refused[i], 1);
+        clpsa_plan *plan = (clpsa_plan *)&d; /* must be set to NULL on failure */
+        const clpsa_status status = clpsa_plan_create(ctx, &d, &plan);
+        unsetenv("CLPSA_SCRATCH_LIMIT");
+        const char *why = clpsa_context_last_error(ctx);
+        if (status != CLPSA_ERROR_INVALID_VALUE || plan != NULL ||
+            !strstr(why, "CLPSA_SCRATCH_LIMIT") || !strstr(why, refused[i]))
+            ts_fail("CLPSA_SCRATCH_LIMIT=%s: got %s (%s), plan %p", refused[i],
+                    clpsa_status_name(status), why, (void *)plan);
+        clpsa_plan_destroy(plan);
+    }
+}
+
 static void test_sampled_seeds_differ(void **state) {
     (void)state;
     ts_case_begin("sampled seeds differ");
@@ -2216,6 +2310,7 @@ int main(void) {
         cmocka_unit_test(test_single_level8_block),
         cmocka_unit_test_teardown(test_sampled_estimate, clear_params),
         cmocka_unit_test_teardown(test_sampled_estimate_matrix_units, clear_params),
+        cmocka_unit_test_teardown(test_scratch_limit, clear_params),
         cmocka_unit_test(test_sampled_seeds_differ),
         cmocka_unit_test(test_antidiagonal_estimate),
         cmocka_unit_test(test_assignment_modes),

@@ -65,6 +65,9 @@ struct clpsa_context {
     char device_key[3 * CLPSA__NAME_CAPACITY];
     clpsa__param_set params;           /* generic < table < tuned cache, looked up once */
     int overrides[CLPSA__PARAM_COUNT]; /* 0: none */
+    /* Set when a plan was refused because an overridden VARIANT cannot run it (so the tuner
+     * can tell a candidate that does not apply from one that failed). */
+    bool override_refused;
     clpsa__program_entry *programs;
     size_t program_count, program_capacity;
     clpsa_cache_stats cache_stats;

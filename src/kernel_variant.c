@@ -157,12 +157,13 @@ clpsa_status clpsa__kernel_variant_build(clpsa_plan *plan, clpsa__kernel_family 
                 continue;
             if (fits(plan, v, why, sizeof why))
                 order[n++] = v;
-            else if (source == CLPSA__SOURCE_OVERRIDE)
+            else if (source == CLPSA__SOURCE_OVERRIDE) {
+                ctx->override_refused = true;
                 return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
                                    "parameter override %s.VARIANT=%d (%s) cannot run this plan on "
                                    "this device: %s",
                                    name, requested, v->name, why);
-            else /* a device-wide table or cache value meets a plan it does not cover */
+            } else /* a device-wide table or cache value meets a plan it does not cover */
                 clpsa__log(ctx, CLPSA_LOG_INFO,
                            "%s.VARIANT=%d (%s, %s) cannot run this plan: %s; choosing another",
                            name, requested, v->name, asked_by, why);

@@ -24,7 +24,7 @@ typedef struct clpsa__kernel_config {
     int items;         /* work-items per work-group */
 } clpsa__kernel_config;
 
-#define CLPSA__VARIANT_MAX_PARAMS 6 /* tunables of one variant, with the terminator */
+#define CLPSA__VARIANT_MAX_PARAMS 7 /* tunables of one variant, with the terminator */
 
 typedef struct clpsa__kernel_variant {
     clpsa__kernel_family family;

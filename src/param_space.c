@@ -93,6 +93,10 @@ const clpsa__param_def clpsa__param_defs[CLPSA__PARAM_COUNT] = {
      * 64, else 4 is used) */
     [CLPSA__P_DENSE_SIMT_RPW] = {"dense", "SIMT_RPW", {4, 8}, 2, 4, 4},
     [CLPSA__P_ATTEND_SIMT_RPW] = {"attend", "SIMT_RPW", {4, 8}, 2, 4, 4},
+    /* 32 unrolls the H200's inner loops (32 keys, 32 head dimensions a part) whole: 80.5 -> 76.8
+     * ms for dense fp32 there (bench/NOTES.md); PoCL compiles that longer for nothing. */
+    [CLPSA__P_DENSE_SIMT_UNROLL] = {"dense", "SIMT_UNROLL", {4, 32}, 2, 4, 32},
+    [CLPSA__P_ATTEND_SIMT_UNROLL] = {"attend", "SIMT_UNROLL", {4, 32}, 2, 4, 32},
 };
 
 const char *clpsa__param_source_name(clpsa__param_source source) {

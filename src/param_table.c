@@ -13,13 +13,13 @@
 const clpsa__param_row clpsa__param_table[] = {
     /* nvidia/sm_90/NVIDIA H200 (driver 580.159.04), tuned at B,H,N,D = 1x12x32768x128 bf16,
      * 1x12x8192x128 bf16, 1x12x16384x128 fp32 */
-    {"nvidia", "sm_90", NULL, {0, 0, 0, 0, 128, 128, 3, 2, 2, 4, 32, 8, 64, 8, 32, 1, 1, 0, 0, 0, 0, 64, 32, 64, 32, 2, 2, 0, 4, 0, 0, 0, 0, 0, 1, 1, 8, 0, 0}},
+    {"nvidia", "sm_90", NULL, {0, 0, 0, 0, 128, 128, 3, 2, 2, 4, 32, 8, 64, 8, 32, 1, 1, 0, 0, 0, 0, 64, 32, 64, 32, 2, 2, 0, 4, 0, 0, 0, 0, 0, 1, 1, 8, 0, 0, 0, 0}},
     /* pocl/skylake-avx512/pthread-skylake-avx512-AMD EPYC (driver 3.1+debian), tuned at
      * B,H,N,D = 1x2x2048x64 fp32 */
-    {"pocl", "skylake-avx512", "pthread-skylake-avx512-AMD EPYC", {0, 0, 0, 0, 0, 32, 4, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0, 64, 64, 64, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}},
+    {"pocl", "skylake-avx512", "pthread-skylake-avx512-AMD EPYC", {0, 0, 0, 0, 0, 32, 4, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0, 64, 64, 64, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}},
     /* pocl/skylake-avx512/pthread-skylake-avx512-Intel(R) Xeon(R) Processor @ 2.80GHz (driver
      * 3.1+debian), tuned at B,H,N,D = 1x2x2048x64 fp32 */
-    {"pocl", "skylake-avx512", "pthread-skylake-avx512-Intel(R) Xeon(R) Processor @ 2.80GHz", {128, 64, 128, 64, 32, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}},
+    {"pocl", "skylake-avx512", "pthread-skylake-avx512-Intel(R) Xeon(R) Processor @ 2.80GHz", {128, 64, 128, 64, 32, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}},
 };
 /* clang-format on */
 const size_t clpsa__param_table_size = 3;

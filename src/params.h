@@ -47,6 +47,8 @@ typedef enum clpsa__param_id {
     CLPSA__P_BUDGET_NV_WARPS,
     CLPSA__P_DENSE_SIMT_RPW,
     CLPSA__P_ATTEND_SIMT_RPW,
+    CLPSA__P_DENSE_SIMT_UNROLL,
+    CLPSA__P_ATTEND_SIMT_UNROLL,
     CLPSA__PARAM_COUNT
 } clpsa__param_id;
 

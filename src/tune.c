@@ -405,7 +405,7 @@ static clpsa_status tune_family_on(bench *b, int f, family_kind kind, double bud
     r->exhaustive = 1;
     for (int i = 0; i < size; ++i) {
         /* At least one candidate besides the reference, however small the budget. */
-        if (i > 0 && now_seconds() - start > budget) {
+        if (r->tried > 0 && now_seconds() - start > budget) {
             r->exhaustive = 0;
             break;
         }
@@ -413,7 +413,20 @@ static clpsa_status tune_family_on(bench *b, int f, family_kind kind, double bud
         for (int id = 0; id < CLPSA__PARAM_COUNT; ++id)
             ctx->overrides[id] = candidate[id] ? candidate[id] : values[id];
         outcome got;
+        ctx->override_refused = false;
         const clpsa_status s = run_candidate(b, kind, &got);
+        if (s != CLPSA_OK && ctx->override_refused) {
+            /* A variant that cannot run this problem (an fp32 one on the matrix units): not a
+             * candidate here, neither tried nor rejected. */
+            clpsa__log(ctx, CLPSA_LOG_DEBUG, "tune %s: candidate %d does not apply (%s)",
+                       families[f].name, order[i], clpsa_context_last_error(ctx));
+            clpsa__clear_error(ctx);
+            ctx->override_refused = false;
+            outcome_free(&got);
+            if (t->progress)
+                t->progress(t->progress_user, families[f].name, i + 1, size, r->best_ms);
+            continue;
+        }
         r->tried++;
         if (s != CLPSA_OK || !agrees(&reference, &got, b->desc.dtype)) {
             r->rejected++;

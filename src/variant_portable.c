@@ -275,7 +275,7 @@ static bool simt_fit_split(int d, int rows, int tile, int qstage, int rpw, cl_ul
 
 /* The tunables of one SIMT-shaped variant. */
 typedef struct simt_param_ids {
-    clpsa__param_id rows, tile, split, qstage, rpw;
+    clpsa__param_id rows, tile, split, qstage, rpw, unroll;
 } simt_param_ids;
 
 /* Whether rows x tile fit with rpw rows per work-item, from *split parts and Q^T as *qstage says
@@ -303,7 +303,7 @@ static bool simt_fit(int d, int rows, int tile, int rpw, cl_ulong have, int *spl
  * fewer work-items. */
 static clpsa_status configure_simt(clpsa_plan *plan, int attempt, const simt_param_ids *ids,
                                    int max_rows, clpsa__kernel_config *out) {
-    int rows = 0, tile = 0, split = 0, qstage = 0, rpw = 0;
+    int rows = 0, tile = 0, split = 0, qstage = 0, rpw = 0, unroll = 0;
     bool rows_overridden = false;
     clpsa_status status = clpsa__plan_param(plan, ids->rows, &rows, &rows_overridden);
     if (status == CLPSA_OK)
@@ -314,6 +314,8 @@ static clpsa_status configure_simt(clpsa_plan *plan, int attempt, const simt_par
         status = clpsa__plan_param(plan, ids->qstage, &qstage, NULL);
     if (status == CLPSA_OK)
         status = clpsa__plan_param(plan, ids->rpw, &rpw, NULL);
+    if (status == CLPSA_OK)
+        status = clpsa__plan_param(plan, ids->unroll, &unroll, NULL);
     if (status != CLPSA_OK)
         return status;
     if (rows > 32 && max_rows <= 32)
@@ -350,23 +352,24 @@ static clpsa_status configure_simt(clpsa_plan *plan, int attempt, const simt_par
     out->rows = rows;
     out->items = 2 * rows;
     snprintf(out->options, sizeof out->options,
-             "-DSIMT_ROWS=%d -DSIMT_TILE_N=%d -DSIMT_DSPLIT=%d -DSIMT_QSTAGE=%d -DSIMT_RPW=%d",
-             rows, tile, split, qstage, rpw);
+             "-DSIMT_ROWS=%d -DSIMT_TILE_N=%d -DSIMT_DSPLIT=%d -DSIMT_QSTAGE=%d -DSIMT_RPW=%d "
+             "-DSIMT_UNROLL=%d",
+             rows, tile, split, qstage, rpw, unroll);
     return CLPSA_OK;
 }
 
 static clpsa_status configure_simt_dense(clpsa_plan *plan, int attempt, clpsa__kernel_config *out) {
-    static const simt_param_ids ids = {CLPSA__P_DENSE_SIMT_ROWS, CLPSA__P_DENSE_SIMT_TILE_N,
+    static const simt_param_ids ids = {CLPSA__P_DENSE_SIMT_ROWS,   CLPSA__P_DENSE_SIMT_TILE_N,
                                        CLPSA__P_DENSE_SIMT_DSPLIT, CLPSA__P_DENSE_SIMT_QSTAGE,
-                                       CLPSA__P_DENSE_SIMT_RPW};
+                                       CLPSA__P_DENSE_SIMT_RPW,    CLPSA__P_DENSE_SIMT_UNROLL};
     return configure_simt(plan, attempt, &ids, 1 << 30, out);
 }
 
 static clpsa_status configure_simt_attend(clpsa_plan *plan, int attempt,
                                           clpsa__kernel_config *out) {
-    static const simt_param_ids ids = {CLPSA__P_ATTEND_SIMT_ROWS, CLPSA__P_ATTEND_SIMT_TILE_N,
+    static const simt_param_ids ids = {CLPSA__P_ATTEND_SIMT_ROWS,   CLPSA__P_ATTEND_SIMT_TILE_N,
                                        CLPSA__P_ATTEND_SIMT_DSPLIT, CLPSA__P_ATTEND_SIMT_QSTAGE,
-                                       CLPSA__P_ATTEND_SIMT_RPW};
+                                       CLPSA__P_ATTEND_SIMT_RPW,    CLPSA__P_ATTEND_SIMT_UNROLL};
     return configure_simt(plan, attempt, &ids, plan->psa.block_q, out);
 }
 
@@ -377,7 +380,8 @@ const clpsa__kernel_variant clpsa__portable_simt_dense = {
     {"common.cl", "portable/simt_flash.cl", "portable/dense_simt.cl", NULL},
     "dense_attention",
     {CLPSA__P_DENSE_SIMT_ROWS, CLPSA__P_DENSE_SIMT_TILE_N, CLPSA__P_DENSE_SIMT_DSPLIT,
-     CLPSA__P_DENSE_SIMT_QSTAGE, CLPSA__P_DENSE_SIMT_RPW, CLPSA__PARAM_COUNT},
+     CLPSA__P_DENSE_SIMT_QSTAGE, CLPSA__P_DENSE_SIMT_RPW, CLPSA__P_DENSE_SIMT_UNROLL,
+     CLPSA__PARAM_COUNT},
     always,
     simt_plan,
     configure_simt_dense,
@@ -390,7 +394,8 @@ const clpsa__kernel_variant clpsa__portable_simt_attend = {
     {"common.cl", "portable/simt_flash.cl", "portable/attend_simt.cl", NULL},
     "psa_attend",
     {CLPSA__P_ATTEND_SIMT_ROWS, CLPSA__P_ATTEND_SIMT_TILE_N, CLPSA__P_ATTEND_SIMT_DSPLIT,
-     CLPSA__P_ATTEND_SIMT_QSTAGE, CLPSA__P_ATTEND_SIMT_RPW, CLPSA__PARAM_COUNT},
+     CLPSA__P_ATTEND_SIMT_QSTAGE, CLPSA__P_ATTEND_SIMT_RPW, CLPSA__P_ATTEND_SIMT_UNROLL,
+     CLPSA__PARAM_COUNT},
     always,
     simt_plan,
     configure_simt_attend,

@@ -690,12 +690,13 @@ static void build_cases(void) {
             int qstage; /* SIMT_QSTAGE (0: not a SIMT parameter) */
             int d;      /* head dimension of the size cases */
             int rpw;    /* SIMT_RPW (0: not a SIMT parameter) */
-        } tiles[] = {{3, 16, 16, "CPU", 0, 0, 64, 0},   {3, 128, 64, "CPU", 0, 0, 64, 0},
-                     {3, 32, 64, "CPU", 0, 0, 64, 0},   {4, 32, 64, "SIMT", 0, 0, 64, 0},
-                     {4, 32, 64, "SIMT", 2, 0, 64, 0},  {4, 64, 64, "SIMT", 2, 2, 64, 0},
-                     {4, 64, 64, "SIMT", 2, 2, 128, 0}, {4, 64, 32, "SIMT", 4, 1, 128, 0},
-                     {4, 32, 64, "SIMT", 4, 2, 128, 0}, {4, 32, 64, "SIMT", 1, 1, 64, 8},
-                     {4, 32, 64, "SIMT", 2, 1, 128, 8}, {4, 64, 64, "SIMT", 2, 2, 128, 8}};
+            int unroll; /* SIMT_UNROLL (0: not a SIMT parameter; each value on each device) */
+        } tiles[] = {{3, 16, 16, "CPU", 0, 0, 64, 0, 0},   {3, 128, 64, "CPU", 0, 0, 64, 0, 0},
+                     {3, 32, 64, "CPU", 0, 0, 64, 0, 0},   {4, 32, 64, "SIMT", 0, 0, 64, 0, 4},
+                     {4, 32, 64, "SIMT", 2, 0, 64, 0, 0},  {4, 64, 64, "SIMT", 2, 2, 64, 0, 0},
+                     {4, 64, 64, "SIMT", 2, 2, 128, 0, 0}, {4, 64, 32, "SIMT", 4, 1, 128, 0, 32},
+                     {4, 32, 64, "SIMT", 4, 2, 128, 0, 4}, {4, 32, 64, "SIMT", 1, 1, 64, 8, 32},
+                     {4, 32, 64, "SIMT", 2, 1, 128, 8, 0}, {4, 64, 64, "SIMT", 2, 2, 128, 8, 0}};
         for (size_t t = 0; t < sizeof tiles / sizeof tiles[0]; ++t) {
             if (tiles[t].variant != variants[i])
                 continue;
@@ -705,7 +706,8 @@ static void build_cases(void) {
                 int value;
             } simt[] = {{"SIMT_DSPLIT", tiles[t].split},
                         {"SIMT_QSTAGE", tiles[t].qstage},
-                        {"SIMT_RPW", tiles[t].rpw}};
+                        {"SIMT_RPW", tiles[t].rpw},
+                        {"SIMT_UNROLL", tiles[t].unroll}};
             char extra[96] = "";
             for (size_t k = 0; k < sizeof simt / sizeof simt[0]; ++k)
                 if (simt[k].value) {
@@ -716,9 +718,9 @@ static void build_cases(void) {
             snprintf(current.params, sizeof current.params,
                      "dense.VARIANT=%d,dense.%s_ROWS=%d,dense.%s_TILE_N=%d%s", tiles[t].variant,
                      tiles[t].prefix, tiles[t].rows, tiles[t].prefix, tiles[t].tile, extra);
-            snprintf(current.tag, sizeof current.tag, "v%dr%dt%ds%dq%dd%dw%d", tiles[t].variant,
+            snprintf(current.tag, sizeof current.tag, "v%dr%dt%ds%dq%dd%dw%du%d", tiles[t].variant,
                      tiles[t].rows, tiles[t].tile, tiles[t].split, tiles[t].qstage, tiles[t].d,
-                     tiles[t].rpw);
+                     tiles[t].rpw, tiles[t].unroll);
             add_size_cases(false, tiles[t].d); /* fp32: one more program per tile */
         }
         /* The matrix-unit variants' two-stage loops (for nvidia-wgmma, the overlapped one):

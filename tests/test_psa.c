@@ -32,7 +32,7 @@ static clpsa_context *ctx;
 /* The attend variant (attend.VARIANT) the level-map cases run with, and the override text
  * that asked for it (each_attend_variant); 0 and "": whatever the plan chooses. */
 static int attend_variant;
-static char attend_params[96];
+static char attend_params[160];
 /* Set for the runs beyond the plan's own choice and the portable kernel (other tiles, opt-in
  * variants): they cover fewer (bm, bn, D, dtype) programs, since PoCL compiles each. */
 static bool attend_subset;
@@ -967,7 +967,7 @@ typedef struct level_config {
 
 static void run_level_config(const level_config *cfg, clpsa_dtype dtype, clpsa_dtype out_dtype,
                              int maps) {
-    char name[160];
+    char name[320];
     snprintf(name, sizeof name,
              "levels bm=%d bn=%d B=%d Hq=%d Hkv=%d Nq=%d Nk=%d D=%d %s pad=%d%s %s %s", cfg->bm,
              cfg->bn, cfg->batch, cfg->heads_q, cfg->heads_kv, cfg->seq_q, cfg->seq_k, cfg->dim,
@@ -998,7 +998,7 @@ static void run_level_config(const level_config *cfg, clpsa_dtype dtype, clpsa_d
         case_read_levels(&c, back);
         if (memcmp(back, levels, c.grid.count) != 0)
             ts_fail("read_levels does not return the supplied level map (map %d)", map);
-        char what[220];
+        char what[400];
         snprintf(what, sizeof what, "%s, random map %d", name, map);
         check_output_against_levels(&c, levels, what);
     }
@@ -1024,7 +1024,8 @@ static void each_attend_variant(void (*body)(void), bool tile_configs) {
         /* The CPU variant's one-vector register block and smallest tile (its other tiles, and
          * the SIMT variant's, share the tile step with the dense suite's). */
         const bool tiled = variants[i] == 3 && tile_configs;
-        /* The SIMT variant's 8-row register tiles and its prefetching staging. */
+        /* The SIMT variant's 8-row register tiles and its prefetching staging, each with one of
+         * the two unroll depths (the default pass takes the device's). */
         const bool wide = variants[i] == 4 && tile_configs;
         /* The matrix-unit variants' two-stage loops (nvidia-wgmma's is the overlapped one). */
         const bool staged = (variants[i] == 2 || variants[i] == 5) && tile_configs;
@@ -1035,8 +1036,10 @@ static void each_attend_variant(void (*body)(void), bool tile_configs) {
                      t == 0  ? ""
                      : tiled ? ",attend.CPU_ROWS=16,attend.CPU_TILE_N=16"
                      : wide && t == 1
-                         ? ",attend.SIMT_ROWS=32,attend.SIMT_TILE_N=64,attend.SIMT_RPW=8"
-                     : wide ? ",attend.SIMT_ROWS=64,attend.SIMT_TILE_N=32,attend.SIMT_DSPLIT=4"
+                         ? ",attend.SIMT_ROWS=32,attend.SIMT_TILE_N=64,attend.SIMT_RPW=8,"
+                           "attend.SIMT_UNROLL=4"
+                     : wide ? ",attend.SIMT_ROWS=64,attend.SIMT_TILE_N=32,attend.SIMT_DSPLIT=4,"
+                              "attend.SIMT_UNROLL=32"
                             : ",attend.NV_STAGES=2");
             ts_check(ctx, clpsa_context_set_params(ctx, attend_params));
             body();
@@ -1091,7 +1094,7 @@ static void test_levels_fp16_bf16(void **state) {
 
 static void level1_equals_dense_and_level0_is_zero(void) {
     for (int causal = 0; causal < 2; ++causal) {
-        char name[160];
+        char name[320];
         snprintf(name, sizeof name, "level1 dense%s %s", causal ? " causal" : "", attend_params);
         ts_case_begin(name);
         clpsa_plan_desc d = base_desc(1, 4, 2, 99, 140, 32);
@@ -1153,7 +1156,7 @@ static void test_level1_equals_dense_and_level0_is_zero(void **state) {
 }
 
 static void single_level8_block(void) {
-    char name[160];
+    char name[320];
     snprintf(name, sizeof name, "single level-8 block %s", attend_params);
     ts_case_begin(name);
     const int bm = 32, bn = 32, seq_q = 70, seq_k = 101; /* last block: 5 tokens */
@@ -1465,16 +1468,18 @@ static void limit_run_free(limit_run *r) {
  * variable refuses, each at plan creation with its sentence. */
 static void test_scratch_limit(void **state) {
     (void)state;
-    /* 4 query heads of 5 query blocks x 10 key blocks x 8 sampled rows: a head's scratch is
-     * 5 x 10 x 8 floats (the estimate's row maxima) or 5 times that (the measurement's). */
-    clpsa_plan_desc d = base_desc(1, 4, 2, 300, 300, 32);
+    /* 4 query heads of 5 query blocks x 5 key blocks x 8 sampled rows: a head's scratch is
+     * 5 x 5 x 8 floats (the estimate's row maxima) or 5 times that (the measurement's). bf16,
+     * D 64, bn 64 and s_q 8: a plan every estimate and measurement variant takes. */
+    clpsa_plan_desc d = base_desc(1, 4, 2, 300, 300, 64);
+    d.dtype = CLPSA_DTYPE_BF16;
     d.block_q = 64;
-    d.block_k = 32;
+    d.block_k = 64;
     d.sample_q = 8;
     for (int mode = 0; mode < 2; ++mode) {
         const char *family = mode == 0 ? "estimate" : "budget";
         d.mode = mode == 0 ? CLPSA_MODE_THRESHOLD : CLPSA_MODE_BUDGET;
-        const int per_head = 5 * 10 * 8 * (int)sizeof(float) * (mode == 0 ? 1 : 5);
+        const int per_head = 5 * 5 * 8 * (int)sizeof(float) * (mode == 0 ? 1 : 5);
         /* 1, 2 and 3 heads per launch (the last launch of 3 + 1 ragged), and all four */
         char limits[4][24];
         snprintf(limits[0], sizeof limits[0], "%d", per_head);
@@ -1492,7 +1497,7 @@ static void test_scratch_limit(void **state) {
             limit_run whole = run_under_scratch_limit(&d, NULL);
             for (int l = 0; l < 4; ++l) {
                 limit_run split = run_under_scratch_limit(&d, limits[l]);
-                const size_t cells = (size_t)4 * 5 * 10, outputs = (size_t)4 * 300 * 32;
+                const size_t cells = (size_t)4 * 5 * 5, outputs = (size_t)4 * 300 * 64;
                 if (memcmp(split.scores, whole.scores, cells * sizeof(float)) != 0 ||
                     memcmp(split.levels, whole.levels, cells) != 0 ||
                     memcmp(split.out, whole.out, outputs * sizeof(float)) != 0)
@@ -1776,7 +1781,7 @@ static void causal_pipeline(void) {
          * the first variant): PoCL compiles each program. */
         if (attend_subset && n % 2 == 1)
             continue;
-        char name[200];
+        char name[320];
         snprintf(name, sizeof name, "causal pipeline bm=%d bn=%d s=%d Nq=%d Nk=%d text=%d %s %s",
                  cfg->bm, cfg->bn, cfg->stride, cfg->seq_q, cfg->seq_k, cfg->text_tokens,
                  ts_layout_name(cfg->layout), attend_params);

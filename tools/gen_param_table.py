@@ -58,6 +58,8 @@ PARAMS = [  # the order of clpsa__param_id in src/params.h
     "budget.NV_WARPS",
     "dense.SIMT_RPW",
     "attend.SIMT_RPW",
+    "dense.SIMT_UNROLL",
+    "attend.SIMT_UNROLL",
 ]
 
 

@@ -121,7 +121,7 @@ typedef struct clpsa_tune_family_result {
     int tried;         /**< candidates timed */
     int rejected;      /**< candidates discarded (wrong result, or failed to build or run) */
     int exhaustive;    /**< the whole space was searched */
-    char best[128];    /**< "family.NAME=value,..." of the winner */
+    char best[256];    /**< "family.NAME=value,..." of the winner */
 } clpsa_tune_family_result;
 
 /** @brief What clpsa_tune() found, per family. */

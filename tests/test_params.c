@@ -502,6 +502,33 @@ static void test_damaged_tuned_cache_is_ignored(void **state) {
     }
 }
 
+/* A candidate whose VARIANT cannot run the problem is no candidate: at D = 48 portable-simt
+ * (head dimensions a multiple of 32) is refused as an override for every one of its settings,
+ * and the search must count none of them as tried or rejected, nor pick one. */
+static void test_tune_skips_variants_the_problem_excludes(void **state) {
+    (void)state;
+    ts_case_begin("tune_skips");
+    ts_log log = {0};
+    clpsa_context *ctx = make_context(&log);
+    clpsa_tune_desc desc;
+    clpsa_tune_desc_init(&desc);
+    desc.heads = 1, desc.seq = 96, desc.head_dim = 48;
+    desc.kernels = "dense";
+    desc.budget_seconds = 4.0;
+    desc.repetitions = 1;
+    desc.dry_run = 1;
+    clpsa_tune_result result;
+    ts_check(ctx, clpsa_tune(ctx, &desc, &result));
+    assert_int_equal(result.families, 1);
+    const clpsa_tune_family_result *r = &result.family[0];
+    print_message("tuned dense at D=48: %d tried, %d rejected, best %s\n", r->tried, r->rejected,
+                  r->best);
+    assert_true(r->tried >= 1);
+    assert_int_equal(r->rejected, 0);
+    assert_null(strstr(r->best, "VARIANT=4"));
+    clpsa_context_destroy(ctx);
+}
+
 static void test_tune_rejects_bad_requests(void **state) {
     (void)state;
     ts_log log = {0};
@@ -531,6 +558,8 @@ int main(void) {
                                         remove_cache_dir),
         cmocka_unit_test_setup_teardown(test_damaged_tuned_cache_is_ignored, make_cache_dir,
                                         remove_cache_dir),
+        cmocka_unit_test_setup_teardown(test_tune_skips_variants_the_problem_excludes,
+                                        make_cache_dir, remove_cache_dir),
         cmocka_unit_test_setup_teardown(test_tune_rejects_bad_requests, make_cache_dir,
                                         remove_cache_dir),
     };

@@ -450,17 +450,23 @@ static void damage_params(const char *path, damage kind) {
     fclose(file);
 }
 
+/* A tuning run of the dense family alone, one head of seq x head_dim, one timed run each. */
+static clpsa_tune_desc short_dense_tuning(int seq, int head_dim, double budget_seconds) {
+    clpsa_tune_desc desc;
+    clpsa_tune_desc_init(&desc);
+    desc.heads = 1, desc.seq = seq, desc.head_dim = head_dim;
+    desc.kernels = "dense";
+    desc.budget_seconds = budget_seconds;
+    desc.repetitions = 1;
+    return desc;
+}
+
 static void test_damaged_tuned_cache_is_ignored(void **state) {
     (void)state;
     ts_case_begin("damaged_cache");
     ts_log log = {0};
     clpsa_context *ctx = make_context(&log);
-    clpsa_tune_desc desc;
-    clpsa_tune_desc_init(&desc);
-    desc.heads = 1, desc.seq = 128, desc.head_dim = 32;
-    desc.kernels = "dense";
-    desc.budget_seconds = 2.0;
-    desc.repetitions = 1;
+    clpsa_tune_desc desc = short_dense_tuning(128, 32, 2.0);
     clpsa_tune_result result;
     ts_check(ctx, clpsa_tune(ctx, &desc, &result));
     clpsa_context_destroy(ctx);
@@ -510,12 +516,7 @@ static void test_tune_skips_variants_the_problem_excludes(void **state) {
     ts_case_begin("tune_skips");
     ts_log log = {0};
     clpsa_context *ctx = make_context(&log);
-    clpsa_tune_desc desc;
-    clpsa_tune_desc_init(&desc);
-    desc.heads = 1, desc.seq = 96, desc.head_dim = 48;
-    desc.kernels = "dense";
-    desc.budget_seconds = 4.0;
-    desc.repetitions = 1;
+    clpsa_tune_desc desc = short_dense_tuning(96, 48, 4.0);
     desc.dry_run = 1;
     clpsa_tune_result result;
     ts_check(ctx, clpsa_tune(ctx, &desc, &result));

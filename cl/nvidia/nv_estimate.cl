@@ -119,16 +119,7 @@ NV_INLINE uint load_pair(rows16_t row, const int d, const bool valid) {
     return valid ? *(__global const uint *)(row + d) : 0u;
 }
 
-#if NV_WGMMA
-
-/* The warpgroup's 64 rows against one tile of sampled keys. */
-NV_INLINE void tile_scores(const uint4 *qf, __local const ushort *tile, float4 *s) {
-#pragma unroll
-    for (int nt = 0; nt < NV_S_TILES; ++nt)
-        s[nt] = (float4)(0.0f); /* overwritten by the first wgmma; defined for the compiler */
-    WG_TILE_SCORES(NV_TILE_N)(qf, tile, s);
-}
-#else
+#if !NV_WGMMA
 #define NV_COPIES_LANDED(pending) COPY_ASYNC_WAIT(pending)
 #endif
 
@@ -210,8 +201,13 @@ __kernel __attribute__((reqd_work_group_size(NV_THREADS, 1, 1))) void estimate_s
         barrier(CLK_LOCAL_MEM_FENCE);
         __local const ushort *tile = k_tile[t & 1];
 #if NV_WGMMA
+        /* The warpgroup's 64 rows against the tile, here in the kernel's body, where
+         * tests/nv_emu's emulation of wgmma reaches the kernel's scratch argument. */
         float4 s_tile[NV_S_TILES];
-        tile_scores(qf[0], tile, s_tile);
+#pragma unroll
+        for (int nt = 0; nt < NV_S_TILES; ++nt)
+            s_tile[nt] = (float4)(0.0f); /* overwritten by the first wgmma; defined for it */
+        WG_TILE_SCORES(NV_TILE_N)(qf[0], tile, s_tile);
 #endif
         float block_max[NV_HALVES][KEY_BLOCKS_PER_TILE];
         /* One key block at a time: its logits, then their maxima per row. */

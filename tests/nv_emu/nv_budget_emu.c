@@ -6,63 +6,8 @@
  * relative (the emulation sums the products in another order). Arguments: one shape, see the
  * usage line; run from the source tree (it reads cl/ and tests/nv_emu/). Exit 0 when they
  * agree. */
-#define CL_TARGET_OPENCL_VERSION 120
-#include <CL/cl.h>
-#include <math.h>
-#include <stdbool.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#include "emu_host.h"
 
-#include "../support/read_text.h"
-static unsigned short tobf(float x) {
-    unsigned u;
-    memcpy(&u, &x, 4);
-    u += 0x7fff + ((u >> 16) & 1);
-    return u >> 16;
-}
-static float frombf(unsigned short h) {
-    unsigned u = (unsigned)h << 16;
-    float x;
-    memcpy(&x, &u, 4);
-    return x;
-}
-static double rnd(void) {
-    return (rand() + 0.5) / ((double)RAND_MAX + 1);
-}
-static double gauss(void) {
-    return sqrt(-2 * log(rnd())) * cos(6.283185307 * rnd());
-}
-#define CK(e)                                                                                      \
-    do {                                                                                           \
-        cl_int _e = (e);                                                                           \
-        if (_e) {                                                                                  \
-            printf("CL error %d at %d\n", _e, __LINE__);                                           \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
-cl_context ctx;
-cl_device_id dev;
-cl_command_queue qu;
-static cl_kernel build(const char **files, int n, const char *opts) {
-    const char *src[5];
-    for (int i = 0; i < n; ++i)
-        src[i] = ts_read_text(files[i]);
-    cl_int e;
-    cl_program p = clCreateProgramWithSource(ctx, n, src, NULL, &e);
-    for (int i = 0; i < n; ++i)
-        free((char *)src[i]);
-    CK(e);
-    if (clBuildProgram(p, 1, &dev, opts, NULL, NULL)) {
-        static char log[200000];
-        clGetProgramBuildInfo(p, dev, CL_PROGRAM_BUILD_LOG, sizeof log, log, NULL);
-        printf("build failed (%s):\n%s\n", opts, log);
-        exit(1);
-    }
-    cl_kernel k = clCreateKernel(p, "budget_measure", &e);
-    CK(e);
-    return k;
-}
 int main(int argc, char **argv) {
     if (argc < 13) {
         printf("usage: B Hq Hkv Nq Nk D BQ BK SQ causal perm warps [wgmma]\n");
@@ -79,31 +24,21 @@ int main(int argc, char **argv) {
         return 2;
     }
     srand(Nq * 7 + Nk * 13 + D + BQ + BK * 3 + SQ + causal + permuted);
-    /* The first CPU device: the emulation is for devices without the matrix units. */
-    cl_platform_id pls[8];
-    cl_uint npl = 0;
-    CK(clGetPlatformIDs(8, pls, &npl));
-    bool found = false;
-    for (cl_uint i = 0; i < npl && !found; ++i)
-        found = clGetDeviceIDs(pls[i], CL_DEVICE_TYPE_CPU, 1, &dev, NULL) == CL_SUCCESS;
-    if (!found) {
+    emu_device dev;
+    if (!emu_device_open(&dev)) {
         printf("no CPU OpenCL device: skipped\n");
         return 77;
     }
     cl_int e;
-    ctx = clCreateContext(NULL, 1, &dev, NULL, NULL, &e);
-    CK(e);
-    qu = clCreateCommandQueue(ctx, dev, 0, &e);
-    CK(e);
     int nq = (Nq + BQ - 1) / BQ, nk = (Nk + BK - 1) / BK, np2 = (Nk + 1) / 2, np4 = (Nk + 3) / 4,
         np8 = (Nk + 7) / 8;
     size_t qn = (size_t)B * Hq * Nq * D, kn = (size_t)B * Hkv * Nk * D,
            pn = (size_t)B * Hkv * (np2 + np4 + np8) * D;
     unsigned short *q = malloc(qn * 2), *k = malloc(kn * 2), *kp = malloc(pn * 2);
     for (size_t i = 0; i < qn; ++i)
-        q[i] = tobf(2 * gauss());
+        q[i] = emu_to_bf16(2 * emu_gauss());
     for (size_t i = 0; i < kn; ++i)
-        k[i] = tobf(gauss());
+        k[i] = emu_to_bf16(emu_gauss());
     int *perm = malloc(sizeof(int) * (Nk > Nq ? Nk : Nq));
     int N = Nk > Nq ? Nk : Nq;
     for (int i = 0; i < N; ++i)
@@ -124,8 +59,8 @@ int main(int argc, char **argv) {
                     double s = 0;
                     int cnt = 0;
                     for (int c = p * f; c < p * f + f && c < Nk; ++c, ++cnt)
-                        s += frombf(k[((size_t)bh * Nk + (permuted ? perm[c] : c)) * D + d]);
-                    kp[(base + p) * D + d] = tobf((float)(s / cnt));
+                        s += emu_from_bf16(k[((size_t)bh * Nk + (permuted ? perm[c] : c)) * D + d]);
+                    kp[(base + p) * D + d] = emu_to_bf16((float)(s / cnt));
                 }
         }
     }
@@ -135,29 +70,30 @@ int main(int argc, char **argv) {
     size_t cells = (size_t)B * Hq * nq * nk * SQ * 5;
     size_t groups = (size_t)B * Hq * nq * 2 + 64;
     size_t scratch_n = cells + 2 + groups * 32 * 16 * 8;
-    cl_mem bq = clCreateBuffer(ctx, CL_MEM_COPY_HOST_PTR, qn * 2, q, &e);
-    CK(e);
-    cl_mem bk = clCreateBuffer(ctx, CL_MEM_COPY_HOST_PTR, kn * 2, k, &e);
-    CK(e);
-    cl_mem bp = clCreateBuffer(ctx, CL_MEM_COPY_HOST_PTR, pn * 2, kp, &e);
-    CK(e);
-    cl_mem bperm = clCreateBuffer(ctx, CL_MEM_COPY_HOST_PTR, sizeof(int) * N, perm, &e);
-    CK(e);
-    cl_mem brows = clCreateBuffer(ctx, CL_MEM_COPY_HOST_PTR, sizeof(int) * B * Hq * SQ, rows, &e);
-    CK(e);
-    cl_mem bs = clCreateBuffer(ctx, 0, scratch_n * 4, NULL, &e);
-    CK(e);
+    cl_mem bq = clCreateBuffer(dev.context, CL_MEM_COPY_HOST_PTR, qn * 2, q, &e);
+    EMU_CHECK(e);
+    cl_mem bk = clCreateBuffer(dev.context, CL_MEM_COPY_HOST_PTR, kn * 2, k, &e);
+    EMU_CHECK(e);
+    cl_mem bp = clCreateBuffer(dev.context, CL_MEM_COPY_HOST_PTR, pn * 2, kp, &e);
+    EMU_CHECK(e);
+    cl_mem bperm = clCreateBuffer(dev.context, CL_MEM_COPY_HOST_PTR, sizeof(int) * N, perm, &e);
+    EMU_CHECK(e);
+    cl_mem brows =
+        clCreateBuffer(dev.context, CL_MEM_COPY_HOST_PTR, sizeof(int) * B * Hq * SQ, rows, &e);
+    EMU_CHECK(e);
+    cl_mem bs = clCreateBuffer(dev.context, 0, scratch_n * 4, NULL, &e);
+    EMU_CHECK(e);
     size_t rowsn = (size_t)B * Hq * nq * nk;
     float *out[2][2];
     char opts[512];
     for (int v = 0; v < 2; ++v) {
-        cl_mem bsc = clCreateBuffer(ctx, 0, rowsn * 4, NULL, &e);
-        CK(e);
-        cl_mem bl = clCreateBuffer(ctx, 0, rowsn * 12, NULL, &e);
-        CK(e);
+        cl_mem bsc = clCreateBuffer(dev.context, 0, rowsn * 4, NULL, &e);
+        EMU_CHECK(e);
+        cl_mem bl = clCreateBuffer(dev.context, 0, rowsn * 12, NULL, &e);
+        EMU_CHECK(e);
         float nanv = NAN;
-        CK(clEnqueueFillBuffer(qu, bsc, &nanv, 4, 0, rowsn * 4, 0, NULL, NULL));
-        CK(clEnqueueFillBuffer(qu, bl, &nanv, 4, 0, rowsn * 12, 0, NULL, NULL));
+        EMU_CHECK(clEnqueueFillBuffer(dev.queue, bsc, &nanv, 4, 0, rowsn * 4, 0, NULL, NULL));
+        EMU_CHECK(clEnqueueFillBuffer(dev.queue, bl, &nanv, 4, 0, rowsn * 12, 0, NULL, NULL));
         cl_kernel kr;
         int wg, per;
         if (v == 0) {
@@ -166,7 +102,7 @@ int main(int argc, char **argv) {
                      "-cl-std=CL1.2 -DHEAD_DIM=%d -DIN_TYPE=3 -DBLOCK_Q=%d -DBLOCK_K=%d "
                      "-DSAMPLE_Q=%d -DPERMUTED=%d -DBUDGET_WG=32",
                      D, BQ, BK, SQ, permuted);
-            kr = build(f, 2, opts);
+            kr = emu_build(&dev, f, 2, opts, "budget_measure");
             wg = 32;
             per = 1;
         } else {
@@ -177,7 +113,7 @@ int main(int argc, char **argv) {
                      "-cl-std=CL1.2 -DHEAD_DIM=%d -DIN_TYPE=3 -DBLOCK_Q=%d -DBLOCK_K=%d "
                      "-DSAMPLE_Q=%d -DPERMUTED=%d -DNV_WARPS=%d -DNV_WGMMA=%d",
                      D, BQ, BK, SQ, permuted, warps, wgmma ? 1 : 0);
-            kr = build(f, wgmma ? 5 : 3, opts);
+            kr = emu_build(&dev, f, wgmma ? 5 : 3, opts, "budget_measure");
             wg = 32 * warps;
             per = warps * (16 / SQ);
         }
@@ -186,30 +122,35 @@ int main(int argc, char **argv) {
         long qs[3] = {(long)Hq * Nq * D, (long)Nq * D, D},
              ks[3] = {(long)Hkv * Nk * D, (long)Nk * D, D};
         int a = 0;
-        CK(clSetKernelArg(kr, a++, sizeof bq, &bq));
-        CK(clSetKernelArg(kr, a++, sizeof bk, &bk));
-        CK(clSetKernelArg(kr, a++, sizeof bp, &bp));
-        CK(clSetKernelArg(kr, a++, sizeof bperm, &bperm));
-        CK(clSetKernelArg(kr, a++, sizeof brows, &brows));
-        CK(clSetKernelArg(kr, a++, sizeof bs, &bs));
-        CK(clSetKernelArg(kr, a++, sizeof bsc, &bsc));
-        CK(clSetKernelArg(kr, a++, sizeof bl, &bl));
+        EMU_CHECK(clSetKernelArg(kr, a++, sizeof bq, &bq));
+        EMU_CHECK(clSetKernelArg(kr, a++, sizeof bk, &bk));
+        EMU_CHECK(clSetKernelArg(kr, a++, sizeof bp, &bp));
+        EMU_CHECK(clSetKernelArg(kr, a++, sizeof bperm, &bperm));
+        EMU_CHECK(clSetKernelArg(kr, a++, sizeof brows, &brows));
+        EMU_CHECK(clSetKernelArg(kr, a++, sizeof bs, &bs));
+        EMU_CHECK(clSetKernelArg(kr, a++, sizeof bsc, &bsc));
+        EMU_CHECK(clSetKernelArg(kr, a++, sizeof bl, &bl));
         int ints[] = {bh_first, Hq, group, Nq, Nk, nq, nk, np2, np4, np8};
         for (int i = 0; i < 10; ++i)
-            CK(clSetKernelArg(kr, a++, 4, &ints[i]));
-        CK(clSetKernelArg(kr, a++, 4, &scale));
-        CK(clSetKernelArg(kr, a++, 4, &causal));
+            EMU_CHECK(clSetKernelArg(kr, a++, 4, &ints[i]));
+        EMU_CHECK(clSetKernelArg(kr, a++, 4, &scale));
+        EMU_CHECK(clSetKernelArg(kr, a++, 4, &causal));
         for (int i = 0; i < 3; ++i)
-            CK(clSetKernelArg(kr, a++, 8, &qs[i]));
+            EMU_CHECK(clSetKernelArg(kr, a++, 8, &qs[i]));
         for (int i = 0; i < 3; ++i)
-            CK(clSetKernelArg(kr, a++, 8, &ks[i]));
+            EMU_CHECK(clSetKernelArg(kr, a++, 8, &ks[i]));
         size_t local[2] = {wg, 1},
                global[2] = {(size_t)((nq + per - 1) / per) * wg, (size_t)B * Hq};
-        CK(clEnqueueNDRangeKernel(qu, kr, 2, NULL, global, local, 0, NULL, NULL));
+        EMU_CHECK(clEnqueueNDRangeKernel(dev.queue, kr, 2, NULL, global, local, 0, NULL, NULL));
         out[v][0] = malloc(rowsn * 4);
         out[v][1] = malloc(rowsn * 12);
-        CK(clEnqueueReadBuffer(qu, bsc, CL_TRUE, 0, rowsn * 4, out[v][0], 0, NULL, NULL));
-        CK(clEnqueueReadBuffer(qu, bl, CL_TRUE, 0, rowsn * 12, out[v][1], 0, NULL, NULL));
+        EMU_CHECK(
+            clEnqueueReadBuffer(dev.queue, bsc, CL_TRUE, 0, rowsn * 4, out[v][0], 0, NULL, NULL));
+        EMU_CHECK(
+            clEnqueueReadBuffer(dev.queue, bl, CL_TRUE, 0, rowsn * 12, out[v][1], 0, NULL, NULL));
+        clReleaseKernel(kr);
+        clReleaseMemObject(bsc);
+        clReleaseMemObject(bl);
     }
     double worst[2] = {0, 0};
     int bad = 0;
@@ -239,5 +180,9 @@ int main(int argc, char **argv) {
     free(kp);
     free(perm);
     free(rows);
+    cl_mem buffers[] = {bq, bk, bp, bperm, brows, bs};
+    for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; ++i)
+        clReleaseMemObject(buffers[i]);
+    emu_device_close(&dev);
     return bad != 0;
 }

@@ -1,18 +1,25 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* nv_mma.cl's helpers emulated in plain OpenCL C (bf16 only), built in its place before
- * cl/nvidia/nv_budget.cl so that kernel's indexing (staging, fragment rows, masks, pooled
- * levels, the online row totals, the final pass) runs on a CPU device, where the matrix units
- * do not exist. The fragment layouts are the ones nv_mma.cl documents. A warp's lanes exchange
- * registers through global memory: program-scope buffers are not available in OpenCL C 1.2
- * and local memory cannot be declared outside the kernel, so the helpers are macros over the
- * kernel's `scratch` argument, whose tail (after the budget cells) the harness sizes for one
- * area per work-group. Every helper is reached by all work-items of the group (the kernel calls
- * them in uniform control flow), so the exchanges use work-group barriers. */
+ * cl/nvidia/nv_budget.cl or cl/nvidia/nv_estimate.cl so that kernel's indexing (staging,
+ * fragment rows, masks, pooled levels, the row maxima and totals, the final pass) runs on a CPU
+ * device, where the matrix units do not exist. The fragment layouts are the ones nv_mma.cl
+ * documents. A warp's lanes exchange registers through global memory: program-scope buffers
+ * are not available in OpenCL C 1.2 and local memory cannot be declared outside the kernel, so
+ * the helpers are macros over the kernel's `scratch` argument, whose tail (after the kernel's
+ * own cells) the harness sizes for one area per work-group. Every helper is reached by all
+ * work-items of the group (the kernel calls them in uniform control flow), so the exchanges
+ * use work-group barriers. */
 #define NV_INLINE inline
 #define EMU_STRIDE (NV_THREADS * 8)
+#ifndef EMU_FLOATS_PER_CELL
+/* The kernel's own floats per (sampled row, key block) at the start of scratch: nv_budget.cl's
+ * five; nv_estimate.cl's harness sets 1. */
+#define EMU_FLOATS_PER_CELL 5
+#endif
 #define EMU_BUF                                                                                    \
     ((__global uint *)scratch +                                                                    \
-     ((long)get_num_groups(1) * blocks_q * blocks_k * SAMPLE_Q * 5 + 1) / 2 * 2 +                  \
+     ((long)get_num_groups(1) * blocks_q * blocks_k * SAMPLE_Q * EMU_FLOATS_PER_CELL + 1) / 2 *    \
+         2 +                                                                                       \
      ((long)get_group_id(1) * get_num_groups(0) + get_group_id(0)) * EMU_STRIDE)
 
 inline float bf(uint h) {
@@ -77,6 +84,7 @@ inline float emu_shuffle(__global uint *x, float v, int mask) {
 #define mma_16x8x16(a, b, c) emu_mma(EMU_BUF, a, b, c)
 #define ldmatrix_x4(row) emu_ldmatrix(EMU_BUF, row)
 #define quad_max(v) emu_quad_max(EMU_BUF, v)
+#define shuffle_xor(v, mask) emu_shuffle(EMU_BUF, v, mask)
 #define quad_sum(v) emu_quad_sum(EMU_BUF, v)
 inline float emu_quad_max(__global uint *x, float v) {
     v = fmax(v, emu_shuffle(x, v, 1));

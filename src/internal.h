@@ -66,7 +66,8 @@ struct clpsa_context {
     clpsa__param_set params;           /* generic < table < tuned cache, looked up once */
     int overrides[CLPSA__PARAM_COUNT]; /* 0: none */
     /* Set when a plan was refused because an overridden VARIANT cannot run it (so the tuner
-     * can tell a candidate that does not apply from one that failed). */
+     * can tell a candidate that does not apply from one that failed); written and read under
+     * the context's lock. */
     bool override_refused;
     clpsa__program_entry *programs;
     size_t program_count, program_capacity;

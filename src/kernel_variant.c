@@ -158,7 +158,10 @@ clpsa_status clpsa__kernel_variant_build(clpsa_plan *plan, clpsa__kernel_family 
             if (fits(plan, v, why, sizeof why))
                 order[n++] = v;
             else if (source == CLPSA__SOURCE_OVERRIDE) {
+                /* Under the lock: a tuning run (which holds it throughout) reads the flag. */
+                clpsa__lock(ctx);
                 ctx->override_refused = true;
+                clpsa__unlock(ctx);
                 return clpsa__fail(ctx, CLPSA_ERROR_INVALID_VALUE,
                                    "parameter override %s.VARIANT=%d (%s) cannot run this plan on "
                                    "this device: %s",

@@ -33,8 +33,9 @@ const clpsa__param_def clpsa__param_defs[CLPSA__PARAM_COUNT] = {
     [CLPSA__P_DENSE_NV_TILE_N] = {"dense", "NV_TILE_N", {32, 64}, 2, 64, 64},
     [CLPSA__P_ATTEND_NV_WARPS] = {"attend", "NV_WARPS", {2, 4, 8}, 3, 4, 4},
     [CLPSA__P_ATTEND_NV_TILE_N] = {"attend", "NV_TILE_N", {32, 64}, 2, 64, 64},
-    /* the estimate's: warps per work-group (whole query blocks of ceil(sample_q / 16) warps;
-     * more blocks share each staged tile of sampled keys) */
+    /* the estimate's: warps per work-group (whole query blocks: a warp takes 32 sampled rows
+     * where sample_q is over 16 with mma.sync, else 16; more blocks share each staged tile of
+     * sampled keys) */
     [CLPSA__P_ESTIMATE_NV_WARPS] = {"estimate", "NV_WARPS", {2, 4, 8}, 3, 8, 8},
     [CLPSA__P_ESTIMATE_NV_TILE_N] = {"estimate", "NV_TILE_N", {32, 64}, 2, 64, 64},
     /* local-memory buffers of keys and of values (the pipeline's depth): 2 loads a tile ahead

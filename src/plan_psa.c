@@ -7,10 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The estimate's scratch: at most this many bytes (CLPSA_SCRATCH_LIMIT sets another), and at
- * most an eighth of the device's memory. Each launch covers as many heads as fit, and each
- * launch ends in a partly filled last wave of work-groups: at 256 MiB the H200 workload (66 MB
- * per head) took four launches of three heads, and budget mode's measurement 1.8x its time. */
+/* The estimate's scratch: at most this many bytes and at most an eighth of the device's memory
+ * (CLPSA_SCRATCH_LIMIT replaces both). Each launch covers as many heads as fit, and each
+ * launch ends in a partly filled last wave of work-groups: at 256 MiB the H200 workload took
+ * three launches of four heads (66 MB a head) and budget mode's measurement four of three (82
+ * MB a head), which cost the measurement 1.8x its time. */
 #define CLPSA__ESTIMATE_SCRATCH_CAP ((size_t)1 << 30)
 
 /* CLPSA_SCRATCH_LIMIT, when set: a whole number of bytes, or of KiB, MiB or GiB with the suffix
@@ -107,6 +108,9 @@ static clpsa_status create_buffers(clpsa_plan *plan) {
     size_t heads = cap / per_head;
     heads = heads < 1 ? 1 : heads > bh ? bh : heads;
     plan->estimate_heads_per_launch = (int)heads;
+    clpsa__log(plan->ctx, CLPSA_LOG_INFO,
+               "estimate scratch: %zu bytes, %d of %d heads per launch (limit %zu bytes)",
+               heads * per_head, (int)heads, (int)bh, cap);
     status = alloc(plan, heads * per_head, &plan->estimate_scratch);
     if (status != CLPSA_OK)
         return status;

@@ -398,9 +398,11 @@ static clpsa_status tune_family_on(bench *b, int f, family_kind kind, double bud
     enum { MAX_VARIANT_ID = 16 };
     int variant_best[MAX_VARIANT_ID];
     double variant_ms[MAX_VARIANT_ID];
+    bool variant_refused[MAX_VARIANT_ID]; /* cannot run this problem: nothing to tune */
     for (int v = 0; v < MAX_VARIANT_ID; ++v) {
         variant_best[v] = -1;
         variant_ms[v] = INFINITY;
+        variant_refused[v] = false;
     }
     r->exhaustive = 1;
     for (int i = 0; i < size; ++i) {
@@ -417,7 +419,10 @@ static clpsa_status tune_family_on(bench *b, int f, family_kind kind, double bud
         const clpsa_status s = run_candidate(b, kind, &got);
         if (s != CLPSA_OK && ctx->override_refused) {
             /* A variant that cannot run this problem (an fp32 one on the matrix units): not a
-             * candidate here, neither tried nor rejected. */
+             * candidate here, neither tried nor rejected, and none of its values are tuned. */
+            const int id = variant_param < CLPSA__PARAM_COUNT ? candidate[variant_param] : 0;
+            if (id >= 0 && id < MAX_VARIANT_ID)
+                variant_refused[id] = true;
             clpsa__log(ctx, CLPSA_LOG_DEBUG, "tune %s: candidate %d does not apply (%s)",
                        families[f].name, order[i], clpsa_context_last_error(ctx));
             clpsa__clear_error(ctx);
@@ -453,9 +458,11 @@ static clpsa_status tune_family_on(bench *b, int f, family_kind kind, double bud
     /* The losing variants' own tunables first (their defaults where the budget ran out before
      * any of their candidates), then the winner's own values: the parameters its candidate
      * set. The reference names no variant: when it won, it stands for the variant it ran with
-     * the default values. */
+     * the default values. A variant the problem excludes keeps what the cache had. */
     for (int c = 0; c < size; ++c) {
         const int id = variant_param < CLPSA__PARAM_COUNT ? space.values[c][variant_param] : 0;
+        if (id >= 0 && id < MAX_VARIANT_ID && variant_refused[id])
+            continue;
         const int *from = id >= 0 && id < MAX_VARIANT_ID && variant_best[id] >= 0
                               ? space.values[variant_best[id]]
                               : values;
@@ -474,10 +481,18 @@ static clpsa_status tune_family_on(bench *b, int f, family_kind kind, double bud
         if (same)
             winner = c;
     }
+    /* Where the problem excluded a variant (its storage type, its head dimension), the winner
+     * stands for this kind of problem only: the cache keeps its tunables but not its VARIANT,
+     * so plans the excluded variant can run still get it (an fp32 run on the H200 would else
+     * send bf16 plans past the matrix units). */
+    bool excluded = false;
+    for (int v = 0; v < MAX_VARIANT_ID; ++v)
+        excluded = excluded || variant_refused[v];
     for (int id = 0; id < CLPSA__PARAM_COUNT && winner >= 0; ++id)
         if (space.values[winner][id]) {
             family_values[id] = best_values[id];
-            winners[id] = best_values[id];
+            if (!(excluded && id == (int)variant_param))
+                winners[id] = best_values[id];
         }
     free(space.values);
     clpsa__params_format(family_values, r->best, sizeof r->best);

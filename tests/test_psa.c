@@ -1347,6 +1347,8 @@ static void test_sampled_estimate_matrix_units(void **state) {
         {128, CLPSA_DTYPE_FP16, {128, 128, 257, 1000, 1, 1, 64, 32, TS_BHND, 0}},
         {64, CLPSA_DTYPE_BF16, {64, 64, 150, 130, 3, 1, 5, 64, TS_BNHD, 0}},
         {128, CLPSA_DTYPE_BF16, {128, 64, 131, 67, 1, 1, 128, 8, TS_BHND, 8}},
+        /* three warps a block (two m-tiles each): 96 or 192 work-items a group */
+        {64, CLPSA_DTYPE_BF16, {128, 64, 300, 700, 2, 1, 96, 16, TS_BHND, 0}},
     };
     int available[8];
     const int count = ts_variants_available(ctx, "estimate", available, 8);
@@ -1461,6 +1463,41 @@ static void limit_run_free(limit_run *r) {
     free(r->levels);
 }
 
+/* The heads per launch the library logs for a plan of d under CLPSA_SCRATCH_LIMIT = limit
+ * (NULL: unset), on a context of its own whose log this reads. */
+static void keep_launch_line(void *user, clpsa_log_level level, const char *message) {
+    (void)level;
+    if (strstr(message, "heads per launch"))
+        snprintf((char *)user, 256, "%s", message);
+}
+
+static int heads_per_launch(const clpsa_plan_desc *d, const char *limit) {
+    char line[256] = "";
+    clpsa_context_desc cd;
+    clpsa_context_desc_init(&cd);
+    const char *env = getenv("CLPSA_DEVICE");
+    cd.device_spec = env && *env ? NULL : "Portable Computing Language";
+    cd.log = keep_launch_line;
+    cd.log_user = line;
+    cd.log_level = CLPSA_LOG_INFO;
+    clpsa_context *own = NULL;
+    ts_check(NULL, clpsa_context_create(&cd, &own));
+    if (limit)
+        setenv("CLPSA_SCRATCH_LIMIT", limit, 1);
+    clpsa_plan *plan = NULL;
+    const clpsa_status status = clpsa_plan_create(own, d, &plan);
+    unsetenv("CLPSA_SCRATCH_LIMIT");
+    ts_check(own, status);
+    clpsa_plan_destroy(plan);
+    clpsa_context_destroy(own);
+    int heads = 0;
+    const char *at = strstr(line, "bytes, ");
+    if (!at || sscanf(at, "bytes, %d of", &heads) != 1)
+        ts_fail("no heads-per-launch line in the log under CLPSA_SCRATCH_LIMIT=%s (got \"%s\")",
+                limit ? limit : "(unset)", line);
+    return heads;
+}
+
 /* CLPSA_SCRATCH_LIMIT below the scratch of all heads makes the estimate (budget mode: the
  * measurement) run over the heads in several launches: one head each, two, and three with a
  * ragged last launch of one. Scores, level maps and output must be the same bits as one launch
@@ -1486,6 +1523,16 @@ static void test_scratch_limit(void **state) {
         snprintf(limits[1], sizeof limits[1], "%d", 2 * per_head + per_head / 2);
         snprintf(limits[2], sizeof limits[2], "%dK", (3 * per_head + 1023) / 1024);
         snprintf(limits[3], sizeof limits[3], "1G");
+        /* The limits take effect: the plan says how many heads each launch covers. */
+        const char *const whole_limits[] = {NULL, "", "1024G"};
+        for (int l = 0; l < 4; ++l)
+            if (heads_per_launch(&d, limits[l]) != l + 1)
+                ts_fail("%s: CLPSA_SCRATCH_LIMIT=%s should give %d heads per launch", family,
+                        limits[l], l + 1);
+        for (int l = 0; l < 3; ++l)
+            if (heads_per_launch(&d, whole_limits[l]) != 4)
+                ts_fail("%s: CLPSA_SCRATCH_LIMIT=%s should cover all 4 heads in one launch", family,
+                        whole_limits[l] ? whole_limits[l] : "(unset)");
         int variants[8];
         const int count = ts_variants_available(ctx, family, variants, 8);
         for (int v = 0; v < count; ++v) {
@@ -1510,8 +1557,19 @@ static void test_scratch_limit(void **state) {
     }
     ts_check(ctx, clpsa_context_set_params(ctx, ""));
 
-    const char *const refused[] = {"0",    "abc", "-1",    "12Q",
-                                   "1.5M", "M",   "2048G", "99999999999999999999"};
+    const char *const refused[] = {"0",
+                                   "abc",
+                                   "-1",
+                                   "12Q",
+                                   "1.5M",
+                                   "M",
+                                   "1k",
+                                   " 1",
+                                   "1 ",
+                                   "1025G",
+                                   "2048G",
+                                   "1099511627777",
+                                   "99999999999999999999"};
     d.mode = CLPSA_MODE_THRESHOLD;
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; ++i) {
         setenv("CLPSA_SCRATCH_LIMIT", refused[i], 1);

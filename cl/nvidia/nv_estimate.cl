@@ -44,6 +44,12 @@
 #endif
 
 #define NV_THREADS (32 * NV_WARPS)
+#define NV_THREADS_POW2                                                                            \
+    (NV_THREADS <= 64    ? 64                                                                      \
+     : NV_THREADS <= 128 ? 128                                                                     \
+     : NV_THREADS <= 256 ? 256                                                                     \
+     : NV_THREADS <= 512 ? 512                                                                     \
+                         : 1024)
 #define NV_CHUNKS (HEAD_DIM / 8)
 #if NV_WGMMA
 #define NV_PITCH HEAD_DIM
@@ -149,14 +155,14 @@ __kernel __attribute__((reqd_work_group_size(NV_THREADS, 1, 1))) void estimate_s
     __global const int *cols = key_offsets + (long)bh * SAMPLE_K;
     const float q_scale = scale * LOG2E;
 
-    /* The work-item's rows: h = 2 mt + 0 is row g of m-tile mt, h = 2 mt + 1 row g + 8. */
+    /* The work-item's rows: rh = 2 mt is row g of m-tile mt, rh = 2 mt + 1 row g + 8. */
     int row[NV_HALVES];
     bool valid[NV_HALVES];
     uint4 qf[NV_MT][HEAD_DIM / 16];
 #pragma unroll
-    for (int h = 0; h < NV_HALVES; ++h) {
-        row[h] = ((warp - member * WARPS_PER_BLOCK) * NV_MT + h / 2) * 16 + g + 8 * (h & 1);
-        valid[h] = row[h] < SAMPLE_Q && i < blocks_q;
+    for (int rh = 0; rh < NV_HALVES; ++rh) {
+        row[rh] = ((warp - member * WARPS_PER_BLOCK) * NV_MT + rh / 2) * 16 + g + 8 * (rh & 1);
+        valid[rh] = row[rh] < SAMPLE_Q && i < blocks_q;
     }
 #pragma unroll
     for (int mt = 0; mt < NV_MT; ++mt) {
@@ -184,9 +190,9 @@ __kernel __attribute__((reqd_work_group_size(NV_THREADS, 1, 1))) void estimate_s
      * (estimate.cl's rule), one instruction per logit where a finiteness test took several. */
     float nonfinite[NV_HALVES];
 #pragma unroll
-    for (int h = 0; h < NV_HALVES; ++h) {
-        best[h] = -INFINITY;
-        nonfinite[h] = 0.0f;
+    for (int rh = 0; rh < NV_HALVES; ++rh) {
+        best[rh] = -INFINITY;
+        nonfinite[rh] = 0.0f;
     }
     stage_sampled_keys(k_tile[0], k_head, k_sn, cols, perm, 0, keys, seq_k);
     copy_async_commit();
@@ -220,11 +226,12 @@ __kernel __attribute__((reqd_work_group_size(NV_THREADS, 1, 1))) void estimate_s
                 s[0][nt] = s_tile[kb * TILES_PER_KEY_BLOCK + nt];
 #else
 #pragma unroll
-            for (int mt = 0; mt < NV_MT; ++mt)
+            for (int mt = 0; mt < NV_MT; ++mt) {
 #pragma unroll
                 for (int nt = 0; nt < TILES_PER_KEY_BLOCK; ++nt)
                     s[mt][nt] = (float4)(0.0f);
-                    /* Each key fragment feeds the NV_MT m-tiles of the warp. */
+            }
+            /* Each key fragment feeds the NV_MT m-tiles of the warp. */
 #pragma unroll
             for (int kc = 0; kc < HEAD_DIM / 16; kc += 2) {
 #pragma unroll
@@ -267,14 +274,14 @@ __kernel __attribute__((reqd_work_group_size(NV_THREADS, 1, 1))) void estimate_s
         for (int base = 0; base < KEY_BLOCKS_PER_TILE; base += 4) {
             const int j = t * KEY_BLOCKS_PER_TILE + base + c;
 #pragma unroll
-            for (int h = 0; h < NV_HALVES; ++h) {
-                float out = block_max[h][base];
+            for (int rh = 0; rh < NV_HALVES; ++rh) {
+                float out = block_max[rh][base];
 #pragma unroll
                 for (int u = 1; u < 4; ++u)
                     if (base + u < KEY_BLOCKS_PER_TILE)
-                        out = c == u ? block_max[h][base + u] : out;
-                if (base + c < KEY_BLOCKS_PER_TILE && j < blocks_k && valid[h])
-                    m2[(long)j * SAMPLE_Q + row[h]] = out;
+                        out = c == u ? block_max[rh][base + u] : out;
+                if (base + c < KEY_BLOCKS_PER_TILE && j < blocks_k && valid[rh])
+                    m2[(long)j * SAMPLE_Q + row[rh]] = out;
             }
         }
         barrier(CLK_LOCAL_MEM_FENCE); /* the buffer is free for the tile after next */
@@ -282,10 +289,10 @@ __kernel __attribute__((reqd_work_group_size(NV_THREADS, 1, 1))) void estimate_s
     /* A row whose quad met a non-finite logit gets a NaN maximum; the block's S row turns NaN
      * below. Every lane takes part in the shuffles. */
 #pragma unroll
-    for (int h = 0; h < NV_HALVES; ++h) {
-        const bool bad = quad_max(isnan(nonfinite[h]) ? 1.0f : 0.0f) > 0.0f;
-        if (c == 0 && valid[h])
-            row_max[member][row[h]] = bad ? NAN : best[h];
+    for (int rh = 0; rh < NV_HALVES; ++rh) {
+        const bool bad = quad_max(isnan(nonfinite[rh]) ? 1.0f : 0.0f) > 0.0f;
+        if (c == 0 && valid[rh])
+            row_max[member][row[rh]] = bad ? NAN : best[rh];
     }
     barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
 
@@ -313,15 +320,19 @@ __kernel __attribute__((reqd_work_group_size(NV_THREADS, 1, 1))) void estimate_s
             p = fmax(p, shuffle_xor(p, 1));
             p = fmax(p, shuffle_xor(p, 2));
             p = fmax(p, shuffle_xor(p, 4));
-            if (j < blocks_k && r0 == 0) {
+            if (j < blocks_k && r0 == 0)
                 s_row[j] = p;
-                partial += p;
-            }
         }
+        /* The total in the order of a work-item per key block j = tid, tid + NV_THREADS, ...
+         * (the order the kernel used before the eight-per-block pass: the same bits). */
+        barrier(CLK_GLOBAL_MEM_FENCE);
+        for (int j = tid; j < blocks_k; j += NV_THREADS)
+            partial += s_row[j];
         reduce[tid] = partial;
         barrier(CLK_LOCAL_MEM_FENCE);
-        for (int half_size = NV_THREADS / 2; half_size > 0; half_size /= 2) {
-            if (tid < half_size)
+        /* A tree over the next power of two: 3 warps a block make 96 or 192 work-items. */
+        for (int half_size = NV_THREADS_POW2 / 2; half_size > 0; half_size /= 2) {
+            if (tid < half_size && tid + half_size < NV_THREADS)
                 reduce[tid] += reduce[tid + half_size];
             barrier(CLK_LOCAL_MEM_FENCE);
         }

@@ -399,6 +399,7 @@ static clpsa_status tune_family_on(bench *b, int f, family_kind kind, double bud
     int variant_best[MAX_VARIANT_ID];
     double variant_ms[MAX_VARIANT_ID];
     bool variant_refused[MAX_VARIANT_ID]; /* cannot run this problem: nothing to tune */
+    bool excluded = false;                /* some variant cannot */
     for (int v = 0; v < MAX_VARIANT_ID; ++v) {
         variant_best[v] = -1;
         variant_ms[v] = INFINITY;
@@ -417,29 +418,25 @@ static clpsa_status tune_family_on(bench *b, int f, family_kind kind, double bud
         outcome got;
         ctx->override_refused = false;
         const clpsa_status s = run_candidate(b, kind, &got);
-        if (s != CLPSA_OK && ctx->override_refused) {
+        const int id = variant_param < CLPSA__PARAM_COUNT ? candidate[variant_param] : 0;
+        const bool refused = s != CLPSA_OK && ctx->override_refused;
+        if (!refused)
+            r->tried++;
+        if (refused) {
             /* A variant that cannot run this problem (an fp32 one on the matrix units): not a
              * candidate here, neither tried nor rejected, and none of its values are tuned. */
-            const int id = variant_param < CLPSA__PARAM_COUNT ? candidate[variant_param] : 0;
             if (id >= 0 && id < MAX_VARIANT_ID)
                 variant_refused[id] = true;
+            excluded = true;
             clpsa__log(ctx, CLPSA_LOG_DEBUG, "tune %s: candidate %d does not apply (%s)",
                        families[f].name, order[i], clpsa_context_last_error(ctx));
             clpsa__clear_error(ctx);
-            ctx->override_refused = false;
-            outcome_free(&got);
-            if (t->progress)
-                t->progress(t->progress_user, families[f].name, i + 1, size, r->best_ms);
-            continue;
-        }
-        r->tried++;
-        if (s != CLPSA_OK || !agrees(&reference, &got, b->desc.dtype)) {
+        } else if (s != CLPSA_OK || !agrees(&reference, &got, b->desc.dtype)) {
             r->rejected++;
             clpsa__log(ctx, CLPSA_LOG_INFO, "tune %s: candidate %d rejected (%s)", families[f].name,
                        order[i], s != CLPSA_OK ? clpsa_status_name(s) : "result differs");
             clpsa__clear_error(ctx);
         } else {
-            const int id = variant_param < CLPSA__PARAM_COUNT ? candidate[variant_param] : 0;
             if (id >= 0 && id < MAX_VARIANT_ID && got.ms < variant_ms[id]) {
                 variant_ms[id] = got.ms;
                 variant_best[id] = order[i];
@@ -485,9 +482,6 @@ static clpsa_status tune_family_on(bench *b, int f, family_kind kind, double bud
      * stands for this kind of problem only: the cache keeps its tunables but not its VARIANT,
      * so plans the excluded variant can run still get it (an fp32 run on the H200 would else
      * send bf16 plans past the matrix units). */
-    bool excluded = false;
-    for (int v = 0; v < MAX_VARIANT_ID; ++v)
-        excluded = excluded || variant_refused[v];
     for (int id = 0; id < CLPSA__PARAM_COUNT && winner >= 0; ++id)
         if (space.values[winner][id]) {
             family_values[id] = best_values[id];

@@ -46,6 +46,17 @@ static clpsa_context *make_context(ts_log *log) {
     return ctx;
 }
 
+/* The line of text at *at (without its newline) into line; *at moves past it. False at the
+ * end of the text. */
+static bool next_line(const char **at, char *line, size_t size) {
+    if (!**at)
+        return false;
+    const size_t length = strcspn(*at, "\n");
+    snprintf(line, size, "%.*s", (int)length, *at);
+    *at += length + ((*at)[length] == '\n');
+    return true;
+}
+
 static void describe(clpsa_context *ctx, char *out, size_t size) {
     assert_int_equal(clpsa_context_describe_params(ctx, out, size), CLPSA_OK);
 }
@@ -354,13 +365,10 @@ static void test_tuning_writes_cache_next_plan_uses(void **state) {
     bool matrix_units = false;
     for (int i = 0; i < count; ++i)
         matrix_units = matrix_units || variants[i] == 2 || variants[i] == 5;
-    for (const char *at = text; *at;) {
-        char line[512];
-        const size_t length = strcspn(at, "\n");
-        snprintf(line, sizeof line, "%.*s", (int)length, at);
-        at += length + (at[length] == '\n');
+    char line[512];
+    for (const char *at = text; next_line(&at, line, sizeof line);) {
         const bool excluded = matrix_units && (strstr(line, ".NV_") || strstr(line, ".VARIANT="));
-        if (length > 0 && !strstr(line, "(tuned cache)") &&
+        if (line[0] && !strstr(line, "(tuned cache)") &&
             !strstr(line, "cannot run on this device") && !excluded)
             fail_msg("after tuning every parameter should come from the tuned cache:\n%s", text);
     }
@@ -547,11 +555,8 @@ static void test_tune_skips_variants_the_problem_excludes(void **state) {
     ctx = make_context(&log);
     char text[8192];
     describe(ctx, text, sizeof text);
-    for (const char *at = text; *at;) {
-        char line[512];
-        const size_t length = strcspn(at, "\n");
-        snprintf(line, sizeof line, "%.*s", (int)length, at);
-        at += length + (at[length] == '\n');
+    char line[512];
+    for (const char *at = text; next_line(&at, line, sizeof line);) {
         const bool tuned = strstr(line, "(tuned cache)") != NULL;
         if (strncmp(line, "dense.SIMT_", 11) == 0 || strncmp(line, "dense.VARIANT=", 14) == 0) {
             if (tuned)

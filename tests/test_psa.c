@@ -1473,15 +1473,9 @@ static void keep_launch_line(void *user, clpsa_log_level level, const char *mess
 
 static int heads_per_launch(const clpsa_plan_desc *d, const char *limit) {
     char line[256] = "";
-    clpsa_context_desc cd;
-    clpsa_context_desc_init(&cd);
-    const char *env = getenv("CLPSA_DEVICE");
-    cd.device_spec = env && *env ? NULL : "Portable Computing Language";
-    cd.log = keep_launch_line;
-    cd.log_user = line;
-    cd.log_level = CLPSA_LOG_INFO;
-    clpsa_context *own = NULL;
-    ts_check(NULL, clpsa_context_create(&cd, &own));
+    clpsa_context *own = ts_context_create_logged(keep_launch_line, line, CLPSA_LOG_INFO);
+    if (!own)
+        ts_fail("no context of its own for the heads-per-launch check");
     if (limit)
         setenv("CLPSA_SCRATCH_LIMIT", limit, 1);
     clpsa_plan *plan = NULL;

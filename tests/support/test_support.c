@@ -147,14 +147,20 @@ void ts_check_cl_impl(const char *file, int line, cl_int err, const char *what) 
 /* ---- Context ---- */
 
 clpsa_context *ts_context_create(void) {
+    return ts_context_create_logged(NULL, NULL, 0);
+}
+
+clpsa_context *ts_context_create_logged(clpsa_log_fn log, void *user, clpsa_log_level level) {
     clpsa_context_desc desc;
     clpsa_context_desc_init(&desc);
+    desc.log = log;
+    desc.log_user = user;
     /* PoCL by default so results and run times do not depend on which GPU the CI machine
      * happens to have; CLPSA_DEVICE (read by the library when device_spec is NULL) points
      * the same suites at a GPU. */
     const char *env = getenv("CLPSA_DEVICE");
     desc.device_spec = env && *env ? NULL : "Portable Computing Language";
-    desc.log_level = 0; /* $CLPSA_LOG, else warn; the log goes to stderr */
+    desc.log_level = level; /* 0: $CLPSA_LOG, else warn; without `log` it goes to stderr */
     clpsa_context *ctx = NULL;
     const clpsa_status status = clpsa_context_create(&desc, &ctx);
     if (status != CLPSA_OK) {

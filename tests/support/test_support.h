@@ -65,6 +65,8 @@ void ts_check_cl_impl(const char *file, int line, cl_int err, const char *what);
  * log lines at $CLPSA_LOG (default warn) to stderr; the on-disk cache at $CLPSA_CACHE_DIR.
  * Returns NULL (after printing why to stderr) if no context can be made. */
 clpsa_context *ts_context_create(void);
+/* The same device with the log going to log(user, ...) from `level` up instead. */
+clpsa_context *ts_context_create_logged(clpsa_log_fn log, void *user, clpsa_log_level level);
 
 /* The kernel variants of `family` ("dense", "attend") that the context's device can run, from
  * clpsa_context_describe_variants: their family.VARIANT ids in preference order, at most `max`;
